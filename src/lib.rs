@@ -1,0 +1,3 @@
+//! lt: record-and-replay load testing for Nostr relays.
+
+pub mod nostr;

@@ -1,0 +1,9 @@
+//! Nostr core: events (canonical id, BIP-340) and the NIP-01 message codec. No I/O here.
+
+mod event;
+pub mod json;
+pub mod keys;
+pub mod message;
+
+pub use event::{Event, Unsigned, VerifyError};
+pub use message::{ClientMessage, CodecError, Prefix, RelayMessage};
