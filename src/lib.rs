@@ -1,3 +1,11 @@
 //! lt: record-and-replay load testing for Nostr relays.
+//!
+//! Stages joined by files: `synth` writes a trace (see [`capture`]), `replay` plays it to a
+//! relay, `analyze` turns results into reports.
 
+pub mod capture;
+pub mod cli;
+pub mod cmd;
 pub mod nostr;
+pub mod synth;
+pub mod workload;

@@ -1,1 +1,29 @@
-fn main(){}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match lt::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message, on one line: what was wrong and with which flag.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!("lt: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match lt::cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) if lt::cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lt: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

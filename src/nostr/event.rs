@@ -118,8 +118,8 @@ impl Event {
                 computed: hex::encode(computed),
             });
         }
-        let pubkey = XOnlyPublicKey::from_byte_array(&self.pubkey)
-            .map_err(|_| VerifyError::BadPubkey)?;
+        let pubkey =
+            XOnlyPublicKey::from_byte_array(&self.pubkey).map_err(|_| VerifyError::BadPubkey)?;
         let sig = schnorr::Signature::from_byte_array(self.sig);
         SECP256K1
             .verify_schnorr(&sig, &self.id, &pubkey)
@@ -180,7 +180,9 @@ mod hex_bytes {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         if s.len() != 2 * N || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(D::Error::custom(format!(

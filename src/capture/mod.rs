@@ -1,0 +1,10 @@
+//! lt's file formats: a block container (zstd-compressed MessagePack, streamed) and the typed
+//! files on top of it. See `docs/capture-format.md`.
+
+pub mod container;
+pub mod error;
+pub mod stream;
+pub mod trace;
+
+pub use error::{Error, ErrorKind, Position};
+pub use trace::{Completion, Header, Op, Query, Record, Role, TraceReader, TraceWriter, Trailer};

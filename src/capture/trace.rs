@@ -1,0 +1,319 @@
+//! The trace file: what to send, when, on which connection, and what completes it.
+//! The format is described for users in `docs/capture-format.md`.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::container::FileKind;
+use super::error::{Error, ErrorKind, Result};
+use super::stream::{Reader, Writer};
+use crate::workload::Options;
+
+/// Trace format version this lt writes and the newest it reads.
+pub const VERSION: u16 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format_version: u16,
+    pub lt_version: String,
+    /// Which program and model made the trace.
+    pub generator: String,
+    /// Where the event shapes come from.
+    pub schema_source: String,
+    /// Every option that shaped the trace, seed, epoch and client count included.
+    pub options: Options,
+}
+
+/// One thing to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Intended send time, microseconds from the start of the trace (at 1x).
+    pub offset_us: u64,
+    /// Connection index, `0..clients`.
+    pub client: u32,
+    pub op: Op,
+    /// The exact wire frame.
+    pub frame: String,
+    /// The relay reply that completes this record.
+    pub completes: Completion,
+    /// Index of an earlier record this one follows (a mirror after its post's OK, a CLOSE
+    /// after its REQ's EOSE). A replayer never sends it before that record completes.
+    pub after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Op {
+    Event { kind: u16, role: Role },
+    Req { query: Query },
+    Close,
+}
+
+/// What an event is in the platform's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Kind 30079 view event.
+    View,
+    /// Kind 30078 video post, first publish.
+    VideoPost,
+    /// Kind 30078 re-published with the same `d` and a larger `created_at`.
+    VideoEdit,
+    /// Kind 30078 revert / soft-delete tombstone at the same `d`.
+    Tombstone,
+    /// Kind 1063 NIP-94 mirror of a post.
+    Nip94Mirror,
+    /// Kind 34235/34236 NIP-71 addressable mirror of a post.
+    Nip71Mirror,
+}
+
+/// Which playback-adjacent read a REQ is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Query {
+    /// `{"kinds":[30078],"#t":["video"],"limit":150}`
+    Feed,
+    /// `{"kinds":[30079],"#t":["view"],"#a":[coord]}`
+    ViewCount,
+    /// `{"kinds":[30078],"authors":[pk],"#t":["video"],"limit":50}`
+    Channel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Completion {
+    /// `["OK",id,…]` for this event id (lowercase hex).
+    Ok { id: String },
+    /// `["EOSE",sub]` (or `["CLOSED",sub,…]`) for this subscription.
+    Eose { sub: String },
+    /// Nothing answers it (CLOSE): complete once written.
+    Sent,
+}
+
+impl Op {
+    /// A short, stable label for reports and `inspect`.
+    pub fn label(self) -> String {
+        match self {
+            Op::Event { kind, role } => format!("{} {kind}", role.label()),
+            Op::Req { query } => format!("REQ {}", query.label()),
+            Op::Close => "CLOSE".into(),
+        }
+    }
+
+    pub fn is_event(self) -> bool {
+        matches!(self, Op::Event { .. })
+    }
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::View => "view",
+            Role::VideoPost => "video-post",
+            Role::VideoEdit => "video-edit",
+            Role::Tombstone => "tombstone",
+            Role::Nip94Mirror => "nip94-mirror",
+            Role::Nip71Mirror => "nip71-mirror",
+        }
+    }
+}
+
+impl Query {
+    pub fn label(self) -> &'static str {
+        match self {
+            Query::Feed => "feed",
+            Query::ViewCount => "view-count",
+            Query::Channel => "channel",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    pub records: u64,
+    pub events: u64,
+    /// Sum of frame lengths in bytes.
+    pub frame_bytes: u64,
+    /// Offset of the last record.
+    pub last_offset_us: u64,
+    /// sha256 over the frames' bytes, concatenated in record order (lowercase hex).
+    pub fingerprint: String,
+}
+
+/// Running totals both the writer and the reader keep, so the reader can check the trailer.
+#[derive(Default)]
+struct Tally {
+    hasher: Sha256,
+    records: u64,
+    events: u64,
+    frame_bytes: u64,
+    last_offset_us: u64,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Record) {
+        self.hasher.update(r.frame.as_bytes());
+        self.records += 1;
+        self.events += u64::from(r.op.is_event());
+        self.frame_bytes += r.frame.len() as u64;
+        self.last_offset_us = r.offset_us;
+    }
+
+    fn trailer(&self) -> Trailer {
+        Trailer {
+            records: self.records,
+            events: self.events,
+            frame_bytes: self.frame_bytes,
+            last_offset_us: self.last_offset_us,
+            fingerprint: hex::encode(self.hasher.clone().finalize()),
+        }
+    }
+}
+
+pub struct TraceWriter<W: Write> {
+    inner: Writer<W>,
+    tally: Tally,
+}
+
+impl<W: Write> TraceWriter<W> {
+    pub fn new(out: W, header: &Header) -> std::io::Result<Self> {
+        Ok(TraceWriter {
+            inner: Writer::new(out, FileKind::Trace, VERSION, header)?,
+            tally: Tally::default(),
+        })
+    }
+
+    pub fn push(&mut self, record: &Record) -> std::io::Result<()> {
+        self.tally.add(record);
+        self.inner.push(record)
+    }
+
+    pub fn records(&self) -> u64 {
+        self.tally.records
+    }
+
+    /// Writes the trailer; returns it with the total file size in bytes.
+    pub fn finish(self) -> std::io::Result<(W, Trailer, u64)> {
+        let trailer = self.tally.trailer();
+        let (out, bytes) = self.inner.finish(&trailer)?;
+        Ok((out, trailer, bytes))
+    }
+}
+
+/// Streams a trace's records, checking the trailer (count and fingerprint) at the end.
+pub struct TraceReader<R: Read> {
+    inner: Reader<R>,
+    header: Header,
+    tally: Tally,
+    trailer: Option<Trailer>,
+    path: Option<PathBuf>,
+}
+
+impl TraceReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::from(e).with_path(path))?;
+        let mut r = TraceReader::new(BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| e.with_path(path))?;
+        r.path = Some(path.to_owned());
+        Ok(r)
+    }
+}
+
+impl<R: Read> TraceReader<R> {
+    pub fn new(inp: R) -> Result<Self> {
+        let (inner, header) = Reader::open(inp, FileKind::Trace, VERSION)?;
+        Ok(TraceReader {
+            inner,
+            header,
+            tally: Tally::default(),
+            trailer: None,
+            path: None,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Records read so far; the index of the next one.
+    pub fn records_read(&self) -> u64 {
+        self.tally.records
+    }
+
+    /// The trailer, once every record has been read and checked.
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    fn located(&self, e: Error) -> Error {
+        match &self.path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+
+    /// The next record; `None` after the last one, once the trailer has been verified.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        if self.trailer.is_some() {
+            return Ok(None);
+        }
+        match self.inner.next_record::<Record>() {
+            Ok(Some(r)) => {
+                self.tally.add(&r);
+                Ok(Some(r))
+            }
+            Ok(None) => {
+                let pos = self.inner.position();
+                let trailer: Trailer = self.inner.trailer().map_err(|e| self.located(e))?;
+                let ours = self.tally.trailer();
+                if trailer.records != ours.records {
+                    return Err(self.located(Error::at(
+                        ErrorKind::CountMismatch {
+                            trailer: trailer.records,
+                            counted: ours.records,
+                        },
+                        pos,
+                    )));
+                }
+                if trailer.fingerprint != ours.fingerprint {
+                    return Err(self.located(Error::at(
+                        ErrorKind::FingerprintMismatch {
+                            trailer: trailer.fingerprint,
+                            computed: ours.fingerprint,
+                        },
+                        pos,
+                    )));
+                }
+                self.trailer = Some(trailer);
+                Ok(None)
+            }
+            Err(e) => Err(self.located(e)),
+        }
+    }
+}
+
+impl<R: Read> Iterator for TraceReader<R> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+/// Reads a whole trace from bytes, checking everything; the fuzz target's entry point.
+pub fn read_all(bytes: &[u8]) -> Result<(Header, Vec<Record>, Trailer)> {
+    let mut reader = TraceReader::new(bytes)?;
+    let mut records = Vec::new();
+    while let Some(r) = reader.next_record()? {
+        records.push(r);
+    }
+    let trailer = reader.trailer().cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corrupt {
+                what: "no trailer".into(),
+            },
+            None,
+        )
+    })?;
+    Ok((reader.header, records, trailer))
+}

@@ -1,0 +1,169 @@
+//! `lt inspect`: what a capture holds, checked end to end.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use hdrhistogram::Histogram;
+
+use super::fmt;
+use crate::capture::{Op, Record, Role, TraceReader};
+use crate::cli::InspectArgs;
+use crate::nostr::{ClientMessage, Event};
+
+struct KindStats {
+    sizes: Histogram<u64>,
+    bytes: u64,
+}
+
+impl KindStats {
+    fn new() -> KindStats {
+        KindStats {
+            // Frames up to 16 MiB at 3 significant digits.
+            sizes: Histogram::new_with_bounds(1, 16 << 20, 3).expect("valid histogram bounds"),
+            bytes: 0,
+        }
+    }
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.file;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{}", path.display()))?
+        .len();
+    let mut reader = TraceReader::open(path)?;
+    let h = reader.header().clone();
+    let o = &h.options;
+    println!("file         {} ({})", path.display(), fmt::bytes(size));
+    println!(
+        "format       lt trace v{}, written by lt {}",
+        h.format_version, h.lt_version
+    );
+    println!("generator    {}", h.generator);
+    println!("schemas      {}", h.schema_source);
+    let epoch_text = chrono::DateTime::from_timestamp(o.epoch as i64, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    println!(
+        "options      seed {} · clients {} · creators {} · duration {} s · rate {} events/s",
+        o.seed, o.clients, o.creators, o.duration_s, o.rate_eps
+    );
+    println!(
+        "             mix {} views · read share {} · edit share {} · nip71 share {} · epoch {} ({epoch_text})",
+        o.view_share, o.read_share, o.edit_share, o.nip71_share, o.epoch
+    );
+
+    let mut by_op: BTreeMap<Op, KindStats> = BTreeMap::new();
+    let mut per_second: u64 = 0;
+    let (mut peak, mut peak_second, mut second) = (0u64, 0u64, u64::MAX);
+    let mut verified = 0u64;
+    let mut shown = 0u64;
+    while let Some(r) = reader.next_record()? {
+        let index = reader.records_read() - 1;
+        if shown < args.frames {
+            print_frame(index, &r);
+            shown += 1;
+        }
+        let s = r.offset_us / 1_000_000;
+        if s != second {
+            second = s;
+            per_second = 0;
+        }
+        per_second += 1;
+        if per_second > peak {
+            peak = per_second;
+            peak_second = s;
+        }
+        let st = by_op.entry(r.op).or_insert_with(KindStats::new);
+        st.sizes.saturating_record(r.frame.len() as u64);
+        st.bytes += r.frame.len() as u64;
+        if args.verify && r.op.is_event() {
+            verify(&r).with_context(|| format!("{}: record {index}", path.display()))?;
+            verified += 1;
+        }
+    }
+    let t = reader
+        .trailer()
+        .cloned()
+        .ok_or_else(|| anyhow!("{}: no trailer", path.display()))?;
+    let span = t.last_offset_us as f64 / 1e6;
+    println!(
+        "records      {} ({} events) over {span:.1} s; peak {} records in second {peak_second}",
+        fmt::count(t.records),
+        fmt::count(t.events),
+        fmt::count(peak)
+    );
+    println!(
+        "trailer      verified: record count and fingerprint sha256:{}",
+        t.fingerprint
+    );
+    if args.verify {
+        println!(
+            "signatures   verified: every event's id and BIP-340 signature ({})",
+            fmt::count(verified)
+        );
+    }
+    println!(
+        "\n  {:<22} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "kind", "records", "share", "min B", "p50 B", "p90 B", "max B", "total"
+    );
+    for (op, st) in &by_op {
+        let n = st.sizes.len();
+        println!(
+            "  {:<22} {:>10} {:>6.1}% {:>8} {:>8} {:>8} {:>8} {:>10}",
+            op.label(),
+            fmt::count(n),
+            100.0 * n as f64 / t.records.max(1) as f64,
+            st.sizes.min(),
+            st.sizes.value_at_quantile(0.5),
+            st.sizes.value_at_quantile(0.9),
+            st.sizes.max(),
+            fmt::bytes(st.bytes)
+        );
+    }
+    let count = |f: &dyn Fn(&Op) -> bool| -> u64 {
+        by_op
+            .iter()
+            .filter(|(op, _)| f(op))
+            .map(|(_, s)| s.sizes.len())
+            .sum()
+    };
+    let views = count(&|op| {
+        matches!(
+            op,
+            Op::Event {
+                role: Role::View,
+                ..
+            }
+        )
+    });
+    let posts = count(&|op| matches!(op, Op::Event { kind: 30078, .. }));
+    if views + posts > 0 {
+        println!(
+            "\nmix          {:.2}% views among views + video posts (asked {:.2}%)",
+            100.0 * views as f64 / (views + posts) as f64,
+            100.0 * o.view_share
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_frame(index: u64, r: &Record) {
+    let after = r.after.map_or(String::new(), |a| format!(" after #{a}"));
+    println!(
+        "#{index} +{:.6}s client {} {}{after}\n{}",
+        r.offset_us as f64 / 1e6,
+        r.client,
+        r.op.label(),
+        r.frame
+    );
+}
+
+fn verify(r: &Record) -> anyhow::Result<()> {
+    let ClientMessage::Event(raw) = ClientMessage::parse(&r.frame)? else {
+        return Err(anyhow!("an event record whose frame is not an EVENT"));
+    };
+    let event = Event::from_json(raw.get())?;
+    event.verify()?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! One module per subcommand, each with a `run` entry point.
+
+mod export;
+mod fmt;
+mod inspect;
+mod synth;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Synth(args) => synth::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Export(args) => export::run(args),
+    }
+}
+
+/// A reader closed our stdout (`lt export … | head`): not an error worth a message.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
