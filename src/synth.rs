@@ -70,8 +70,13 @@ pub fn write<W: Write + Send>(
     let (sign_tx, sign_rx) = sync_channel::<Vec<Record>>(DEPTH);
 
     thread::scope(|s| {
-        let write_stage = s.spawn(move || write_stage(writer, sign_rx, progress));
-        s.spawn(move || {
+        let write_stage = thread::Builder::new()
+            .name("lt-write".into())
+            .spawn_scoped(s, move || write_stage(writer, sign_rx, progress))
+            .context("starting the writer thread")?;
+        let plan_stage = thread::Builder::new()
+            .name("lt-plan".into())
+            .spawn_scoped(s, move || {
             loop {
                 let batch: Vec<Draft> = planner.by_ref().take(BATCH).collect();
                 // A closed channel means a later stage stopped; its error is reported there.
@@ -80,6 +85,7 @@ pub fn write<W: Write + Send>(
                 }
             }
         });
+        plan_stage.context("starting the planner thread")?;
         for drafts in plan_rx {
             let records: Vec<Record> = pool.install(|| {
                 drafts

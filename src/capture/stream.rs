@@ -18,7 +18,7 @@ pub const BLOCK_TARGET_BYTES: usize = 1 << 20;
 
 /// zstd level: 3 keeps compression well below the cost of signing; higher levels gain ~2%
 /// on traces at several times the CPU.
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 2;
 
 pub struct Writer<W: Write> {
     blocks: BlockWriter<W>,

@@ -85,7 +85,7 @@ fn canonical(
 ) -> String {
     let mut out = String::with_capacity(128 + content.len() + tags.len() * 64);
     out.push_str("[0,\"");
-    out.push_str(&hex::encode(pubkey));
+    json::push_hex(&mut out, pubkey);
     out.push_str("\",");
     out.push_str(&created_at.to_string());
     out.push(',');
@@ -135,9 +135,9 @@ impl Event {
 
     pub fn write_json(&self, out: &mut String) {
         out.push_str("{\"id\":\"");
-        out.push_str(&hex::encode(self.id));
+        json::push_hex(out, &self.id);
         out.push_str("\",\"pubkey\":\"");
-        out.push_str(&hex::encode(self.pubkey));
+        json::push_hex(out, &self.pubkey);
         out.push_str("\",\"created_at\":");
         out.push_str(&self.created_at.to_string());
         out.push_str(",\"kind\":");
@@ -147,7 +147,7 @@ impl Event {
         out.push_str(",\"content\":");
         json::push_str(out, &self.content);
         out.push_str(",\"sig\":\"");
-        out.push_str(&hex::encode(self.sig));
+        json::push_hex(out, &self.sig);
         out.push_str("\"}");
     }
 

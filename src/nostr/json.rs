@@ -6,28 +6,48 @@
 //! everything lt writes the two agree, and for events read from elsewhere the id is checked
 //! with the NIP-01 rule.
 
+/// For each byte, its escape under NIP-01, or 0 when it is written as is.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\n' as usize] = b'n';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t
+};
+
 /// Appends `s` as a JSON string literal (with quotes), escaped per NIP-01.
 pub fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'\n' => "\\n",
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            _ => continue,
-        };
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
         out.push_str(&s[start..i]);
-        out.push_str(esc);
+        out.push('\\');
+        out.push(esc as char);
         start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Appends `bytes` as lowercase hex (up to 64 bytes: ids, keys, signatures).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 128];
+    let n = bytes.len().min(64);
+    let hex = &mut buf[..2 * n];
+    // Lengths match by construction, and hex digits are ASCII.
+    if hex::encode_to_slice(&bytes[..n], hex).is_ok() {
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
+    }
 }
 
 /// Appends `[["a","b"],["c"]]`.
@@ -67,6 +87,13 @@ mod tests {
         // Everything else verbatim: slash, non-ASCII, other control characters.
         assert_eq!(esc("/é😀"), "\"/é😀\"");
         assert_eq!(esc("\u{1}"), "\"\u{1}\"");
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        let mut out = String::new();
+        push_hex(&mut out, &[0xab; 64]);
+        assert_eq!(out, "ab".repeat(64));
     }
 
     #[test]
