@@ -44,7 +44,10 @@ fn synth(records: f64, out: &Path) -> (f64, u64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "lt synth failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "lt synth failed"
+    );
     (started.elapsed().as_secs_f64(), usage.ru_maxrss as u64)
 }
 

@@ -37,30 +37,30 @@ pub struct SynthArgs {
     pub clients: u32,
 
     /// Length of the traffic: seconds, or with a unit (`90s`, `10m`, `1h`).
-    #[arg(long, env = "DURATION_SEC", default_value = "600", value_parser = parse_duration)]
+    #[arg(long, env = "DURATION_SEC", default_value = "600", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: f64,
 
     /// Mean EVENT frames per second (Poisson arrivals). The default is deliberately light:
     /// raise it to find where a relay starts to hurt.
-    #[arg(long, env = "RATE_EPS", default_value_t = DEFAULT_RATE_EPS, value_parser = parse_rate)]
+    #[arg(long, env = "RATE_EPS", default_value_t = DEFAULT_RATE_EPS, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: f64,
 
     /// Share of publish actions that are view events, the rest being video bundles:
     /// `0.9`, `0.9/0.1` or `view:0.9,video:0.1`.
-    #[arg(long, env = "MIX", default_value = "0.9", value_parser = parse_mix)]
+    #[arg(long, env = "MIX", default_value = "0.9", value_parser = parse_mix, allow_negative_numbers = true)]
     pub mix: f64,
 
     /// Share of arrivals that are reads (feed, view-count and channel REQs, each CLOSEd after
     /// its EOSE), from 0 to below 1.
-    #[arg(long, env = "READ_SHARE", default_value_t = 0.2, value_parser = parse_share)]
+    #[arg(long, env = "READ_SHARE", default_value_t = 0.2, value_parser = parse_share, allow_negative_numbers = true)]
     pub read_share: f64,
 
     /// Share of video bundles that edit an existing video (same `d`, later `created_at`).
-    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share, allow_negative_numbers = true)]
     pub edit_share: f64,
 
     /// Share of new hosted videos that also publish a NIP-71 34235/34236 mirror.
-    #[arg(long, default_value_t = 0.2, value_parser = parse_share)]
+    #[arg(long, default_value_t = 0.2, value_parser = parse_share, allow_negative_numbers = true)]
     pub nip71_share: f64,
 
     /// Creator keys publishing videos [default: clients / 50, at least 1].

@@ -77,14 +77,14 @@ pub fn write<W: Write + Send>(
         let plan_stage = thread::Builder::new()
             .name("lt-plan".into())
             .spawn_scoped(s, move || {
-            loop {
-                let batch: Vec<Draft> = planner.by_ref().take(BATCH).collect();
-                // A closed channel means a later stage stopped; its error is reported there.
-                if batch.is_empty() || plan_tx.send(batch).is_err() {
-                    break;
+                loop {
+                    let batch: Vec<Draft> = planner.by_ref().take(BATCH).collect();
+                    // A closed channel means a later stage stopped; its error is reported there.
+                    if batch.is_empty() || plan_tx.send(batch).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
         plan_stage.context("starting the planner thread")?;
         for drafts in plan_rx {
             let records: Vec<Record> = pool.install(|| {

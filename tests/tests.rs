@@ -1,1 +1,8 @@
+//! One integration-test binary (as ripgrep does): the real `lt` binary and the library,
+//! no mocks.
 
+mod test_capture;
+mod test_inspect_export;
+mod test_nostr;
+mod test_synth;
+mod util;

@@ -4,12 +4,15 @@
 //! file   := prefix block*
 //! prefix := magic(8) = 89 'L' 'T' 'C' 0D 0A 1A 0A | kind(1) = 'T' | 'R' | version(u16 LE) | 0
 //! block  := tag(1) = 'H' | 'D' | 'E' | records(u32 LE) | raw_len(u32 LE) | comp_len(u32 LE)
-//!           | one zstd frame of comp_len bytes (content checksum on) holding `records`
-//!           MessagePack values, raw_len bytes once decompressed
+//!           | crc32(u32 LE, over the 13 bytes before it and the payload)
+//!           | payload: one zstd frame of comp_len bytes holding `records` MessagePack
+//!           values, raw_len bytes once decompressed
 //! ```
 //! Blocks are independent: a reader needs one block in memory at a time, a writer that dies
 //! leaves every complete block readable, and a damaged byte is found in the block that holds
-//! it (zstd's checksum, the length fields and the record count cross-check each other).
+//! it. The CRC catches every single-bit error and burst up to 32 bits, including in the few
+//! zstd header bits its own checksum does not cover; zstd's content checksum, the lengths
+//! and the record count are checked as well.
 
 use std::io::{self, Read, Write};
 
@@ -19,7 +22,7 @@ use super::error::{Error, ErrorKind, Position, Result};
 
 pub const MAGIC: [u8; 8] = *b"\x89LTC\r\n\x1a\n";
 pub const PREFIX_LEN: u64 = 12;
-pub const BLOCK_HEADER_LEN: u64 = 13;
+pub const BLOCK_HEADER_LEN: u64 = 17;
 /// No block may claim more than this, so a damaged length cannot make a reader allocate
 /// without bound.
 pub const MAX_BLOCK_BYTES: u32 = 64 << 20;
@@ -121,6 +124,8 @@ impl<W: Write> BlockWriter<W> {
         head[1..5].copy_from_slice(&records.to_le_bytes());
         head[5..9].copy_from_slice(&raw_len.to_le_bytes());
         head[9..13].copy_from_slice(&comp_len.to_le_bytes());
+        let crc = block_crc(&head[..13], &self.compressed);
+        head[13..17].copy_from_slice(&crc.to_le_bytes());
         self.out.write_all(&head)?;
         self.out.write_all(&self.compressed)?;
         self.bytes += BLOCK_HEADER_LEN + u64::from(comp_len);
@@ -307,6 +312,15 @@ impl<R: Read> BlockReader<R> {
                 pos,
             ));
         }
+        let crc = word(13);
+        if block_crc(&head[..13], &self.compressed) != crc {
+            return Err(Error::at(
+                ErrorKind::Corrupt {
+                    what: format!("block {index} fails its CRC-32 check (damaged bytes)"),
+                },
+                pos,
+            ));
+        }
         let mut data = Vec::with_capacity(raw_len as usize);
         let n = self
             .decompressor
@@ -356,6 +370,13 @@ impl<R: Read> BlockReader<R> {
         }
         Ok(())
     }
+}
+
+fn block_crc(head: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(head);
+    h.update(payload);
+    h.finalize()
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes were read.

@@ -177,8 +177,17 @@ pub struct TraceWriter<W: Write> {
 
 impl<W: Write> TraceWriter<W> {
     pub fn new(out: W, header: &Header) -> std::io::Result<Self> {
+        Self::with_block_target(out, header, super::stream::BLOCK_TARGET_BYTES)
+    }
+
+    /// With a custom block size (tests use small blocks to get many of them).
+    pub fn with_block_target(
+        out: W,
+        header: &Header,
+        block_target: usize,
+    ) -> std::io::Result<Self> {
         Ok(TraceWriter {
-            inner: Writer::new(out, FileKind::Trace, VERSION, header)?,
+            inner: Writer::with_block_target(out, FileKind::Trace, VERSION, header, block_target)?,
             tally: Tally::default(),
         })
     }

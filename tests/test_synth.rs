@@ -1,0 +1,248 @@
+//! `lt synth`: determinism, the workload's shapes and proportions, key hygiene.
+
+use std::collections::HashSet;
+
+use lt::capture::{Completion, Op, Role, TraceReader};
+use lt::nostr::keys;
+use lt::workload::{Body, Options, Planner};
+use rayon::prelude::*;
+
+use crate::test_nostr::independent_verify;
+use crate::util::{decompressed, synth};
+
+fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn same_seed_gives_identical_bytes_whatever_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--seed",
+        "42",
+        "--duration",
+        "30",
+        "--rate",
+        "300",
+        "--clients",
+        "200",
+    ];
+    let a = synth(dir.path(), "a", &[&args[..], &["--threads", "1"]].concat());
+    let b = synth(dir.path(), "b", &[&args[..], &["--threads", "2"]].concat());
+    let c = synth(dir.path(), "c", &[&args[..], &["--threads", "3"]].concat());
+    assert_eq!(sha256_file(&a), sha256_file(&b));
+    assert_eq!(sha256_file(&a), sha256_file(&c));
+
+    let other = synth(
+        dir.path(),
+        "d",
+        &[
+            "--seed",
+            "43",
+            "--duration",
+            "30",
+            "--rate",
+            "300",
+            "--clients",
+            "200",
+        ],
+    );
+    let fp = |p| {
+        let mut r = TraceReader::open(p).unwrap();
+        while r.next_record().unwrap().is_some() {}
+        r.trailer().unwrap().fingerprint.clone()
+    };
+    assert_ne!(fp(&a), fp(&other));
+}
+
+#[test]
+fn seed_env_var_is_the_fallback_for_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--duration", "5", "--rate", "50", "--clients", "20"];
+    let flag = synth(dir.path(), "flag", &[&args[..], &["--seed", "7"]].concat());
+    let env_path = dir.path().join("env.ltc");
+    let out = crate::util::lt()
+        .args(["synth", "-o"])
+        .arg(&env_path)
+        .args(args)
+        .env("SEED", "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(sha256_file(&flag), sha256_file(&env_path));
+}
+
+/// The acceptance check on a trace of ~100k records: every event verifies with an
+/// independent verifier, the kinds come in the configured proportions, and every view
+/// points at a video published earlier in the same trace.
+#[test]
+fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(
+        dir.path(),
+        "big",
+        &[
+            "--seed",
+            "42",
+            "--duration",
+            "200",
+            "--rate",
+            "350",
+            "--clients",
+            "1000",
+        ],
+    );
+    let mut reader = TraceReader::open(&path).unwrap();
+    let mut published = HashSet::new();
+    let mut events = Vec::new();
+    let (mut views, mut posts, mut new_posts, mut nip94, mut records) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut subs = HashSet::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        records += 1;
+        match r.op {
+            Op::Event { kind, role } => {
+                let frame: serde_json::Value = serde_json::from_str(&r.frame).unwrap();
+                let ev = frame[1].clone();
+                assert_eq!(ev["kind"], kind);
+                let Completion::Ok { id } = &r.completes else {
+                    panic!("event record not completed by OK")
+                };
+                assert_eq!(ev["id"], id.as_str());
+                match role {
+                    Role::View => {
+                        views += 1;
+                        let a = ev["tags"][1][1].as_str().unwrap();
+                        assert_eq!(ev["tags"][1][0], "a");
+                        assert!(
+                            published.contains(a),
+                            "view points at {a}, not published earlier"
+                        );
+                        let pk = ev["pubkey"].as_str().unwrap();
+                        let day = ev["created_at"].as_u64().unwrap() / 86400;
+                        assert_eq!(ev["tags"][2][1], format!("a:{a}:{pk}:{day}"));
+                    }
+                    Role::VideoPost | Role::VideoEdit | Role::Tombstone => {
+                        posts += 1;
+                        new_posts += u64::from(role == Role::VideoPost);
+                        let d = ev["tags"][1][1].as_str().unwrap();
+                        published.insert(format!("30078:{}:{d}", ev["pubkey"].as_str().unwrap()));
+                    }
+                    Role::Nip94Mirror => nip94 += 1,
+                    Role::Nip71Mirror => {}
+                }
+                events.push(ev);
+            }
+            Op::Req { .. } => {
+                let Completion::Eose { sub } = &r.completes else {
+                    panic!()
+                };
+                assert!(subs.insert(sub.clone()), "subscription ids are unique");
+            }
+            Op::Close => assert!(r.after.is_some(), "a CLOSE follows its REQ"),
+        }
+    }
+    assert!((95_000..=115_000).contains(&records), "{records} records");
+    let share = views as f64 / (views + posts) as f64;
+    assert!((share - 0.9).abs() <= 0.02, "view share {share}");
+    // Only hosted videos (all but the 10% magnet-only) get a NIP-94 mirror.
+    let mirrored = nip94 as f64 / new_posts as f64;
+    assert!(
+        (mirrored - 0.9).abs() <= 0.05,
+        "1063 per new post {mirrored}"
+    );
+
+    let failures: Vec<String> = events
+        .par_iter()
+        .filter_map(|ev| {
+            independent_verify(ev)
+                .err()
+                .map(|e| format!("{}: {e}", ev["id"]))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// No secret key, raw or hex, in any file lt writes: the trace and its export.
+#[test]
+fn no_secret_key_bytes_in_written_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        seed: 5,
+        clients: 30,
+        duration_s: 20.0,
+        rate_eps: 40.0,
+        creators: 3,
+        ..Options::default()
+    };
+    let mut secrets: Vec<[u8; 32]> = Vec::new();
+    let mut planner = Planner::new(&opts).unwrap();
+    for kp in planner.keypairs() {
+        secrets.push(kp.secret_bytes());
+    }
+    for draft in planner.by_ref() {
+        if let Body::View { secret, .. } = draft.body {
+            secrets.push(keys::keypair_from_material(secret).secret_bytes());
+            secrets.push(secret);
+        }
+    }
+    assert!(secrets.len() > 500);
+    let path = synth(
+        dir.path(),
+        "keys",
+        &[
+            "--seed",
+            "5",
+            "--clients",
+            "30",
+            "--duration",
+            "20",
+            "--rate",
+            "40",
+            "--creators",
+            "3",
+        ],
+    );
+    let export = dir.path().join("keys.jsonl");
+    let out = crate::util::lt()
+        .arg("export")
+        .arg(&path)
+        .arg("-o")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let files = [
+        std::fs::read(&path).unwrap(),
+        decompressed(&path),
+        std::fs::read(&export).unwrap(),
+    ];
+    let raw: HashSet<&[u8]> = secrets.iter().map(|s| &s[..]).collect();
+    let hexed: HashSet<Vec<u8>> = secrets
+        .iter()
+        .map(|s| hex::encode(s).into_bytes())
+        .collect();
+    for f in &files {
+        assert!(
+            !f.windows(32).any(|w| raw.contains(w)),
+            "raw secret key bytes found"
+        );
+        assert!(
+            !f.windows(64).any(|w| hexed.contains(w)),
+            "hex secret key found"
+        );
+    }
+    // And the check itself can fail: the creators' public keys are there.
+    let pks: HashSet<Vec<u8>> = planner
+        .keypairs()
+        .iter()
+        .map(|kp| hex::encode(keys::pubkey(kp)).into_bytes())
+        .collect();
+    assert!(files[1].windows(64).any(|w| pks.contains(w)));
+}

@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lt::capture::container::{BlockReader, FileKind};
+use lt::capture::trace::VERSION;
+
+pub fn lt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lt"))
+}
+
+/// Runs `lt synth` with `args` into `dir/name.ltc`; panics with stderr if it fails.
+pub fn synth(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(format!("{name}.ltc"));
+    let out = lt()
+        .arg("synth")
+        .args(args)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("run lt synth");
+    assert!(
+        out.status.success(),
+        "lt synth failed: {}",
+        text(&out.stderr)
+    );
+    path
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts the run failed the way lt promises for bad input: exit 2, one line on stderr
+/// starting with `lt: `; returns that line.
+pub fn one_line_error(out: &Output) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("lt: "), "{err}");
+    lines[0].to_owned()
+}
+
+/// Every decompressed byte of a capture's blocks, concatenated.
+pub fn decompressed(path: &Path) -> Vec<u8> {
+    let file = std::fs::File::open(path).expect("open");
+    let mut blocks =
+        BlockReader::open(std::io::BufReader::new(file), FileKind::Trace, VERSION).expect("prefix");
+    let mut all = Vec::new();
+    while let Some(b) = blocks.next_block().expect("block") {
+        all.extend_from_slice(&b.data);
+    }
+    all
+}
