@@ -21,6 +21,8 @@ use rayon::prelude::*;
 use secp256k1::SECP256K1;
 
 /// Runs `lt synth` for about `records` records; returns (wall seconds, peak RSS KiB).
+// The child is reaped by wait4, not Child::wait, to get its own peak RSS.
+#[allow(clippy::zombie_processes)]
 fn synth(records: f64, out: &Path) -> (f64, u64) {
     // 500 s of traffic at the rate that gives the asked record count.
     let probe = Options {
@@ -68,7 +70,7 @@ fn count(path: &Path) -> Counts {
         floor_rest: 0,
     };
     let mut block = Vec::with_capacity(2 << 20);
-    let mut flush = |block: &mut Vec<u8>, c: &mut Counts| {
+    let flush = |block: &mut Vec<u8>, c: &mut Counts| {
         c.floor_rest += zstd::bulk::compress(block, lt::capture::stream::ZSTD_LEVEL)
             .expect("compress")
             .len() as u64;
