@@ -129,6 +129,11 @@ fn raw_work(views: u64, others: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let big: f64 = std::env::var("LT_BENCH_RECORDS")
         .ok()
@@ -139,15 +144,30 @@ fn main() {
     let big_path = dir.path().join("big.ltc");
     let threads = rayon::current_num_threads();
 
+    let rounds: usize = std::env::var("LT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+
     let (_, rss_small) = synth(big / 10.0, &small_path);
-    let (t_synth, rss_big) = synth(big, &big_path);
-    let c = count(&big_path);
-    let t_raw = raw_work(c.views, c.others);
+    // Interleaved rounds, medians: this machine's speed drifts by ~10% over a minute, and
+    // interleaving exposes both sides to the same drift.
+    let (mut synth_s, mut raw_s, mut rss_big) = (Vec::new(), Vec::new(), 0);
+    let mut counts = None;
+    for _ in 0..rounds {
+        let (t, rss) = synth(big, &big_path);
+        synth_s.push(t);
+        rss_big = rss_big.max(rss);
+        let c = counts.get_or_insert_with(|| count(&big_path));
+        raw_s.push(raw_work(c.views, c.others));
+    }
+    let c = counts.expect("at least one round");
+    let (t_synth, t_raw) = (median(&mut synth_s), median(&mut raw_s));
     let events = c.views + c.others;
     let file_bytes = std::fs::metadata(&big_path).expect("stat").len();
     let floor = 96 * events + c.floor_rest;
 
-    println!("synth bench, {threads} threads");
+    println!("synth bench, {threads} threads, median of {rounds} interleaved rounds");
     println!(
         "  throughput  lt synth {} records ({} events) in {t_synth:.2} s; raw secp256k1 work ({} key+sign, {} sign) in {t_raw:.2} s",
         c.records, events, c.views, c.others

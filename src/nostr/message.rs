@@ -263,10 +263,13 @@ impl<'a> RelayMessage<'a> {
         }
     }
 
-    /// The wire frame; relays are written in tests and fault-injection peers.
+    /// The wire frame, as a relay sends it (tests and fault-injection peers play relays).
+    /// Strings are escaped as JSON requires, control characters included.
     pub fn to_frame(&self) -> String {
         let mut out = String::from("[");
-        let push = |out: &mut String, s: &str| json::push_str(out, s);
+        let push = |out: &mut String, s: &str| {
+            out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()))
+        };
         match self {
             RelayMessage::Event { sub, event } => {
                 out.push_str("\"EVENT\",");
@@ -430,6 +433,22 @@ mod tests {
         for m in msgs {
             let frame = m.to_frame();
             assert_eq!(RelayMessage::parse(&frame).unwrap(), m, "{frame}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_relay_text_round_trips(sub in ".*", message in ".*", accepted: bool, id: [u8; 32]) {
+            let msgs = [
+                RelayMessage::Ok { id, accepted, message: message.as_str().into() },
+                RelayMessage::Closed { sub: sub.as_str().into(), message: message.as_str().into() },
+                RelayMessage::Eose(sub.as_str().into()),
+                RelayMessage::Notice(message.as_str().into()),
+            ];
+            for m in msgs {
+                let frame = m.to_frame();
+                proptest::prop_assert_eq!(RelayMessage::parse(&frame).unwrap(), m);
+            }
         }
     }
 
