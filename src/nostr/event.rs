@@ -76,6 +76,72 @@ impl Unsigned {
     }
 }
 
+/// A signed event already written as its wire frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFrame {
+    pub id: [u8; 32],
+    /// `["EVENT",{…}]`
+    pub frame: String,
+}
+
+impl Unsigned {
+    /// Signs and writes the `["EVENT",…]` frame in one pass: tags and content are escaped
+    /// once and shared by the id pre-image and the frame (synth's hot path; the result is
+    /// the same as `message::event_frame(&self.sign(…))`).
+    pub fn sign_frame(&self, keypair: &Keypair, aux_rand: &[u8; 32]) -> SignedFrame {
+        let mut body = String::with_capacity(64 + self.content.len() + self.tags.len() * 64);
+        json::push_tags(&mut body, &self.tags);
+        let tags_end = body.len();
+        json::push_str(&mut body, &self.content);
+        let (tags, content) = body.split_at(tags_end);
+
+        let mut pubkey = String::with_capacity(64);
+        json::push_hex(&mut pubkey, &self.pubkey);
+        let (created_at, kind) = (self.created_at.to_string(), self.kind.to_string());
+
+        let mut pre = String::with_capacity(100 + body.len());
+        for part in [
+            "[0,\"",
+            &pubkey,
+            "\",",
+            &created_at,
+            ",",
+            &kind,
+            ",",
+            tags,
+            ",",
+            content,
+            "]",
+        ] {
+            pre.push_str(part);
+        }
+        let id: [u8; 32] = Sha256::digest(pre.as_bytes()).into();
+        let sig = SECP256K1.sign_schnorr_with_aux_rand(&id, keypair, aux_rand);
+
+        let mut frame = String::with_capacity(pre.len() + 250);
+        frame.push_str("[\"EVENT\",{\"id\":\"");
+        json::push_hex(&mut frame, &id);
+        for part in [
+            "\",\"pubkey\":\"",
+            &pubkey,
+            "\",\"created_at\":",
+            &created_at,
+            ",\"kind\":",
+            &kind,
+            ",\"tags\":",
+            tags,
+            ",\"content\":",
+            content,
+            ",\"sig\":\"",
+        ] {
+            frame.push_str(part);
+        }
+        json::push_hex(&mut frame, &sig.to_byte_array());
+        frame.push_str("\"}]");
+        SignedFrame { id, frame }
+    }
+}
+
 fn canonical(
     pubkey: &[u8; 32],
     created_at: u64,
@@ -250,6 +316,18 @@ mod tests {
         let mut bad = ev.clone();
         bad.sig[10] ^= 1;
         assert_eq!(bad.verify(), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn sign_frame_equals_sign_then_frame() {
+        let kp = Keypair::from_seckey_slice(SECP256K1, &[5u8; 32]).unwrap();
+        let mut u = demo();
+        u.pubkey = kp.x_only_public_key().0.serialize();
+        u.content.push_str("\n\"quoted\" ünï \\ tab\t");
+        let fast = u.sign_frame(&kp, &[2u8; 32]);
+        let ev = u.sign(&kp, &[2u8; 32]);
+        assert_eq!(fast.id, ev.id);
+        assert_eq!(fast.frame, crate::nostr::message::event_frame(&ev));
     }
 
     #[test]

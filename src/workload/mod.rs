@@ -12,7 +12,7 @@ pub use plan::{Body, Draft, Planner};
 use secp256k1::Keypair;
 
 use crate::capture::{Completion, Op, Record, Role};
-use crate::nostr::{keys, message, Event};
+use crate::nostr::{keys, message, SignedFrame, Unsigned};
 
 /// Signs a draft into its record. Pure: the same draft gives the same bytes on any thread.
 pub fn finish(draft: Draft, creators: &[Keypair]) -> Record {
@@ -24,8 +24,8 @@ pub fn finish(draft: Draft, creators: &[Keypair]) -> Record {
             created_at,
         } => {
             let kp = keys::keypair_from_material(secret);
-            let event = video::view(keys::pubkey(&kp), &coord, created_at).sign(&kp, &aux);
-            event_parts(Role::View, &event)
+            let event = video::view(keys::pubkey(&kp), &coord, created_at);
+            event_parts(Role::View, &event, event.sign_frame(&kp, &aux))
         }
         Body::Creator {
             creator,
@@ -33,8 +33,8 @@ pub fn finish(draft: Draft, creators: &[Keypair]) -> Record {
             role,
             event,
         } => {
-            let event = event.sign(&creators[creator as usize], &aux);
-            event_parts(role, &event)
+            let signed = event.sign_frame(&creators[creator as usize], &aux);
+            event_parts(role, &event, signed)
         }
         Body::Req { query, sub, filter } => (
             Op::Req { query },
@@ -53,15 +53,15 @@ pub fn finish(draft: Draft, creators: &[Keypair]) -> Record {
     }
 }
 
-fn event_parts(role: Role, event: &Event) -> (Op, String, Completion) {
+fn event_parts(role: Role, event: &Unsigned, signed: SignedFrame) -> (Op, String, Completion) {
     (
         Op::Event {
             kind: event.kind,
             role,
         },
-        message::event_frame(event),
+        signed.frame,
         Completion::Ok {
-            id: hex::encode(event.id),
+            id: hex::encode(signed.id),
         },
     )
 }

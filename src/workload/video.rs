@@ -520,7 +520,9 @@ impl Video {
 pub fn view(viewer: [u8; 32], coord: &str, created_at: u64) -> Unsigned {
     let viewer_hex = hex::encode(viewer);
     let day = created_at / 86_400;
-    let d = format!("a:{}:{viewer_hex}:{day}", coord.to_lowercase());
+    // bitvid lower-cases the pointer; lt's coordinates are lowercase already (hex key,
+    // decimal kind, base-36 root), so this only matters for pointers from elsewhere.
+    let d = format!("a:{}:{viewer_hex}:{day}", coord.to_ascii_lowercase());
     #[derive(Serialize)]
     struct Target<'a> {
         #[serde(rename = "type")]
