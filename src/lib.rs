@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod guard;
 pub mod nostr;
 pub mod synth;
 pub mod workload;

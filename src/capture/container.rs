@@ -227,12 +227,20 @@ impl<R: Read> BlockReader<R> {
                 at(9),
             ));
         }
-        if version == 0 || prefix[11] != 0 {
+        if version == 0 {
             return Err(Error::at(
                 ErrorKind::Corrupt {
-                    what: "bad version or reserved byte in the file prefix".into(),
+                    what: "format version 0 in the file prefix".into(),
                 },
                 at(9),
+            ));
+        }
+        if prefix[11] != 0 {
+            return Err(Error::at(
+                ErrorKind::Corrupt {
+                    what: "nonzero reserved byte in the file prefix".into(),
+                },
+                at(11),
             ));
         }
         Ok(BlockReader {

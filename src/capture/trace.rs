@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::container::FileKind;
-use super::error::{Error, ErrorKind, Result};
+use super::container::{FileKind, PREFIX_LEN};
+use super::error::{Error, ErrorKind, Position, Result};
 use super::stream::{Reader, Writer};
 use crate::workload::Options;
 
@@ -40,8 +40,10 @@ pub struct Record {
     pub frame: String,
     /// The relay reply that completes this record.
     pub completes: Completion,
-    /// Index of an earlier record this one follows (a mirror after its post's OK, a CLOSE
-    /// after its REQ's EOSE). A replayer never sends it before that record completes.
+    /// Index of an earlier record this one follows in a client's sequence (a NIP-94 mirror
+    /// after its post, a NIP-71 mirror after the NIP-94 one, a CLOSE after its REQ). The
+    /// planner puts it a fixed delay after that record's planned time; a replayer sends it
+    /// no earlier than `offset_us` and no earlier than the completion of record `after`.
     pub after: Option<u64>,
 }
 
@@ -230,7 +232,23 @@ impl TraceReader<BufReader<File>> {
 
 impl<R: Read> TraceReader<R> {
     pub fn new(inp: R) -> Result<Self> {
-        let (inner, header) = Reader::open(inp, FileKind::Trace, VERSION)?;
+        let (inner, header): (_, Header) = Reader::open(inp, FileKind::Trace, VERSION)?;
+        if header.format_version != inner.version() {
+            return Err(Error::at(
+                ErrorKind::Corrupt {
+                    what: format!(
+                        "header says format version {}, file prefix says {}",
+                        header.format_version,
+                        inner.version()
+                    ),
+                },
+                Position {
+                    byte: PREFIX_LEN,
+                    block: Some(0),
+                    record: None,
+                },
+            ));
+        }
         Ok(TraceReader {
             inner,
             header,
@@ -289,6 +307,16 @@ impl<R: Read> TraceReader<R> {
                         ErrorKind::FingerprintMismatch {
                             trailer: trailer.fingerprint,
                             computed: ours.fingerprint,
+                        },
+                        pos,
+                    )));
+                }
+                if trailer != ours {
+                    return Err(self.located(Error::at(
+                        ErrorKind::Corrupt {
+                            what: format!(
+                                "trailer totals {trailer:?} do not match the records {ours:?}"
+                            ),
                         },
                         pos,
                     )));

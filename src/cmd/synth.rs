@@ -83,6 +83,8 @@ fn write_file(
     let tmp = tempfile::Builder::new()
         .prefix(".lt-synth-")
         .suffix(".partial")
+        // A capture is not a secret: the usual 0644, not the temporary file's 0600.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let out = BufWriter::with_capacity(1 << 20, tmp);

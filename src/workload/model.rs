@@ -46,9 +46,11 @@ pub const ZIPF_EXPONENT: f64 = 1.1;
 /// Videos the planner remembers for views and edits; older ones drop out. Bounds memory
 /// whatever the trace length.
 pub const CATALOGUE_MAX: usize = 4096;
-/// A bundle's NIP-94 mirror follows its post's OK by this much (a client round trip).
+/// A mirror is planned this long after the previous event of its bundle (bitvid publishes
+/// it once that one is acknowledged; the record's `after` says which one).
 pub const MIRROR_DELAY_US: u64 = 40_000;
-/// A CLOSE follows its REQ's EOSE by this much.
+/// A CLOSE is planned this long after its REQ (bitvid closes a one-shot query on EOSE; the
+/// record's `after` points at the REQ).
 pub const CLOSE_DELAY_US: u64 = 20_000;
 /// Feed and channel query limits (bitvid's `DEFAULT_VIDEO_REQUEST_LIMIT` is 150).
 pub const FEED_LIMIT: u32 = 150;
@@ -219,7 +221,7 @@ const DOMAINS: &[&str] = &[
     "cdn.example.org",
     "media.example.net",
     "videos.example.com",
-    "static.example.io",
+    "static.example.com",
 ];
 
 fn pick<'a, R: Rng>(rng: &mut R, list: &[&'a str]) -> &'a str {

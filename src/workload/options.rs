@@ -41,7 +41,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            seed: 0,
+            seed: 42,
             clients: 1000,
             duration_s: 600.0,
             rate_eps: DEFAULT_RATE_EPS,

@@ -1,0 +1,1 @@
+//! Target safety: resolve, check, refuse with a reason. (Being written.)
