@@ -24,6 +24,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write a capture's events as JSONL (one event object per line, as nak and strfry use).
     Export(ExportArgs),
+    /// Play a trace to a relay, open-loop at scaled time, and record every outcome.
+    ///
+    /// Only loopback, or hosts named with --allow-host, are ever sent load.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +112,122 @@ pub struct ExportArgs {
     /// Output file [default: stdout].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A trace file (`.ltc`) made by `lt synth`.
+    pub trace: PathBuf,
+
+    /// The relay: `ws://HOST:PORT/`. Required; there is no default target. Must be
+    /// loopback or a host named with --allow-host.
+    #[arg(long, env = "RELAY_URL")]
+    pub relay: Option<String>,
+
+    /// Dedicated test hosts lt may load besides loopback: exact names, IPs or CIDRs
+    /// (repeat, or separate with commas).
+    #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+
+    /// Time scale: `2x`, `0.5x`, `200%`, or `max` for as fast as the in-flight caps allow.
+    #[arg(long, default_value = "1x", value_parser = parse_speed)]
+    pub speed: crate::replay::Speed,
+
+    /// Connections to open [default: the trace's clients]; trace clients fold onto them.
+    #[arg(long, value_parser = parse_clients)]
+    pub clients: Option<u32>,
+
+    /// Connections opened at once during the connect phase.
+    #[arg(long, default_value_t = 50, value_parser = parse_positive_usize)]
+    pub connect_concurrency: usize,
+
+    /// Records in flight (sent, not yet answered) across all connections.
+    #[arg(long, default_value_t = 10_000, value_parser = parse_positive_usize)]
+    pub max_in_flight: usize,
+
+    /// Records in flight on one connection. The default stays under nostr-rs-relay's
+    /// 128-slot result channel, past which it silently drops OKs.
+    #[arg(long, default_value_t = 100, value_parser = parse_positive_usize)]
+    pub per_conn_in_flight: usize,
+
+    /// At the in-flight cap: `wait` (the wait is recorded as schedule lag) or `drop`
+    /// (the record's outcome is `dropped`).
+    #[arg(long, default_value = "wait", value_parser = parse_overload)]
+    pub on_overload: crate::replay::Overload,
+
+    /// How long a record may wait for its reply: seconds or `500ms`, `10s`, `1m`
+    /// (10 s is the platform's publish timeout).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Stop sending after this much of the (scaled) trace; the rest are `not_sent`.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<f64>,
+
+    /// After the run, ask the relay by id for events that got no OK [default: on for
+    /// loopback targets].
+    #[arg(long, overrides_with = "no_reconcile")]
+    pub reconcile: bool,
+
+    /// Do not reconcile unacknowledged events.
+    #[arg(long)]
+    pub no_reconcile: bool,
+
+    /// Sample this process's CPU and RSS each second (the relay's pid).
+    #[arg(long)]
+    pub relay_pid: Option<u32>,
+
+    /// Results file [default: reports/runs/<trace name>-<UTC time>.ltr].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Check the target and print the plan; open no socket.
+    #[arg(long, env = "DRY_RUN", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub dry_run: bool,
+}
+
+fn parse_speed(s: &str) -> Result<crate::replay::Speed, String> {
+    s.parse()
+}
+
+fn parse_overload(s: &str) -> Result<crate::replay::Overload, String> {
+    match s.trim() {
+        "wait" => Ok(crate::replay::Overload::Wait),
+        "drop" => Ok(crate::replay::Overload::Drop),
+        _ => Err("expected wait or drop".into()),
+    }
+}
+
+fn parse_positive_usize(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+/// `10`, `10s`, `500ms`, `1m`.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let secs = if let Some(ms) = t.strip_suffix("ms") {
+        ms.trim().parse::<f64>().map(|v| v / 1000.0).map_err(|_| ())
+    } else {
+        parse_duration(t).map_err(|_| ())
+    };
+    match secs {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => {
+            Ok(std::time::Duration::from_secs_f64(v))
+        }
+        _ => Err("expected a positive time up to 1h, e.g. 10s, 500ms, 1m".into()),
+    }
+}
+
+/// `DRY_RUN=1`, `true`, `yes`, `on` (and their opposites).
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected 1 or 0 (true or false)".into()),
+    }
 }
 
 fn parse_clients(s: &str) -> Result<u32, String> {

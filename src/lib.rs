@@ -8,5 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod guard;
 pub mod nostr;
+pub mod peer;
+pub mod replay;
 pub mod synth;
 pub mod workload;

@@ -1,8 +1,12 @@
 //! One integration-test binary (as ripgrep does): the real `lt` binary and the library,
 //! no mocks.
 
+mod relay;
 mod test_capture;
 mod test_inspect_export;
 mod test_nostr;
+mod test_peer;
+mod test_relays;
+mod test_replay;
 mod test_synth;
 mod util;

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod error;
+pub mod results;
 pub mod stream;
 pub mod trace;
 

@@ -3,6 +3,7 @@
 mod export;
 mod fmt;
 mod inspect;
+mod replay;
 mod synth;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Export(args) => export::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

@@ -83,7 +83,9 @@ impl PartialEq for ClientMessage<'_> {
 }
 
 /// The machine-readable prefix of an `OK` or `CLOSED` message (NIP-01, NIP-42).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Prefix {
     Duplicate,
     Pow,

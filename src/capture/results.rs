@@ -1,0 +1,312 @@
+//! The results file `lt replay` writes: one outcome per trace record, samples every second,
+//! connection attempts and NOTICEs, in the same block container as traces (kind `'R'`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::container::FileKind;
+use super::error::{Error, ErrorKind, Result};
+use super::stream::{Reader, Writer};
+use super::trace;
+use crate::capture::Op;
+use crate::nostr::Prefix;
+
+/// Results format version this lt writes and the newest it reads.
+pub const VERSION: u16 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format_version: u16,
+    pub lt_version: String,
+    /// The trace replayed: its fingerprint (results of different traces never compare),
+    /// record count and header.
+    pub trace_fingerprint: String,
+    pub trace_records: u64,
+    pub trace_header: trace::Header,
+    /// The replay options, as given.
+    pub options: BTreeMap<String, String>,
+    /// `host:port` of the relay: never userinfo, path or query.
+    pub target: String,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub started_at: String,
+    pub machine: Machine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: u32,
+    pub kernel: String,
+    pub cpu: String,
+}
+
+/// One row of a results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Row {
+    Outcome(OutcomeRow),
+    Sample(Sample),
+    Connect(ConnectRow),
+    Notice(NoticeRow),
+}
+
+/// What happened to one trace record. Times are nanoseconds from t0, the monotonic anchor
+/// taken after the connect phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRow {
+    /// Index of the record in the trace.
+    pub index: u64,
+    /// Connection the record went on.
+    pub conn: u32,
+    pub op: Op,
+    /// When it was meant to go: `offset_us / speed`.
+    pub intended_ns: u64,
+    pub sent_ns: Option<u64>,
+    pub completed_ns: Option<u64>,
+    pub outcome: Outcome,
+    /// Frame bytes sent.
+    pub bytes: u32,
+    /// For a REQ: events received before its EOSE.
+    pub events_received: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Outcome {
+    /// `OK true` (without `duplicate:`), `EOSE` for a REQ, a CLOSE written.
+    Ok,
+    /// `OK true "duplicate: …"`: the relay already had it.
+    Duplicate,
+    /// `OK false`, classified by its NIP-01 prefix.
+    Rejected { prefix: Prefix, message: String },
+    /// `CLOSED` in answer to a REQ.
+    Closed { prefix: Prefix, message: String },
+    /// No answer within the record timeout (and not reconciled).
+    Timeout,
+    /// The connection died with the record in flight, or was down when it was due.
+    Disconnected { code: Option<u16> },
+    /// At the in-flight cap with `--on-overload drop`.
+    Dropped,
+    /// Not sent: the run stopped early (`--duration`, Ctrl-C).
+    NotSent,
+    /// No OK, but the relay has the event (found by reconciliation).
+    StoredUnacked,
+    /// No OK, and the relay does not have the event.
+    Lost,
+}
+
+impl Outcome {
+    /// A stable name for counts and reports.
+    pub fn label(&self) -> String {
+        match self {
+            Outcome::Ok => "ok".into(),
+            Outcome::Duplicate => "duplicate".into(),
+            Outcome::Rejected { prefix, .. } => format!("rejected {}", prefix.as_str()),
+            Outcome::Closed { prefix, .. } => format!("closed {}", prefix.as_str()),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Disconnected { .. } => "disconnected".into(),
+            Outcome::Dropped => "dropped".into(),
+            Outcome::NotSent => "not_sent".into(),
+            Outcome::StoredUnacked => "stored_unacked".into(),
+            Outcome::Lost => "lost".into(),
+        }
+    }
+
+    /// The relay did what was asked (stored the event, answered the query).
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Ok | Outcome::Duplicate | Outcome::StoredUnacked
+        )
+    }
+}
+
+/// Once a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at_ns: u64,
+    /// Relay process CPU over the last interval, percent of one core (`--relay-pid`).
+    pub relay_cpu_pct: Option<f32>,
+    pub relay_rss_bytes: Option<u64>,
+    /// lt's own CPU, percent of one core, and RSS.
+    pub harness_cpu_pct: f32,
+    pub harness_rss_bytes: u64,
+    /// Schedule lag (sent − intended) over the interval.
+    pub lag_max_us: u64,
+    pub connections_open: u32,
+    pub in_flight: u32,
+    /// Cumulative counts.
+    pub sent: u64,
+    pub completed: u64,
+}
+
+/// One connection attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectRow {
+    pub conn: u32,
+    /// When the attempt started, ns from t0 (negative phases are clamped to 0: the initial
+    /// connect phase happens before t0 and is recorded with `at_ns` 0 and `initial` true).
+    pub at_ns: u64,
+    pub initial: bool,
+    pub latency_ns: u64,
+    /// The cause, when it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoticeRow {
+    pub conn: u32,
+    pub at_ns: u64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trailer {
+    pub rows: u64,
+    /// Outcome rows: equals the trace's record count.
+    pub outcomes: u64,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub samples: u64,
+    pub finished_at: String,
+    pub elapsed_ns: u64,
+    /// Stopped by Ctrl-C / SIGTERM.
+    pub interrupted: bool,
+    pub unparseable_frames: u64,
+    pub oversized_frames: u64,
+    pub notices: u64,
+}
+
+pub struct ResultsWriter<W: Write> {
+    inner: Writer<W>,
+    rows: u64,
+    outcomes: u64,
+    samples: u64,
+    by_outcome: BTreeMap<String, u64>,
+}
+
+impl<W: Write> ResultsWriter<W> {
+    pub fn new(out: W, header: &Header) -> std::io::Result<Self> {
+        Ok(ResultsWriter {
+            inner: Writer::new(out, FileKind::Results, VERSION, header)?,
+            rows: 0,
+            outcomes: 0,
+            samples: 0,
+            by_outcome: BTreeMap::new(),
+        })
+    }
+
+    pub fn push(&mut self, row: &Row) -> std::io::Result<()> {
+        self.rows += 1;
+        match row {
+            Row::Outcome(o) => {
+                self.outcomes += 1;
+                *self.by_outcome.entry(o.outcome.label()).or_default() += 1;
+            }
+            Row::Sample(_) => self.samples += 1,
+            _ => {}
+        }
+        self.inner.push(row)
+    }
+
+    /// Writes what is gathered as a block, so a crash loses at most what came after.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush_block()
+    }
+
+    pub fn outcomes(&self) -> u64 {
+        self.outcomes
+    }
+
+    pub fn by_outcome(&self) -> &BTreeMap<String, u64> {
+        &self.by_outcome
+    }
+
+    /// Fills in the row counts and writes the trailer.
+    pub fn finish(self, mut trailer: Trailer) -> std::io::Result<(W, Trailer)> {
+        trailer.rows = self.rows;
+        trailer.outcomes = self.outcomes;
+        trailer.samples = self.samples;
+        trailer.by_outcome = self.by_outcome;
+        let (out, _) = self.inner.finish(&trailer)?;
+        Ok((out, trailer))
+    }
+}
+
+/// Streams a results file's rows; checks the trailer's counts at the end.
+pub struct ResultsReader<R: Read> {
+    inner: Reader<R>,
+    header: Header,
+    rows: u64,
+    outcomes: u64,
+    trailer: Option<Trailer>,
+    path: Option<PathBuf>,
+}
+
+impl ResultsReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::from(e).with_path(path))?;
+        let mut r = ResultsReader::new(BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| e.with_path(path))?;
+        r.path = Some(path.to_owned());
+        Ok(r)
+    }
+}
+
+impl<R: Read> ResultsReader<R> {
+    pub fn new(inp: R) -> Result<Self> {
+        let (inner, header) = Reader::open(inp, FileKind::Results, VERSION)?;
+        Ok(ResultsReader {
+            inner,
+            header,
+            rows: 0,
+            outcomes: 0,
+            trailer: None,
+            path: None,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    fn located(&self, e: Error) -> Error {
+        match &self.path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+
+    pub fn next_row(&mut self) -> Result<Option<Row>> {
+        if self.trailer.is_some() {
+            return Ok(None);
+        }
+        match self.inner.next_record::<Row>() {
+            Ok(Some(row)) => {
+                self.rows += 1;
+                self.outcomes += u64::from(matches!(row, Row::Outcome(_)));
+                Ok(Some(row))
+            }
+            Ok(None) => {
+                let pos = self.inner.position();
+                let trailer: Trailer = self.inner.trailer().map_err(|e| self.located(e))?;
+                if trailer.rows != self.rows || trailer.outcomes != self.outcomes {
+                    return Err(self.located(Error::at(
+                        ErrorKind::CountMismatch {
+                            trailer: trailer.rows,
+                            counted: self.rows,
+                        },
+                        pos,
+                    )));
+                }
+                self.trailer = Some(trailer);
+                Ok(None)
+            }
+            Err(e) => Err(self.located(e)),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `lt replay`: guard the target, plan, then play the trace and summarise.
+
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::fmt;
+use crate::cli::ReplayArgs;
+use crate::guard::{self, AllowList};
+use crate::replay::{self, Config, Plan, Summary};
+
+/// Schedule lag p99 above this means lt itself could not keep the schedule.
+pub const LAG_P99_BOUND_US: u64 = 5_000;
+/// Harness CPU above this (percent of all cores) means lt itself was saturated.
+pub const HARNESS_CPU_BOUND_PCT: f32 = 90.0;
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let url = args.relay.clone().ok_or_else(|| {
+        anyhow!("no relay given: pass --relay ws://127.0.0.1:PORT/ (or RELAY_URL); lt has no default target")
+    })?;
+    let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
+    // The guard runs before anything else touches the network, dry run included.
+    let target = guard::check(&url, &allow, &guard::system_resolver)
+        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
+    let plan = replay::plan::plan(&args.trace, args.speed, args.clients)?;
+    let reconcile = if args.no_reconcile {
+        false
+    } else {
+        args.reconcile || target.loopback
+    };
+    if args.dry_run {
+        print_plan(&args, &plan, &target, reconcile);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.trace));
+    let cfg = Config {
+        target,
+        speed: args.speed,
+        connections: args.clients,
+        connect_concurrency: args.connect_concurrency,
+        max_in_flight: args.max_in_flight,
+        per_conn_in_flight: args.per_conn_in_flight,
+        overload: args.on_overload,
+        timeout: args.timeout,
+        duration: args.duration.map(std::time::Duration::from_secs_f64),
+        reconcile,
+        relay_pid: args.relay_pid,
+        options: options_text(&args, reconcile),
+    };
+    let progress = progress_bar(plan.records);
+    let summary = replay::run(&args.trace, &plan, &out, cfg, progress.clone())?;
+    progress.finish_and_clear();
+    print!("{}", render(&summary, &plan));
+    if summary.trailer.interrupted {
+        eprintln!(
+            "lt: interrupted; results so far are in {} (records not sent are marked not_sent)",
+            summary.results.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_output(trace: &std::path::Path) -> PathBuf {
+    let stem = trace
+        .file_stem()
+        .map_or_else(|| "trace".to_owned(), |s| s.to_string_lossy().into_owned());
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    PathBuf::from("reports/runs").join(format!("{stem}-{now}.ltr"))
+}
+
+fn options_text(args: &ReplayArgs, reconcile: bool) -> BTreeMap<String, String> {
+    let mut o = BTreeMap::new();
+    o.insert("speed".into(), args.speed.to_string());
+    if let Some(c) = args.clients {
+        o.insert("clients".into(), c.to_string());
+    }
+    o.insert(
+        "connect_concurrency".into(),
+        args.connect_concurrency.to_string(),
+    );
+    o.insert("max_in_flight".into(), args.max_in_flight.to_string());
+    o.insert(
+        "per_conn_in_flight".into(),
+        args.per_conn_in_flight.to_string(),
+    );
+    o.insert(
+        "on_overload".into(),
+        format!("{:?}", args.on_overload).to_lowercase(),
+    );
+    o.insert("timeout_ms".into(), args.timeout.as_millis().to_string());
+    if let Some(d) = args.duration {
+        o.insert("duration_s".into(), d.to_string());
+    }
+    o.insert("reconcile".into(), reconcile.to_string());
+    o.insert(
+        "relay_pid_sampled".into(),
+        args.relay_pid.is_some().to_string(),
+    );
+    o
+}
+
+fn progress_bar(records: u64) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(records);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} replay [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile: bool) {
+    println!("dry run: nothing sent, no socket opened");
+    println!(
+        "target        {} — allowed ({})",
+        target.display_host(),
+        if target.loopback {
+            "loopback"
+        } else {
+            "on the allow-list of dedicated test hosts"
+        }
+    );
+    println!(
+        "trace         {} (fingerprint sha256:{})",
+        args.trace.display(),
+        plan.fingerprint
+    );
+    println!(
+        "records       {} ({} events), {} of frames",
+        fmt::count(plan.records),
+        fmt::count(plan.events),
+        fmt::bytes(plan.frame_bytes)
+    );
+    println!("connections   {}", plan.connections);
+    println!(
+        "duration      {:.1} s at {}{}",
+        plan.duration_s,
+        args.speed,
+        args.duration
+            .map(|d| format!(" (stopping after {d} s)"))
+            .unwrap_or_default()
+    );
+    println!(
+        "peak rate     {} records in second {} (at {})",
+        fmt::count(plan.peak_per_s),
+        plan.peak_second,
+        args.speed
+    );
+    println!("largest gap   {:.3} s", plan.largest_gap_s);
+    println!(
+        "in flight     at most {} overall, {} per connection; at the cap: {:?}; timeout {:?}; reconcile {}",
+        args.max_in_flight, args.per_conn_in_flight, args.on_overload, args.timeout, reconcile
+    );
+    println!("mix");
+    for (kind, n) in &plan.by_kind {
+        println!(
+            "  {kind:<22} {:>10} {:>6.1}%",
+            fmt::count(*n),
+            100.0 * *n as f64 / plan.records.max(1) as f64
+        );
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+/// The end-of-run summary; warnings about the harness come first.
+pub fn render(s: &Summary, plan: &Plan) -> String {
+    let mut out = String::new();
+    let lag_p99 = s.lag_us.value_at_quantile(0.99);
+    let dropped = s.trailer.by_outcome.get("dropped").copied().unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
+    let cpu_share = s.harness_cpu_max_pct / cores;
+    if !s.lag_us.is_empty() && lag_p99 > LAG_P99_BOUND_US {
+        out.push_str(&format!(
+            "WARNING: lt could not keep the schedule: lag p99 {} > {} — latency figures are not trustworthy\n",
+            ms(lag_p99),
+            ms(LAG_P99_BOUND_US)
+        ));
+    }
+    if cpu_share >= HARNESS_CPU_BOUND_PCT {
+        out.push_str(&format!(
+            "WARNING: lt itself used {cpu_share:.0}% of the machine's CPU at peak — it may have been the bottleneck\n"
+        ));
+    }
+    if dropped > 0 {
+        out.push_str(&format!(
+            "WARNING: {dropped} records dropped at the in-flight cap\n"
+        ));
+    }
+    out.push_str(&format!("results       {}\n", s.results.display()));
+    out.push_str(&format!(
+        "records       {} in {:.1} s\n",
+        fmt::count(s.trailer.outcomes),
+        s.trailer.elapsed_ns as f64 / 1e9
+    ));
+    for (label, n) in &s.trailer.by_outcome {
+        out.push_str(&format!(
+            "  {label:<24} {:>10} {:>6.1}%\n",
+            fmt::count(*n),
+            100.0 * *n as f64 / plan.records.max(1) as f64
+        ));
+    }
+    if !s.response_us.is_empty() {
+        out.push_str(&format!(
+            "response time p50 {} · p99 {} · max {} (completed − intended)\n",
+            ms(s.response_us.value_at_quantile(0.5)),
+            ms(s.response_us.value_at_quantile(0.99)),
+            ms(s.response_us.max())
+        ));
+    }
+    if !s.lag_us.is_empty() {
+        out.push_str(&format!(
+            "schedule lag  p99 {} · max {} (sent − intended)\n",
+            ms(lag_p99),
+            ms(s.lag_us.max())
+        ));
+    }
+    let t = &s.trailer;
+    if s.connect_failures + t.unparseable_frames + t.oversized_frames + t.notices + s.late_acks > 0
+    {
+        out.push_str(&format!(
+            "also          {} failed connects · {} unparseable and {} oversized relay frames · {} NOTICEs · {} late OKs\n",
+            s.connect_failures, t.unparseable_frames, t.oversized_frames, t.notices, s.late_acks
+        ));
+    }
+    if let Some(e) = &s.reconcile_error {
+        out.push_str(&format!(
+            "reconciliation failed ({e}); unacknowledged events stay timeout\n"
+        ));
+    }
+    out
+}

@@ -1,0 +1,530 @@
+//! One task per connection: writes the records dispatched to it, matches the relay's
+//! replies to them (OK by event id, EOSE/CLOSED by subscription id), expires them after the
+//! timeout, and reconnects with backoff when the connection dies. Every record that reaches
+//! a connection leaves it as exactly one outcome row.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::shared::{Dispatch, Key, Shared};
+use crate::capture::results::{ConnectRow, NoticeRow, Outcome, OutcomeRow, Row};
+use crate::capture::Op;
+use crate::guard::Target;
+use crate::nostr::{Prefix, RelayMessage};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Relay frames above this are counted as oversized and not parsed.
+pub const OVERSIZED_BYTES: usize = 1 << 20;
+/// NOTICE texts kept per connection as rows; all are counted.
+const NOTICE_ROWS_PER_CONN: u32 = 20;
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn ws_config() -> WebSocketConfig {
+    // Accept large frames so a relay's big stored events or a hostile peer's oversized frame
+    // is counted rather than killing the connection.
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// Opens connection `conn` to an address the guard checked (never resolving again), with
+/// `TCP_NODELAY` on: Nagle would add ~40 ms to small frames.
+pub async fn connect(target: &Target, conn: u32) -> Result<Ws, String> {
+    let addr = target.addrs[conn as usize % target.addrs.len()];
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            target.url.as_str(),
+            tcp,
+            Some(ws_config()),
+        )
+        .await
+        .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        Ok(ws)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "connect to {addr} timed out after {CONNECT_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// A record on the wire, waiting for its reply.
+struct InFlight {
+    index: u64,
+    op: Op,
+    intended_ns: u64,
+    sent_ns: u64,
+    bytes: u32,
+    events: u32,
+}
+
+enum Link {
+    Up {
+        sink: SplitSink<Ws, Message>,
+        stream: SplitStream<Ws>,
+    },
+    Down {
+        retry_at: Instant,
+        backoff: Duration,
+    },
+}
+
+pub struct Conn {
+    id: u32,
+    shared: Arc<Shared>,
+    target: Arc<Target>,
+    link: Link,
+    by_id: HashMap<[u8; 32], InFlight>,
+    by_sub: HashMap<String, InFlight>,
+    /// Send order = deadline order, since the timeout is the same for all.
+    deadlines: VecDeque<(Instant, Key)>,
+    /// Records here: queued, waiting on a dependency, or in flight.
+    open: HashSet<u64>,
+    /// Ready to send once the per-connection cap allows.
+    queue: VecDeque<Dispatch>,
+    /// Waiting for record `after` to complete.
+    waiting: HashMap<u64, Vec<Dispatch>>,
+    notices_kept: u32,
+}
+
+impl Conn {
+    pub fn new(id: u32, shared: Arc<Shared>, target: Arc<Target>, ws: Option<Ws>) -> Conn {
+        let link = match ws {
+            Some(ws) => {
+                shared.open_conns.fetch_add(1, Ordering::Relaxed);
+                let (sink, stream) = ws.split();
+                Link::Up { sink, stream }
+            }
+            None => Link::Down {
+                retry_at: Instant::now() + BACKOFF_START,
+                backoff: BACKOFF_START,
+            },
+        };
+        Conn {
+            id,
+            shared,
+            target,
+            link,
+            by_id: HashMap::new(),
+            by_sub: HashMap::new(),
+            deadlines: VecDeque::new(),
+            open: HashSet::new(),
+            queue: VecDeque::new(),
+            waiting: HashMap::new(),
+            notices_kept: 0,
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.by_id.len() + self.by_sub.len()
+    }
+
+    fn idle(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Runs until the scheduler is done with this connection and nothing is left open.
+    pub async fn run(mut self, mut rx: UnboundedReceiver<Dispatch>) {
+        let mut rx_open = true;
+        loop {
+            self.send_ready().await;
+            if !rx_open && self.idle() {
+                break;
+            }
+            let deadline = self.deadlines.front().map(|(t, _)| *t);
+            let retry = match &self.link {
+                Link::Down { retry_at, .. } => Some(*retry_at),
+                Link::Up { .. } => None,
+            };
+            let up = matches!(self.link, Link::Up { .. });
+            tokio::select! {
+                d = rx.recv(), if rx_open => match d {
+                    Some(d) => self.accept(d),
+                    None => rx_open = false,
+                },
+                frame = next_frame(&mut self.link), if up => self.on_frame(frame),
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.expire();
+                }
+                _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() && rx_open => {
+                    self.reconnect().await;
+                }
+            }
+        }
+        if let Link::Up { mut sink, .. } = std::mem::replace(
+            &mut self.link,
+            Link::Down {
+                retry_at: Instant::now(),
+                backoff: BACKOFF_START,
+            },
+        ) {
+            let _ = sink.close().await;
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A record arrives from the scheduler.
+    fn accept(&mut self, d: Dispatch) {
+        if matches!(self.link, Link::Down { .. }) {
+            // The connection is down when the record is due: it is not silently queued
+            // behind a reconnect that may never come.
+            self.finish_unsent(d, Outcome::Disconnected { code: None });
+            return;
+        }
+        self.open.insert(d.index);
+        match d.after {
+            Some(dep) if self.open.contains(&dep) => self.waiting.entry(dep).or_default().push(d),
+            _ => self.queue.push_back(d),
+        }
+    }
+
+    async fn send_ready(&mut self) {
+        while self.in_flight() < self.shared.per_conn_in_flight {
+            let Some(d) = self.queue.pop_front() else {
+                return;
+            };
+            self.send(d).await;
+        }
+    }
+
+    async fn send(&mut self, d: Dispatch) {
+        let Link::Up { sink, .. } = &mut self.link else {
+            self.open.remove(&d.index);
+            self.finish_unsent(d, Outcome::Disconnected { code: None });
+            return;
+        };
+        let bytes = d.frame.len() as u32;
+        if let Err(e) = sink.send(Message::text(d.frame)).await {
+            let code = close_code(&e);
+            self.open.remove(&d.index);
+            let row = self.row(
+                d.index,
+                d.op,
+                d.intended_ns,
+                None,
+                None,
+                Outcome::Disconnected { code },
+                bytes,
+                0,
+            );
+            self.shared.complete(row, None);
+            self.disconnect(code);
+            return;
+        }
+        let sent_ns = self.shared.now_ns();
+        self.shared.record_sent(d.intended_ns, sent_ns);
+        let flight = InFlight {
+            index: d.index,
+            op: d.op,
+            intended_ns: d.intended_ns,
+            sent_ns,
+            bytes,
+            events: 0,
+        };
+        let deadline = Instant::now() + self.shared.timeout;
+        match d.key {
+            Key::Ok(id) => {
+                self.by_id.insert(id, flight);
+                self.deadlines.push_back((deadline, Key::Ok(id)));
+            }
+            Key::Sub(sub) => {
+                self.by_sub.insert(sub.clone(), flight);
+                self.deadlines.push_back((deadline, Key::Sub(sub)));
+            }
+            Key::None => self.complete(flight, Outcome::Ok),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        index: u64,
+        op: Op,
+        intended_ns: u64,
+        sent_ns: Option<u64>,
+        completed_ns: Option<u64>,
+        outcome: Outcome,
+        bytes: u32,
+        events_received: u32,
+    ) -> OutcomeRow {
+        OutcomeRow {
+            index,
+            conn: self.id,
+            op,
+            intended_ns,
+            sent_ns,
+            completed_ns,
+            outcome,
+            bytes,
+            events_received,
+        }
+    }
+
+    fn finish_unsent(&mut self, d: Dispatch, outcome: Outcome) {
+        let bytes = d.frame.len() as u32;
+        let row = self.row(d.index, d.op, d.intended_ns, None, None, outcome, bytes, 0);
+        self.shared.complete(row, None);
+        self.release(d.index);
+    }
+
+    /// A record leaves this connection with its outcome.
+    fn complete(&mut self, f: InFlight, outcome: Outcome) {
+        let now = self.shared.now_ns();
+        let completed = match outcome {
+            Outcome::Timeout | Outcome::Disconnected { .. } => None,
+            _ => Some(now),
+        };
+        let row = self.row(
+            f.index,
+            f.op,
+            f.intended_ns,
+            Some(f.sent_ns),
+            completed,
+            outcome,
+            f.bytes,
+            f.events,
+        );
+        self.shared.complete(row, None);
+        self.release(f.index);
+    }
+
+    /// Frees a record's slot and wakes what waited on it.
+    fn release(&mut self, index: u64) {
+        self.open.remove(&index);
+        if let Some(ready) = self.waiting.remove(&index) {
+            self.queue.extend(ready);
+        }
+    }
+
+    fn on_frame(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+        let msg = match frame {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                let code = close_code(&e);
+                self.disconnect(code);
+                return;
+            }
+            None => {
+                self.disconnect(None);
+                return;
+            }
+        };
+        let text = match &msg {
+            Message::Text(t) => t.as_str(),
+            Message::Close(c) => {
+                let code = c.as_ref().map(|f| u16::from(f.code));
+                self.disconnect(code);
+                return;
+            }
+            Message::Binary(_) => {
+                self.shared.unparseable.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            _ => return,
+        };
+        if text.len() > OVERSIZED_BYTES {
+            self.shared.oversized.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let parsed = match RelayMessage::parse(text) {
+            Ok(m) => m,
+            Err(_) => {
+                self.shared.unparseable.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        match parsed {
+            RelayMessage::Ok {
+                id,
+                accepted,
+                message,
+            } => {
+                let Some(f) = self.by_id.remove(&id) else {
+                    // An OK for nothing in flight here: late (after its timeout) or unknown.
+                    self.shared.late_acks.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let prefix = Prefix::of(&message);
+                let outcome = match (accepted, prefix) {
+                    (true, Prefix::Duplicate) => Outcome::Duplicate,
+                    (true, _) => Outcome::Ok,
+                    (false, prefix) => Outcome::Rejected {
+                        prefix,
+                        message: message.into_owned(),
+                    },
+                };
+                self.complete(f, outcome);
+            }
+            RelayMessage::Eose(sub) => {
+                if let Some(f) = self.by_sub.remove(sub.as_ref()) {
+                    self.complete(f, Outcome::Ok);
+                }
+            }
+            RelayMessage::Closed { sub, message } => {
+                if let Some(f) = self.by_sub.remove(sub.as_ref()) {
+                    let outcome = Outcome::Closed {
+                        prefix: Prefix::of(&message),
+                        message: message.into_owned(),
+                    };
+                    self.complete(f, outcome);
+                }
+            }
+            RelayMessage::Event { sub, .. } => {
+                if let Some(f) = self.by_sub.get_mut(sub.as_ref()) {
+                    f.events += 1;
+                }
+            }
+            RelayMessage::Notice(text) => {
+                self.shared.notices.fetch_add(1, Ordering::Relaxed);
+                if self.notices_kept < NOTICE_ROWS_PER_CONN {
+                    self.notices_kept += 1;
+                    let row = Row::Notice(NoticeRow {
+                        conn: self.id,
+                        at_ns: self.shared.now_ns(),
+                        text: text.into_owned(),
+                    });
+                    self.shared.emit(row);
+                }
+            }
+            RelayMessage::Auth(_) | RelayMessage::Count { .. } => {}
+        }
+    }
+
+    /// Records whose timeout passed.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some((t, _)) = self.deadlines.front() {
+            if *t > now {
+                break;
+            }
+            let Some((_, key)) = self.deadlines.pop_front() else {
+                break;
+            };
+            match key {
+                Key::Ok(id) => {
+                    if let Some(f) = self.by_id.remove(&id) {
+                        let row = self.row(
+                            f.index,
+                            f.op,
+                            f.intended_ns,
+                            Some(f.sent_ns),
+                            None,
+                            Outcome::Timeout,
+                            f.bytes,
+                            f.events,
+                        );
+                        self.shared.complete(row, Some(id));
+                        self.release(f.index);
+                    }
+                }
+                Key::Sub(sub) => {
+                    if let Some(f) = self.by_sub.remove(&sub) {
+                        self.complete(f, Outcome::Timeout);
+                    }
+                }
+                Key::None => {}
+            }
+        }
+    }
+
+    /// The connection died: everything on it becomes `disconnected`, then retry later.
+    fn disconnect(&mut self, code: Option<u16>) {
+        if matches!(self.link, Link::Up { .. }) {
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.shared.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.link = Link::Down {
+            retry_at: Instant::now() + BACKOFF_START,
+            backoff: BACKOFF_START,
+        };
+        let flights: Vec<InFlight> = self
+            .by_id
+            .drain()
+            .map(|(_, f)| f)
+            .chain(self.by_sub.drain().map(|(_, f)| f))
+            .collect();
+        for f in flights {
+            self.complete(f, Outcome::Disconnected { code });
+        }
+        self.deadlines.clear();
+        let unsent: Vec<Dispatch> = self
+            .queue
+            .drain(..)
+            .chain(self.waiting.drain().flat_map(|(_, v)| v))
+            .collect();
+        for d in unsent {
+            self.finish_unsent(d, Outcome::Disconnected { code });
+        }
+        self.open.clear();
+    }
+
+    async fn reconnect(&mut self) {
+        let backoff = match &self.link {
+            Link::Down { backoff, .. } => *backoff,
+            Link::Up { .. } => return,
+        };
+        let started = self.shared.now_ns();
+        let t = std::time::Instant::now();
+        let result = connect(&self.target, self.id).await;
+        let latency_ns = t.elapsed().as_nanos() as u64;
+        let error = match result {
+            Ok(ws) => {
+                let (sink, stream) = ws.split();
+                self.link = Link::Up { sink, stream };
+                self.shared.open_conns.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                let next = (backoff * 2).min(BACKOFF_MAX);
+                self.link = Link::Down {
+                    retry_at: Instant::now() + next,
+                    backoff: next,
+                };
+                Some(e)
+            }
+        };
+        self.shared.emit(Row::Connect(ConnectRow {
+            conn: self.id,
+            at_ns: started,
+            initial: false,
+            latency_ns,
+            error,
+        }));
+    }
+}
+
+async fn next_frame(
+    link: &mut Link,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match link {
+        Link::Up { stream, .. } => stream.next().await,
+        Link::Down { .. } => std::future::pending().await,
+    }
+}
+
+fn close_code(e: &tokio_tungstenite::tungstenite::Error) -> Option<u16> {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Protocol(_) => Some(1002),
+        _ => None,
+    }
+}

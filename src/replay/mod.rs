@@ -1,0 +1,400 @@
+//! Replay: plays a trace to a relay open-loop at scaled time and records an outcome for
+//! every record.
+//!
+//! Threads: the scheduler (an OS thread: precise sleeps on absolute deadlines), the results
+//! writer (an OS thread: compression off the network path), and a tokio runtime with one
+//! task per connection, a sampler and the progress line.
+
+mod conn;
+pub mod pace;
+pub mod plan;
+mod reconcile;
+pub mod sample;
+mod schedule;
+mod shared;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use pace::Speed;
+pub use plan::Plan;
+pub use schedule::Overload;
+
+use crate::capture::results::{self, ConnectRow, Header, ResultsWriter, Row, Sample, Trailer};
+use crate::capture::TraceReader;
+use crate::guard::Target;
+use sample::ProcessMeter;
+use shared::Shared;
+
+pub struct Config {
+    pub target: Target,
+    pub speed: Speed,
+    /// Cap on connections (trace clients are folded onto them).
+    pub connections: Option<u32>,
+    pub connect_concurrency: usize,
+    pub max_in_flight: usize,
+    pub per_conn_in_flight: usize,
+    pub overload: Overload,
+    pub timeout: Duration,
+    /// Stop sending records due after this long.
+    pub duration: Option<Duration>,
+    pub reconcile: bool,
+    pub relay_pid: Option<u32>,
+    /// The options as given, for the results header.
+    pub options: BTreeMap<String, String>,
+}
+
+pub struct Summary {
+    pub results: PathBuf,
+    pub trailer: Trailer,
+    pub response_us: Histogram<u64>,
+    pub lag_us: Histogram<u64>,
+    pub connect_failures: u64,
+    pub late_acks: u64,
+    pub reconcile_error: Option<String>,
+    pub harness_cpu_max_pct: f32,
+}
+
+/// Replays `trace` (already planned: verified and fingerprinted) into the results file `out`.
+pub fn run(
+    trace: &Path,
+    plan: &Plan,
+    out: &Path,
+    cfg: Config,
+    progress: ProgressBar,
+) -> anyhow::Result<Summary> {
+    let reader = TraceReader::open(trace)?;
+    let header = Header {
+        format_version: results::VERSION,
+        lt_version: env!("CARGO_PKG_VERSION").to_owned(),
+        trace_fingerprint: plan.fingerprint.clone(),
+        trace_records: plan.records,
+        trace_header: reader.header().clone(),
+        options: cfg.options.clone(),
+        target: cfg.target.display_host(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        machine: sample::machine(),
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Written in place (not renamed at the end): if lt is killed, every complete block of
+    // what it recorded is still readable.
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut writer = ResultsWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
+        .with_context(|| format!("writing {}", out.display()))?;
+
+    let (rows_tx, mut rows_rx) = mpsc::unbounded_channel::<Row>();
+    let out_name = out.display().to_string();
+    let write_thread = std::thread::Builder::new()
+        .name("lt-results".into())
+        .spawn(move || -> anyhow::Result<ResultsWriter<BufWriter<File>>> {
+            while let Some(row) = rows_rx.blocking_recv() {
+                let sample = matches!(row, Row::Sample(_));
+                writer
+                    .push(&row)
+                    .with_context(|| format!("writing {out_name}"))?;
+                if sample {
+                    writer
+                        .flush()
+                        .with_context(|| format!("writing {out_name}"))?;
+                }
+            }
+            Ok(writer)
+        })
+        .context("starting the results writer")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lt-net")
+        .build()
+        .context("starting the network runtime")?;
+    let started = Instant::now();
+    let outcome = runtime.block_on(drive(reader, plan, cfg, rows_tx, progress));
+    // Ends every task, so nothing but `shared` below still holds the row sender.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let (shared, extra) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            // The writer ends when its channel closes; keep its error if it has one.
+            let _ = write_thread.join();
+            return Err(e);
+        }
+    };
+    // Take what the summary needs, then let go of the shared state: it holds the row
+    // sender, and the writer finishes only once every sender is gone.
+    let (response_us, lag_us) = {
+        let h = shared
+            .hists
+            .lock()
+            .map_err(|_| anyhow!("histogram lock poisoned"))?;
+        (h.response_us.clone(), h.lag_us.clone())
+    };
+    let trailer = Trailer {
+        rows: 0,
+        outcomes: 0,
+        by_outcome: BTreeMap::new(),
+        samples: 0,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        elapsed_ns: started.elapsed().as_nanos() as u64,
+        interrupted: shared.stop.load(Ordering::Relaxed),
+        unparseable_frames: shared.unparseable.load(Ordering::Relaxed),
+        oversized_frames: shared.oversized.load(Ordering::Relaxed),
+        notices: shared.notices.load(Ordering::Relaxed),
+    };
+    let late_acks = shared.late_acks.load(Ordering::Relaxed);
+    drop(shared);
+    let writer = write_thread
+        .join()
+        .map_err(|_| anyhow!("the results writer panicked"))??;
+    let (_, trailer) = writer
+        .finish(trailer)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if trailer.outcomes != plan.records {
+        return Err(anyhow!(
+            "internal error: {} outcomes for {} trace records in {}",
+            trailer.outcomes,
+            plan.records,
+            out.display()
+        ));
+    }
+    Ok(Summary {
+        results: out.to_owned(),
+        trailer,
+        response_us,
+        lag_us,
+        connect_failures: extra.connect_failures,
+        late_acks,
+        reconcile_error: extra.reconcile_error,
+        harness_cpu_max_pct: extra.harness_cpu_max_pct,
+    })
+}
+
+struct Extra {
+    connect_failures: u64,
+    reconcile_error: Option<String>,
+    harness_cpu_max_pct: f32,
+}
+
+async fn drive(
+    reader: TraceReader<std::io::BufReader<File>>,
+    plan: &Plan,
+    cfg: Config,
+    rows: mpsc::UnboundedSender<Row>,
+    progress: ProgressBar,
+) -> anyhow::Result<(Arc<Shared>, Extra)> {
+    let target = Arc::new(cfg.target.clone());
+    let conns = plan.connections.max(1);
+
+    // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
+    let limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    let mut attempts = Vec::with_capacity(conns as usize);
+    for c in 0..conns {
+        let (limiter, target) = (limiter.clone(), target.clone());
+        attempts.push(tokio::spawn(async move {
+            let _permit = limiter.acquire_owned().await;
+            let t = Instant::now();
+            let r = conn::connect(&target, c).await;
+            (c, t.elapsed(), r)
+        }));
+    }
+    progress.set_message(format!("connecting {conns} connections"));
+    let mut sockets = Vec::with_capacity(conns as usize);
+    let mut connect_rows = Vec::with_capacity(conns as usize);
+    let mut connect_failures = 0;
+    for a in attempts {
+        let (c, latency, r) = a.await.context("connect task")?;
+        let error = r.as_ref().err().cloned();
+        connect_failures += u64::from(error.is_some());
+        connect_rows.push(Row::Connect(ConnectRow {
+            conn: c,
+            at_ns: 0,
+            initial: true,
+            latency_ns: latency.as_nanos() as u64,
+            error,
+        }));
+        sockets.push(r.ok());
+    }
+    if connect_failures == u64::from(conns) {
+        let first = connect_rows.iter().find_map(|r| match r {
+            Row::Connect(c) => c.error.clone(),
+            _ => None,
+        });
+        return Err(anyhow!(
+            "could not open any of {conns} connections to {}: {}",
+            target.display_host(),
+            first.unwrap_or_default()
+        ));
+    }
+
+    let t0 = Instant::now();
+    let shared = Arc::new(Shared::new(
+        t0,
+        cfg.timeout,
+        cfg.per_conn_in_flight.max(1),
+        cfg.reconcile,
+        rows,
+    ));
+    for row in connect_rows {
+        shared.emit(row);
+    }
+
+    // One task per connection.
+    let mut senders = Vec::with_capacity(conns as usize);
+    let mut tasks = Vec::with_capacity(conns as usize);
+    for (c, ws) in sockets.into_iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let conn = conn::Conn::new(c as u32, shared.clone(), target.clone(), ws);
+        tasks.push(tokio::spawn(conn.run(rx)));
+    }
+
+    // Ctrl-C / SIGTERM: the first stops scheduling and drains; the second exits at once
+    // (the results file stays readable up to its last complete block).
+    let signals = tokio::spawn(watch_signals(shared.clone()));
+    let sampler = tokio::spawn(sample_loop(
+        shared.clone(),
+        cfg.relay_pid,
+        progress.clone(),
+        plan.records,
+    ));
+
+    let schedule = schedule::Schedule {
+        speed: cfg.speed,
+        max_in_flight: cfg.max_in_flight.max(1),
+        overload: cfg.overload,
+        stop_after_ns: cfg.duration.map(|d| d.as_nanos() as u64),
+        conns,
+    };
+    let sched_shared = shared.clone();
+    let scheduled =
+        tokio::task::spawn_blocking(move || schedule::run(reader, senders, sched_shared, schedule))
+            .await
+            .context("scheduler thread")?;
+    // On a scheduler error (a damaged trace mid-run) the senders are gone: connections
+    // drain what they have, then the error is reported.
+    for t in tasks {
+        let _ = t.await;
+    }
+    signals.abort();
+    let records = scheduled?;
+    debug_assert_eq!(records, plan.records);
+
+    let held = std::mem::take(
+        &mut *shared
+            .unacked
+            .lock()
+            .map_err(|_| anyhow!("unacked list lock poisoned"))?,
+    );
+    let mut reconcile_error = None;
+    if !held.is_empty() {
+        progress.set_message(format!("reconciling {} unacknowledged events", held.len()));
+        let (rows, err) = reconcile::reconcile(&target, held).await;
+        reconcile_error = err;
+        for row in rows {
+            shared.emit(Row::Outcome(row));
+        }
+    }
+    sampler.abort();
+    let harness_cpu_max_pct = f32::from_bits(shared.harness_cpu_max_bits.load(Ordering::Relaxed));
+    Ok((
+        shared,
+        Extra {
+            connect_failures,
+            reconcile_error,
+            harness_cpu_max_pct,
+        },
+    ))
+}
+
+async fn watch_signals(shared: Arc<Shared>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let mut stops = 0;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {}
+        }
+        stops += 1;
+        if stops == 1 {
+            shared.stop.store(true, Ordering::Relaxed);
+            eprintln!(
+                "\nlt: stopping: no new records; waiting up to {:?} for replies in flight (again to quit at once)",
+                shared.timeout
+            );
+        } else {
+            eprintln!("\nlt: quitting at once; the results file is readable up to its last complete block");
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Every second: a sample row (which also makes the writer flush a block) and the progress
+/// line.
+async fn sample_loop(
+    shared: Arc<Shared>,
+    relay_pid: Option<u32>,
+    progress: ProgressBar,
+    records: u64,
+) {
+    let mut me = ProcessMeter::new(None);
+    let mut relay = ProcessMeter::new(relay_pid);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = (Instant::now(), 0u64);
+    let mut cpu_max = 0f32;
+    loop {
+        tick.tick().await;
+        let (cpu, rss) = me.read();
+        let (relay_cpu, relay_rss) = if relay_pid.is_some() {
+            relay.read()
+        } else {
+            (None, None)
+        };
+        cpu_max = cpu_max.max(cpu.unwrap_or(0.0));
+        shared
+            .harness_cpu_max_bits
+            .store(cpu_max.to_bits(), Ordering::Relaxed);
+        let sent = shared.sent.load(Ordering::Relaxed);
+        let completed = shared.completed.load(Ordering::Relaxed);
+        shared.emit(Row::Sample(Sample {
+            at_ns: shared.now_ns(),
+            relay_cpu_pct: relay_cpu,
+            relay_rss_bytes: relay_rss,
+            harness_cpu_pct: cpu.unwrap_or(0.0),
+            harness_rss_bytes: rss.unwrap_or(0),
+            lag_max_us: shared.lag_window_max_ns.swap(0, Ordering::Relaxed) / 1000,
+            connections_open: shared.open_conns.load(Ordering::Relaxed),
+            in_flight: shared.in_flight.load(Ordering::Relaxed) as u32,
+            sent,
+            completed,
+        }));
+        let now = Instant::now();
+        let rate = (sent - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+        last = (now, sent);
+        let p99 = shared
+            .hists
+            .lock()
+            .map(|h| h.response_us.value_at_quantile(0.99))
+            .unwrap_or(0);
+        progress.set_position(completed.min(records));
+        progress.set_message(format!(
+            "sent {sent} · ok {} · errors {} · {rate:.0}/s · p99 {:.1} ms",
+            shared.succeeded.load(Ordering::Relaxed),
+            shared.failed.load(Ordering::Relaxed),
+            p99 as f64 / 1000.0
+        ));
+    }
+}

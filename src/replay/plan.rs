@@ -1,0 +1,68 @@
+//! The plan: one pass over the trace, before anything is sent. It verifies the whole trace
+//! (a damaged trace is refused before it reaches a relay), gives the fingerprint the results
+//! header needs, and is what `--dry-run` prints.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use super::pace::Speed;
+use crate::capture::TraceReader;
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub records: u64,
+    pub events: u64,
+    pub frame_bytes: u64,
+    pub fingerprint: String,
+    /// Connections the replay opens (trace clients, capped by `--clients`).
+    pub connections: u32,
+    /// Intended time of the last record at the chosen speed, seconds.
+    pub duration_s: f64,
+    /// Most records due in one second at the chosen speed, and which second.
+    pub peak_per_s: u64,
+    pub peak_second: u64,
+    /// Largest gap between consecutive intended times, seconds.
+    pub largest_gap_s: f64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result<Plan> {
+    let mut reader = TraceReader::open(path)?;
+    let clients = reader.header().options.clients;
+    let connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);
+    let mut p = Plan {
+        connections,
+        ..Plan::default()
+    };
+    let mut used = HashSet::new();
+    let (mut second, mut in_second, mut last_ns) = (u64::MAX, 0u64, None::<u64>);
+    while let Some(r) = reader.next_record()? {
+        p.records += 1;
+        p.events += u64::from(r.op.is_event());
+        p.frame_bytes += r.frame.len() as u64;
+        used.insert(r.client % connections);
+        *p.by_kind.entry(r.op.label()).or_default() += 1;
+        let t = speed.intended_ns(r.offset_us);
+        if let Some(prev) = last_ns {
+            p.largest_gap_s = p.largest_gap_s.max(t.saturating_sub(prev) as f64 / 1e9);
+        }
+        last_ns = Some(t);
+        let s = t / 1_000_000_000;
+        if s != second {
+            second = s;
+            in_second = 0;
+        }
+        in_second += 1;
+        if in_second > p.peak_per_s {
+            p.peak_per_s = in_second;
+            p.peak_second = s;
+        }
+    }
+    p.duration_s = last_ns.unwrap_or(0) as f64 / 1e9;
+    p.connections = (used.len() as u32).max(1).min(connections);
+    let trailer = reader
+        .trailer()
+        .ok_or_else(|| anyhow::anyhow!("{}: no trailer", path.display()))?;
+    p.fingerprint = trailer.fingerprint.clone();
+    Ok(p)
+}

@@ -1,0 +1,175 @@
+//! State shared by the scheduler thread, the connection tasks and the sampler: counters
+//! (atomics, read by the progress line and the sampler) and the histograms the summary uses.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::capture::results::{Outcome, OutcomeRow, Row};
+use crate::capture::Op;
+
+/// What completes a record, in the form the connection matches on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Ok([u8; 32]),
+    Sub(String),
+    None,
+}
+
+/// A record handed to a connection.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub index: u64,
+    pub op: Op,
+    pub frame: String,
+    pub key: Key,
+    pub after: Option<u64>,
+    pub intended_ns: u64,
+}
+
+/// Response time (completed − intended), service time (completed − sent) and schedule lag
+/// (sent − intended), in microseconds.
+pub struct Histograms {
+    pub response_us: Histogram<u64>,
+    pub service_us: Histogram<u64>,
+    pub lag_us: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour at 3 significant digits; larger values saturate at the top.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Histograms {
+    pub fn new() -> Histograms {
+        Histograms {
+            response_us: histogram(),
+            service_us: histogram(),
+            lag_us: histogram(),
+        }
+    }
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Shared {
+    pub t0: Instant,
+    pub timeout: Duration,
+    pub per_conn_in_flight: usize,
+    pub reconcile: bool,
+    pub stop: AtomicBool,
+    pub in_flight: AtomicUsize,
+    pub sent: AtomicU64,
+    pub completed: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub open_conns: AtomicU32,
+    pub disconnects: AtomicU64,
+    pub late_acks: AtomicU64,
+    pub unparseable: AtomicU64,
+    pub oversized: AtomicU64,
+    pub notices: AtomicU64,
+    /// Highest CPU% of lt itself in any 1-second sample (f32 bits).
+    pub harness_cpu_max_bits: AtomicU32,
+    /// Largest schedule lag since the sampler last looked, ns.
+    pub lag_window_max_ns: AtomicU64,
+    pub hists: Mutex<Histograms>,
+    /// Events that timed out, held back until reconciliation decides their outcome.
+    pub unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
+    rows: UnboundedSender<Row>,
+}
+
+impl Shared {
+    pub fn new(
+        t0: Instant,
+        timeout: Duration,
+        per_conn_in_flight: usize,
+        reconcile: bool,
+        rows: UnboundedSender<Row>,
+    ) -> Shared {
+        Shared {
+            t0,
+            timeout,
+            per_conn_in_flight,
+            reconcile,
+            stop: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            open_conns: AtomicU32::new(0),
+            disconnects: AtomicU64::new(0),
+            late_acks: AtomicU64::new(0),
+            unparseable: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
+            notices: AtomicU64::new(0),
+            harness_cpu_max_bits: AtomicU32::new(0),
+            lag_window_max_ns: AtomicU64::new(0),
+            hists: Mutex::new(Histograms::new()),
+            unacked: Mutex::new(Vec::new()),
+            rows,
+        }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Sends a row to the results writer. A writer that is gone has already failed the
+    /// run with its own error.
+    pub fn emit(&self, row: Row) {
+        let _ = self.rows.send(row);
+    }
+
+    pub fn record_sent(&self, intended_ns: u64, sent_ns: u64) {
+        let lag = sent_ns.saturating_sub(intended_ns);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.lag_window_max_ns.fetch_max(lag, Ordering::Relaxed);
+        if let Ok(mut h) = self.hists.lock() {
+            h.lag_us.saturating_record((lag / 1000).max(1));
+        }
+    }
+
+    /// A dispatched record is done: count it, free its in-flight slot, write its row (or
+    /// hold it for reconciliation when it is an event that timed out).
+    pub fn complete(&self, row: OutcomeRow, unacked_id: Option<[u8; 32]>) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.record(&row);
+        match unacked_id {
+            Some(id) if self.reconcile => {
+                if let Ok(mut held) = self.unacked.lock() {
+                    held.push((id, row));
+                    return;
+                }
+                self.emit(Row::Outcome(row));
+            }
+            _ => self.emit(Row::Outcome(row)),
+        }
+    }
+
+    /// Counts a row that never took an in-flight slot (not sent, dropped).
+    pub fn record(&self, row: &OutcomeRow) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if row.outcome.succeeded() {
+            self.succeeded.fetch_add(1, Ordering::Relaxed);
+        } else if !matches!(row.outcome, Outcome::NotSent) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(done), Some(sent)) = (row.completed_ns, row.sent_ns) {
+            if let Ok(mut h) = self.hists.lock() {
+                h.response_us
+                    .saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
+                h.service_us
+                    .saturating_record((done.saturating_sub(sent) / 1000).max(1));
+            }
+        }
+    }
+}

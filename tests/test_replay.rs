@@ -1,0 +1,300 @@
+//! `lt replay` against the in-process fault-injection peer: every record gets exactly one
+//! outcome whatever the peer does. (Real relays: see test_replay_relays.rs.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use lt::capture::results::{ResultsReader, Row};
+use lt::peer::{Behavior, Peer};
+
+use crate::util::{lt, one_line_error, synth, text};
+
+/// Outcome counts by label and the set of record indices, checking each appears once.
+pub fn outcomes(path: &Path) -> (BTreeMap<String, u64>, u64) {
+    let mut r = ResultsReader::open(path).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = BTreeMap::new();
+    while let Some(row) = r.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            assert!(seen.insert(o.index), "record {} has two outcomes", o.index);
+            *counts.entry(o.outcome.label()).or_insert(0) += 1;
+        }
+    }
+    let records = r.header().trace_records;
+    assert_eq!(
+        seen.len() as u64,
+        records,
+        "every trace record has an outcome"
+    );
+    assert_eq!(r.trailer().unwrap().outcomes, records);
+    (counts, records)
+}
+
+pub fn replay(trace: &Path, url: &str, out: &Path, extra: &[&str]) -> Output {
+    lt().arg("replay")
+        .arg(trace)
+        .args(["--relay", url, "-o"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn small_trace(dir: &Path) -> PathBuf {
+    synth(
+        dir,
+        "t",
+        &["--duration", "20", "--rate", "100", "--clients", "20"],
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ack_all_peer_gets_every_record_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(&trace, &peer.url(), &out, &["--speed", "10x"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, records) = outcomes(&out);
+    assert_eq!(counts.get("ok"), Some(&records), "{counts:?}");
+    let s = text(&run.stdout);
+    assert!(s.contains("response time p50"), "{s}");
+    assert_eq!(peer.stats().accepted, 20, "one connection per trace client");
+}
+
+#[test]
+fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = synth(
+        dir.path(),
+        "t",
+        &["--duration", "2", "--rate", "50", "--clients", "5"],
+    );
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::Stall)).unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &peer.url(),
+        &out,
+        &["--timeout", "500ms", "--no-reconcile"],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, records) = outcomes(&out);
+    let closes = counts.get("ok").copied().unwrap_or(0);
+    assert_eq!(
+        counts.get("timeout").copied().unwrap_or(0) + closes,
+        records,
+        "{counts:?}"
+    );
+    assert!(counts.get("timeout").copied().unwrap_or(0) > 0);
+}
+
+#[test]
+fn dropped_connections_are_disconnected_then_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = synth(
+        dir.path(),
+        "t",
+        &["--duration", "10", "--rate", "100", "--clients", "3"],
+    );
+    let rt = runtime();
+    let peer = rt
+        .block_on(Peer::start(Behavior::DropAfter { after_messages: 50 }))
+        .unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &peer.url(),
+        &out,
+        &["--speed", "2x", "--no-reconcile"],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, _) = outcomes(&out);
+    assert!(
+        counts.get("disconnected").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    assert!(counts.get("ok").copied().unwrap_or(0) > 100, "{counts:?}");
+    assert!(
+        peer.stats().accepted > 3,
+        "it reconnected: {:?}",
+        peer.stats()
+    );
+}
+
+#[test]
+fn garbage_and_oversized_frames_are_counted_without_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt
+        .block_on(Peer::start(Behavior::Garbage {
+            oversized_every: 10,
+            oversized_bytes: 2 << 20,
+        }))
+        .unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(&trace, &peer.url(), &out, &["--speed", "10x"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, records) = outcomes(&out);
+    assert_eq!(counts.get("ok"), Some(&records), "{counts:?}");
+    let mut r = ResultsReader::open(&out).unwrap();
+    while r.next_row().unwrap().is_some() {}
+    let t = r.trailer().unwrap();
+    assert!(
+        t.unparseable_frames > 0 && t.oversized_frames > 0 && t.notices > 0,
+        "{t:?}"
+    );
+}
+
+#[test]
+fn duration_limit_marks_the_rest_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &peer.url(),
+        &out,
+        &["--speed", "10x", "--duration", "1"],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, records) = outcomes(&out);
+    let not_sent = counts.get("not_sent").copied().unwrap_or(0);
+    assert!(not_sent > records / 3, "{counts:?}");
+}
+
+#[test]
+fn overload_drop_marks_records_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt
+        .block_on(Peer::start(Behavior::Delay {
+            delay: Duration::from_millis(50),
+        }))
+        .unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &peer.url(),
+        &out,
+        &[
+            "--speed",
+            "max",
+            "--max-in-flight",
+            "5",
+            "--on-overload",
+            "drop",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (counts, _) = outcomes(&out);
+    assert!(
+        counts.get("dropped").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    assert!(text(&run.stdout).contains("dropped at the in-flight cap"));
+}
+
+#[test]
+fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
+    let out = dir.path().join("r.ltr");
+    let child = lt()
+        .arg("replay")
+        .arg(&trace)
+        .args(["--relay", &peer.url(), "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let run = child.wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(130), "{}", text(&run.stderr));
+    let (counts, _) = outcomes(&out);
+    assert!(
+        counts.get("not_sent").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    assert!(counts.get("ok").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[test]
+fn dry_run_opens_no_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
+    let out = dir.path().join("r.ltr");
+    let run = replay(&trace, &peer.url(), &out, &["--dry-run"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let s = text(&run.stdout);
+    for want in [
+        "dry run",
+        "records",
+        "connections   20",
+        "peak rate",
+        "largest gap",
+        "mix",
+    ] {
+        assert!(s.contains(want), "{want}: {s}");
+    }
+    let env_run = lt()
+        .arg("replay")
+        .arg(&trace)
+        .args(["--relay", &peer.url()])
+        .env("DRY_RUN", "1")
+        .output()
+        .unwrap();
+    assert!(env_run.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(peer.stats().accepted, 0, "a dry run connects to nothing");
+    assert!(!out.exists());
+}
+
+#[test]
+fn refused_or_missing_targets_exit_2_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let run = lt()
+        .arg("replay")
+        .arg(&trace)
+        .env_remove("RELAY_URL")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&run).contains("--relay"));
+    for (url, why) in [
+        ("ws://192.0.2.7:7777/", "not loopback"),
+        ("http://127.0.0.1:7777/", "ws://"),
+        ("ws://2130706433/", "ambiguous"),
+        ("wss://relay.damus.io/", "public relay"),
+    ] {
+        let run = replay(&trace, url, &dir.path().join("x.ltr"), &[]);
+        let line = one_line_error(&run);
+        assert!(line.contains("refusing"), "{url}: {line}");
+        let _ = why;
+    }
+    assert!(!dir.path().join("x.ltr").exists());
+}
