@@ -1,0 +1,247 @@
+//! The relay helper against the two real relays: events from a real trace are stored and
+//! come back, raised limits really are raised, and nothing outlives the helper.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use lt::capture::trace;
+use lt::nostr::keys;
+use lt::nostr::message::{event_frame, req_frame};
+use lt::nostr::{ClientMessage, Event, RelayMessage, Unsigned};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::relay::{self, Relay, RelayKind, RelayOptions};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// `n` signed events from a small synthesized trace, no two at the same NIP-01 address (a
+/// later version would replace an earlier one, and the query would miss it).
+fn trace_events(n: usize) -> Vec<(Event, String)> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let opts = lt::workload::Options {
+        duration_s: 5.0,
+        rate_eps: 20.0,
+        clients: 5,
+        creators: 1,
+        // Recent, so neither relay's created_at window rejects them whenever this runs.
+        epoch: now - 3600,
+        ..Default::default()
+    };
+    let (bytes, _) = lt::synth::write(&opts, Vec::new(), 1, &indicatif::ProgressBar::hidden())
+        .expect("synthesize a trace");
+    let (_, records, _) = trace::read_all(&bytes).expect("read the trace back");
+    let mut addresses = HashSet::new();
+    let picked: Vec<(Event, String)> = records
+        .into_iter()
+        .filter(|r| r.op.is_event())
+        .filter_map(|r| {
+            let event = match ClientMessage::parse(&r.frame) {
+                Ok(ClientMessage::Event(raw)) => Event::from_json(raw.get()).expect("event"),
+                other => panic!("not an EVENT frame: {other:?}"),
+            };
+            let fresh = match event.address() {
+                Some(a) => addresses.insert(a),
+                None => true,
+            };
+            fresh.then_some((event, r.frame))
+        })
+        .take(n)
+        .collect();
+    assert_eq!(picked.len(), n, "the trace has too few distinct events");
+    picked
+}
+
+async fn connect(relay: &Relay) -> Ws {
+    let tcp = TcpStream::connect(("127.0.0.1", relay.port))
+        .await
+        .expect("tcp connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(relay.url.as_str(), tcp, Some(config))
+            .await
+            .expect("websocket handshake");
+    ws
+}
+
+/// The next text frame; panics after 5 s or if the connection ends.
+async fn recv(ws: &mut Ws, relay: &Relay) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return t.as_str().to_owned(),
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!(
+                "{:?}: no answer within 5 s\n{}",
+                relay.kind,
+                relay.log_tail(20)
+            ),
+            Ok(other) => panic!(
+                "{:?}: connection ended: {other:?}\n{}",
+                relay.kind,
+                relay.log_tail(20)
+            ),
+        }
+    }
+}
+
+/// Waits for `["OK",id,true,…]` for every id, in any order.
+async fn expect_accepted(ws: &mut Ws, relay: &Relay, ids: &[[u8; 32]]) {
+    let mut waiting: BTreeSet<[u8; 32]> = ids.iter().copied().collect();
+    while !waiting.is_empty() {
+        let frame = recv(ws, relay).await;
+        match RelayMessage::parse(&frame) {
+            Ok(RelayMessage::Ok {
+                id, accepted: true, ..
+            }) if waiting.remove(&id) => {}
+            _ => panic!("{:?}: unexpected {frame}", relay.kind),
+        }
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the pid exists; nothing is sent.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+async fn publish_then_query(kind: RelayKind) {
+    let events = trace_events(5);
+    let relay = Relay::start(kind, RelayOptions::default());
+    let mut ws = connect(&relay).await;
+    for (_, frame) in &events {
+        ws.send(Message::Text(frame.clone().into())).await.unwrap();
+    }
+    let ids: Vec<[u8; 32]> = events.iter().map(|(e, _)| e.id).collect();
+    expect_accepted(&mut ws, &relay, &ids).await;
+
+    let quoted: Vec<String> = ids
+        .iter()
+        .map(|id| format!("\"{}\"", hex::encode(id)))
+        .collect();
+    let filter = format!(r#"{{"ids":[{}]}}"#, quoted.join(","));
+    ws.send(Message::Text(req_frame("check", &[&filter]).into()))
+        .await
+        .unwrap();
+    let mut back = BTreeSet::new();
+    loop {
+        let frame = recv(&mut ws, &relay).await;
+        match RelayMessage::parse(&frame) {
+            Ok(RelayMessage::Event { sub, event }) if sub == "check" => {
+                let e = Event::from_json(event.get()).expect("stored event parses");
+                e.verify().expect("stored event verifies");
+                back.insert(e.id);
+            }
+            Ok(RelayMessage::Eose(sub)) if sub == "check" => break,
+            _ => panic!("{kind:?}: unexpected {frame}"),
+        }
+    }
+    assert_eq!(back, ids.iter().copied().collect(), "{kind:?}");
+
+    let pid = relay.pid;
+    assert!(process_exists(pid));
+    drop(ws);
+    drop(relay);
+    assert!(!process_exists(pid), "{kind:?} (pid {pid}) still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_rs_relay_stores_trace_events() {
+    publish_then_query(RelayKind::NostrRsRelay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rnostr_stores_trace_events() {
+    publish_then_query(RelayKind::Rnostr).await;
+}
+
+/// An event far above both relays' default message limits (262144 and 524288 bytes).
+fn large_event() -> Event {
+    let kp = keys::keypair_from_material([9; 32]);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    Unsigned {
+        pubkey: keys::pubkey(&kp),
+        created_at: now,
+        kind: 1,
+        tags: vec![],
+        content: "x".repeat(1 << 20),
+    }
+    .sign(&kp, &[9; 32])
+}
+
+async fn raised_limits_take_a_large_event_and_many_subscriptions(kind: RelayKind) {
+    let relay = Relay::start(kind, RelayOptions { raise_limits: true });
+    let mut ws = connect(&relay).await;
+    let event = large_event();
+    ws.send(Message::Text(event_frame(&event).into()))
+        .await
+        .unwrap();
+    expect_accepted(&mut ws, &relay, &[event.id]).await;
+    // rnostr allows 20 subscriptions per connection by default; nostr-rs-relay 32, fixed.
+    let subs = 30;
+    for i in 0..subs {
+        let f = format!(r#"{{"ids":["{}"]}}"#, hex::encode(event.id));
+        ws.send(Message::Text(req_frame(&format!("s{i}"), &[&f]).into()))
+            .await
+            .unwrap();
+    }
+    let mut eose = 0;
+    while eose < subs {
+        let frame = recv(&mut ws, &relay).await;
+        match RelayMessage::parse(&frame) {
+            Ok(RelayMessage::Eose(_)) => eose += 1,
+            Ok(RelayMessage::Event { event: e, .. }) => {
+                assert_eq!(Event::from_json(e.get()).unwrap().id, event.id);
+            }
+            _ => panic!("{kind:?}: unexpected {}", &frame[..frame.len().min(200)]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_rs_relay_raised_limits() {
+    raised_limits_take_a_large_event_and_many_subscriptions(RelayKind::NostrRsRelay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rnostr_raised_limits() {
+    raised_limits_take_a_large_event_and_many_subscriptions(RelayKind::Rnostr).await;
+}
+
+#[test]
+fn missing_binaries_are_none() {
+    assert_eq!(relay::binary("no-such-relay"), None);
+}
+
+/// Without `raise_limits` each relay keeps its own limits: the same event is refused with a
+/// NOTICE (nostr-rs-relay then drops the connection, rnostr keeps it).
+async fn defaults_refuse_a_large_event(kind: RelayKind) {
+    let relay = Relay::start(kind, RelayOptions::default());
+    let mut ws = connect(&relay).await;
+    ws.send(Message::Text(event_frame(&large_event()).into()))
+        .await
+        .unwrap();
+    let frame = recv(&mut ws, &relay).await;
+    assert!(
+        matches!(RelayMessage::parse(&frame), Ok(RelayMessage::Notice(_))),
+        "{kind:?}: {frame}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_rs_relay_default_limits() {
+    defaults_refuse_a_large_event(RelayKind::NostrRsRelay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rnostr_default_limits() {
+    defaults_refuse_a_large_event(RelayKind::Rnostr).await;
+}
