@@ -8,5 +8,6 @@ mod test_nostr;
 mod test_peer;
 mod test_relays;
 mod test_replay;
+mod test_replay_relays;
 mod test_synth;
 mod util;

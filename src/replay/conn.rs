@@ -232,7 +232,7 @@ impl Conn {
             return;
         }
         let sent_ns = self.shared.now_ns();
-        self.shared.record_sent(d.intended_ns, sent_ns);
+        self.shared.record_sent(d.ready_ns, sent_ns);
         let flight = InFlight {
             index: d.index,
             op: d.op,
@@ -312,7 +312,11 @@ impl Conn {
     fn release(&mut self, index: u64) {
         self.open.remove(&index);
         if let Some(ready) = self.waiting.remove(&index) {
-            self.queue.extend(ready);
+            let now = self.shared.now_ns();
+            self.queue.extend(ready.into_iter().map(|mut d| {
+                d.ready_ns = d.ready_ns.max(now);
+                d
+            }));
         }
     }
 

@@ -125,6 +125,7 @@ pub fn run<R: std::io::Read>(
             key,
             after: r.after,
             intended_ns,
+            ready_ns: intended_ns,
         };
         if let Err(e) = senders[conn as usize].send(d) {
             // The connection's task is gone (it only ends after the scheduler): count the

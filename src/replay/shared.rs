@@ -28,6 +28,10 @@ pub struct Dispatch {
     pub key: Key,
     pub after: Option<u64>,
     pub intended_ns: u64,
+    /// When it could first go: its intended time, or later if it had to wait for the
+    /// record it follows. Schedule lag is counted from here, so a mirror waiting for its
+    /// post's OK is not mistaken for lt falling behind.
+    pub ready_ns: u64,
 }
 
 /// Response time (completed − intended), service time (completed − sent) and schedule lag
@@ -129,8 +133,8 @@ impl Shared {
         let _ = self.rows.send(row);
     }
 
-    pub fn record_sent(&self, intended_ns: u64, sent_ns: u64) {
-        let lag = sent_ns.saturating_sub(intended_ns);
+    pub fn record_sent(&self, ready_ns: u64, sent_ns: u64) {
+        let lag = sent_ns.saturating_sub(ready_ns);
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.lag_window_max_ns.fetch_max(lag, Ordering::Relaxed);
         if let Ok(mut h) = self.hists.lock() {

@@ -1,0 +1,173 @@
+//! `lt replay` against the two real relays (nostr-rs-relay 0.8.12, rnostr 0.4.8), checked
+//! against what each relay actually stored, asked independently of lt's own bookkeeping.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use futures_util::{SinkExt, StreamExt};
+use lt::capture::results::{Outcome, ResultsReader, Row};
+use lt::capture::{Completion, TraceReader};
+use lt::nostr::{message, Event, RelayMessage};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::relay::{Relay, RelayKind, RelayOptions};
+use crate::test_replay::{outcomes, replay};
+use crate::util::{synth, text};
+
+/// Every event of a trace by record index.
+fn trace_events(path: &Path) -> HashMap<u64, Event> {
+    let mut out = HashMap::new();
+    for (i, r) in TraceReader::open(path).unwrap().enumerate() {
+        let r = r.unwrap();
+        if let Completion::Ok { .. } = r.completes {
+            let frame: serde_json::Value = serde_json::from_str(&r.frame).unwrap();
+            out.insert(i as u64, Event::from_json(&frame[1].to_string()).unwrap());
+        }
+    }
+    out
+}
+
+fn results(path: &Path) -> HashMap<u64, Outcome> {
+    let mut r = ResultsReader::open(path).unwrap();
+    let mut out = HashMap::new();
+    while let Some(row) = r.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            out.insert(o.index, o.outcome);
+        }
+    }
+    out
+}
+
+/// Which of `ids` the relay has, asked with plain REQs by id on a fresh connection.
+fn stored(url: &str, ids: &[String]) -> HashSet<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut found = HashSet::new();
+        for (n, chunk) in ids.chunks(100).enumerate() {
+            let sub = format!("check-{n}");
+            let filter = serde_json::json!({ "ids": chunk, "limit": 200 }).to_string();
+            ws.send(Message::text(message::req_frame(&sub, &[&filter])))
+                .await
+                .unwrap();
+            loop {
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    panic!("connection ended")
+                };
+                match RelayMessage::parse(t.as_str()).unwrap() {
+                    RelayMessage::Event { event, .. } => {
+                        let ev = Event::from_json(event.get()).unwrap();
+                        found.insert(hex::encode(ev.id));
+                    }
+                    RelayMessage::Eose(s) if s == sub => break,
+                    RelayMessage::Closed { message, .. } => panic!("CLOSED: {message}"),
+                    _ => {}
+                }
+            }
+        }
+        found
+    })
+}
+
+#[test]
+fn replay_outcomes_match_what_each_real_relay_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~4,300 records over 60 clients; at 10x about 700 records/s.
+    let trace = synth(
+        dir.path(),
+        "t",
+        &[
+            "--seed",
+            "42",
+            "--duration",
+            "60",
+            "--rate",
+            "50",
+            "--clients",
+            "60",
+        ],
+    );
+    let events = trace_events(&trace);
+    let ids: Vec<String> = events.values().map(|e| hex::encode(e.id)).collect();
+    for kind in RelayKind::ALL {
+        let relay = Relay::start(kind, RelayOptions { raise_limits: true });
+        let pid = relay.pid.to_string();
+        let first = dir.path().join(format!("{kind:?}-1.ltr"));
+        let run = replay(
+            &trace,
+            &relay.url,
+            &first,
+            &["--speed", "10x", "--relay-pid", &pid],
+        );
+        assert!(
+            run.status.success(),
+            "{kind:?}: {}\n{}",
+            text(&run.stderr),
+            relay.log_tail(20)
+        );
+        let (counts, _) = outcomes(&first);
+        let got = results(&first);
+        let have = stored(&relay.url, &ids);
+        assert!(!have.is_empty(), "{kind:?} stored nothing: {counts:?}");
+
+        for (index, ev) in &events {
+            let id = hex::encode(ev.id);
+            let outcome = &got[index];
+            let acked = matches!(outcome, Outcome::Ok | Outcome::StoredUnacked);
+            if have.contains(&id) {
+                // What the relay stored, lt saw acknowledged (or reconciled as stored).
+                assert!(acked, "{kind:?}: stored event {id} has outcome {outcome:?}");
+            } else if acked {
+                // An acknowledged event missing from the relay must have been replaced: an
+                // addressable event with a stored successor of the same kind and author.
+                assert!(
+                    (30000..40000).contains(&ev.kind),
+                    "{kind:?}: ok event {id} (kind {}) not stored",
+                    ev.kind
+                );
+                let replaced = events.values().any(|o| {
+                    o.kind == ev.kind
+                        && o.pubkey == ev.pubkey
+                        && o.created_at >= ev.created_at
+                        && have.contains(&hex::encode(o.id))
+                });
+                assert!(
+                    replaced,
+                    "{kind:?}: ok event {id} neither stored nor replaced"
+                );
+            }
+        }
+
+        // The same trace again into the same data directory: what is stored comes back
+        // as `duplicate:`, classified as such.
+        let second = dir.path().join(format!("{kind:?}-2.ltr"));
+        let run = replay(&trace, &relay.url, &second, &["--speed", "10x"]);
+        assert!(run.status.success(), "{kind:?}: {}", text(&run.stderr));
+        let again = results(&second);
+        let mut duplicates = 0;
+        for (index, ev) in &events {
+            if have.contains(&hex::encode(ev.id)) {
+                assert_eq!(again[index], Outcome::Duplicate, "{kind:?}: record {index}");
+                duplicates += 1;
+            }
+        }
+        assert!(duplicates > 1000, "{kind:?}: {duplicates}");
+        let samples_with_relay_cpu = {
+            let mut r = ResultsReader::open(&first).unwrap();
+            let mut n = 0;
+            while let Some(row) = r.next_row().unwrap() {
+                if let Row::Sample(s) = row {
+                    n += usize::from(s.relay_rss_bytes.is_some());
+                }
+            }
+            n
+        };
+        assert!(
+            samples_with_relay_cpu > 0,
+            "relay RSS sampled via --relay-pid"
+        );
+    }
+}
