@@ -6,8 +6,6 @@
 //! `docs/relays.md`. Each relay runs in its own process group so that a test that panics
 //! still leaves nothing behind: `Drop` signals the whole group.
 
-#![allow(dead_code)] // Each test file uses a different part of the helper.
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -86,16 +84,15 @@ impl Relay {
             match relay.wait_ready() {
                 Ok(()) => return relay,
                 Err(Failure::AddrInUse) if attempt < 3 => attempt += 1,
-                Err(Failure::AddrInUse | Failure::Exited(_)) => {
-                    panic!(
-                        "{name} exited before it was ready ({})\n--- log tail ---\n{}",
-                        relay.child.try_wait().ok().flatten().map_or_else(
-                            || "still running".to_owned(),
-                            |status| status.to_string()
-                        ),
-                        relay.log_tail(40)
-                    )
-                }
+                Err(Failure::AddrInUse) => panic!(
+                    "{name}: port {} stayed in use after {attempt} tries\n--- log tail ---\n{}",
+                    relay.port,
+                    relay.log_tail(40)
+                ),
+                Err(Failure::Exited(status)) => panic!(
+                    "{name} exited before it was ready ({status})\n--- log tail ---\n{}",
+                    relay.log_tail(40)
+                ),
                 Err(Failure::Timeout(last)) => panic!(
                     "{name} not ready on port {} within {READY_TIMEOUT:?} (last: {last})\n\
                      --- log tail ---\n{}",

@@ -143,11 +143,13 @@ async fn publish_then_query(kind: RelayKind) {
     }
     assert_eq!(back, ids.iter().copied().collect(), "{kind:?}");
 
-    let pid = relay.pid;
+    let (pid, dir) = (relay.pid, relay.data_dir().to_owned());
     assert!(process_exists(pid));
+    assert!(dir.join("config.toml").is_file() && dir.join("data").is_dir());
     drop(ws);
     drop(relay);
     assert!(!process_exists(pid), "{kind:?} (pid {pid}) still running");
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

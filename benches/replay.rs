@@ -1,0 +1,386 @@
+//! `cargo bench --bench replay`: lt replay's own costs, each as a ratio against a baseline
+//! measured in the same run.
+//!
+//! 1. ceiling: events/s `lt replay --speed max` pushes into a minimal ack-only WebSocket peer
+//!    (`lt::peer`), against a bare tokio-tungstenite client with the same connections and
+//!    window into the same peer (goal ≥ 0.8);
+//! 2. schedule lag p99 replaying 20k events/s over 1000 connections into that peer
+//!    (goal ≤ 1 ms);
+//! 3. CPU-µs per published event: lt against nostr-bench 0.4.0, same relay
+//!    (nostr-rs-relay 0.8.12), same achieved rate (goal ≤ 0.25×);
+//! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×).
+//!
+//! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
+//! the large trace of step 4.
+
+#[path = "../tests/relay.rs"]
+#[allow(dead_code)]
+mod relay;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use lt::capture::results::{Outcome, ResultsReader, Row};
+use lt::capture::TraceReader;
+use lt::peer::{Behavior, Peer};
+use tokio_tungstenite::tungstenite::Message;
+
+const LT: &str = env!("CARGO_BIN_EXE_lt");
+
+struct Usage {
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_kib: u64,
+    stdout: String,
+}
+
+/// Runs a command to completion (or until `interrupt_after`, then SIGINT) and returns its
+/// own resource usage via wait4.
+// The child is reaped by wait4 (for its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
+fn run(cmd: &mut Command, interrupt_after: Option<Duration>) -> Usage {
+    let started = Instant::now();
+    let out_path = std::env::temp_dir().join(format!("lt-bench-{}.out", std::process::id()));
+    let out = std::fs::File::create(&out_path).expect("stdout file");
+    let child = cmd
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    if let Some(after) = interrupt_after {
+        std::thread::sleep(after);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4");
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        wall_s: started.elapsed().as_secs_f64(),
+        cpu_s: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+    }
+}
+
+fn synth(path: &Path, args: &[&str]) {
+    let u = run(
+        Command::new(LT).arg("synth").args(args).arg("-o").arg(path),
+        None,
+    );
+    assert!(path.exists(), "synth failed: {}", u.stdout);
+}
+
+/// Events acknowledged and the span from first send to last completion, from a results file.
+fn acked_rate(results: &Path) -> (u64, f64) {
+    let mut r = ResultsReader::open(results).expect("results");
+    let (mut ok, mut first, mut last) = (0u64, u64::MAX, 0u64);
+    while let Some(row) = r.next_row().expect("row") {
+        if let Row::Outcome(o) = row {
+            if o.op.is_event() && o.outcome == Outcome::Ok {
+                ok += 1;
+            }
+            if let Some(s) = o.sent_ns {
+                first = first.min(s);
+            }
+            if let Some(c) = o.completed_ns {
+                last = last.max(c);
+            }
+        }
+    }
+    (ok, (last.saturating_sub(first)) as f64 / 1e9)
+}
+
+/// The baseline: a bare tokio-tungstenite client, `conns` connections each keeping `window`
+/// events in flight, sending the trace's event frames into the peer as fast as acks allow.
+async fn bare_client(url: &str, frames: Vec<Vec<String>>, window: usize) -> (u64, f64) {
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::new();
+    for _ in &frames {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        sockets.push(ws);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (ws, frames) in sockets.into_iter().zip(frames) {
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            let total = frames.len();
+            let mut frames = frames.into_iter();
+            let mut done = 0usize;
+            for f in frames.by_ref().take(window) {
+                sink.send(Message::text(f)).await.expect("send");
+            }
+            while done < total {
+                match stream.next().await {
+                    Some(Ok(Message::Text(t))) if t.as_str().starts_with("[\"OK\"") => {
+                        done += 1;
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        if let Some(f) = frames.next() {
+                            sink.send(Message::text(f)).await.expect("send");
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (
+        acked.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+fn frames_by_conn(trace: &Path, conns: u32) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new(); conns as usize];
+    for r in TraceReader::open(trace).expect("trace") {
+        let r = r.expect("record");
+        if r.op.is_event() {
+            out[(r.client % conns) as usize].push(r.frame);
+        }
+    }
+    out
+}
+
+fn lag_p99_ms(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().find(|l| l.starts_with("schedule lag"))?;
+    let p99 = line.split("p99 ").nth(1)?.split(' ').next()?;
+    p99.parse().ok()
+}
+
+fn main() {
+    let big: u64 = std::env::var("LT_BENCH_BIG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "replay bench, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // 1. Ceiling into the ack-only peer.
+    let conns = 50u32;
+    let trace = d.join("ceiling.ltc");
+    synth(
+        &trace,
+        &[
+            "--rate",
+            "5000",
+            "--duration",
+            "30",
+            "--clients",
+            "50",
+            "--read-share",
+            "0",
+        ],
+    );
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
+    let results = d.join("ceiling.ltr");
+    run(
+        Command::new(LT)
+            .arg("replay")
+            .arg(&trace)
+            .args([
+                "--relay",
+                &peer.url(),
+                "--speed",
+                "max",
+                "--no-reconcile",
+                "--max-in-flight",
+                "5000",
+                "--per-conn-in-flight",
+                "100",
+                "-o",
+            ])
+            .arg(&results),
+        None,
+    );
+    let (lt_acked, lt_span) = acked_rate(&results);
+    let (bare_acked, bare_span) =
+        rt.block_on(bare_client(&peer.url(), frames_by_conn(&trace, conns), 100));
+    let (lt_rate, bare_rate) = (lt_acked as f64 / lt_span, bare_acked as f64 / bare_span);
+    println!(
+        "  ceiling     lt replay {lt_rate:.0} events/s vs bare tokio-tungstenite client {bare_rate:.0}/s ({conns} conns, window 100): ratio {:.2}  (goal >= 0.8)",
+        lt_rate / bare_rate
+    );
+
+    // 2. Schedule lag at 20k events/s over 1000 connections.
+    let trace = d.join("lag.ltc");
+    synth(
+        &trace,
+        &[
+            "--rate",
+            "20000",
+            "--duration",
+            "15",
+            "--clients",
+            "1000",
+            "--read-share",
+            "0",
+        ],
+    );
+    let u = run(
+        Command::new(LT)
+            .arg("replay")
+            .arg(&trace)
+            .args([
+                "--relay",
+                &peer.url(),
+                "--no-reconcile",
+                "--connect-concurrency",
+                "200",
+                "-o",
+            ])
+            .arg(d.join("lag.ltr")),
+        None,
+    );
+    let (acked, span) = acked_rate(&d.join("lag.ltr"));
+    println!(
+        "  lag         20k events/s asked, {:.0}/s acked over 1000 connections: schedule lag p99 {} ms  (goal <= 1 ms); lt CPU {:.0}% of one core",
+        acked as f64 / span,
+        lag_p99_ms(&u.stdout).map_or("?".into(), |v| format!("{v:.2}")),
+        100.0 * u.cpu_s / u.wall_s
+    );
+    drop(peer);
+
+    // 3. CPU per event against nostr-bench, same relay, same rate.
+    match relay::binary("nostr-bench") {
+        None => {
+            println!("  cpu/event   skipped: nostr-bench not installed (scripts/install-relays)")
+        }
+        Some(nb) => {
+            let relay = relay::Relay::start(
+                relay::RelayKind::NostrRsRelay,
+                relay::RelayOptions { raise_limits: true },
+            );
+            let secs = 12u64;
+            let u = run(
+                Command::new(nb).args(["event", "-c", "100", "--json", &relay.url]),
+                Some(Duration::from_secs(secs)),
+            );
+            let last: Option<serde_json::Value> = u
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str(l).ok());
+            let (nb_events, nb_elapsed) = last
+                .map(|v| {
+                    (
+                        v["message_stats"]["complete"].as_u64().unwrap_or(0),
+                        v["elapsed"].as_f64().unwrap_or(1.0) / 1000.0,
+                    )
+                })
+                .unwrap_or((0, 1.0));
+            let nb_rate = nb_events as f64 / nb_elapsed.max(1e-3);
+            let nb_cpu_us = u.cpu_s * 1e6 / nb_events.max(1) as f64;
+            drop(relay);
+            let relay = relay::Relay::start(
+                relay::RelayKind::NostrRsRelay,
+                relay::RelayOptions { raise_limits: true },
+            );
+            let trace = d.join("cpu.ltc");
+            synth(
+                &trace,
+                &[
+                    "--rate",
+                    &format!("{nb_rate:.0}"),
+                    "--duration",
+                    &secs.to_string(),
+                    "--clients",
+                    "100",
+                    "--read-share",
+                    "0",
+                ],
+            );
+            let results = d.join("cpu.ltr");
+            let u = run(
+                Command::new(LT)
+                    .arg("replay")
+                    .arg(&trace)
+                    .args(["--relay", &relay.url, "--no-reconcile", "-o"])
+                    .arg(&results),
+                None,
+            );
+            let mut sent = 0u64;
+            let mut r = ResultsReader::open(&results).expect("results");
+            while let Some(row) = r.next_row().expect("row") {
+                if let Row::Outcome(o) = row {
+                    sent += u64::from(o.sent_ns.is_some() && o.op.is_event());
+                }
+            }
+            let (acked, span) = acked_rate(&results);
+            let lt_cpu_us = u.cpu_s * 1e6 / sent.max(1) as f64;
+            println!(
+                "  cpu/event   lt {lt_cpu_us:.1} CPU-µs/event at {:.0} events/s vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
+                acked as f64 / span,
+                lt_cpu_us / nb_cpu_us
+            );
+        }
+    }
+
+    // 4. Memory: 1M records against 100k, into the peer as fast as it acks.
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
+    let mut rss = HashMap::new();
+    for (name, records) in [("small", big / 10), ("big", big)] {
+        let trace = d.join(format!("{name}.ltc"));
+        // ~1.45 records per event at the default read share.
+        let rate = records as f64 / 1.45 / 100.0;
+        synth(
+            &trace,
+            &[
+                "--rate",
+                &format!("{rate:.0}"),
+                "--duration",
+                "100",
+                "--clients",
+                "200",
+            ],
+        );
+        let u = run(
+            Command::new(LT)
+                .arg("replay")
+                .arg(&trace)
+                .args([
+                    "--relay",
+                    &peer.url(),
+                    "--speed",
+                    "max",
+                    "--no-reconcile",
+                    "-o",
+                ])
+                .arg(d.join(format!("{name}.ltr"))),
+            None,
+        );
+        rss.insert(name, u.max_rss_kib);
+    }
+    println!(
+        "  memory      peak RSS {} KiB replaying {big} records vs {} KiB for {}: ratio {:.2}  (goal <= 1.2)",
+        rss["big"],
+        rss["small"],
+        big / 10,
+        rss["big"] as f64 / rss["small"] as f64
+    );
+}
