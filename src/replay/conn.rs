@@ -36,9 +36,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 fn ws_config() -> WebSocketConfig {
     // Accept large frames so a relay's big stored events or a hostile peer's oversized frame
     // is counted rather than killing the connection.
+    // A small read buffer: tungstenite zeroes the whole buffer on every read, and at 128 KiB
+    // (its default) that memset was the largest single cost of replay. Replies are small;
+    // larger frames are simply read in several steps.
     WebSocketConfig::default()
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20))
+        .read_buffer_size(8 << 10)
 }
 
 /// Opens connection `conn` to an address the guard checked (never resolving again), with
@@ -147,7 +151,12 @@ impl Conn {
     pub async fn run(mut self, mut rx: UnboundedReceiver<Dispatch>) {
         let mut rx_open = true;
         loop {
-            self.send_ready().await;
+            // Sending may complete records (CLOSE) and so free room: repeat while it helps.
+            let mut before = usize::MAX;
+            while !self.queue.is_empty() && self.queue.len() != before {
+                before = self.queue.len();
+                self.send_ready().await;
+            }
             if !rx_open && self.idle() {
                 break;
             }
@@ -198,60 +207,90 @@ impl Conn {
         }
     }
 
+    /// Writes every record that may go now in one batch: frames are fed, then flushed once,
+    /// so a burst costs one write system call rather than one per frame.
     async fn send_ready(&mut self) {
-        while self.in_flight() < self.shared.per_conn_in_flight {
-            let Some(d) = self.queue.pop_front() else {
-                return;
-            };
-            self.send(d).await;
+        let room = self
+            .shared
+            .per_conn_in_flight
+            .saturating_sub(self.in_flight());
+        if room == 0 || self.queue.is_empty() {
+            return;
         }
-    }
-
-    async fn send(&mut self, d: Dispatch) {
+        let batch: Vec<Dispatch> = self.queue.drain(..room.min(self.queue.len())).collect();
         let Link::Up { sink, .. } = &mut self.link else {
-            self.open.remove(&d.index);
-            self.finish_unsent(d, Outcome::Disconnected { code: None });
+            for d in batch {
+                self.finish_unsent(d, Outcome::Disconnected { code: None });
+            }
             return;
         };
-        let bytes = d.frame.len() as u32;
-        if let Err(e) = sink.send(Message::text(d.frame)).await {
-            let code = close_code(&e);
-            self.open.remove(&d.index);
-            let row = self.row(
-                d.index,
-                d.op,
-                d.intended_ns,
-                None,
-                None,
-                Outcome::Disconnected { code },
-                bytes,
-                0,
-            );
-            self.shared.complete(row, None);
+        let mut metas = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for d in batch {
+            let Dispatch {
+                index,
+                op,
+                frame,
+                key,
+                intended_ns,
+                ready_ns,
+                ..
+            } = d;
+            let bytes = frame.len() as u32;
+            if failed.is_none() {
+                if let Err(e) = sink.feed(Message::text(frame)).await {
+                    failed = Some(close_code(&e));
+                }
+            }
+            metas.push((index, op, key, intended_ns, ready_ns, bytes));
+        }
+        if failed.is_none() {
+            if let Err(e) = sink.flush().await {
+                failed = Some(close_code(&e));
+            }
+        }
+        if let Some(code) = failed {
+            // Whether any of the batch reached the relay is unknown: none gets an answer.
+            for (index, op, _, intended_ns, _, bytes) in metas {
+                let row = self.row(
+                    index,
+                    op,
+                    intended_ns,
+                    None,
+                    None,
+                    Outcome::Disconnected { code },
+                    bytes,
+                    0,
+                );
+                self.shared.complete(row, None);
+                self.release(index);
+            }
             self.disconnect(code);
             return;
         }
         let sent_ns = self.shared.now_ns();
-        self.shared.record_sent(d.ready_ns, sent_ns);
-        let flight = InFlight {
-            index: d.index,
-            op: d.op,
-            intended_ns: d.intended_ns,
-            sent_ns,
-            bytes,
-            events: 0,
-        };
         let deadline = Instant::now() + self.shared.timeout;
-        match d.key {
-            Key::Ok(id) => {
-                self.by_id.insert(id, flight);
-                self.deadlines.push_back((deadline, Key::Ok(id)));
+        for (index, op, key, intended_ns, ready_ns, bytes) in metas {
+            self.shared.record_sent(ready_ns, sent_ns);
+            let flight = InFlight {
+                index,
+                op,
+                intended_ns,
+                sent_ns,
+                bytes,
+                events: 0,
+            };
+            match key {
+                Key::Ok(id) => {
+                    self.by_id.insert(id, flight);
+                    self.deadlines.push_back((deadline, Key::Ok(id)));
+                }
+                Key::Sub(sub) => {
+                    self.by_sub.insert(sub.clone(), flight);
+                    self.deadlines.push_back((deadline, Key::Sub(sub)));
+                }
+                Key::None => self.complete(flight, Outcome::Ok),
             }
-            Key::Sub(sub) => {
-                self.by_sub.insert(sub.clone(), flight);
-                self.deadlines.push_back((deadline, Key::Sub(sub)));
-            }
-            Key::None => self.complete(flight, Outcome::Ok),
         }
     }
 

@@ -115,8 +115,8 @@ pub fn run(
         .context("starting the results writer")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
         .thread_name("lt-net")
+        .enable_all()
         .build()
         .context("starting the network runtime")?;
     let started = Instant::now();
