@@ -39,11 +39,12 @@ struct Usage {
     stdout: String,
 }
 
-/// Runs a command to completion (or until `interrupt_after`, then SIGINT) and returns its
-/// own resource usage via wait4.
+/// Runs a command to completion (or until `stop_after`, then SIGTERM, and SIGKILL if it
+/// lingers) and returns its own resource usage via wait4. (nostr-bench has no duration
+/// option and ignores SIGINT when not on a terminal.)
 // The child is reaped by wait4 (for its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-fn run(cmd: &mut Command, interrupt_after: Option<Duration>) -> Usage {
+fn run(cmd: &mut Command, stop_after: Option<Duration>) -> Usage {
     let started = Instant::now();
     let out_path = std::env::temp_dir().join(format!("lt-bench-{}.out", std::process::id()));
     let out = std::fs::File::create(&out_path).expect("stdout file");
@@ -53,22 +54,57 @@ fn run(cmd: &mut Command, interrupt_after: Option<Duration>) -> Usage {
         .spawn()
         .expect("spawn");
     let pid = child.id() as libc::pid_t;
-    if let Some(after) = interrupt_after {
-        std::thread::sleep(after);
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-    }
     let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our child.
+    // SAFETY: rusage is plain data; wait4 fills it for our child; kill signals our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4");
+    let stop_at = stop_after.map(|d| started + d);
+    let mut kill_at = None;
+    let mut peak_kib = 0;
+    loop {
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if rc == pid {
+            break;
+        }
+        assert_eq!(rc, 0, "wait4");
+        peak_kib = peak_kib.max(vm_hwm_kib(pid));
+        let now = Instant::now();
+        if stop_at.is_some_and(|t| now >= t) && kill_at.is_none() {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            kill_at = Some(now + Duration::from_secs(3));
+        }
+        if kill_at.is_some_and(|t| now >= t) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut u = finish(started, usage, &out_path);
+    // ru_maxrss would include this (large) bench process's RSS at fork time: exec keeps
+    // the old address space's high-water mark. VmHWM of the child's own address space is
+    // what we want; polled every 10 ms.
+    u.max_rss_kib = peak_kib;
+    u
+}
+
+/// Peak resident set of a live process's current address space, KiB.
+fn vm_hwm_kib(pid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn finish(started: Instant, usage: libc::rusage, out_path: &Path) -> Usage {
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Usage {
         wall_s: started.elapsed().as_secs_f64(),
         cpu_s: cpu(usage.ru_utime) + cpu(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
     }
 }
 

@@ -171,7 +171,10 @@ impl Conn {
                     Some(d) => self.accept(d),
                     None => rx_open = false,
                 },
-                frame = next_frame(&mut self.link), if up => self.on_frame(frame),
+                frame = next_frame(&mut self.link), if up => {
+                    self.on_frame(frame);
+                    self.trim_deadlines();
+                }
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.expire();
                 }
@@ -450,6 +453,23 @@ impl Conn {
                 }
             }
             RelayMessage::Auth(_) | RelayMessage::Count { .. } => {}
+        }
+    }
+
+    /// Drops deadlines of records already answered from the front of the queue. Replies
+    /// come roughly in send order, so this keeps the queue about as long as what is in
+    /// flight, rather than everything sent in the last `timeout`.
+    fn trim_deadlines(&mut self) {
+        while let Some((_, key)) = self.deadlines.front() {
+            let open = match key {
+                Key::Ok(id) => self.by_id.contains_key(id),
+                Key::Sub(sub) => self.by_sub.contains_key(sub),
+                Key::None => false,
+            };
+            if open {
+                break;
+            }
+            self.deadlines.pop_front();
         }
     }
 

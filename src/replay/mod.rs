@@ -95,11 +95,15 @@ pub fn run(
         .with_context(|| format!("writing {}", out.display()))?;
 
     let (rows_tx, mut rows_rx) = mpsc::unbounded_channel::<Row>();
+    // Rows sent to the writer and not yet written (see `shared::ROWS_BACKLOG_MAX`).
+    let rows_pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pending = rows_pending.clone();
     let out_name = out.display().to_string();
     let write_thread = std::thread::Builder::new()
         .name("lt-results".into())
         .spawn(move || -> anyhow::Result<ResultsWriter<BufWriter<File>>> {
             while let Some(row) = rows_rx.blocking_recv() {
+                pending.fetch_sub(1, Ordering::Relaxed);
                 let sample = matches!(row, Row::Sample(_));
                 writer
                     .push(&row)
@@ -120,7 +124,7 @@ pub fn run(
         .build()
         .context("starting the network runtime")?;
     let started = Instant::now();
-    let outcome = runtime.block_on(drive(reader, plan, cfg, rows_tx, progress));
+    let outcome = runtime.block_on(drive(reader, plan, cfg, rows_tx, rows_pending, progress));
     // Ends every task, so nothing but `shared` below still holds the row sender.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (shared, extra) = match outcome {
@@ -191,6 +195,7 @@ async fn drive(
     plan: &Plan,
     cfg: Config,
     rows: mpsc::UnboundedSender<Row>,
+    rows_pending: Arc<std::sync::atomic::AtomicUsize>,
     progress: ProgressBar,
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
@@ -244,6 +249,7 @@ async fn drive(
         cfg.per_conn_in_flight.max(1),
         cfg.reconcile,
         rows,
+        rows_pending,
     ));
     for row in connect_rows {
         shared.emit(row);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::pace::Speed;
-use super::shared::{Dispatch, Key, Shared};
+use super::shared::{Dispatch, Key, Shared, ROWS_BACKLOG_MAX};
 use crate::capture::results::{Outcome, OutcomeRow, Row};
 use crate::capture::{Completion, Record, TraceReader};
 
@@ -95,6 +95,11 @@ pub fn run<R: std::io::Read>(
             continue;
         }
         wait_until(shared.t0 + Duration::from_nanos(intended_ns), &shared);
+        while shared.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
+            && !shared.stop.load(Ordering::Relaxed)
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
         let mut dropped = false;
         while shared.in_flight.load(Ordering::Acquire) >= s.max_in_flight {
             if s.overload == Overload::Drop {

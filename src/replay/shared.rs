@@ -2,7 +2,7 @@
 //! (atomics, read by the progress line and the sampler) and the histograms the summary uses.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -36,6 +36,9 @@ pub struct Dispatch {
 
 /// Response time (completed − intended), service time (completed − sent) and schedule lag
 /// (sent − intended), in microseconds.
+/// Most rows waiting for the results writer (~20 MiB) before the scheduler holds back.
+pub const ROWS_BACKLOG_MAX: usize = 100_000;
+
 pub struct Histograms {
     pub response_us: Histogram<u64>,
     pub service_us: Histogram<u64>,
@@ -85,6 +88,10 @@ pub struct Shared {
     /// Largest schedule lag since the sampler last looked, ns.
     pub lag_window_max_ns: AtomicU64,
     pub hists: Mutex<Histograms>,
+    /// Rows handed to the results writer and not yet written; the scheduler waits while
+    /// this is above [`ROWS_BACKLOG_MAX`], so memory stays bounded when lt outruns its
+    /// own writer (the wait shows as schedule lag, as it should).
+    pub rows_pending: Arc<AtomicUsize>,
     /// Events that timed out, held back until reconciliation decides their outcome.
     pub unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
     rows: UnboundedSender<Row>,
@@ -97,6 +104,7 @@ impl Shared {
         per_conn_in_flight: usize,
         reconcile: bool,
         rows: UnboundedSender<Row>,
+        rows_pending: Arc<AtomicUsize>,
     ) -> Shared {
         Shared {
             t0,
@@ -118,6 +126,7 @@ impl Shared {
             harness_cpu_max_bits: AtomicU32::new(0),
             lag_window_max_ns: AtomicU64::new(0),
             hists: Mutex::new(Histograms::new()),
+            rows_pending,
             unacked: Mutex::new(Vec::new()),
             rows,
         }
@@ -130,6 +139,7 @@ impl Shared {
     /// Sends a row to the results writer. A writer that is gone has already failed the
     /// run with its own error.
     pub fn emit(&self, row: Row) {
+        self.rows_pending.fetch_add(1, Ordering::Relaxed);
         let _ = self.rows.send(row);
     }
 
