@@ -42,6 +42,45 @@ pub fn replay(trace: &Path, url: &str, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A replay of a freshly synthesized trace into a peer behaving as asked.
+struct PeerRun {
+    counts: BTreeMap<String, u64>,
+    records: u64,
+    stdout: String,
+    out: PathBuf,
+    peer: Peer,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl PeerRun {
+    fn new(behavior: Behavior, synth_args: &[&str], replay_args: &[&str]) -> PeerRun {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = synth(dir.path(), "t", synth_args);
+        let rt = runtime();
+        let peer = rt.block_on(Peer::start(behavior)).unwrap();
+        let out = dir.path().join("r.ltr");
+        let run = replay(&trace, &peer.url(), &out, replay_args);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let (counts, records) = outcomes(&out);
+        PeerRun {
+            counts,
+            records,
+            stdout: text(&run.stdout),
+            out,
+            peer,
+            _rt: rt,
+            _dir: dir,
+        }
+    }
+
+    fn count(&self, label: &str) -> u64 {
+        self.counts.get(label).copied().unwrap_or(0)
+    }
+}
+
+const SMALL: &[&str] = &["--duration", "20", "--rate", "100", "--clients", "20"];
+
 fn small_trace(dir: &Path) -> PathBuf {
     synth(
         dir,
@@ -60,100 +99,60 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn ack_all_peer_gets_every_record_ok() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = small_trace(dir.path());
-    let rt = runtime();
-    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(&trace, &peer.url(), &out, &["--speed", "10x"]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, records) = outcomes(&out);
-    assert_eq!(counts.get("ok"), Some(&records), "{counts:?}");
-    let s = text(&run.stdout);
-    assert!(s.contains("response time p50"), "{s}");
-    assert_eq!(peer.stats().accepted, 20, "one connection per trace client");
+    let r = PeerRun::new(Behavior::AckAll, SMALL, &["--speed", "10x"]);
+    assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
+    assert!(r.stdout.contains("response time p50"), "{}", r.stdout);
+    assert_eq!(
+        r.peer.stats().accepted,
+        20,
+        "one connection per trace client"
+    );
 }
 
 #[test]
 fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = synth(
-        dir.path(),
-        "t",
+    let r = PeerRun::new(
+        Behavior::Stall,
         &["--duration", "2", "--rate", "50", "--clients", "5"],
-    );
-    let rt = runtime();
-    let peer = rt.block_on(Peer::start(Behavior::Stall)).unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(
-        &trace,
-        &peer.url(),
-        &out,
         &["--timeout", "500ms", "--no-reconcile"],
     );
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, records) = outcomes(&out);
-    let closes = counts.get("ok").copied().unwrap_or(0);
+    // Everything but the CLOSEs (complete once written) times out.
     assert_eq!(
-        counts.get("timeout").copied().unwrap_or(0) + closes,
-        records,
-        "{counts:?}"
+        r.count("timeout") + r.count("ok"),
+        r.records,
+        "{:?}",
+        r.counts
     );
-    assert!(counts.get("timeout").copied().unwrap_or(0) > 0);
+    assert!(r.count("timeout") > 0, "{:?}", r.counts);
 }
 
 #[test]
 fn dropped_connections_are_disconnected_then_reconnect() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = synth(
-        dir.path(),
-        "t",
+    let r = PeerRun::new(
+        Behavior::DropAfter { after_messages: 50 },
         &["--duration", "10", "--rate", "100", "--clients", "3"],
-    );
-    let rt = runtime();
-    let peer = rt
-        .block_on(Peer::start(Behavior::DropAfter { after_messages: 50 }))
-        .unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(
-        &trace,
-        &peer.url(),
-        &out,
         &["--speed", "2x", "--no-reconcile"],
     );
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, _) = outcomes(&out);
+    assert!(r.count("disconnected") > 0, "{:?}", r.counts);
+    assert!(r.count("ok") > 100, "{:?}", r.counts);
     assert!(
-        counts.get("disconnected").copied().unwrap_or(0) > 0,
-        "{counts:?}"
-    );
-    assert!(counts.get("ok").copied().unwrap_or(0) > 100, "{counts:?}");
-    assert!(
-        peer.stats().accepted > 3,
+        r.peer.stats().accepted > 3,
         "it reconnected: {:?}",
-        peer.stats()
+        r.peer.stats()
     );
 }
 
 #[test]
 fn garbage_and_oversized_frames_are_counted_without_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = small_trace(dir.path());
-    let rt = runtime();
-    let peer = rt
-        .block_on(Peer::start(Behavior::Garbage {
-            oversized_every: 10,
-            oversized_bytes: 2 << 20,
-        }))
-        .unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(&trace, &peer.url(), &out, &["--speed", "10x"]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, records) = outcomes(&out);
-    assert_eq!(counts.get("ok"), Some(&records), "{counts:?}");
-    let mut r = ResultsReader::open(&out).unwrap();
-    while r.next_row().unwrap().is_some() {}
-    let t = r.trailer().unwrap();
+    let garbage = Behavior::Garbage {
+        oversized_every: 10,
+        oversized_bytes: 2 << 20,
+    };
+    let r = PeerRun::new(garbage, SMALL, &["--speed", "10x"]);
+    assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
+    let mut reader = ResultsReader::open(&r.out).unwrap();
+    while reader.next_row().unwrap().is_some() {}
+    let t = reader.trailer().unwrap();
     assert!(
         t.unparseable_frames > 0 && t.oversized_frames > 0 && t.notices > 0,
         "{t:?}"
@@ -162,38 +161,23 @@ fn garbage_and_oversized_frames_are_counted_without_a_crash() {
 
 #[test]
 fn duration_limit_marks_the_rest_not_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = small_trace(dir.path());
-    let rt = runtime();
-    let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(
-        &trace,
-        &peer.url(),
-        &out,
+    let r = PeerRun::new(
+        Behavior::AckAll,
+        SMALL,
         &["--speed", "10x", "--duration", "1"],
     );
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, records) = outcomes(&out);
-    let not_sent = counts.get("not_sent").copied().unwrap_or(0);
-    assert!(not_sent > records / 3, "{counts:?}");
+    assert!(r.count("not_sent") > r.records / 3, "{:?}", r.counts);
+    assert!(r.count("ok") > 0, "{:?}", r.counts);
 }
 
 #[test]
 fn overload_drop_marks_records_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = small_trace(dir.path());
-    let rt = runtime();
-    let peer = rt
-        .block_on(Peer::start(Behavior::Delay {
-            delay: Duration::from_millis(50),
-        }))
-        .unwrap();
-    let out = dir.path().join("r.ltr");
-    let run = replay(
-        &trace,
-        &peer.url(),
-        &out,
+    let slow = Behavior::Delay {
+        delay: Duration::from_millis(50),
+    };
+    let r = PeerRun::new(
+        slow,
+        SMALL,
         &[
             "--speed",
             "max",
@@ -203,13 +187,12 @@ fn overload_drop_marks_records_dropped() {
             "drop",
         ],
     );
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let (counts, _) = outcomes(&out);
+    assert!(r.count("dropped") > 0, "{:?}", r.counts);
     assert!(
-        counts.get("dropped").copied().unwrap_or(0) > 0,
-        "{counts:?}"
+        r.stdout.contains("dropped at the in-flight cap"),
+        "{}",
+        r.stdout
     );
-    assert!(text(&run.stdout).contains("dropped at the in-flight cap"));
 }
 
 #[test]
