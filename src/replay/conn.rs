@@ -283,16 +283,29 @@ impl Conn {
                 bytes,
                 events: 0,
             };
-            match key {
+            // A reply names an id, so two records in flight with the same id cannot be told
+            // apart: the earlier one is closed now rather than silently lost.
+            let superseded = match key {
                 Key::Ok(id) => {
-                    self.by_id.insert(id, flight);
                     self.deadlines.push_back((deadline, Key::Ok(id)));
+                    self.by_id.insert(id, flight)
                 }
                 Key::Sub(sub) => {
-                    self.by_sub.insert(sub.clone(), flight);
-                    self.deadlines.push_back((deadline, Key::Sub(sub)));
+                    self.deadlines.push_back((deadline, Key::Sub(sub.clone())));
+                    self.by_sub.insert(sub, flight)
                 }
-                Key::None => self.complete(flight, Outcome::Ok),
+                Key::None => {
+                    self.complete(flight, Outcome::Ok);
+                    None
+                }
+            };
+            if let Some(old) = superseded {
+                let outcome = Outcome::Rejected {
+                    prefix: Prefix::Other,
+                    message: "lt: sent again while still in flight; replies cannot be told apart"
+                        .into(),
+                };
+                self.complete(old, outcome);
             }
         }
     }
