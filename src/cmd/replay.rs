@@ -26,6 +26,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The guard runs before anything else touches the network, dry run included.
     let target = guard::check(&url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
+    if target.url.scheme() == "wss" {
+        return Err(anyhow!(
+            "{}: wss:// is not supported by this build yet (no TLS); use a ws:// endpoint of the test relay",
+            target.display_host()
+        ));
+    }
     let plan = replay::plan::plan(&args.trace, args.speed, args.clients)?;
     let reconcile = if args.no_reconcile {
         false
