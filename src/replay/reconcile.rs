@@ -16,6 +16,10 @@ use crate::nostr::{message, RelayMessage};
 /// Ids per query: under rnostr's clamp of 300 results per filter.
 const CHUNK: usize = 200;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A relay that fell behind may still be writing its backlog when the run ends: ask again
+/// for what is missing, a second apart, until a round finds nothing new (at most this many).
+const ROUNDS: usize = 15;
+const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(serde::Deserialize)]
 struct IdOnly {
@@ -52,15 +56,38 @@ async fn stored(
     held: &[([u8; 32], OutcomeRow)],
 ) -> Result<HashSet<[u8; 32]>, String> {
     let mut found = HashSet::new();
-    if held.is_empty() {
-        return Ok(found);
+    let mut missing: Vec<[u8; 32]> = held.iter().map(|(id, _)| *id).collect();
+    for round in 0..ROUNDS {
+        if missing.is_empty() {
+            break;
+        }
+        if round > 0 {
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+        let got = query(target, &missing, round).await?;
+        let before = found.len();
+        found.extend(got);
+        missing.retain(|id| !found.contains(id));
+        if round > 0 && found.len() == before {
+            break;
+        }
     }
+    Ok(found)
+}
+
+/// One pass: which of `ids` the relay returns, asked by id in chunks on a fresh connection.
+async fn query(
+    target: &Target,
+    ids: &[[u8; 32]],
+    round: usize,
+) -> Result<HashSet<[u8; 32]>, String> {
+    let mut found = HashSet::new();
     let ws = connect(target, 0).await?;
     let (mut sink, mut stream) = ws.split();
-    for (n, chunk) in held.chunks(CHUNK).enumerate() {
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| hex::encode(id)).collect();
+    for (n, chunk) in ids.chunks(CHUNK).enumerate() {
+        let ids: Vec<String> = chunk.iter().map(hex::encode).collect();
         let filter = serde_json::json!({ "ids": ids, "limit": CHUNK }).to_string();
-        let sub = format!("lt-reconcile-{n}");
+        let sub = format!("lt-reconcile-{round}-{n}");
         sink.send(Message::text(message::req_frame(&sub, &[&filter])))
             .await
             .map_err(|e| format!("sending reconciliation query: {e}"))?;
