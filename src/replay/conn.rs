@@ -32,6 +32,8 @@ const NOTICE_ROWS_PER_CONN: u32 = 20;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+const LINGER_MAX: Duration = Duration::from_secs(30);
 
 fn ws_config() -> WebSocketConfig {
     // Accept large frames so a relay's big stored events or a hostile peer's oversized frame
@@ -183,6 +185,7 @@ impl Conn {
                 }
             }
         }
+        self.linger().await;
         if let Link::Up { mut sink, .. } = std::mem::replace(
             &mut self.link,
             Link::Down {
@@ -192,6 +195,20 @@ impl Conn {
         ) {
             let _ = sink.close().await;
             self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps reading until the relay has been quiet for [`LINGER_QUIET`] (at most
+    /// [`LINGER_MAX`]). A relay that fell behind is still working through events whose
+    /// records timed out; closing the socket at once would make it drop them (nostr-rs-relay
+    /// does), turning lt's own hang-up into "lost" events.
+    async fn linger(&mut self) {
+        let until = Instant::now() + LINGER_MAX;
+        while matches!(self.link, Link::Up { .. }) && Instant::now() < until {
+            tokio::select! {
+                frame = next_frame(&mut self.link) => self.on_frame(frame),
+                _ = tokio::time::sleep(LINGER_QUIET) => break,
+            }
         }
     }
 
