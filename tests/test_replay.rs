@@ -270,14 +270,14 @@ fn refused_or_missing_targets_exit_2_before_any_connection() {
     assert!(one_line_error(&run).contains("--relay"));
     for (url, why) in [
         ("ws://192.0.2.7:7777/", "not loopback"),
-        ("http://127.0.0.1:7777/", "ws://"),
-        ("ws://2130706433/", "ambiguous"),
+        ("http://127.0.0.1:7777/", "only ws:// and wss://"),
+        ("ws://2130706433/", "ambiguous IPv4 spelling"),
         ("wss://relay.damus.io/", "public relay"),
     ] {
         let run = replay(&trace, url, &dir.path().join("x.ltr"), &[]);
         let line = one_line_error(&run);
         assert!(line.contains("refusing"), "{url}: {line}");
-        let _ = why;
+        assert!(line.contains(why), "{url}: {line}");
     }
     assert!(!dir.path().join("x.ltr").exists());
 }

@@ -84,6 +84,14 @@ impl Error {
         self
     }
 
+    /// Names the file, when there is one (readers over bytes have none).
+    pub fn in_file(self, path: Option<&Path>) -> Error {
+        match path {
+            Some(p) => self.with_path(p),
+            None => self,
+        }
+    }
+
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }

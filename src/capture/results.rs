@@ -275,10 +275,7 @@ impl<R: Read> ResultsReader<R> {
     }
 
     fn located(&self, e: Error) -> Error {
-        match &self.path {
-            Some(p) => e.with_path(p),
-            None => e,
-        }
+        e.in_file(self.path.as_deref())
     }
 
     pub fn next_row(&mut self) -> Result<Option<Row>> {

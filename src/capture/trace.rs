@@ -273,10 +273,7 @@ impl<R: Read> TraceReader<R> {
     }
 
     fn located(&self, e: Error) -> Error {
-        match &self.path {
-            Some(p) => e.with_path(p),
-            None => e,
-        }
+        e.in_file(self.path.as_deref())
     }
 
     /// The next record; `None` after the last one, once the trailer has been verified.

@@ -49,7 +49,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config {
         target,
         speed: args.speed,
-        connections: args.clients,
         connect_concurrency: args.connect_concurrency,
         max_in_flight: args.max_in_flight,
         per_conn_in_flight: args.per_conn_in_flight,

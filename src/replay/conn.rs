@@ -544,7 +544,6 @@ impl Conn {
     fn disconnect(&mut self, code: Option<u16>) {
         if matches!(self.link, Link::Up { .. }) {
             self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-            self.shared.disconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.link = Link::Down {
             retry_at: Instant::now() + BACKOFF_START,

@@ -39,8 +39,6 @@ use shared::Shared;
 pub struct Config {
     pub target: Target,
     pub speed: Speed,
-    /// Cap on connections (trace clients are folded onto them).
-    pub connections: Option<u32>,
     pub connect_concurrency: usize,
     pub max_in_flight: usize,
     pub per_conn_in_flight: usize,

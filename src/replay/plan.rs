@@ -2,7 +2,7 @@
 //! (a damaged trace is refused before it reaches a relay), gives the fingerprint the results
 //! header needs, and is what `--dry-run` prints.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::pace::Speed;
@@ -14,7 +14,8 @@ pub struct Plan {
     pub events: u64,
     pub frame_bytes: u64,
     pub fingerprint: String,
-    /// Connections the replay opens (trace clients, capped by `--clients`).
+    /// Connections the replay opens (trace clients, capped by `--clients`); records go to
+    /// connection `client % connections`.
     pub connections: u32,
     /// Intended time of the last record at the chosen speed, seconds.
     pub duration_s: f64,
@@ -34,13 +35,11 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         connections,
         ..Plan::default()
     };
-    let mut used = HashSet::new();
     let (mut second, mut in_second, mut last_ns) = (u64::MAX, 0u64, None::<u64>);
     while let Some(r) = reader.next_record()? {
         p.records += 1;
         p.events += u64::from(r.op.is_event());
         p.frame_bytes += r.frame.len() as u64;
-        used.insert(r.client % connections);
         *p.by_kind.entry(r.op.label()).or_default() += 1;
         let t = speed.intended_ns(r.offset_us);
         if let Some(prev) = last_ns {
@@ -59,7 +58,6 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         }
     }
     p.duration_s = last_ns.unwrap_or(0) as f64 / 1e9;
-    p.connections = (used.len() as u32).max(1).min(connections);
     let trailer = reader
         .trailer()
         .ok_or_else(|| anyhow::anyhow!("{}: no trailer", path.display()))?;
