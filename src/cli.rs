@@ -28,6 +28,10 @@ pub enum Command {
     ///
     /// Only loopback, or hosts named with --allow-host, are ever sent load.
     Replay(ReplayArgs),
+    /// Turn results files into a JSON and a Markdown report, with charts.
+    Analyze(AnalyzeArgs),
+    /// Compare two sets of runs of one trace: `lt compare A.ltr… -- B.ltr…`.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +133,25 @@ pub struct ReplayArgs {
     #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
     pub allow_hosts: Vec<String>,
 
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Sample this process's CPU and RSS each second (the relay's pid).
+    #[arg(long)]
+    pub relay_pid: Option<u32>,
+
+    /// Results file [default: reports/runs/<trace name>-<UTC time>.ltr].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Check the target and print the plan; open no socket.
+    #[arg(long, env = "DRY_RUN", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub dry_run: bool,
+}
+
+/// How a trace is played: shared by `replay` and `ab`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
     /// Time scale: `2x`, `0.5x`, `200%`, or `max` for as fast as the in-flight caps allow.
     #[arg(long, default_value = "1x", value_parser = parse_speed)]
     pub speed: crate::replay::Speed,
@@ -172,18 +195,65 @@ pub struct ReplayArgs {
     /// Do not reconcile unacknowledged events.
     #[arg(long)]
     pub no_reconcile: bool,
+}
 
-    /// Sample this process's CPU and RSS each second (the relay's pid).
+/// Output and analysis options of `analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Results files (`.ltr`) of one trace: repeats or shards merge exactly.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Folder for the reports [default: reports/load-test].
     #[arg(long)]
-    pub relay_pid: Option<u32>,
+    pub out_dir: Option<PathBuf>,
 
-    /// Results file [default: reports/runs/<trace name>-<UTC time>.ltr].
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
+    /// The trace that was replayed: names example events by id in the error taxonomy.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 
-    /// Check the target and print the plan; open no socket.
-    #[arg(long, env = "DRY_RUN", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
-    pub dry_run: bool,
+    /// Also write the latency distributions in HdrHistogram's percentile format (.hgrm).
+    #[arg(long)]
+    pub hgrm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Results files of side A, then `--`, then those of side B (same trace).
+    #[arg(required = true, num_args = 1..)]
+    pub a: Vec<PathBuf>,
+
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub b: Vec<PathBuf>,
+
+    /// Name of side A in the report.
+    #[arg(long, default_value = "A")]
+    pub a_name: String,
+
+    /// Name of side B in the report.
+    #[arg(long, default_value = "B")]
+    pub b_name: String,
+
+    /// Smallest relative difference (percent of A) that counts as better or worse.
+    #[arg(long, default_value_t = crate::analyze::compare::DEFAULT_THRESHOLD_PCT, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Folder for the reports [default: reports/load-test].
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
+    if v.is_finite() && (0.0..1000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("expected a percentage from 0 to 1000".into())
+    }
 }
 
 fn parse_speed(s: &str) -> Result<crate::replay::Speed, String> {

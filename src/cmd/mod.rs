@@ -1,5 +1,7 @@
 //! One module per subcommand, each with a `run` entry point.
 
+pub mod analyze;
+pub mod compare;
 mod export;
 mod fmt;
 mod inspect;
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Export(args) => export::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }
 

@@ -32,11 +32,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             target.display_host()
         ));
     }
-    let plan = replay::plan::plan(&args.trace, args.speed, args.clients)?;
-    let reconcile = if args.no_reconcile {
+    let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
+    let reconcile = if args.load.no_reconcile {
         false
     } else {
-        args.reconcile || target.loopback
+        args.load.reconcile || target.loopback
     };
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile);
@@ -48,13 +48,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| default_output(&args.trace));
     let cfg = Config {
         target,
-        speed: args.speed,
-        connect_concurrency: args.connect_concurrency,
-        max_in_flight: args.max_in_flight,
-        per_conn_in_flight: args.per_conn_in_flight,
-        overload: args.on_overload,
-        timeout: args.timeout,
-        duration: args.duration.map(std::time::Duration::from_secs_f64),
+        speed: args.load.speed,
+        connect_concurrency: args.load.connect_concurrency,
+        max_in_flight: args.load.max_in_flight,
+        per_conn_in_flight: args.load.per_conn_in_flight,
+        overload: args.load.on_overload,
+        timeout: args.load.timeout,
+        duration: args.load.duration.map(std::time::Duration::from_secs_f64),
         reconcile,
         relay_pid: args.relay_pid,
         options: options_text(&args, reconcile),
@@ -83,25 +83,28 @@ fn default_output(trace: &std::path::Path) -> PathBuf {
 
 fn options_text(args: &ReplayArgs, reconcile: bool) -> BTreeMap<String, String> {
     let mut o = BTreeMap::new();
-    o.insert("speed".into(), args.speed.to_string());
-    if let Some(c) = args.clients {
+    o.insert("speed".into(), args.load.speed.to_string());
+    if let Some(c) = args.load.clients {
         o.insert("clients".into(), c.to_string());
     }
     o.insert(
         "connect_concurrency".into(),
-        args.connect_concurrency.to_string(),
+        args.load.connect_concurrency.to_string(),
     );
-    o.insert("max_in_flight".into(), args.max_in_flight.to_string());
+    o.insert("max_in_flight".into(), args.load.max_in_flight.to_string());
     o.insert(
         "per_conn_in_flight".into(),
-        args.per_conn_in_flight.to_string(),
+        args.load.per_conn_in_flight.to_string(),
     );
     o.insert(
         "on_overload".into(),
-        format!("{:?}", args.on_overload).to_lowercase(),
+        format!("{:?}", args.load.on_overload).to_lowercase(),
     );
-    o.insert("timeout_ms".into(), args.timeout.as_millis().to_string());
-    if let Some(d) = args.duration {
+    o.insert(
+        "timeout_ms".into(),
+        args.load.timeout.as_millis().to_string(),
+    );
+    if let Some(d) = args.load.duration {
         o.insert("duration_s".into(), d.to_string());
     }
     o.insert("reconcile".into(), reconcile.to_string());
@@ -152,8 +155,9 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     println!(
         "duration      {:.1} s at {}{}",
         plan.duration_s,
-        args.speed,
-        args.duration
+        args.load.speed,
+        args.load
+            .duration
             .map(|d| format!(" (stopping after {d} s)"))
             .unwrap_or_default()
     );
@@ -161,12 +165,12 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         "peak rate     {} records in second {} (at {})",
         fmt::count(plan.peak_per_s),
         plan.peak_second,
-        args.speed
+        args.load.speed
     );
     println!("largest gap   {:.3} s", plan.largest_gap_s);
     println!(
         "in flight     at most {} overall, {} per connection; at the cap: {:?}; timeout {:?}; reconcile {}",
-        args.max_in_flight, args.per_conn_in_flight, args.on_overload, args.timeout, reconcile
+        args.load.max_in_flight, args.load.per_conn_in_flight, args.load.on_overload, args.load.timeout, reconcile
     );
     println!("mix");
     for (kind, n) in &plan.by_kind {

@@ -1,0 +1,438 @@
+//! The Markdown rendering of a [`Report`]. Every figure is printed from the report itself
+//! (already rounded), so the Markdown and the JSON hold the same numbers.
+
+use std::fmt::Write;
+
+use super::report::{Dist, LatencySet, Percentiles, Report};
+
+/// A report figure as the JSON has it: shortest form that reads back to the same value.
+pub fn num(x: f64) -> String {
+    format!("{x}")
+}
+
+fn opt(p: &Option<Percentiles>, f: fn(&Percentiles) -> f64) -> String {
+    p.as_ref().map_or_else(|| "–".to_owned(), |p| num(f(p)))
+}
+
+/// Escapes what would break a table cell or inline text.
+pub fn cell(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('`', "\\`")
+        .replace(['\n', '\r'], " ")
+}
+
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_report(&mut s, r);
+    s
+}
+
+fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
+    let c = &r.config;
+    writeln!(s, "# Load test report: {}", cell(&c.target))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Trace `{}` · {} run(s) · started {} · {} s · {}",
+        short(&c.trace_fingerprint),
+        c.files.len(),
+        cell(&c.started_at),
+        num(c.duration_s),
+        cell(&r.generated_by)
+    )?;
+    writeln!(s)?;
+    let mark = if r.trust.trustworthy { "✅" } else { "⚠️" };
+    writeln!(s, "> {mark} **{}**", cell(&r.trust.verdict))?;
+    for reason in &r.trust.reasons {
+        writeln!(s, "> - {}", cell(reason))?;
+    }
+    writeln!(s)?;
+    summary(s, r)?;
+    remediation(s, r)?;
+    config(s, r)?;
+    totals(s, r)?;
+    latency(s, r)?;
+    throughput(s, r)?;
+    errors(s, r)?;
+    connections(s, r)?;
+    resources(s, r)?;
+    writeln!(s, "## Hot functions")?;
+    writeln!(s)?;
+    if r.hot_functions.measured {
+        for f in &r.hot_functions.functions {
+            writeln!(s, "- {} ({})", cell(&f.text), f.count)?;
+        }
+    } else {
+        writeln!(s, "{}", cell(&r.hot_functions.note))?;
+    }
+    writeln!(s)?;
+    rules(s, r)
+}
+
+fn short(fingerprint: &str) -> &str {
+    fingerprint.get(..16).unwrap_or(fingerprint)
+}
+
+fn summary(s: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(s, "## Summary")?;
+    writeln!(s)?;
+    writeln!(s, "| Metric | Value | Unit |")?;
+    writeln!(s, "|---|---:|---|")?;
+    for h in &r.summary {
+        writeln!(
+            s,
+            "| {} | {} | {} |",
+            cell(&h.label),
+            num(h.value),
+            cell(&h.unit)
+        )?;
+    }
+    writeln!(s)
+}
+
+fn remediation(s: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(s, "## What to do")?;
+    writeln!(s)?;
+    for item in &r.remediation {
+        let tag = if item.fired { "" } else { " (not triggered)" };
+        writeln!(
+            s,
+            "{}. **{}**{tag}: {}  \n   Evidence: {}",
+            item.rank,
+            cell(&item.rule),
+            cell(&item.action),
+            cell(&item.evidence)
+        )?;
+    }
+    writeln!(s)
+}
+
+fn config(s: &mut String, r: &Report) -> std::fmt::Result {
+    let c = &r.config;
+    writeln!(s, "## Configuration")?;
+    writeln!(s)?;
+    writeln!(s, "| | |")?;
+    writeln!(s, "|---|---|")?;
+    writeln!(s, "| Relay | {} |", cell(&c.target))?;
+    writeln!(s, "| Trace fingerprint | `{}` |", c.trace_fingerprint)?;
+    writeln!(s, "| Trace records | {} |", c.trace_records)?;
+    if let Some(seed) = c.trace_header.pointer("/options/seed") {
+        writeln!(s, "| Trace seed | {seed} |")?;
+    }
+    for (k, v) in &c.options {
+        writeln!(s, "| replay {} | {} |", cell(k), cell(v))?;
+    }
+    writeln!(s, "| lt (replay) | {} |", cell(&c.lt_version))?;
+    writeln!(
+        s,
+        "| Machine | {} cores, {}, kernel {} |",
+        c.machine.cores,
+        cell(&c.machine.cpu),
+        cell(&c.machine.kernel)
+    )?;
+    writeln!(s, "| Started | {} |", cell(&c.started_at))?;
+    writeln!(s, "| Duration | {} s |", num(c.duration_s))?;
+    writeln!(s, "| Files | {} |", cell(&c.files.join(", ")))?;
+    writeln!(s, "| Interrupted | {} |", c.interrupted)?;
+    writeln!(s)
+}
+
+fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
+    let t = &r.totals;
+    writeln!(s, "## Totals")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} attempted, {} succeeded ({}%), {} failed; {} not sent, {} dropped; {} bytes sent.",
+        t.attempted,
+        t.succeeded,
+        num(t.success_rate_pct),
+        t.failed,
+        t.not_sent,
+        t.dropped,
+        t.bytes_sent
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| Outcome | Records |")?;
+    writeln!(s, "|---|---:|")?;
+    for (label, n) in &t.by_outcome {
+        writeln!(s, "| {} | {n} |", cell(label))?;
+    }
+    writeln!(s)?;
+    writeln!(s, "| Record type | Records | Succeeded |")?;
+    writeln!(s, "|---|---:|---:|")?;
+    for ty in &t.by_type {
+        writeln!(
+            s,
+            "| {} | {} | {} |",
+            ty.record_type, ty.records, ty.succeeded
+        )?;
+    }
+    writeln!(s)
+}
+
+fn latency_rows(s: &mut String, name: &str, set: &LatencySet) -> std::fmt::Result {
+    for (what, p) in [
+        ("response", &set.response_ms),
+        ("service", &set.service_ms),
+        ("schedule lag", &set.schedule_lag_ms),
+    ] {
+        if p.is_none() {
+            continue;
+        }
+        writeln!(
+            s,
+            "| {name} | {what} | {} | {} | {} | {} | {} | {} | {} |",
+            opt(p, |p| p.count as f64),
+            opt(p, |p| p.p50),
+            opt(p, |p| p.p90),
+            opt(p, |p| p.p95),
+            opt(p, |p| p.p99),
+            opt(p, |p| p.p99_9),
+            opt(p, |p| p.max),
+        )?;
+    }
+    Ok(())
+}
+
+fn chart(s: &mut String, r: &Report, stem: &str, title: &str) -> std::fmt::Result {
+    if let Some(path) = r.charts.iter().find(|c| c.contains(stem)) {
+        writeln!(s, "![{title}]({path})")?;
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+fn latency(s: &mut String, r: &Report) -> std::fmt::Result {
+    let l = &r.latency;
+    writeln!(s, "## Latency (ms)")?;
+    writeln!(s)?;
+    writeln!(s, "{}", cell(&l.note))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Records | Time | Count | p50 | p90 | p95 | p99 | p99.9 | max |"
+    )?;
+    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    latency_rows(s, "all", &l.overall)?;
+    for (ty, set) in &l.by_type {
+        latency_rows(s, ty, set)?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Reads: REQ → EOSE p50 {} ms, p99 {} ms; events returned before EOSE p50 {}, p99 {}, max {}.",
+        opt(&l.reads.req_to_eose_ms, |p| p.p50),
+        opt(&l.reads.req_to_eose_ms, |p| p.p99),
+        opt(&l.reads.events_returned, |p| p.p50),
+        opt(&l.reads.events_returned, |p| p.p99),
+        opt(&l.reads.events_returned, |p| p.max),
+    )?;
+    writeln!(s)?;
+    chart(s, r, "percentiles", "Latency percentile spectrum")?;
+    chart(s, r, "latency-over-time", "Latency over time")
+}
+
+fn throughput(s: &mut String, r: &Report) -> std::fmt::Result {
+    let t = &r.throughput;
+    writeln!(s, "## Throughput")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} succeeded records/s on average; peak {} scheduled and {} succeeded in one second. Per-second counts are in the JSON (`throughput.per_second`).",
+        num(t.ok_per_s),
+        t.peak_scheduled_per_s,
+        t.peak_ok_per_s
+    )?;
+    writeln!(s)?;
+    chart(s, r, "throughput", "Throughput over time")?;
+    let w = &r.latency_over_time;
+    if !w.windows.is_empty() {
+        writeln!(
+            s,
+            "Latency per {} s window (by intended send time):",
+            w.window_s
+        )?;
+        writeln!(s)?;
+        writeln!(s, "| t (s) | count | p50 ms | p99 ms |")?;
+        writeln!(s, "|---:|---:|---:|---:|")?;
+        // A readable table: about 20 rows whatever the run's length.
+        let step = w.windows.len().div_ceil(20).max(1);
+        for win in w.windows.iter().step_by(step) {
+            writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                win.t_s,
+                win.count,
+                num(win.p50_ms),
+                num(win.p99_ms)
+            )?;
+        }
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+fn errors(s: &mut String, r: &Report) -> std::fmt::Result {
+    let e = &r.errors;
+    writeln!(s, "## Errors")?;
+    writeln!(s)?;
+    writeln!(s, "| Class | Count |")?;
+    writeln!(s, "|---|---:|")?;
+    for (p, n) in &e.rejected_by_prefix {
+        writeln!(s, "| OK false `{}:` | {n} |", cell(p))?;
+    }
+    for (p, n) in &e.closed_by_prefix {
+        writeln!(s, "| CLOSED `{}:` | {n} |", cell(p))?;
+    }
+    for (label, n) in [
+        ("duplicate", e.duplicates),
+        ("timeout", e.timeouts),
+        ("disconnected", e.disconnects),
+        ("dropped (lt's cap)", e.dropped),
+        ("not sent", e.not_sent),
+        ("stored without OK", e.stored_unacked),
+        ("lost", e.lost),
+        ("NOTICEs", e.notices),
+        ("unparseable relay frames", e.unparseable_frames),
+        ("oversized relay frames", e.oversized_frames),
+    ] {
+        writeln!(s, "| {label} | {n} |")?;
+    }
+    writeln!(s)?;
+    if !e.close_codes.is_empty() {
+        let codes: Vec<String> = e
+            .close_codes
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        writeln!(s, "Disconnects by close code: {}.", codes.join(", "))?;
+        writeln!(s)?;
+    }
+    if !e.top_messages.is_empty() {
+        writeln!(s, "Top messages:")?;
+        writeln!(s)?;
+        writeln!(s, "| Outcome | Message | Count | Examples |")?;
+        writeln!(s, "|---|---|---:|---|")?;
+        for m in &e.top_messages {
+            let ex: Vec<String> = m
+                .examples
+                .iter()
+                .map(|x| match &x.id {
+                    Some(id) => format!("`{}` (record {})", cell(id), x.record),
+                    None => format!("record {}", x.record),
+                })
+                .collect();
+            writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                cell(&m.outcome),
+                cell(&m.message),
+                m.count,
+                ex.join(", ")
+            )?;
+        }
+        writeln!(s)?;
+    }
+    if !e.notice_texts.is_empty() {
+        writeln!(s, "NOTICEs:")?;
+        writeln!(s)?;
+        for n in &e.notice_texts {
+            writeln!(s, "- {} × {}", n.count, cell(&n.text))?;
+        }
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+fn connections(s: &mut String, r: &Report) -> std::fmt::Result {
+    let c = &r.connections;
+    writeln!(s, "## Connections")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} opened at ramp-up ({} failed), {} reconnects ({} failed); connect time p50 {} ms, p99 {} ms.",
+        c.initial,
+        c.initial_failed,
+        c.reconnects,
+        c.reconnects_failed,
+        opt(&c.connect_ms, |p| p.p50),
+        opt(&c.connect_ms, |p| p.p99)
+    )?;
+    for f in &c.failure_causes {
+        writeln!(s, "- {} × {}", f.count, cell(&f.text))?;
+    }
+    writeln!(s)
+}
+
+fn dist_row(s: &mut String, name: &str, d: &Option<Dist>) -> std::fmt::Result {
+    if let Some(d) = d {
+        writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            num(d.avg),
+            num(d.p95),
+            num(d.max)
+        )?;
+    }
+    Ok(())
+}
+
+fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
+    let x = &r.resources;
+    writeln!(s, "## Resources")?;
+    writeln!(s)?;
+    writeln!(s, "{} samples (one per second per run).", x.samples)?;
+    writeln!(s)?;
+    writeln!(s, "| Series | avg | p95 | max |")?;
+    writeln!(s, "|---|---:|---:|---:|")?;
+    if let Some(relay) = &x.relay {
+        dist_row(s, "relay CPU (% of a core)", &Some(relay.cpu_pct.clone()))?;
+        dist_row(s, "relay RSS (MB)", &Some(relay.rss_mb.clone()))?;
+    }
+    dist_row(s, "lt CPU (% of a core)", &x.harness_cpu_pct)?;
+    dist_row(s, "lt RSS (MB)", &x.harness_rss_mb)?;
+    dist_row(
+        s,
+        "schedule lag, worst per second (ms)",
+        &x.schedule_lag_max_ms,
+    )?;
+    dist_row(s, "connections open", &x.connections_open)?;
+    dist_row(s, "records in flight", &x.in_flight)?;
+    writeln!(s)?;
+    match &x.relay {
+        Some(relay) => writeln!(
+            s,
+            "Relay RSS grew {} MB (trend {} MB/min).",
+            num(relay.rss_growth_mb),
+            num(relay.rss_slope_mb_per_min)
+        )?,
+        None => writeln!(
+            s,
+            "Relay CPU and memory were not sampled (replay with `--relay-pid`)."
+        )?,
+    }
+    writeln!(s)?;
+    chart(s, r, "resources", "Relay and lt resources over time")
+}
+
+fn rules(s: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(s, "## Rules checked")?;
+    writeln!(s)?;
+    writeln!(s, "| Rule | Fired | Value | Threshold | Unit |")?;
+    writeln!(s, "|---|---|---:|---:|---|")?;
+    for c in &r.rules {
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            cell(&c.id),
+            if c.fired { "yes" } else { "no" },
+            num(c.value),
+            num(c.threshold),
+            cell(&c.unit)
+        )?;
+    }
+    Ok(())
+}

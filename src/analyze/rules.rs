@@ -1,0 +1,681 @@
+//! The trust verdict and the remediation rules: each rule looks at one measured figure,
+//! compares it with a stated threshold, and when it fires says what to change.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::report::Report;
+
+/// Schedule lag p99 above this: lt could not keep the schedule (ms).
+pub const LAG_P99_BOUND_MS: f64 = 5.0;
+/// lt's CPU above this share of all cores: lt was saturated (percent).
+pub const HARNESS_CPU_BOUND_PCT: f64 = 90.0;
+/// lt and the relay together above this share of all cores: the machine was (percent).
+pub const MACHINE_CPU_BOUND_PCT: f64 = 90.0;
+/// Relay CPU (percent of one core) at which a relay counts as CPU-bound.
+pub const RELAY_CPU_BOUND_PCT: f64 = 90.0;
+/// Share of attempted records (percent) at which an error class is worth acting on.
+pub const SHARE_BOUND_PCT: f64 = 1.0;
+/// Late-run p99 over early-run p99 at which latency counts as rising.
+pub const RISE_FACTOR: f64 = 2.0;
+/// ... provided the late p99 is at least this (ms): doubling from 0.2 ms is not a backlog.
+pub const RISE_FLOOR_MS: f64 = 10.0;
+/// RSS growth (MB) and trend (MB/min) that suggest a leak, over runs of at least a minute.
+pub const RSS_GROWTH_BOUND_MB: f64 = 50.0;
+pub const RSS_SLOPE_BOUND_MB_PER_MIN: f64 = 10.0;
+pub const RSS_MIN_RUN_S: f64 = 60.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RuleCheck {
+    pub id: String,
+    pub fired: bool,
+    /// The measured figure the rule looked at, and the threshold that fires it.
+    pub value: f64,
+    pub threshold: f64,
+    pub unit: String,
+    /// The figure in words, e.g. "rate-limited rejects: 3.2% of attempted (fires at ≥ 1%)".
+    pub evidence: String,
+    /// What to change when it fires.
+    pub action: String,
+    /// Higher first in the remediation list.
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Remediation {
+    pub rank: u32,
+    /// The rule behind it (`none` for the "no bottleneck" item).
+    pub rule: String,
+    /// Whether the rule fired (false for headroom notes that fill the list up to three).
+    pub fired: bool,
+    pub evidence: String,
+    pub action: String,
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn fmt(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Whether lt itself got in the way: lag, its own CPU, dropped records.
+pub fn trust(r: &Report) -> super::report::Trust {
+    let mut reasons = Vec::new();
+    let cores = f64::from(r.config.machine.cores.max(1));
+    if let Some(lag) = &r.latency.overall.schedule_lag_ms {
+        if lag.p99 > LAG_P99_BOUND_MS {
+            let lt_busy = r
+                .resources
+                .harness_cpu_pct
+                .as_ref()
+                .is_some_and(|c| c.p95 / cores >= HARNESS_CPU_BOUND_PCT);
+            let option = |k: &str| r.config.options.get(k).map_or("?", String::as_str);
+            let cause = if lt_busy {
+                "lt ran out of CPU".to_owned()
+            } else {
+                format!(
+                    "lt's CPU was not saturated, so records waited at its in-flight caps (--max-in-flight {}, --per-conn-in-flight {}) for a relay slow to answer, and the load was not delivered on schedule",
+                    option("max_in_flight"),
+                    option("per_conn_in_flight")
+                )
+            };
+            reasons.push(format!(
+                "schedule lag p99 {} ms > {LAG_P99_BOUND_MS} ms: lt sent late; {cause}",
+                fmt(lag.p99)
+            ));
+        }
+    }
+    if let Some(cpu) = &r.resources.harness_cpu_pct {
+        let share = cpu.p95 / cores;
+        if share >= HARNESS_CPU_BOUND_PCT {
+            reasons.push(format!(
+                "lt CPU p95 {}% of all cores ≥ {HARNESS_CPU_BOUND_PCT}%: lt was saturated",
+                fmt(share)
+            ));
+        }
+    }
+    if r.totals.dropped > 0 {
+        reasons.push(format!(
+            "{} records dropped at lt's in-flight cap (--on-overload drop)",
+            r.totals.dropped
+        ));
+    }
+    let trustworthy = reasons.is_empty();
+    let mut verdict = if trustworthy {
+        "Trustworthy: lt kept the schedule; the figures measure the relay.".to_owned()
+    } else {
+        "NOT TRUSTWORTHY: lt itself was a bottleneck, so these figures understate the relay."
+            .to_owned()
+    };
+    if r.config.interrupted {
+        verdict.push_str(" The run was interrupted: records not sent are excluded.");
+    }
+    super::report::Trust {
+        trustworthy,
+        verdict,
+        reasons,
+    }
+}
+
+struct Check {
+    id: &'static str,
+    fired: bool,
+    value: f64,
+    threshold: f64,
+    unit: &'static str,
+    evidence: String,
+    action: String,
+    priority: u32,
+}
+
+impl From<Check> for RuleCheck {
+    fn from(c: Check) -> RuleCheck {
+        RuleCheck {
+            id: c.id.into(),
+            fired: c.fired,
+            value: super::stats::round3(c.value),
+            threshold: c.threshold,
+            unit: c.unit.into(),
+            evidence: c.evidence,
+            action: c.action,
+            priority: c.priority,
+        }
+    }
+}
+
+/// Every rule, fired or not.
+pub fn check(r: &Report) -> Vec<RuleCheck> {
+    let rules: [fn(&Report) -> Check; 16] = [
+        harness_bottleneck,
+        machine_saturated,
+        lost_events,
+        cpu_bound,
+        latency_rising,
+        timeouts_not_cpu,
+        rate_limited,
+        missing_acks,
+        connect_failures,
+        disconnects,
+        subscription_limits,
+        oversized,
+        invalid_rejects,
+        policy_rejects,
+        rss_growth,
+        duplicates,
+    ];
+    rules.iter().map(|rule| rule(r).into()).collect()
+}
+
+fn share_of_attempted(r: &Report, n: u64) -> f64 {
+    pct(n, r.totals.attempted)
+}
+
+fn relay_cpu_p95(r: &Report) -> Option<f64> {
+    r.resources.relay.as_ref().map(|x| x.cpu_pct.p95)
+}
+
+fn harness_bottleneck(r: &Report) -> Check {
+    let lag = r
+        .latency
+        .overall
+        .schedule_lag_ms
+        .as_ref()
+        .map_or(0.0, |p| p.p99);
+    Check {
+        id: "harness_bottleneck",
+        fired: !r.trust.trustworthy,
+        value: lag,
+        threshold: LAG_P99_BOUND_MS,
+        unit: "ms",
+        evidence: if r.trust.reasons.is_empty() {
+            format!(
+                "schedule lag p99 {} ms (fires above {LAG_P99_BOUND_MS} ms, or when lt's CPU or its in-flight cap binds)",
+                fmt(lag)
+            )
+        } else {
+            r.trust.reasons.join("; ")
+        },
+        action: "Lower --speed, raise --max-in-flight (or use --on-overload wait), or run lt on its own cores or machine; then measure again.".into(),
+        priority: 100,
+    }
+}
+
+fn machine_saturated(r: &Report) -> Check {
+    let cores = f64::from(r.config.machine.cores.max(1));
+    let relay = r.resources.relay.as_ref().map_or(0.0, |x| x.cpu_pct.avg);
+    let lt = r.resources.harness_cpu_pct.as_ref().map_or(0.0, |x| x.avg);
+    let share = (relay + lt) / cores;
+    Check {
+        id: "machine_saturated",
+        fired: r.resources.relay.is_some() && share >= MACHINE_CPU_BOUND_PCT,
+        value: share,
+        threshold: MACHINE_CPU_BOUND_PCT,
+        unit: "% of all cores",
+        evidence: format!(
+            "relay {}% + lt {}% of a core on {} cores = {}% of the machine (fires at ≥ {MACHINE_CPU_BOUND_PCT}%)",
+            fmt(relay),
+            fmt(lt),
+            cores,
+            fmt(share)
+        ),
+        action: "The relay and lt competed for CPU: pin them to separate cores (taskset) or put the relay on a dedicated test host (--allow-host) before reading latency.".into(),
+        priority: 90,
+    }
+}
+
+fn lost_events(r: &Report) -> Check {
+    let n = r.errors.lost;
+    Check {
+        id: "lost_events",
+        fired: n > 0,
+        value: n as f64,
+        threshold: 1.0,
+        unit: "events",
+        evidence: format!(
+            "{n} events got no OK and are not on the relay (fires at ≥ 1)"
+        ),
+        action: "The relay dropped accepted events silently: check its write path under load (nostr-rs-relay: [limits] event_persist_buffer and the SQLite writer; its log) — a client would think these were published.".into(),
+        priority: 85,
+    }
+}
+
+fn timeouts_share(r: &Report) -> (u64, f64) {
+    let n = r.errors.timeouts + r.errors.lost + r.errors.stored_unacked;
+    (n, share_of_attempted(r, n))
+}
+
+fn cpu_bound(r: &Report) -> Check {
+    let (n, share) = timeouts_share(r);
+    let cpu = relay_cpu_p95(r);
+    let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
+    Check {
+        id: "cpu_bound",
+        fired,
+        value: cpu.unwrap_or(0.0),
+        threshold: RELAY_CPU_BOUND_PCT,
+        unit: "% of a core",
+        evidence: match cpu {
+            Some(c) => format!(
+                "{n} records unanswered in time ({}% of attempted, fires at ≥ {SHARE_BOUND_PCT}%) while relay CPU p95 was {}% of a core (fires at ≥ {RELAY_CPU_BOUND_PCT}%)",
+                fmt(share),
+                fmt(c)
+            ),
+            None => "relay CPU not sampled (replay without --relay-pid)".into(),
+        },
+        action: format!(
+            "The relay is CPU-bound at about {} succeeded records/s: profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
+            fmt(r.throughput.ok_per_s)
+        ),
+        priority: 80,
+    }
+}
+
+/// Median of a slice of window p99s.
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn latency_rising(r: &Report) -> Check {
+    let w = &r.latency_over_time.windows;
+    let third = w.len() / 3;
+    // The first tenth is the baseline: a relay that saturates within seconds would already
+    // be slow over the whole first third.
+    let head = (w.len() / 10).max(2);
+    let (early, late) = if third >= 2 {
+        (
+            median(w[..head].iter().map(|x| x.p99_ms).collect()),
+            median(w[w.len() - third..].iter().map(|x| x.p99_ms).collect()),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    let ratio = if early > 0.0 { late / early } else { 0.0 };
+    let fired = third >= 2 && ratio >= RISE_FACTOR && late >= RISE_FLOOR_MS;
+    // What the relay completed per second over the last third: its capacity while the
+    // backlog grew.
+    let secs = &r.throughput.per_second;
+    let tail = &secs[secs.len() - secs.len() / 3..];
+    let capacity = if tail.is_empty() {
+        0.0
+    } else {
+        tail.iter().map(|s| s.ok as f64).sum::<f64>() / tail.len() as f64
+    };
+    let offered = if tail.is_empty() {
+        0.0
+    } else {
+        tail.iter().map(|s| s.scheduled as f64).sum::<f64>() / tail.len() as f64
+    };
+    Check {
+        id: "latency_rising",
+        fired,
+        value: ratio,
+        threshold: RISE_FACTOR,
+        unit: "× early p99",
+        evidence: format!(
+            "p99 response time went from {} ms (first tenth of the run) to {} ms (last third): ×{} (fires at ≥ ×{RISE_FACTOR} and ≥ {RISE_FLOOR_MS} ms)",
+            fmt(early),
+            fmt(late),
+            fmt(ratio)
+        ),
+        action: format!(
+            "Offered load is above capacity: {} records/s were scheduled and about {} records/s completed in the last third, so a backlog builds. Estimated capacity ≈ {} records/s; run below it, or find what limits throughput (CPU, database writes, locks).",
+            fmt(offered),
+            fmt(capacity),
+            fmt(capacity)
+        ),
+        priority: 75,
+    }
+}
+
+fn timeouts_not_cpu(r: &Report) -> Check {
+    let (n, share) = timeouts_share(r);
+    let cpu = relay_cpu_p95(r);
+    Check {
+        id: "timeouts_without_cpu",
+        fired: share >= SHARE_BOUND_PCT && cpu.is_none_or(|c| c < RELAY_CPU_BOUND_PCT),
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "{n} records unanswered in time: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%), relay CPU p95 {}",
+            fmt(share),
+            cpu.map_or("not sampled".to_owned(), |c| format!("{}% of a core", fmt(c)))
+        ),
+        action: "The relay stalls without using its CPU: look for a serialised write path, lock or disk waits (SQLite writer, fsync), or a per-connection queue that drops replies; compare with --per-conn-in-flight lowered.".into(),
+        priority: 72,
+    }
+}
+
+fn rate_limited(r: &Report) -> Check {
+    let n = r
+        .errors
+        .rejected_by_prefix
+        .get("rate-limited")
+        .copied()
+        .unwrap_or(0)
+        + r.errors
+            .closed_by_prefix
+            .get("rate-limited")
+            .copied()
+            .unwrap_or(0);
+    let share = share_of_attempted(r, n);
+    Check {
+        id: "rate_limited",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "rate-limited: {n} replies, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "The relay's rate limiter, not its capacity, answered: raise or disable it for the test (nostr-rs-relay [limits] messages_per_sec / subscriptions_per_min; rnostr [rate_limiter]) or spread the trace over more clients.".into(),
+        priority: 70,
+    }
+}
+
+fn missing_acks(r: &Report) -> Check {
+    let n = r.errors.stored_unacked;
+    let share = share_of_attempted(r, n);
+    Check {
+        id: "missing_acks",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "{n} events stored without an OK: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "The relay drops OK replies when many events are outstanding on one connection (nostr-rs-relay beyond ~128): clients will retry or report failure. Fix the reply queue, or lower --per-conn-in-flight to see the relay's real ack latency.".into(),
+        priority: 65,
+    }
+}
+
+fn connect_failures(r: &Report) -> Check {
+    let c = &r.connections;
+    let share = pct(c.initial_failed, c.initial);
+    Check {
+        id: "connect_failures",
+        fired: c.initial_failed > 0,
+        value: c.initial_failed as f64,
+        threshold: 1.0,
+        unit: "connections",
+        evidence: format!(
+            "{} of {} connections failed at ramp-up ({}%; fires at ≥ 1){}",
+            c.initial_failed,
+            c.initial,
+            fmt(share),
+            c.failure_causes
+                .first()
+                .map_or(String::new(), |f| format!(", most often: {}", f.text))
+        ),
+        action: "Connection or file-descriptor limits: raise the relay's max connections and `ulimit -n` for both processes, or lower --connect-concurrency.".into(),
+        priority: 60,
+    }
+}
+
+fn disconnects(r: &Report) -> Check {
+    let n = r.errors.disconnects;
+    let codes: Vec<String> = r
+        .errors
+        .close_codes
+        .iter()
+        .map(|(code, n)| format!("{code}: {n}"))
+        .collect();
+    Check {
+        id: "disconnects",
+        fired: n > 0,
+        value: n as f64,
+        threshold: 1.0,
+        unit: "records",
+        evidence: format!(
+            "{n} records lost to dropped connections (fires at ≥ 1); close codes {}",
+            if codes.is_empty() { "none".to_owned() } else { codes.join(", ") }
+        ),
+        action: "The relay closed connections under load: check its log for the reason (idle or ping timeouts, per-connection limits, message size) and the close codes above.".into(),
+        priority: 55,
+    }
+}
+
+fn subscription_limits(r: &Report) -> Check {
+    let closed: u64 = r.errors.closed_by_prefix.values().sum();
+    let reads = r
+        .totals
+        .by_type
+        .iter()
+        .find(|t| t.record_type == "read")
+        .map_or(0, |t| t.records);
+    let share = pct(closed, reads);
+    Check {
+        id: "subscription_limits",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of reads",
+        evidence: format!(
+            "{closed} of {reads} REQs answered by CLOSED: {}% (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "Subscription limits refused reads: raise the relay's subscriptions per connection (nostr-rs-relay: fixed at 32; rnostr [limitation] max_subscriptions) or lower the trace's read share per client.".into(),
+        priority: 50,
+    }
+}
+
+/// Reply texts that speak of size.
+fn about_size(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "too large",
+        "too big",
+        "too long",
+        "exceeds",
+        "max size",
+        "size limit",
+        "length",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+fn oversized(r: &Report) -> Check {
+    let rejects: u64 = r
+        .errors
+        .top_messages
+        .iter()
+        .filter(|m| about_size(&m.message))
+        .map(|m| m.count)
+        .sum();
+    let n = rejects + r.errors.oversized_frames;
+    Check {
+        id: "message_size",
+        fired: n > 0,
+        value: n as f64,
+        threshold: 1.0,
+        unit: "rejects",
+        evidence: format!(
+            "{rejects} rejects that mention size, {} oversized relay frames (fires at ≥ 1)",
+            r.errors.oversized_frames
+        ),
+        action: "The relay's message size limit refuses the platform's events: raise it (nostr-rs-relay [limits] max_event_bytes / max_ws_message_bytes; rnostr [limitation] max_message_length) to the largest event the trace holds.".into(),
+        priority: 45,
+    }
+}
+
+fn invalid_rejects(r: &Report) -> Check {
+    let n = r
+        .errors
+        .rejected_by_prefix
+        .get("invalid")
+        .copied()
+        .unwrap_or(0);
+    let share = share_of_attempted(r, n);
+    Check {
+        id: "invalid_rejects",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "invalid: {n} rejects, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "The relay judged the events invalid: most often created_at outside its window (synth --epoch) or a tag limit; the top messages above name the cause.".into(),
+        priority: 40,
+    }
+}
+
+fn policy_rejects(r: &Report) -> Check {
+    let n: u64 = ["blocked", "restricted", "auth-required", "pow"]
+        .iter()
+        .map(|p| r.errors.rejected_by_prefix.get(*p).copied().unwrap_or(0))
+        .sum();
+    let share = share_of_attempted(r, n);
+    Check {
+        id: "policy_rejects",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "blocked / restricted / auth-required / pow: {n} rejects, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "Relay policy (allow-lists, NIP-42 auth, proof of work) refused the trace's events: configure the test relay to accept them, or the figures measure refusals.".into(),
+        priority: 40,
+    }
+}
+
+fn rss_growth(r: &Report) -> Check {
+    let (growth, slope) = r
+        .resources
+        .relay
+        .as_ref()
+        .map_or((0.0, 0.0), |x| (x.rss_growth_mb, x.rss_slope_mb_per_min));
+    let long_enough = r.config.duration_s >= RSS_MIN_RUN_S;
+    Check {
+        id: "rss_growth",
+        fired: long_enough && growth >= RSS_GROWTH_BOUND_MB && slope >= RSS_SLOPE_BOUND_MB_PER_MIN,
+        value: slope,
+        threshold: RSS_SLOPE_BOUND_MB_PER_MIN,
+        unit: "MB/min",
+        evidence: format!(
+            "relay RSS grew {} MB, trend {} MB/min over {} s (fires at ≥ {RSS_GROWTH_BOUND_MB} MB and ≥ {RSS_SLOPE_BOUND_MB_PER_MIN} MB/min on runs ≥ {RSS_MIN_RUN_S} s)",
+            fmt(growth),
+            fmt(slope),
+            fmt(r.config.duration_s)
+        ),
+        action: "Memory grows steadily with traffic: a possible leak or an unbounded cache or queue. Run longer at the same rate to see whether it levels off; take a heap profile.".into(),
+        priority: 35,
+    }
+}
+
+fn duplicates(r: &Report) -> Check {
+    let n = r.errors.duplicates;
+    let share = share_of_attempted(r, n);
+    Check {
+        id: "duplicates",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "duplicate: {n} replies, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
+            fmt(share)
+        ),
+        action: "The relay already had these events: its data directory was not fresh. Start each run from an empty database, or the figures measure duplicate checks, not writes.".into(),
+        priority: 30,
+    }
+}
+
+/// Fired rules by priority, at most ten. With fewer than three, the rules nearest to firing
+/// follow as headroom notes, each with its figure and threshold; with none, the first item
+/// says no bottleneck was observed and which rate to try next.
+pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
+    let mut fired: Vec<&RuleCheck> = checks.iter().filter(|c| c.fired).collect();
+    fired.sort_by_key(|c| std::cmp::Reverse(c.priority));
+    let mut items: Vec<Remediation> = fired
+        .iter()
+        .take(10)
+        .map(|c| Remediation {
+            rank: 0,
+            rule: c.id.clone(),
+            fired: true,
+            evidence: c.evidence.clone(),
+            action: c.action.clone(),
+        })
+        .collect();
+    if items.is_empty() {
+        let speed = r.config.options.get("speed").map_or("1x", String::as_str);
+        items.push(Remediation {
+            rank: 0,
+            rule: "none".into(),
+            fired: false,
+            evidence: format!(
+                "no rule fired: success rate {}%, response p99 {} ms, {} succeeded/s",
+                fmt(r.totals.success_rate_pct),
+                r.latency
+                    .overall
+                    .response_ms
+                    .as_ref()
+                    .map_or("n/a".to_owned(), |p| fmt(p.p99)),
+                fmt(r.throughput.ok_per_s)
+            ),
+            action: format!(
+                "No bottleneck observed at this load. Next rate worth trying: twice this one ({}).",
+                next_speed(speed)
+            ),
+        });
+    }
+    if items.len() < 3 {
+        let mut near: Vec<&RuleCheck> = checks
+            .iter()
+            .filter(|c| !c.fired && c.threshold > 0.0)
+            .collect();
+        near.sort_by(|a, b| {
+            (b.value / b.threshold)
+                .total_cmp(&(a.value / a.threshold))
+                .then(b.priority.cmp(&a.priority))
+        });
+        for c in near.into_iter().take(3 - items.len()) {
+            items.push(Remediation {
+                rank: 0,
+                rule: c.id.clone(),
+                fired: false,
+                evidence: c.evidence.clone(),
+                action: format!(
+                    "Headroom: {} {} against a threshold of {} {}; nothing to change here.",
+                    c.value, c.unit, c.threshold, c.unit
+                ),
+            });
+        }
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        item.rank = i as u32 + 1;
+    }
+    items
+}
+
+/// Twice a `--speed` value as the user would type it.
+fn next_speed(speed: &str) -> String {
+    match speed.trim_end_matches('x').parse::<f64>() {
+        Ok(x) if x > 0.0 => format!("--speed {}x", x * 2.0),
+        _ => "a higher --rate in synth".into(),
+    }
+}

@@ -1,0 +1,435 @@
+//! One streaming pass over results rows into counters and HDR histograms. A `Tally` is
+//! mergeable: several files of one trace (repeats or shards) add up exactly, histograms by
+//! addition, never by averaging percentiles.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use super::timeline::Timeline;
+use crate::capture::results::{ConnectRow, NoticeRow, Outcome, OutcomeRow, Row, Sample, Trailer};
+use crate::capture::{Op, Role};
+
+/// Histograms hold microseconds from 1 µs to one hour, at 3 significant digits.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+/// Distinct messages (and NOTICE texts) kept with their counts; the rest are counted as
+/// "other", so memory stays bounded whatever a relay says.
+const MESSAGES_MAX: usize = 200;
+/// Example records kept per message.
+const EXAMPLES_MAX: usize = 3;
+
+/// What a record is in the platform's terms, for per-type figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Kind 30079 view events.
+    View,
+    /// Kind 30078 video posts, edits and tombstones.
+    VideoPost,
+    /// NIP-94 and NIP-71 mirrors of a post.
+    Mirror,
+    /// Feed, view-count and channel REQs (completed by EOSE).
+    Read,
+    /// CLOSE frames: nothing answers them, so they have no latency of their own.
+    Close,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::View,
+        Class::VideoPost,
+        Class::Mirror,
+        Class::Read,
+        Class::Close,
+    ];
+
+    pub fn of(op: Op) -> Class {
+        match op {
+            Op::Event { role, .. } => match role {
+                Role::View => Class::View,
+                Role::VideoPost | Role::VideoEdit | Role::Tombstone => Class::VideoPost,
+                Role::Nip94Mirror | Role::Nip71Mirror => Class::Mirror,
+            },
+            Op::Req { .. } => Class::Read,
+            Op::Close => Class::Close,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::View => "view",
+            Class::VideoPost => "video_post",
+            Class::Mirror => "mirror",
+            Class::Read => "read",
+            Class::Close => "close",
+        }
+    }
+
+    /// Sent at its own time, not after an earlier record's reply: its schedule lag is lt's
+    /// alone. A mirror waits for its post's OK and a CLOSE for its REQ's EOSE, so their
+    /// "lag" is the relay's answer time.
+    pub fn is_independent(self) -> bool {
+        matches!(self, Class::View | Class::VideoPost | Class::Read)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant histogram bounds are valid")
+}
+
+/// Records `ns` as microseconds, clamped into the histogram's range.
+pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
+    let us = (ns / 1_000).clamp(1, HIST_MAX_US);
+    // Saturating: the value is in range, so this cannot fail.
+    h.saturating_record(us);
+}
+
+/// Response, service and lag for one class of records.
+#[derive(Clone)]
+pub struct Latencies {
+    /// completed − intended: what a user waiting on the schedule saw.
+    pub response: Histogram<u64>,
+    /// completed − sent: the relay's part.
+    pub service: Histogram<u64>,
+    /// sent − intended: lt's own delay.
+    pub lag: Histogram<u64>,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        Latencies {
+            response: histogram(),
+            service: histogram(),
+            lag: histogram(),
+        }
+    }
+
+    fn add(&mut self, other: &Latencies) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.response.add(&other.response);
+        let _ = self.service.add(&other.service);
+        let _ = self.lag.add(&other.lag);
+    }
+}
+
+#[derive(Clone)]
+pub struct ClassTally {
+    pub records: u64,
+    pub succeeded: u64,
+    pub latency: Latencies,
+}
+
+/// A message text seen in replies, with how often and a few records that got it.
+#[derive(Debug, Clone, Default)]
+pub struct MessageTally {
+    pub count: u64,
+    pub examples: Vec<u64>,
+}
+
+/// Messages keyed by (outcome label, text), bounded.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    pub by_text: BTreeMap<(String, String), MessageTally>,
+    /// Occurrences of messages beyond the first `MESSAGES_MAX` distinct ones.
+    pub other: u64,
+}
+
+impl Messages {
+    fn note(&mut self, label: String, text: &str, index: u64) {
+        let key = (label, text.to_owned());
+        let full = self.by_text.len() >= MESSAGES_MAX;
+        match self.by_text.get_mut(&key) {
+            Some(m) => m.push(index),
+            None if full => self.other += 1,
+            None => {
+                let mut m = MessageTally::default();
+                m.push(index);
+                self.by_text.insert(key, m);
+            }
+        }
+    }
+
+    fn add(&mut self, other: &Messages) {
+        self.other += other.other;
+        for (key, m) in &other.by_text {
+            let full = self.by_text.len() >= MESSAGES_MAX;
+            match self.by_text.get_mut(key) {
+                Some(mine) => {
+                    mine.count += m.count;
+                    for &e in &m.examples {
+                        if mine.examples.len() < EXAMPLES_MAX {
+                            mine.examples.push(e);
+                        }
+                    }
+                }
+                None if full => self.other += m.count,
+                None => {
+                    self.by_text.insert(key.clone(), m.clone());
+                }
+            }
+        }
+    }
+}
+
+impl MessageTally {
+    fn push(&mut self, index: u64) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES_MAX {
+            self.examples.push(index);
+        }
+    }
+}
+
+/// Connection attempts.
+#[derive(Clone)]
+pub struct Connects {
+    pub initial: u64,
+    pub initial_failed: u64,
+    pub reconnects: u64,
+    pub reconnects_failed: u64,
+    pub latency: Histogram<u64>,
+    /// Failure causes, bounded like messages.
+    pub causes: BTreeMap<String, u64>,
+}
+
+impl Connects {
+    fn new() -> Connects {
+        Connects {
+            initial: 0,
+            initial_failed: 0,
+            reconnects: 0,
+            reconnects_failed: 0,
+            latency: histogram(),
+            causes: BTreeMap::new(),
+        }
+    }
+
+    fn note(&mut self, c: &ConnectRow) {
+        let failed = c.error.is_some();
+        if c.initial {
+            self.initial += 1;
+            self.initial_failed += u64::from(failed);
+        } else {
+            self.reconnects += 1;
+            self.reconnects_failed += u64::from(failed);
+        }
+        match &c.error {
+            Some(cause) => bump_bounded(&mut self.causes, cause, 1),
+            None => record_ns(&mut self.latency, c.latency_ns),
+        }
+    }
+
+    fn add(&mut self, o: &Connects) {
+        self.initial += o.initial;
+        self.initial_failed += o.initial_failed;
+        self.reconnects += o.reconnects;
+        self.reconnects_failed += o.reconnects_failed;
+        let _ = self.latency.add(&o.latency);
+        for (k, v) in &o.causes {
+            bump_bounded(&mut self.causes, k, *v);
+        }
+    }
+}
+
+fn bump_bounded(map: &mut BTreeMap<String, u64>, key: &str, by: u64) {
+    if let Some(n) = map.get_mut(key) {
+        *n += by;
+    } else if map.len() < MESSAGES_MAX {
+        map.insert(key.to_owned(), by);
+    } else {
+        *map.entry("(other)".to_owned()).or_default() += by;
+    }
+}
+
+/// Everything one pass learns from one or more results files of the same trace.
+#[derive(Clone)]
+pub struct Tally {
+    pub files: u32,
+    pub outcomes: u64,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub classes: Vec<ClassTally>,
+    /// Response and service time over every class but CLOSE; schedule lag over the
+    /// independent classes only (see `Class::is_independent`).
+    pub overall: Latencies,
+    /// Events a REQ received before its EOSE.
+    pub events_returned: Histogram<u64>,
+    pub messages: Messages,
+    /// Disconnected outcomes by WebSocket close code ("none" when the socket just died).
+    pub close_codes: BTreeMap<String, u64>,
+    pub notices: BTreeMap<String, u64>,
+    pub connects: Connects,
+    pub timeline: Timeline,
+    /// Samples, per file, in file order (each file's clock starts at its own t0).
+    pub samples: Vec<Vec<Sample>>,
+    pub trailers: Vec<Trailer>,
+    pub bytes_sent: u64,
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            files: 0,
+            outcomes: 0,
+            by_outcome: BTreeMap::new(),
+            classes: Class::ALL
+                .iter()
+                .map(|_| ClassTally {
+                    records: 0,
+                    succeeded: 0,
+                    latency: Latencies::new(),
+                })
+                .collect(),
+            overall: Latencies::new(),
+            events_returned: histogram(),
+            messages: Messages::default(),
+            close_codes: BTreeMap::new(),
+            notices: BTreeMap::new(),
+            connects: Connects::new(),
+            timeline: Timeline::new(),
+            samples: Vec::new(),
+            trailers: Vec::new(),
+            bytes_sent: 0,
+        }
+    }
+
+    /// Starts a new file: samples go into their own series.
+    pub fn begin_file(&mut self) {
+        self.files += 1;
+        self.samples.push(Vec::new());
+    }
+
+    pub fn end_file(&mut self, trailer: Trailer) {
+        self.trailers.push(trailer);
+    }
+
+    pub fn class(&self, c: Class) -> &ClassTally {
+        &self.classes[c.index()]
+    }
+
+    pub fn count(&self, label: &str) -> u64 {
+        self.by_outcome.get(label).copied().unwrap_or(0)
+    }
+
+    pub fn push(&mut self, row: &Row) {
+        match row {
+            Row::Outcome(o) => self.outcome(o),
+            Row::Sample(s) => {
+                if let Some(series) = self.samples.last_mut() {
+                    series.push(s.clone());
+                }
+            }
+            Row::Connect(c) => self.connects.note(c),
+            Row::Notice(NoticeRow { text, .. }) => bump_bounded(&mut self.notices, text, 1),
+        }
+    }
+
+    fn outcome(&mut self, o: &OutcomeRow) {
+        self.outcomes += 1;
+        match label_ref(&o.outcome) {
+            "" => *self.by_outcome.entry(o.outcome.label()).or_default() += 1,
+            key => match self.by_outcome.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_outcome.insert(key.to_owned(), 1);
+                }
+            },
+        }
+        let class = Class::of(o.op);
+        let succeeded = o.outcome.succeeded();
+        let ct = &mut self.classes[class.index()];
+        ct.records += 1;
+        ct.succeeded += u64::from(succeeded);
+        if o.sent_ns.is_some() {
+            self.bytes_sent += u64::from(o.bytes);
+        }
+        // Reconciled events have a "completion" only in the sense that reconciliation found
+        // them; their latency is unknown, so they stay out of the latency figures.
+        let replied = !matches!(o.outcome, Outcome::StoredUnacked | Outcome::Lost);
+        let lat = &mut ct.latency;
+        if let Some(sent) = o.sent_ns {
+            let lag = sent.saturating_sub(o.intended_ns);
+            record_ns(&mut lat.lag, lag);
+            if class.is_independent() {
+                record_ns(&mut self.overall.lag, lag);
+            }
+            if let (Some(done), true) = (o.completed_ns, replied) {
+                let response = done.saturating_sub(o.intended_ns);
+                let service = done.saturating_sub(sent);
+                record_ns(&mut lat.response, response);
+                record_ns(&mut lat.service, service);
+                if class != Class::Close {
+                    record_ns(&mut self.overall.response, response);
+                    record_ns(&mut self.overall.service, service);
+                }
+            }
+        }
+        if class == Class::Read && o.outcome == Outcome::Ok {
+            self.events_returned
+                .saturating_record(u64::from(o.events_received));
+        }
+        match &o.outcome {
+            Outcome::Rejected { message, .. } | Outcome::Closed { message, .. } => {
+                self.messages.note(o.outcome.label(), message, o.index);
+            }
+            Outcome::Disconnected { code } => {
+                let key = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+                *self.close_codes.entry(key).or_default() += 1;
+            }
+            _ => {}
+        }
+        self.timeline.note(o);
+    }
+
+    /// Adds another tally of the same trace (another file, or another worker's share).
+    pub fn merge(&mut self, other: Tally) {
+        self.files += other.files;
+        self.outcomes += other.outcomes;
+        for (k, v) in other.by_outcome {
+            *self.by_outcome.entry(k).or_default() += v;
+        }
+        for (mine, theirs) in self.classes.iter_mut().zip(&other.classes) {
+            mine.records += theirs.records;
+            mine.succeeded += theirs.succeeded;
+            mine.latency.add(&theirs.latency);
+        }
+        self.overall.add(&other.overall);
+        let _ = self.events_returned.add(&other.events_returned);
+        self.messages.add(&other.messages);
+        for (k, v) in other.close_codes {
+            *self.close_codes.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.notices {
+            bump_bounded(&mut self.notices, k, *v);
+        }
+        self.connects.add(&other.connects);
+        self.timeline.merge(other.timeline);
+        self.samples.extend(other.samples);
+        self.trailers.extend(other.trailers);
+        self.bytes_sent += other.bytes_sent;
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+/// The label of the common outcomes without allocating (the hot path of a pass).
+fn label_ref(o: &Outcome) -> &str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Timeout => "timeout",
+        Outcome::Dropped => "dropped",
+        Outcome::NotSent => "not_sent",
+        Outcome::StoredUnacked => "stored_unacked",
+        Outcome::Lost => "lost",
+        Outcome::Disconnected { .. } => "disconnected",
+        // Rare, and labelled with their prefix: the caller asks `label()`.
+        Outcome::Rejected { .. } | Outcome::Closed { .. } => "",
+    }
+}

@@ -1,0 +1,56 @@
+//! `lt compare A… -- B…`: two sets of runs of one trace, metric by metric.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::analyze::compare::{self, Comparison, Side};
+use crate::analyze::output;
+use crate::cli::CompareArgs;
+
+pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let a = Side::load(&args.a_name, &args.a)?;
+    let b = Side::load(&args.b_name, &args.b)?;
+    let dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
+    let (c, md) = write_comparison(&a, &b, args.threshold, Vec::new(), &dir)?;
+    print_summary(&c);
+    println!("report: {}", md.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compares and writes `compare-report-DATE.{json,md}` (and a percentile chart) into `dir`.
+pub fn write_comparison(
+    a: &Side,
+    b: &Side,
+    threshold: f64,
+    run_order: Vec<String>,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Comparison, PathBuf)> {
+    let mut c = compare::compare(a, b, threshold, run_order)?;
+    output::ensure_dir(dir)?;
+    let names = output::names(dir, "compare-report", "compare-report");
+    c.charts = output::write_compare_chart(&names, a, b)?;
+    output::write_json(&names.json, &c)?;
+    output::write_text(&names.markdown, &compare::render(&c))?;
+    Ok((c, names.markdown))
+}
+
+pub fn print_summary(c: &Comparison) {
+    println!("overall: {} — {}", c.overall, c.overall_line);
+    for m in &c.metrics {
+        println!(
+            "{:<28} A {:>12}  B {:>12}  {:>10}  {}",
+            m.label,
+            m.a,
+            m.b,
+            m.delta_pct
+                .map_or_else(|| "–".to_owned(), |p| format!("{p:+}%")),
+            m.verdict.as_str()
+        );
+    }
+    for w in &c.warnings {
+        println!("warning: {w}");
+    }
+}
