@@ -3,6 +3,7 @@
 //! Stages joined by files: `synth` writes a trace (see [`capture`]), `replay` plays it to a
 //! relay, `analyze` turns results into reports.
 
+pub mod ab;
 pub mod analyze;
 pub mod capture;
 pub mod cli;

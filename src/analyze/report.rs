@@ -542,10 +542,11 @@ fn errors(t: &Tally, ids: &Ids) -> Errors {
     let mut rejected_by_prefix = BTreeMap::new();
     let mut closed_by_prefix = BTreeMap::new();
     for (label, n) in &t.by_outcome {
+        // Labels carry the prefix as NIP-01 writes it (`rejected rate-limited:`).
         if let Some(p) = label.strip_prefix("rejected ") {
-            rejected_by_prefix.insert(p.to_owned(), *n);
+            rejected_by_prefix.insert(p.trim_end_matches(':').to_owned(), *n);
         } else if let Some(p) = label.strip_prefix("closed ") {
-            closed_by_prefix.insert(p.to_owned(), *n);
+            closed_by_prefix.insert(p.trim_end_matches(':').to_owned(), *n);
         }
     }
     let mut top: Vec<MessageSummary> = t

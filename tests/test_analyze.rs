@@ -1,0 +1,892 @@
+//! `lt analyze` and `lt compare` on results files built here with known latencies and
+//! outcomes: exact percentiles, counts, taxonomy, which rules fire, the schema, bad input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use lt::analyze::report::{self, Ids, Report};
+use lt::capture::results::{
+    self, ConnectRow, Header, Machine, Outcome, OutcomeRow, ResultsWriter, Row, Sample, Trailer,
+};
+use lt::capture::{Op, Query, Role};
+use lt::nostr::Prefix;
+
+use crate::util::{lt, one_line_error, text};
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+fn header(fingerprint: &str, records: u64) -> Header {
+    let mut options = BTreeMap::new();
+    options.insert("speed".to_owned(), "1x".to_owned());
+    options.insert("max_in_flight".to_owned(), "10000".to_owned());
+    options.insert("per_conn_in_flight".to_owned(), "100".to_owned());
+    Header {
+        format_version: results::VERSION,
+        lt_version: "test".into(),
+        trace_fingerprint: fingerprint.into(),
+        trace_records: records,
+        trace_header: lt::capture::Header {
+            format_version: 1,
+            lt_version: "test".into(),
+            generator: "test".into(),
+            schema_source: "test".into(),
+            options: lt::workload::Options::default(),
+        },
+        options,
+        target: "127.0.0.1:7777".into(),
+        started_at: "2026-11-27T00:00:00Z".into(),
+        machine: Machine {
+            cores: 2,
+            kernel: "test".into(),
+            cpu: "test".into(),
+        },
+    }
+}
+
+/// Writes `rows` as a complete results file.
+fn write(path: &Path, fingerprint: &str, rows: &[Row]) {
+    let records = rows.iter().filter(|r| matches!(r, Row::Outcome(_))).count() as u64;
+    let f = BufWriter::new(File::create(path).unwrap());
+    let mut w = ResultsWriter::new(f, &header(fingerprint, records)).unwrap();
+    for r in rows {
+        w.push(r).unwrap();
+    }
+    let elapsed_ns = rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Outcome(o) => Some(o.completed_ns.unwrap_or(o.intended_ns)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    w.finish(Trailer {
+        rows: 0,
+        outcomes: 0,
+        by_outcome: BTreeMap::new(),
+        samples: 0,
+        finished_at: "2026-11-27T00:01:00Z".into(),
+        elapsed_ns,
+        interrupted: false,
+        unparseable_frames: 0,
+        oversized_frames: 0,
+        notices: 0,
+    })
+    .unwrap();
+}
+
+fn view() -> Op {
+    Op::Event {
+        kind: 30079,
+        role: Role::View,
+    }
+}
+
+fn feed() -> Op {
+    Op::Req { query: Query::Feed }
+}
+
+fn row(index: u64, op: Op, intended: u64, lag: u64, latency: Option<u64>, outcome: Outcome) -> Row {
+    Row::Outcome(OutcomeRow {
+        index,
+        conn: (index % 10) as u32,
+        op,
+        intended_ns: intended,
+        sent_ns: Some(intended + lag),
+        completed_ns: latency.map(|l| intended + l),
+        outcome,
+        bytes: 200,
+        events_received: if matches!(op, Op::Req { .. }) { 3 } else { 0 },
+    })
+}
+
+fn analyze(path: &Path) -> Report {
+    let runs = lt::analyze::read_merged(&[path.to_owned()]).unwrap();
+    report::build(&runs, &Ids::new(), Vec::new())
+}
+
+fn close_to(got: f64, want: f64) {
+    // Three significant digits of HDR precision.
+    assert!(
+        (got - want).abs() <= want * 0.001 + 0.001,
+        "got {got}, want {want}"
+    );
+}
+
+#[test]
+fn percentiles_are_exact_within_hdr_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lat.ltr");
+    // 1000 views answered in 1, 2, … 1000 ms, sent 100 µs late.
+    let rows: Vec<Row> = (0..1000u64)
+        .map(|i| {
+            row(
+                i,
+                view(),
+                i * 10 * MS,
+                100_000,
+                Some((i + 1) * MS),
+                Outcome::Ok,
+            )
+        })
+        .collect();
+    write(&path, "f1", &rows);
+    let r = analyze(&path);
+    let resp = r.latency.overall.response_ms.as_ref().unwrap();
+    assert_eq!(resp.count, 1000);
+    close_to(resp.p50, 500.0);
+    close_to(resp.p90, 900.0);
+    close_to(resp.p99, 990.0);
+    close_to(resp.p99_9, 999.0);
+    close_to(resp.max, 1000.0);
+    close_to(resp.mean, 500.5);
+    // Service time = response − lag.
+    let service = r.latency.overall.service_ms.as_ref().unwrap();
+    close_to(service.p50, 499.9);
+    let lag = r.latency.overall.schedule_lag_ms.as_ref().unwrap();
+    close_to(lag.p99, 0.1);
+    assert_eq!(r.totals.attempted, 1000);
+    assert_eq!(r.totals.success_rate_pct, 100.0);
+    let views = &r.latency.by_type["view"];
+    close_to(views.response_ms.as_ref().unwrap().p50, 500.0);
+    assert!(r.latency.by_type["read"].response_ms.is_none());
+}
+
+#[test]
+fn totals_and_taxonomy_count_every_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tax.ltr");
+    let rejected = |p: Prefix, m: &str| Outcome::Rejected {
+        prefix: p,
+        message: m.into(),
+    };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    outcomes.extend(std::iter::repeat_n(Outcome::Ok, 50));
+    outcomes.extend(std::iter::repeat_n(Outcome::Duplicate, 7));
+    outcomes.extend(std::iter::repeat_n(
+        rejected(Prefix::RateLimited, "rate-limited: slow down"),
+        10,
+    ));
+    outcomes.extend(std::iter::repeat_n(
+        rejected(Prefix::Invalid, "invalid: bad sig"),
+        4,
+    ));
+    outcomes.extend(std::iter::repeat_n(Outcome::Timeout, 5));
+    outcomes.extend(std::iter::repeat_n(
+        Outcome::Disconnected { code: Some(1006) },
+        3,
+    ));
+    outcomes.extend(std::iter::repeat_n(Outcome::Disconnected { code: None }, 2));
+    outcomes.extend(std::iter::repeat_n(Outcome::StoredUnacked, 6));
+    outcomes.push(Outcome::Lost);
+    let mut rows: Vec<Row> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| row(i as u64, view(), i as u64 * MS, 0, Some(MS), o))
+        .collect();
+    let n = rows.len() as u64;
+    // Two records lt never sent, and a read refused with CLOSED.
+    for (k, o) in [Outcome::NotSent, Outcome::Dropped].into_iter().enumerate() {
+        rows.push(Row::Outcome(OutcomeRow {
+            index: n + k as u64,
+            conn: 0,
+            op: view(),
+            intended_ns: MS,
+            sent_ns: None,
+            completed_ns: None,
+            outcome: o,
+            bytes: 100,
+            events_received: 0,
+        }));
+    }
+    rows.push(row(
+        n + 2,
+        feed(),
+        MS,
+        0,
+        Some(MS),
+        Outcome::Closed {
+            prefix: Prefix::Error,
+            message: "error: too many subscriptions".into(),
+        },
+    ));
+    rows.push(Row::Connect(ConnectRow {
+        conn: 0,
+        at_ns: 0,
+        initial: true,
+        latency_ns: 0,
+        error: Some("connection refused".into()),
+    }));
+    write(&path, "f1", &rows);
+    let r = analyze(&path);
+    let t = &r.totals;
+    assert_eq!(t.attempted, 50 + 7 + 10 + 4 + 5 + 3 + 2 + 6 + 1 + 1);
+    assert_eq!(t.succeeded, 50 + 7 + 6);
+    assert_eq!(t.failed, t.attempted - t.succeeded);
+    assert_eq!((t.not_sent, t.dropped), (1, 1));
+    assert_eq!(t.failed_by_class["rejected"], 14);
+    assert_eq!(t.failed_by_class["closed"], 1);
+    assert_eq!(t.failed_by_class["timeout"], 5);
+    assert_eq!(t.failed_by_class["disconnected"], 5);
+    assert_eq!(t.failed_by_class["lost"], 1);
+    assert_eq!(t.by_outcome.values().sum::<u64>(), n + 3);
+    let e = &r.errors;
+    assert_eq!(e.rejected_by_prefix["rate-limited"], 10);
+    assert_eq!(e.rejected_by_prefix["invalid"], 4);
+    assert_eq!(e.closed_by_prefix["error"], 1);
+    assert_eq!(e.close_codes["1006"], 3);
+    assert_eq!(e.close_codes["none"], 2);
+    assert_eq!(
+        (e.duplicates, e.timeouts, e.stored_unacked, e.lost),
+        (7, 5, 6, 1)
+    );
+    let top = &e.top_messages[0];
+    assert_eq!(top.message, "rate-limited: slow down");
+    assert_eq!(top.count, 10);
+    // The first three records that got it, by trace index.
+    let ex: Vec<u64> = top.examples.iter().map(|x| x.record).collect();
+    assert_eq!(ex, vec![57, 58, 59]);
+    assert_eq!(r.connections.initial_failed, 1);
+    assert_eq!(r.connections.failure_causes[0].text, "connection refused");
+}
+
+/// A healthy run the rules below disturb one figure at a time: 60 s at 100 records/s, one
+/// REQ in ten, 2 ms answers, relay at 20% CPU and flat memory.
+#[derive(Clone)]
+struct Scenario {
+    seconds: u64,
+    latency_ms: fn(f64) -> f64,
+    lag_us: u64,
+    /// Outcomes given to evenly spread views (count, outcome).
+    views: Vec<(u64, Outcome)>,
+    /// Outcomes given to evenly spread reads.
+    reads: Vec<(u64, Outcome)>,
+    relay_cpu: f32,
+    harness_cpu: f32,
+    rss_mb_per_s: f64,
+    initial_connect_failures: u32,
+    reconnect_failures: u32,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seconds: 90,
+            latency_ms: |_| 2.0,
+            lag_us: 100,
+            views: Vec::new(),
+            reads: Vec::new(),
+            relay_cpu: 20.0,
+            harness_cpu: 10.0,
+            rss_mb_per_s: 0.0,
+            initial_connect_failures: 0,
+            reconnect_failures: 0,
+        }
+    }
+}
+
+const RATE: u64 = 100;
+
+impl Scenario {
+    fn rows(&self) -> Vec<Row> {
+        let n = self.seconds * RATE;
+        let views_total = n - n / 10;
+        let reads_total = n / 10;
+        // Which view / read (by its position among its kind) gets which special outcome.
+        let assign = |specials: &[(u64, Outcome)], total: u64| -> BTreeMap<u64, Outcome> {
+            let count: u64 = specials.iter().map(|s| s.0).sum();
+            let mut m = BTreeMap::new();
+            let mut k = 0;
+            for (c, o) in specials {
+                for _ in 0..*c {
+                    m.insert(k * total / count.max(1), o.clone());
+                    k += 1;
+                }
+            }
+            m
+        };
+        let special_views = assign(&self.views, views_total);
+        let special_reads = assign(&self.reads, reads_total);
+        let (mut v, mut q) = (0u64, 0u64);
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let intended = i * S / RATE;
+            let lat = ((self.latency_ms)(intended as f64 / S as f64) * MS as f64) as u64;
+            let is_read = i % 10 == 9;
+            let (op, outcome) = if is_read {
+                q += 1;
+                (
+                    feed(),
+                    special_reads.get(&(q - 1)).cloned().unwrap_or(Outcome::Ok),
+                )
+            } else {
+                v += 1;
+                (
+                    view(),
+                    special_views.get(&(v - 1)).cloned().unwrap_or(Outcome::Ok),
+                )
+            };
+            let latency = match outcome {
+                Outcome::Timeout | Outcome::Disconnected { .. } | Outcome::Lost => None,
+                _ => Some(lat),
+            };
+            rows.push(row(i, op, intended, self.lag_us * 1000, latency, outcome));
+        }
+        for s in 0..self.seconds {
+            rows.push(Row::Sample(Sample {
+                at_ns: (s + 1) * S,
+                relay_cpu_pct: Some(self.relay_cpu),
+                relay_rss_bytes: Some(((100.0 + self.rss_mb_per_s * s as f64) * 1048576.0) as u64),
+                harness_cpu_pct: self.harness_cpu,
+                harness_rss_bytes: 50 << 20,
+                lag_max_us: self.lag_us,
+                connections_open: 10,
+                in_flight: 1,
+                sent: 0,
+                completed: 0,
+            }));
+        }
+        for c in 0..10 {
+            rows.push(Row::Connect(ConnectRow {
+                conn: c,
+                at_ns: 0,
+                initial: true,
+                latency_ns: MS,
+                error: (c < self.initial_connect_failures).then(|| "too many open files".into()),
+            }));
+        }
+        for c in 0..self.reconnect_failures {
+            rows.push(Row::Connect(ConnectRow {
+                conn: c,
+                at_ns: 5 * S,
+                initial: false,
+                latency_ns: MS,
+                error: Some("connection refused".into()),
+            }));
+        }
+        rows
+    }
+
+    fn fired(&self) -> BTreeSet<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ltr");
+        write(&path, "f1", &self.rows());
+        analyze(&path)
+            .rules
+            .iter()
+            .filter(|c| c.fired)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+}
+
+fn rejected(prefix: Prefix, message: &str) -> Outcome {
+    Outcome::Rejected {
+        prefix,
+        message: message.into(),
+    }
+}
+
+/// 0.9% of the 9000 records in the default scenario (1% of its 8100 views).
+const ONE_PCT: u64 = 81;
+
+#[test]
+fn a_healthy_run_fires_no_rule_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.ltr");
+    write(&path, "f1", &Scenario::default().rows());
+    let r = analyze(&path);
+    let fired: Vec<&str> = r
+        .rules
+        .iter()
+        .filter(|c| c.fired)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(fired.is_empty(), "{fired:?}");
+    assert!(r.trust.trustworthy);
+    assert_eq!(r.rules.len(), 16);
+    // Three items: "no bottleneck" first, with the next rate, then headroom notes.
+    assert_eq!(r.remediation.len(), 3);
+    assert!(r.remediation[0]
+        .action
+        .starts_with("No bottleneck observed at this load"));
+    assert!(
+        r.remediation[0].action.contains("--speed 2x"),
+        "{}",
+        r.remediation[0].action
+    );
+    for item in &r.remediation {
+        assert!(!item.evidence.is_empty());
+    }
+}
+
+/// Each rule: a scenario that fires it, and a near miss that does not.
+#[test]
+fn each_rule_fires_on_its_case_and_not_on_its_near_miss() {
+    let base = Scenario::default();
+    let timeouts = |n| vec![(n, Outcome::Timeout)];
+    let cases: Vec<(&str, Scenario, Scenario)> = vec![
+        (
+            "harness_bottleneck",
+            Scenario {
+                lag_us: 8_000,
+                ..base.clone()
+            },
+            Scenario {
+                lag_us: 4_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "machine_saturated",
+            Scenario {
+                relay_cpu: 150.0,
+                harness_cpu: 40.0,
+                ..base.clone()
+            },
+            Scenario {
+                relay_cpu: 120.0,
+                harness_cpu: 40.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "lost_events",
+            Scenario {
+                views: vec![(1, Outcome::Lost)],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(1, Outcome::StoredUnacked)],
+                ..base.clone()
+            },
+        ),
+        (
+            "cpu_bound",
+            Scenario {
+                views: timeouts(2 * ONE_PCT),
+                relay_cpu: 95.0,
+                ..base.clone()
+            },
+            Scenario {
+                views: timeouts(2 * ONE_PCT),
+                relay_cpu: 80.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "timeouts_without_cpu",
+            Scenario {
+                views: timeouts(2 * ONE_PCT),
+                ..base.clone()
+            },
+            Scenario {
+                views: timeouts(ONE_PCT / 2),
+                ..base.clone()
+            },
+        ),
+        (
+            "latency_rising",
+            Scenario {
+                latency_ms: |t| 2.0 + t * 2.0,
+                ..base.clone()
+            },
+            Scenario {
+                latency_ms: |t| 2.0 + t * 0.01,
+                ..base.clone()
+            },
+        ),
+        (
+            "rate_limited",
+            Scenario {
+                views: vec![(
+                    2 * ONE_PCT,
+                    rejected(Prefix::RateLimited, "rate-limited: slow down"),
+                )],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(
+                    ONE_PCT / 2,
+                    rejected(Prefix::RateLimited, "rate-limited: slow down"),
+                )],
+                ..base.clone()
+            },
+        ),
+        (
+            "missing_acks",
+            Scenario {
+                views: vec![(2 * ONE_PCT, Outcome::StoredUnacked)],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(ONE_PCT / 2, Outcome::StoredUnacked)],
+                ..base.clone()
+            },
+        ),
+        (
+            "connect_failures",
+            Scenario {
+                initial_connect_failures: 1,
+                ..base.clone()
+            },
+            Scenario {
+                reconnect_failures: 1,
+                ..base.clone()
+            },
+        ),
+        (
+            "disconnects",
+            Scenario {
+                views: vec![(1, Outcome::Disconnected { code: Some(1001) })],
+                ..base.clone()
+            },
+            base.clone(),
+        ),
+        (
+            "subscription_limits",
+            Scenario {
+                reads: vec![(
+                    20,
+                    Outcome::Closed {
+                        prefix: Prefix::Error,
+                        message: "error: too many subscriptions".into(),
+                    },
+                )],
+                ..base.clone()
+            },
+            Scenario {
+                reads: vec![(
+                    5,
+                    Outcome::Closed {
+                        prefix: Prefix::Error,
+                        message: "error: too many subscriptions".into(),
+                    },
+                )],
+                ..base.clone()
+            },
+        ),
+        (
+            "message_size",
+            Scenario {
+                views: vec![(1, rejected(Prefix::Invalid, "invalid: event too large"))],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(1, rejected(Prefix::Invalid, "invalid: bad signature"))],
+                ..base.clone()
+            },
+        ),
+        (
+            "invalid_rejects",
+            Scenario {
+                views: vec![(
+                    2 * ONE_PCT,
+                    rejected(Prefix::Invalid, "invalid: created_at too early"),
+                )],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(
+                    ONE_PCT / 2,
+                    rejected(Prefix::Invalid, "invalid: created_at too early"),
+                )],
+                ..base.clone()
+            },
+        ),
+        (
+            "policy_rejects",
+            Scenario {
+                views: vec![(
+                    2 * ONE_PCT,
+                    rejected(Prefix::Blocked, "blocked: not on the allow-list"),
+                )],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(
+                    ONE_PCT / 2,
+                    rejected(Prefix::Blocked, "blocked: not on the allow-list"),
+                )],
+                ..base.clone()
+            },
+        ),
+        (
+            "rss_growth",
+            Scenario {
+                rss_mb_per_s: 2.0,
+                ..base.clone()
+            },
+            // The same growth over a run too short to tell a leak from warm-up.
+            Scenario {
+                rss_mb_per_s: 2.0,
+                seconds: 40,
+                ..base.clone()
+            },
+        ),
+        (
+            "duplicates",
+            Scenario {
+                views: vec![(2 * ONE_PCT, Outcome::Duplicate)],
+                ..base.clone()
+            },
+            Scenario {
+                views: vec![(ONE_PCT / 2, Outcome::Duplicate)],
+                ..base.clone()
+            },
+        ),
+    ];
+    let mut covered = BTreeSet::new();
+    for (rule, fires, misses) in cases {
+        let f = fires.fired();
+        assert!(f.contains(rule), "{rule} did not fire: {f:?}");
+        let m = misses.fired();
+        assert!(!m.contains(rule), "{rule} fired on its near miss: {m:?}");
+        covered.insert(rule.to_owned());
+    }
+    // Every rule the report knows has a case here.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.ltr");
+    write(&path, "f1", &base.rows());
+    let all: BTreeSet<String> = analyze(&path).rules.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(all, covered);
+}
+
+#[test]
+fn remediation_ranks_fired_rules_first_and_cites_their_figures() {
+    let s = Scenario {
+        views: vec![
+            (2 * ONE_PCT, Outcome::Timeout),
+            (2 * ONE_PCT, Outcome::Duplicate),
+        ],
+        relay_cpu: 97.0,
+        ..Scenario::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.ltr");
+    write(&path, "f1", &s.rows());
+    let r = analyze(&path);
+    let order: Vec<&str> = r.remediation.iter().map(|x| x.rule.as_str()).collect();
+    assert_eq!(&order[..2], &["cpu_bound", "duplicates"], "{order:?}");
+    assert!(r.remediation.len() >= 3 && r.remediation.len() <= 10);
+    assert!(r.remediation[0].fired && r.remediation[1].fired && !r.remediation[2].fired);
+    assert!(
+        r.remediation[0].evidence.contains("97.0% of a core"),
+        "{}",
+        r.remediation[0].evidence
+    );
+    assert!(
+        r.remediation[1].evidence.contains("1.80% of attempted"),
+        "{}",
+        r.remediation[1].evidence
+    );
+}
+
+/// The rows of the Markdown table under `## Summary`: label → value.
+pub fn markdown_summary(md: &str) -> BTreeMap<String, f64> {
+    md.split("## Summary")
+        .nth(1)
+        .expect("a Summary section")
+        .lines()
+        .skip_while(|l| !l.starts_with("| Metric"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (
+                cells[0].to_owned(),
+                cells[1].parse::<f64>().expect("a number"),
+            )
+        })
+        .collect()
+}
+
+/// Validates a report against the committed schema, and checks the Markdown summary shows
+/// exactly the JSON's figures.
+pub fn check_report_files(json: &Path, md: &Path) -> serde_json::Value {
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{}: {errors:?}", json.display());
+    let shown = markdown_summary(&std::fs::read_to_string(md).unwrap());
+    let summary = value["summary"].as_array().unwrap();
+    assert_eq!(shown.len(), summary.len());
+    for h in summary {
+        let label = h["label"].as_str().unwrap();
+        assert_eq!(shown[label], h["value"].as_f64().unwrap(), "{label}");
+    }
+    // The summary's figures are the report's own.
+    let find = |id: &str| {
+        summary
+            .iter()
+            .find(|h| h["id"] == id)
+            .map(|h| h["value"].as_f64().unwrap())
+    };
+    assert_eq!(find("attempted"), value["totals"]["attempted"].as_f64());
+    if let Some(p99) = find("response_p99") {
+        assert_eq!(
+            Some(p99),
+            value["latency"]["overall"]["response_ms"]["p99"].as_f64()
+        );
+    }
+    value
+}
+
+#[test]
+fn committed_schema_matches_the_report_types() {
+    let generated = serde_json::to_string_pretty(&schemars::schema_for!(Report)).unwrap() + "\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    if std::env::var_os("LT_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/report.schema.json is stale: run LT_UPDATE_SCHEMA=1 cargo test committed_schema"
+    );
+}
+
+#[test]
+fn analyze_writes_both_reports_at_the_default_paths_without_overwriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    write(&path, "f1", &Scenario::default().rows());
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for suffix in ["", "-2"] {
+        let out = lt()
+            .current_dir(dir.path())
+            .arg("analyze")
+            .arg(&path)
+            .arg("--hgrm")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let base = dir.path().join("reports/load-test");
+        let json = base.join(format!("load-report-{date}{suffix}.json"));
+        let md = base.join(format!("load-test-report-{date}{suffix}.md"));
+        assert!(text(&out.stdout).contains(&md.file_name().unwrap().to_string_lossy().to_string()));
+        let value = check_report_files(&json, &md);
+        for chart in value["charts"].as_array().unwrap() {
+            let svg = std::fs::read_to_string(base.join(chart.as_str().unwrap())).unwrap();
+            assert!(
+                svg.starts_with("<svg") || svg.starts_with("<?xml"),
+                "{chart}"
+            );
+        }
+        assert!(base
+            .join(format!("load-report-{date}{suffix}-response.hgrm"))
+            .exists());
+    }
+}
+
+#[test]
+fn merged_files_add_histograms_not_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.ltr"), dir.path().join("b.ltr"));
+    // A: 900 answers at 1 ms; B: 100 at 100 ms. Merged p95 must be 100 ms, which no
+    // average of the two files' p95s (1 and 100) gives.
+    let fast: Vec<Row> = (0..900)
+        .map(|i| row(i, view(), i * MS, 0, Some(MS), Outcome::Ok))
+        .collect();
+    let slow: Vec<Row> = (0..100)
+        .map(|i| row(i, view(), i * MS, 0, Some(100 * MS), Outcome::Ok))
+        .collect();
+    write(&a, "f1", &fast);
+    write(&b, "f1", &slow);
+    // Different record counts per file would be different traces in real life; here the
+    // fingerprint is what merging checks.
+    let runs = lt::analyze::read_merged(&[a, b]).unwrap();
+    let r = report::build(&runs, &Ids::new(), Vec::new());
+    let p = r.latency.overall.response_ms.unwrap();
+    assert_eq!(p.count, 1000);
+    close_to(p.p50, 1.0);
+    close_to(p.p95, 100.0);
+    assert_eq!(r.config.files.len(), 2);
+}
+
+#[test]
+fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, other) = (dir.path().join("a.ltr"), dir.path().join("other.ltr"));
+    write(&a, "f1", &Scenario::default().rows());
+    write(&other, "f2", &Scenario::default().rows());
+    let out = lt()
+        .current_dir(dir.path())
+        .args(["compare"])
+        .arg(&a)
+        .arg("--")
+        .arg(&other)
+        .output()
+        .unwrap();
+    let line = one_line_error(&out);
+    assert!(line.contains("same trace"), "{line}");
+
+    for per_side in [1, 3] {
+        let side: Vec<&PathBuf> = std::iter::repeat_n(&a, per_side).collect();
+        let out = lt()
+            .current_dir(dir.path())
+            .args(["compare", "--out-dir", "cmp"])
+            .args(&side)
+            .arg("--")
+            .args(&side)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json = std::fs::read_dir(dir.path().join("cmp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .max()
+            .unwrap();
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(c["overall"], "inconclusive", "{per_side}");
+        let metrics = c["metrics"].as_array().unwrap();
+        assert!(metrics.len() >= 10);
+        for m in metrics {
+            assert_eq!(m["verdict"], "inconclusive", "{m}");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.ltr");
+    write(&good, "f1", &Scenario::default().rows());
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.ltr");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let empty = dir.path().join("empty.ltr");
+    std::fs::write(&empty, b"").unwrap();
+    let trace = crate::util::synth(dir.path(), "t", &["--duration", "5", "--clients", "5"]);
+    for (file, want) in [
+        (&truncated, "byte"),
+        (&empty, "byte"),
+        (&trace, "trace"),
+        (&dir.path().join("missing.ltr"), "missing.ltr"),
+    ] {
+        let out = lt()
+            .current_dir(dir.path())
+            .arg("analyze")
+            .arg(file)
+            .output()
+            .unwrap();
+        let line = one_line_error(&out);
+        assert!(
+            line.contains(&file.file_name().unwrap().to_string_lossy().to_string()),
+            "{line}"
+        );
+        assert!(line.contains(want), "{line}");
+    }
+    // Nothing was written for the failed runs.
+    assert!(!dir.path().join("reports").exists());
+}
