@@ -14,11 +14,11 @@ pub mod tally;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::{anyhow, Context};
 
-use crate::capture::container::{BlockReader, Tag};
+use crate::capture::container::{Block, BlockReader, Tag};
 use crate::capture::results::{self, Header, ResultsReader, Row};
 use crate::capture::{Error, ErrorKind, Position};
 use tally::Tally;
@@ -72,11 +72,11 @@ fn short(fingerprint: &str) -> &str {
     fingerprint.get(..12).unwrap_or(fingerprint)
 }
 
-/// One pass over one file. Blocks are read, checked and decompressed on this thread while a
-/// second thread decodes rows and tallies them: the two halves cost about the same.
+/// One pass over one file. This thread reads, checks and decompresses blocks; decoder
+/// threads (one per core) decode rows into tallies of their own, added up at the end, since
+/// a tally does not depend on row order.
 pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
-    // The header and the row/trailer checks come from the ordinary reader; the pipeline
-    // below only splits its work across two threads.
+    // The header comes from the ordinary reader, which checks it.
     let header = ResultsReader::open(path)?.header().clone();
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut blocks = BlockReader::open(
@@ -85,53 +85,39 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
         results::VERSION,
     )
     .map_err(|e| e.with_path(path))?;
-    let (tx, rx) = mpsc::sync_channel::<crate::capture::container::Block>(4);
-    let decoder = std::thread::Builder::new()
-        .name("lt-analyze".into())
-        .spawn(move || decode_blocks(rx))
-        .context("starting the decoder thread")?;
-    let mut trailer_block = None;
-    let mut read_error = None;
-    loop {
-        match blocks.next_block() {
-            Ok(Some(b)) if b.tag == Tag::Records => {
-                if tx.send(b).is_err() {
-                    break; // the decoder stopped on an error; it reports it
+    let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let (tx, rx) = mpsc::sync_channel::<(Block, u64)>(2 * decoders);
+    let rx = Arc::new(Mutex::new(rx));
+    let mut workers = Vec::new();
+    for _ in 0..decoders {
+        let rx = rx.clone();
+        let worker = std::thread::Builder::new()
+            .name("lt-analyze".into())
+            .spawn(move || decode_blocks(&rx))
+            .context("starting a decoder thread")?;
+        workers.push(worker);
+    }
+    let (trailer_block, rows, read_error) = feed(&mut blocks, &tx);
+    drop(tx);
+    let mut tally = Tally::new();
+    tally.begin_file();
+    let mut first_error: Option<Error> = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(t)) => tally.merge_rows(t),
+            Ok(Err(e)) => {
+                // The earliest position is the one to report.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|f| byte_of(&e) < byte_of(f))
+                {
+                    first_error = Some(e);
                 }
             }
-            Ok(Some(b)) if b.tag == Tag::Trailer => {
-                trailer_block = Some(b);
-                break;
-            }
-            Ok(Some(b)) => {
-                // The header block was read and checked by `ResultsReader::open`.
-                if b.index != 0 {
-                    read_error = Some(Error::at(
-                        ErrorKind::Corrupt {
-                            what: "a second header block".into(),
-                        },
-                        Position {
-                            byte: b.offset,
-                            block: Some(b.index),
-                            record: None,
-                        },
-                    ));
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                read_error = Some(e);
-                break;
-            }
+            Err(_) => return Err(anyhow!("{}: a decoder thread panicked", path.display())),
         }
     }
-    drop(tx);
-    let decoded = decoder
-        .join()
-        .map_err(|_| anyhow!("{}: the decoder thread panicked", path.display()))?;
-    let (mut tally, rows) = decoded.map_err(|e| anyhow!(e.with_path(path)))?;
-    if let Some(e) = read_error {
+    if let Some(e) = first_error.or(read_error) {
         return Err(anyhow!(e.with_path(path)));
     }
     let Some(block) = trailer_block else {
@@ -180,9 +166,50 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
     Ok((header, tally))
 }
 
-fn trailer_of(
-    block: &crate::capture::container::Block,
-) -> crate::capture::error::Result<results::Trailer> {
+fn byte_of(e: &Error) -> u64 {
+    e.position().map_or(u64::MAX, |p| p.byte)
+}
+
+/// Hands record blocks (with the index of their first row) to the decoders until the
+/// trailer block; returns it, the rows seen, and a read error if one stopped the pass.
+fn feed<R: std::io::Read>(
+    blocks: &mut BlockReader<R>,
+    tx: &mpsc::SyncSender<(Block, u64)>,
+) -> (Option<Block>, u64, Option<Error>) {
+    let mut rows = 0u64;
+    loop {
+        match blocks.next_block() {
+            Ok(Some(b)) if b.tag == Tag::Records => {
+                let first = rows;
+                rows += u64::from(b.records);
+                if tx.send((b, first)).is_err() {
+                    // Every decoder stopped on an error; they report it.
+                    return (None, rows, None);
+                }
+            }
+            Ok(Some(b)) if b.tag == Tag::Trailer => return (Some(b), rows, None),
+            // The header block, read and checked by `ResultsReader::open`.
+            Ok(Some(b)) if b.index == 0 => {}
+            Ok(Some(b)) => {
+                let pos = Position {
+                    byte: b.offset,
+                    block: Some(b.index),
+                    record: Some(rows),
+                };
+                let what = "a second header block".into();
+                return (
+                    None,
+                    rows,
+                    Some(Error::at(ErrorKind::Corrupt { what }, pos)),
+                );
+            }
+            Ok(None) => return (None, rows, None),
+            Err(e) => return (None, rows, Some(e)),
+        }
+    }
+}
+
+fn trailer_of(block: &Block) -> crate::capture::error::Result<results::Trailer> {
     let pos = Position {
         byte: block.offset,
         block: Some(block.index),
@@ -202,44 +229,55 @@ fn trailer_of(
     Ok(t)
 }
 
-/// Decodes every row of every block into a tally; returns it with the number of rows.
-fn decode_blocks(
-    rx: mpsc::Receiver<crate::capture::container::Block>,
-) -> crate::capture::error::Result<(Tally, u64)> {
+/// Decodes the rows of the blocks it takes from the shared queue into a tally of its own.
+fn decode_blocks(rx: &Mutex<mpsc::Receiver<(Block, u64)>>) -> crate::capture::error::Result<Tally> {
     let mut tally = Tally::new();
-    tally.begin_file();
-    let mut rows = 0u64;
-    for block in rx {
-        let mut rest = &block.data[..];
-        for _ in 0..block.records {
-            let pos = Position {
-                byte: block.offset,
-                block: Some(block.index),
-                record: Some(rows),
-            };
-            let row = <Row as serde::Deserialize>::deserialize(&mut rmp_serde::Deserializer::new(
-                &mut rest,
-            ))
+    loop {
+        // The lock is held only to take the next block.
+        let next = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return Ok(tally), // another decoder panicked; join reports it
+        };
+        let Ok((block, first)) = next else {
+            return Ok(tally);
+        };
+        decode_block(&block, first, &mut tally)?;
+    }
+}
+
+fn decode_block(block: &Block, first: u64, tally: &mut Tally) -> crate::capture::error::Result<()> {
+    // Borrowing the block (rather than reading through `io::Read`) spares a copy per value.
+    let mut de = rmp_serde::Deserializer::from_read_ref(&block.data[..]);
+    for i in 0..u64::from(block.records) {
+        let pos = Position {
+            byte: block.offset,
+            block: Some(block.index),
+            record: Some(first + i),
+        };
+        let row = <Row as serde::Deserialize>::deserialize(&mut de)
             .map_err(|e| Error::at(ErrorKind::Decode(e), pos))?;
-            tally.push(&row);
-            rows += 1;
-        }
-        if !rest.is_empty() {
+        tally.push(&row);
+    }
+    // The borrowing reader does not say how much is left, so try to read one more value:
+    // only a clean end of input (no marker to read) means the block held exactly its rows.
+    match <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        _ => {
             return Err(Error::at(
                 ErrorKind::Corrupt {
                     what: format!(
-                        "{} bytes left over after the last row of block {}",
-                        rest.len(),
+                        "bytes left over after the last row of block {}",
                         block.index
                     ),
                 },
                 Position {
                     byte: block.offset,
                     block: Some(block.index),
-                    record: Some(rows),
+                    record: Some(first + u64::from(block.records)),
                 },
-            ));
+            ))
         }
     }
-    Ok((tally, rows))
+    Ok(())
 }

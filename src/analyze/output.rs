@@ -106,6 +106,7 @@ fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
 
 /// Writes the charts of one report; returns their file names (relative to the report).
 pub fn write_charts(names: &Names, report: &Report, tally: &Tally) -> anyhow::Result<Vec<String>> {
+    let overall = tally.overall();
     let mut written = Vec::new();
     let mut put = |what: &str, chart: Chart| -> anyhow::Result<()> {
         let file = format!("{}-{what}.svg", names.stem);
@@ -158,9 +159,9 @@ pub fn write_charts(names: &Names, report: &Report, tally: &Tally) -> anyhow::Re
             y_label: "ms".into(),
             x_axis: XAxis::PercentileLog,
             series: vec![
-                series("response", spectrum(&tally.overall.response)),
-                series("service", spectrum(&tally.overall.service)),
-                series("schedule lag", spectrum(&tally.overall.lag)),
+                series("response", spectrum(&overall.response)),
+                series("service", spectrum(&overall.service)),
+                series("schedule lag", spectrum(&overall.lag)),
             ],
         },
     )?;
@@ -200,10 +201,11 @@ pub fn write_charts(names: &Names, report: &Report, tally: &Tally) -> anyhow::Re
 /// `--hgrm`: the overall distributions in HdrHistogram's percentile-distribution format.
 pub fn write_hgrm(names: &Names, tally: &Tally) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    let overall = tally.overall();
     for (what, h) in [
-        ("response", &tally.overall.response),
-        ("service", &tally.overall.service),
-        ("schedule-lag", &tally.overall.lag),
+        ("response", &overall.response),
+        ("service", &overall.service),
+        ("schedule-lag", &overall.lag),
     ] {
         let path = names.dir.join(format!("{}-{what}.hgrm", names.stem));
         let mut w = create_new(&path)?;
@@ -230,11 +232,11 @@ pub fn write_compare_chart(
         series: vec![
             series(
                 &format!("A: {}", a.name),
-                spectrum(&a.tally().overall.response),
+                spectrum(&a.tally().overall().response),
             ),
             series(
                 &format!("B: {}", b.name),
-                spectrum(&b.tally().overall.response),
+                spectrum(&b.tally().overall().response),
             ),
         ],
     };

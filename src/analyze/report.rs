@@ -471,7 +471,7 @@ fn totals(t: &Tally) -> Totals {
 fn latency(t: &Tally) -> LatencyReport {
     let read = t.class(Class::Read);
     LatencyReport {
-        overall: latency_set(&t.overall),
+        overall: latency_set(&t.overall()),
         by_type: Class::ALL
             .iter()
             .map(|&c| (c.label().to_owned(), latency_set(&t.class(c).latency)))

@@ -251,9 +251,6 @@ pub struct Tally {
     pub outcomes: u64,
     pub by_outcome: BTreeMap<String, u64>,
     pub classes: Vec<ClassTally>,
-    /// Response and service time over every class but CLOSE; schedule lag over the
-    /// independent classes only (see `Class::is_independent`).
-    pub overall: Latencies,
     /// Events a REQ received before its EOSE.
     pub events_returned: Histogram<u64>,
     pub messages: Messages,
@@ -282,7 +279,6 @@ impl Tally {
                     latency: Latencies::new(),
                 })
                 .collect(),
-            overall: Latencies::new(),
             events_returned: histogram(),
             messages: Messages::default(),
             close_codes: BTreeMap::new(),
@@ -305,6 +301,25 @@ impl Tally {
         self.trailers.push(trailer);
     }
 
+    /// Response and service time over every class but CLOSE; schedule lag over the
+    /// independent classes only (see `Class::is_independent`). Added up from the classes
+    /// once, rather than recorded twice per row.
+    pub fn overall(&self) -> Latencies {
+        let mut all = Latencies::new();
+        for c in Class::ALL {
+            let l = &self.class(c).latency;
+            // Same bounds everywhere, so adding cannot fail.
+            if c != Class::Close {
+                let _ = all.response.add(&l.response);
+                let _ = all.service.add(&l.service);
+            }
+            if c.is_independent() {
+                let _ = all.lag.add(&l.lag);
+            }
+        }
+        all
+    }
+
     pub fn class(&self, c: Class) -> &ClassTally {
         &self.classes[c.index()]
     }
@@ -316,11 +331,10 @@ impl Tally {
     pub fn push(&mut self, row: &Row) {
         match row {
             Row::Outcome(o) => self.outcome(o),
-            Row::Sample(s) => {
-                if let Some(series) = self.samples.last_mut() {
-                    series.push(s.clone());
-                }
-            }
+            Row::Sample(s) => match self.samples.last_mut() {
+                Some(series) => series.push(s.clone()),
+                None => self.samples.push(vec![s.clone()]),
+            },
             Row::Connect(c) => self.connects.note(c),
             Row::Notice(NoticeRow { text, .. }) => bump_bounded(&mut self.notices, text, 1),
         }
@@ -352,18 +366,12 @@ impl Tally {
         if let Some(sent) = o.sent_ns {
             let lag = sent.saturating_sub(o.intended_ns);
             record_ns(&mut lat.lag, lag);
-            if class.is_independent() {
-                record_ns(&mut self.overall.lag, lag);
-            }
+
             if let (Some(done), true) = (o.completed_ns, replied) {
                 let response = done.saturating_sub(o.intended_ns);
                 let service = done.saturating_sub(sent);
                 record_ns(&mut lat.response, response);
                 record_ns(&mut lat.service, service);
-                if class != Class::Close {
-                    record_ns(&mut self.overall.response, response);
-                    record_ns(&mut self.overall.service, service);
-                }
             }
         }
         if class == Class::Read && o.outcome == Outcome::Ok {
@@ -383,6 +391,23 @@ impl Tally {
         self.timeline.note(o);
     }
 
+    /// Adds a tally of other rows of the same file (another decoder's share): its samples
+    /// join this file's series, in time order.
+    pub fn merge_rows(&mut self, mut other: Tally) {
+        let samples: Vec<Sample> = std::mem::take(&mut other.samples)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.merge(other);
+        match self.samples.last_mut() {
+            Some(series) => {
+                series.extend(samples);
+                series.sort_by_key(|s| s.at_ns);
+            }
+            None => self.samples.push(samples),
+        }
+    }
+
     /// Adds another tally of the same trace (another file, or another worker's share).
     pub fn merge(&mut self, other: Tally) {
         self.files += other.files;
@@ -395,7 +420,6 @@ impl Tally {
             mine.succeeded += theirs.succeeded;
             mine.latency.add(&theirs.latency);
         }
-        self.overall.add(&other.overall);
         let _ = self.events_returned.add(&other.events_returned);
         self.messages.add(&other.messages);
         for (k, v) in other.close_codes {
