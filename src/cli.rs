@@ -32,6 +32,11 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Compare two sets of runs of one trace: `lt compare A.ltr… -- B.ltr…`.
     Compare(CompareArgs),
+    /// Compare two relay builds end to end: start each fresh per run (A B B A …), replay
+    /// the same trace into it, analyze, compare.
+    ///
+    /// The relays are started by lt and reached on 127.0.0.1 only.
+    Ab(AbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +246,51 @@ pub struct CompareArgs {
     /// Folder for the reports [default: reports/load-test].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// The trace both builds get (`.ltc`, from `lt synth`).
+    #[arg(long)]
+    pub trace: PathBuf,
+
+    /// Build A as `NAME=COMMAND`; the command may use `{port}`, `{dir}` (a fresh, empty
+    /// data directory per run) and `{config}` (the filled-in --a-config). It must make the
+    /// relay listen on 127.0.0.1:{port}.
+    #[arg(long = "a", value_name = "NAME=CMD")]
+    pub a: String,
+
+    /// Build B, as --a.
+    #[arg(long = "b", value_name = "NAME=CMD")]
+    pub b: String,
+
+    /// Config template for A: a relay config file with `{port}` and `{dir}` in it.
+    #[arg(long)]
+    pub a_config: Option<PathBuf>,
+
+    /// Config template for B.
+    #[arg(long)]
+    pub b_config: Option<PathBuf>,
+
+    /// Runs per build, in ABBA order so slow drift cancels. Three or more measure the noise
+    /// between repeats well; two is the least that measures it at all.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Folder for everything [default: reports/ab/<A>-vs-<B>-<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// How long a relay may take to answer on its port after it starts.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub ready_timeout: std::time::Duration,
+
+    /// Smallest relative difference (percent of A) that counts as better or worse.
+    #[arg(long, default_value_t = crate::analyze::compare::DEFAULT_THRESHOLD_PCT, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 fn parse_threshold(s: &str) -> Result<f64, String> {

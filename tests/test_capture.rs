@@ -108,6 +108,7 @@ fn small_trace() -> Vec<u8> {
 
 #[test]
 fn a_cut_at_any_byte_is_reported_as_truncation_with_its_offset() {
+    let _machine = crate::util::busy();
     let bytes = small_trace();
     read_all(&bytes).unwrap();
     for n in 0..bytes.len() {
@@ -125,6 +126,7 @@ fn a_cut_at_any_byte_is_reported_as_truncation_with_its_offset() {
 
 #[test]
 fn a_damaged_byte_anywhere_is_detected() {
+    let _machine = crate::util::busy();
     let bytes = small_trace();
     for i in 0..bytes.len() {
         for flip in [0x01u8, 0x20, 0x80] {

@@ -99,6 +99,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn ack_all_peer_gets_every_record_ok() {
+    let _machine = crate::util::busy();
     let r = PeerRun::new(Behavior::AckAll, SMALL, &["--speed", "10x"]);
     assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
     assert!(r.stdout.contains("response time p50"), "{}", r.stdout);
@@ -111,6 +112,7 @@ fn ack_all_peer_gets_every_record_ok() {
 
 #[test]
 fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
+    let _machine = crate::util::busy();
     let r = PeerRun::new(
         Behavior::Stall,
         &["--duration", "2", "--rate", "50", "--clients", "5"],
@@ -128,6 +130,7 @@ fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
 
 #[test]
 fn dropped_connections_are_disconnected_then_reconnect() {
+    let _machine = crate::util::busy();
     let r = PeerRun::new(
         Behavior::DropAfter { after_messages: 50 },
         &["--duration", "10", "--rate", "100", "--clients", "3"],
@@ -144,6 +147,7 @@ fn dropped_connections_are_disconnected_then_reconnect() {
 
 #[test]
 fn garbage_and_oversized_frames_are_counted_without_a_crash() {
+    let _machine = crate::util::busy();
     let garbage = Behavior::Garbage {
         oversized_every: 10,
         oversized_bytes: 2 << 20,
@@ -161,6 +165,7 @@ fn garbage_and_oversized_frames_are_counted_without_a_crash() {
 
 #[test]
 fn duration_limit_marks_the_rest_not_sent() {
+    let _machine = crate::util::busy();
     let r = PeerRun::new(
         Behavior::AckAll,
         SMALL,
@@ -172,6 +177,7 @@ fn duration_limit_marks_the_rest_not_sent() {
 
 #[test]
 fn overload_drop_marks_records_dropped() {
+    let _machine = crate::util::busy();
     let slow = Behavior::Delay {
         delay: Duration::from_millis(50),
     };
@@ -197,6 +203,7 @@ fn overload_drop_marks_records_dropped() {
 
 #[test]
 fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
+    let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();
     let trace = small_trace(dir.path());
     let rt = runtime();

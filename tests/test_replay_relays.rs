@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
 use crate::test_replay::{outcomes, replay};
-use crate::util::{synth, text};
+use crate::util::{lt, synth, text};
 
 /// Every event of a trace by record index.
 fn trace_events(path: &Path) -> HashMap<u64, Event> {
@@ -74,6 +74,7 @@ fn stored(url: &str, ids: &[String]) -> HashSet<String> {
 
 #[test]
 fn replay_outcomes_match_what_each_real_relay_stored() {
+    let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();
     // ~4,300 records over 60 clients; at 10x about 700 records/s.
     let trace = synth(
@@ -155,6 +156,7 @@ fn replay_outcomes_match_what_each_real_relay_stored() {
             }
         }
         assert!(duplicates > 1000, "{kind:?}: {duplicates}");
+        analyze_real_runs(dir.path(), kind, &trace, &first, &second, &counts);
         let samples_with_relay_cpu = {
             let mut r = ResultsReader::open(&first).unwrap();
             let mut n = 0;
@@ -170,4 +172,90 @@ fn replay_outcomes_match_what_each_real_relay_stored() {
             "relay RSS sampled via --relay-pid"
         );
     }
+}
+
+/// `lt analyze` on the real runs: both reports at their default paths, valid against the
+/// schema, the Markdown summary equal to the JSON, totals equal to the results file's; the
+/// second run's duplicates fire the "data directory not fresh" rule with example event ids
+/// from the trace; a run compared with itself is inconclusive everywhere.
+fn analyze_real_runs(
+    dir: &Path,
+    kind: RelayKind,
+    trace: &Path,
+    first: &Path,
+    second: &Path,
+    counts: &std::collections::BTreeMap<String, u64>,
+) {
+    let work = dir.join(format!("analyze-{kind:?}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let out = lt()
+        .current_dir(&work)
+        .arg("analyze")
+        .arg(first)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{kind:?}: {}", text(&out.stderr));
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let base = work.join("reports/load-test");
+    let json = base.join(format!("load-report-{date}.json"));
+    let md = base.join(format!("load-test-report-{date}.md"));
+    let report = crate::test_analyze::check_report_files(&json, &md);
+    let by_outcome = report["totals"]["by_outcome"].as_object().unwrap();
+    for (label, n) in counts {
+        assert_eq!(by_outcome[label].as_u64(), Some(*n), "{kind:?}: {label}");
+    }
+    assert_eq!(
+        report["config"]["target"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("127.0.0.1")
+    );
+    assert!(report["resources"]["relay"].is_object(), "relay sampled");
+
+    let out = lt()
+        .current_dir(&work)
+        .arg("analyze")
+        .arg(second)
+        .arg("--trace")
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{kind:?}: {}", text(&out.stderr));
+    let json = base.join(format!("load-report-{date}-2.json"));
+    let md = base.join(format!("load-test-report-{date}-2.md"));
+    let again = crate::test_analyze::check_report_files(&json, &md);
+    let fired: Vec<&str> = again["remediation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["fired"] == true)
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert!(fired.contains(&"duplicates"), "{kind:?}: {fired:?}");
+    let events = trace_events(trace);
+    for m in again["errors"]["top_messages"].as_array().unwrap() {
+        for ex in m["examples"].as_array().unwrap() {
+            let record = ex["record"].as_u64().unwrap();
+            if let Some(ev) = events.get(&record) {
+                assert_eq!(ex["id"].as_str(), Some(hex::encode(ev.id).as_str()));
+            }
+        }
+    }
+
+    let out = lt()
+        .current_dir(&work)
+        .args(["compare", "--out-dir", "cmp"])
+        .arg(first)
+        .arg("--")
+        .arg(first)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{kind:?}: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("overall: inconclusive"),
+        "{}",
+        text(&out.stdout)
+    );
 }

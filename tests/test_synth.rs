@@ -17,6 +17,7 @@ fn sha256_file(path: &std::path::Path) -> String {
 
 #[test]
 fn same_seed_gives_identical_bytes_whatever_the_thread_count() {
+    let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "--seed",
@@ -78,6 +79,7 @@ fn seed_env_var_is_the_fallback_for_the_flag() {
 /// points at a video published earlier in the same trace.
 #[test]
 fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
+    let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();
     let path = synth(
         dir.path(),

@@ -2,6 +2,7 @@
 //! no mocks.
 
 mod relay;
+mod test_ab;
 mod test_analyze;
 mod test_capture;
 mod test_inspect_export;

@@ -55,3 +55,18 @@ pub fn decompressed(path: &Path) -> Vec<u8> {
     }
     all
 }
+
+/// Tests that measure timing (`lt ab` verdicts) need the machine to themselves; tests that
+/// load it (relays, large traces) share it with each other but not with those.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a test that loads the machine: runs beside other such tests, never beside a `quiet` one.
+pub fn busy() -> std::sync::RwLockReadGuard<'static, ()> {
+    // A test that panicked while holding it leaves nothing to repair.
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a test whose assertions depend on timing: waits until no other heavy test runs.
+pub fn quiet() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -46,6 +46,8 @@ impl Verdict {
 }
 
 /// The metrics compared: headline ids of the per-run reports, and which way is better.
+/// lt's own schedule lag is not among them: it says whether a run can be trusted (see the
+/// warnings), not which build is better.
 const METRICS: &[(&str, Better)] = &[
     ("success_rate", Better::Higher),
     ("ok_per_s", Better::Higher),
@@ -63,7 +65,6 @@ const METRICS: &[(&str, Better)] = &[
     ("relay_cpu_avg", Better::Lower),
     ("relay_cpu_max", Better::Lower),
     ("relay_rss_max", Better::Lower),
-    ("lag_p99", Better::Lower),
 ];
 
 /// One side: a name, its runs' reports, and the merged report of all of them.
@@ -137,6 +138,21 @@ pub struct Comparison {
     pub warnings: Vec<String>,
     /// Chart files beside the report.
     pub charts: Vec<String>,
+    /// Runs that did not complete (`lt ab`): left out of the figures above.
+    pub failed_runs: Vec<FailedRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FailedRun {
+    /// Position in the run order, from 1.
+    pub run: u32,
+    /// `A` or `B`.
+    pub side: String,
+    pub name: String,
+    /// What went wrong, in one line.
+    pub error: String,
+    /// The end of the relay's log.
+    pub log_tail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -221,10 +237,24 @@ fn judge(
             format!("difference under the {threshold_pct}% threshold"),
         )
     } else if let (Some([lo, hi]), Some(noise)) = (ci, noise) {
+        // The smallest difference that matters, in the metric's unit.
+        let bound = threshold_pct / 100.0 * a.abs();
         if lo <= 0.0 && hi >= 0.0 {
             (
                 Verdict::Inconclusive,
                 "95% interval of the difference includes 0".to_owned(),
+            )
+        } else if lo.abs().min(hi.abs()) < bound {
+            // A real but possibly negligible difference: only an interval wholly beyond the
+            // threshold says the builds differ by at least that much.
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "95% interval {}…{} reaches within the {threshold_pct}% threshold ({})",
+                    round3(lo),
+                    round3(hi),
+                    round3(bound)
+                ),
             )
         } else if delta.abs() <= noise {
             (
@@ -238,7 +268,8 @@ fn judge(
         } else {
             (
                 direction,
-                "beyond the threshold, the spread between repeats and the 95% interval".into(),
+                "95% interval wholly beyond the threshold, and beyond the spread between repeats"
+                    .into(),
             )
         }
     } else {
@@ -334,6 +365,7 @@ pub fn compare(
         run_order,
         warnings: warnings(a, b),
         charts: Vec::new(),
+        failed_runs: Vec::new(),
     })
 }
 
@@ -420,7 +452,7 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(
         s,
-        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}. A difference counts when it is at least {}% of A, beyond the spread between repeats, and its 95% bootstrap interval excludes 0.",
+        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}. A difference counts when its 95% bootstrap interval lies wholly beyond {}% of A and it exceeds the spread between repeats (with one run per side: when it is at least that threshold).",
         c.trace_fingerprint.get(..16).unwrap_or(&c.trace_fingerprint),
         c.a.runs,
         cell(&c.a.target),
@@ -507,6 +539,25 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
             )?;
         }
     }
+    if !c.failed_runs.is_empty() {
+        writeln!(s)?;
+        writeln!(s, "## Failed runs (left out of the figures)")?;
+        for f in &c.failed_runs {
+            writeln!(s)?;
+            writeln!(
+                s,
+                "Run {} ({} {}): {}",
+                f.run,
+                f.side,
+                cell(&f.name),
+                cell(&f.error)
+            )?;
+            writeln!(s)?;
+            writeln!(s, "```text")?;
+            writeln!(s, "{}", f.log_tail.replace("```", "'''"))?;
+            writeln!(s, "```")?;
+        }
+    }
     for chart in &c.charts {
         writeln!(s)?;
         writeln!(s, "![chart]({chart})")?;
@@ -554,6 +605,17 @@ mod tests {
             5.0,
         );
         assert_eq!(v, Verdict::Inconclusive, "{why}");
+    }
+
+    #[test]
+    fn a_steady_but_negligible_difference_is_inconclusive() {
+        // Repeats agree closely and the sides differ by 5.3%, but the interval of the
+        // difference reaches below the 5% threshold: not enough to call.
+        let a = [49.439, 49.567, 50.751];
+        let b = [52.543, 52.383, 52.735];
+        let (v, _, _, _, why) = judge(Better::Lower, &a, &b, 5.0);
+        assert_eq!(v, Verdict::Inconclusive, "{why}");
+        assert!(why.contains("threshold"), "{why}");
     }
 
     #[test]

@@ -14,23 +14,23 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
-    let (c, md) = write_comparison(&a, &b, args.threshold, Vec::new(), &dir)?;
+    let c = compare::compare(&a, &b, args.threshold, Vec::new())?;
+    let (c, md) = write_comparison(c, &a, &b, &dir, "compare-report")?;
     print_summary(&c);
     println!("report: {}", md.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compares and writes `compare-report-DATE.{json,md}` (and a percentile chart) into `dir`.
+/// Writes `<stem>-DATE.{json,md}` (and a percentile chart) into `dir`.
 pub fn write_comparison(
+    mut c: Comparison,
     a: &Side,
     b: &Side,
-    threshold: f64,
-    run_order: Vec<String>,
     dir: &std::path::Path,
+    stem: &str,
 ) -> anyhow::Result<(Comparison, PathBuf)> {
-    let mut c = compare::compare(a, b, threshold, run_order)?;
     output::ensure_dir(dir)?;
-    let names = output::names(dir, "compare-report", "compare-report");
+    let names = output::names(dir, stem, stem);
     c.charts = output::write_compare_chart(&names, a, b)?;
     output::write_json(&names.json, &c)?;
     output::write_text(&names.markdown, &compare::render(&c))?;

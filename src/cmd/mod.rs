@@ -1,5 +1,6 @@
 //! One module per subcommand, each with a `run` entry point.
 
+mod ab;
 pub mod analyze;
 pub mod compare;
 mod export;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Ab(args) => ab::run(args),
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::fmt;
-use crate::cli::ReplayArgs;
+use crate::cli::{LoadArgs, ReplayArgs};
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Config, Plan, Summary};
 
@@ -33,11 +33,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
-    let reconcile = if args.load.no_reconcile {
-        false
-    } else {
-        args.load.reconcile || target.loopback
-    };
+    let reconcile = reconcile_for(&args.load, &target);
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile);
         return Ok(ExitCode::SUCCESS);
@@ -46,19 +42,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.trace));
-    let cfg = Config {
-        target,
-        speed: args.load.speed,
-        connect_concurrency: args.load.connect_concurrency,
-        max_in_flight: args.load.max_in_flight,
-        per_conn_in_flight: args.load.per_conn_in_flight,
-        overload: args.load.on_overload,
-        timeout: args.load.timeout,
-        duration: args.load.duration.map(std::time::Duration::from_secs_f64),
-        reconcile,
-        relay_pid: args.relay_pid,
-        options: options_text(&args, reconcile),
-    };
+    let cfg = config(&args.load, target, args.relay_pid);
     let progress = progress_bar(plan.records);
     let summary = replay::run(&args.trace, &plan, &out, cfg, progress.clone())?;
     progress.finish_and_clear();
@@ -81,41 +65,69 @@ fn default_output(trace: &std::path::Path) -> PathBuf {
     PathBuf::from("reports/runs").join(format!("{stem}-{now}.ltr"))
 }
 
-fn options_text(args: &ReplayArgs, reconcile: bool) -> BTreeMap<String, String> {
+/// Reconciliation is on by default for loopback targets only: asking a shared host for
+/// every unacknowledged id is more load than the user asked for.
+fn reconcile_for(load: &LoadArgs, target: &guard::Target) -> bool {
+    if load.no_reconcile {
+        false
+    } else {
+        load.reconcile || target.loopback
+    }
+}
+
+/// The replay configuration for `target` (already through the guard); `replay` and `ab`
+/// share it so both record the same options.
+pub fn config(load: &LoadArgs, target: guard::Target, relay_pid: Option<u32>) -> Config {
+    let reconcile = reconcile_for(load, &target);
+    Config {
+        target,
+        speed: load.speed,
+        connect_concurrency: load.connect_concurrency,
+        max_in_flight: load.max_in_flight,
+        per_conn_in_flight: load.per_conn_in_flight,
+        overload: load.on_overload,
+        timeout: load.timeout,
+        duration: load.duration.map(std::time::Duration::from_secs_f64),
+        reconcile,
+        relay_pid,
+        options: options_text(load, reconcile, relay_pid),
+        quit_hook: None,
+    }
+}
+
+fn options_text(
+    load: &LoadArgs,
+    reconcile: bool,
+    relay_pid: Option<u32>,
+) -> BTreeMap<String, String> {
     let mut o = BTreeMap::new();
-    o.insert("speed".into(), args.load.speed.to_string());
-    if let Some(c) = args.load.clients {
+    o.insert("speed".into(), load.speed.to_string());
+    if let Some(c) = load.clients {
         o.insert("clients".into(), c.to_string());
     }
     o.insert(
         "connect_concurrency".into(),
-        args.load.connect_concurrency.to_string(),
+        load.connect_concurrency.to_string(),
     );
-    o.insert("max_in_flight".into(), args.load.max_in_flight.to_string());
+    o.insert("max_in_flight".into(), load.max_in_flight.to_string());
     o.insert(
         "per_conn_in_flight".into(),
-        args.load.per_conn_in_flight.to_string(),
+        load.per_conn_in_flight.to_string(),
     );
     o.insert(
         "on_overload".into(),
-        format!("{:?}", args.load.on_overload).to_lowercase(),
+        format!("{:?}", load.on_overload).to_lowercase(),
     );
-    o.insert(
-        "timeout_ms".into(),
-        args.load.timeout.as_millis().to_string(),
-    );
-    if let Some(d) = args.load.duration {
+    o.insert("timeout_ms".into(), load.timeout.as_millis().to_string());
+    if let Some(d) = load.duration {
         o.insert("duration_s".into(), d.to_string());
     }
     o.insert("reconcile".into(), reconcile.to_string());
-    o.insert(
-        "relay_pid_sampled".into(),
-        args.relay_pid.is_some().to_string(),
-    );
+    o.insert("relay_pid_sampled".into(), relay_pid.is_some().to_string());
     o
 }
 
-fn progress_bar(records: u64) -> ProgressBar {
+pub fn progress_bar(records: u64) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -50,6 +50,8 @@ pub struct Config {
     pub relay_pid: Option<u32>,
     /// The options as given, for the results header.
     pub options: BTreeMap<String, String>,
+    /// Called before a second Ctrl-C ends the process at once (`lt ab` stops its relay).
+    pub quit_hook: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub struct Summary {
@@ -265,7 +267,7 @@ async fn drive(
 
     // Ctrl-C / SIGTERM: the first stops scheduling and drains; the second exits at once
     // (the results file stays readable up to its last complete block).
-    let signals = tokio::spawn(watch_signals(shared.clone()));
+    let signals = tokio::spawn(watch_signals(shared.clone(), cfg.quit_hook.clone()));
     let sampler = tokio::spawn(sample_loop(
         shared.clone(),
         cfg.relay_pid,
@@ -321,7 +323,7 @@ async fn drive(
     ))
 }
 
-async fn watch_signals(shared: Arc<Shared>) {
+async fn watch_signals(shared: Arc<Shared>, quit_hook: Option<Arc<dyn Fn() + Send + Sync>>) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return,
@@ -341,6 +343,9 @@ async fn watch_signals(shared: Arc<Shared>) {
             );
         } else {
             eprintln!("\nlt: quitting at once; the results file is readable up to its last complete block");
+            if let Some(hook) = &quit_hook {
+                hook();
+            }
             std::process::exit(130);
         }
     }

@@ -1,0 +1,288 @@
+//! `lt ab`: two relay builds, the same trace, fresh relays per run in ABBA order; each run
+//! replayed, analyzed, and both sides compared.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+use super::{analyze, compare as compare_cmd, replay as replay_cmd};
+use crate::ab::supervisor::{self, BuildSpec, RunningRelay};
+use crate::ab::{run_order, Side};
+use crate::analyze::compare::{self, FailedRun};
+use crate::cli::{AbArgs, LoadArgs};
+use crate::guard::{self, AllowList};
+use crate::replay::{self, Plan};
+
+/// How long a relay may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Lines of a relay's log kept with a failed run.
+const LOG_TAIL_LINES: usize = 20;
+
+/// What one run left behind.
+struct Run {
+    number: u32,
+    side: Side,
+    name: String,
+    results: Option<PathBuf>,
+    failure: Option<(String, String)>,
+}
+
+pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
+    let a = BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
+    let b = BuildSpec::parse(&args.b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?;
+    if a.name == b.name {
+        return Err(anyhow!(
+            "--a and --b are both named {:?}: give the builds different names (NAME=CMD)",
+            a.name
+        ));
+    }
+    let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
+    let out = out_dir(&args, &a, &b)?;
+    // Ctrl-C between runs stops after the current step; during a replay, replay itself
+    // handles it (and a second one ends lt at once, after stopping the relay).
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let order = run_order(args.runs);
+    println!(
+        "lt ab: {} (A) vs {} (B), {} runs each in the order {}; results in {}",
+        a.name,
+        b.name,
+        args.runs,
+        order.iter().map(|s| s.letter()).collect::<String>(),
+        out.display()
+    );
+    let mut runs = Vec::new();
+    for (i, side) in order.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("lt: interrupted; {} of {} runs done", i, order.len());
+            break;
+        }
+        let spec = match side {
+            Side::A => &a,
+            Side::B => &b,
+        };
+        let number = i as u32 + 1;
+        let run = one_run(number, *side, spec, &args, &plan, &out);
+        match &run.failure {
+            None => println!(
+                "run {number}/{} {} {}: done",
+                order.len(),
+                side.letter(),
+                spec.name
+            ),
+            Some((e, _)) => println!(
+                "run {number}/{} {} {}: FAILED: {e}",
+                order.len(),
+                side.letter(),
+                spec.name
+            ),
+        }
+        runs.push(run);
+    }
+    finish(&args, &a, &b, &runs, &out, stop.load(Ordering::Relaxed))
+}
+
+/// `--out`, or `reports/ab/<A>-vs-<B>-<UTC>`; an existing folder must be empty.
+fn out_dir(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<PathBuf> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        PathBuf::from("reports/ab").join(format!("{}-vs-{}-{now}", a.name, b.name))
+    });
+    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(anyhow!(
+            "{}: the output folder is not empty; lt ab never mixes comparisons",
+            out.display()
+        ));
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(out)
+}
+
+fn one_run(
+    number: u32,
+    side: Side,
+    spec: &BuildSpec,
+    args: &AbArgs,
+    plan: &Plan,
+    out: &Path,
+) -> Run {
+    let dir = out
+        .join("runs")
+        .join(format!("{number:02}-{}-{}", side.letter(), spec.name));
+    let mut run = Run {
+        number,
+        side,
+        name: spec.name.clone(),
+        results: None,
+        failure: None,
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        run.failure = Some((format!("creating {}: {e}", dir.display()), String::new()));
+        return run;
+    }
+    let relay = match supervisor::start(spec, &dir, args.ready_timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            let text = e.to_string();
+            let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+            run.failure = Some((first.to_owned(), rest.to_owned()));
+            return run;
+        }
+    };
+    for w in &relay.warnings {
+        eprintln!("lt: {}: {w}", spec.name);
+    }
+    match replay_into(&relay, &args.load, &args.trace, plan, &dir) {
+        Ok(results) => run.results = Some(results),
+        Err(e) => run.failure = Some((format!("{e:#}"), String::new())),
+    }
+    run.failure = stop_relay(relay, run.failure.take());
+    if let (None, Some(results)) = (&run.failure, &run.results) {
+        if let Err(e) = analyze_run(results, &dir, &args.trace) {
+            run.failure = Some((
+                format!("analyzing {}: {e:#}", results.display()),
+                String::new(),
+            ));
+        }
+    }
+    run
+}
+
+/// Replays the trace into a running relay, sampling its process; returns the results path.
+fn replay_into(
+    relay: &RunningRelay,
+    load: &LoadArgs,
+    trace: &Path,
+    plan: &Plan,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
+    let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
+    let target = guard::check(&relay.url, &allow, &guard::system_resolver)
+        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
+    let mut cfg = replay_cmd::config(load, target, Some(relay.relay_pid));
+    let group = relay.pid;
+    cfg.quit_hook = Some(Arc::new(move || {
+        // SAFETY: kill(2) on the process group lt started for this relay.
+        unsafe { libc::kill(-(group as libc::pid_t), libc::SIGKILL) };
+    }));
+    let results = dir.join("results.ltr");
+    let progress = replay_cmd::progress_bar(plan.records);
+    let summary = replay::run(trace, plan, &results, cfg, progress.clone())?;
+    progress.finish_and_clear();
+    if summary.trailer.interrupted {
+        return Err(anyhow!(
+            "interrupted; results so far are in {}",
+            results.display()
+        ));
+    }
+    Ok(results)
+}
+
+/// Stops the relay; a relay that died during the run makes the run a failure, with its log.
+fn stop_relay(
+    mut relay: RunningRelay,
+    failure: Option<(String, String)>,
+) -> Option<(String, String)> {
+    let alive = relay.is_alive();
+    let tail = relay.log_tail(LOG_TAIL_LINES);
+    let name = relay.name.clone();
+    let stopped = relay.stop(STOP_GRACE);
+    if failure.is_some() {
+        return failure.map(|(e, t)| (e, if t.is_empty() { tail } else { t }));
+    }
+    if !alive {
+        let how = match &stopped {
+            Ok(info) => format!("{:?}", info.status),
+            Err(e) => e.to_string(),
+        };
+        return Some((
+            format!(
+                "relay {name} exited during the run ({how}); its results are kept but left out"
+            ),
+            tail,
+        ));
+    }
+    if let Err(e) = stopped {
+        eprintln!("lt: stopping {name}: {e}");
+    }
+    None
+}
+
+fn analyze_run(results: &Path, dir: &Path, trace: &Path) -> anyhow::Result<()> {
+    let runs = crate::analyze::read_merged(&[results.to_owned()])?;
+    analyze::write_report(&runs, &dir.join("report"), Some(trace), false)?;
+    Ok(())
+}
+
+fn finish(
+    args: &AbArgs,
+    a: &BuildSpec,
+    b: &BuildSpec,
+    runs: &[Run],
+    out: &Path,
+    interrupted: bool,
+) -> anyhow::Result<ExitCode> {
+    let files = |side: Side| -> Vec<PathBuf> {
+        runs.iter()
+            .filter(|r| r.side == side && r.failure.is_none())
+            .filter_map(|r| r.results.clone())
+            .collect()
+    };
+    let failed: Vec<FailedRun> = runs
+        .iter()
+        .filter_map(|r| {
+            let (error, log_tail) = r.failure.clone()?;
+            Some(FailedRun {
+                run: r.number,
+                side: r.side.letter().to_string(),
+                name: r.name.clone(),
+                error,
+                log_tail,
+            })
+        })
+        .collect();
+    let (fa, fb) = (files(Side::A), files(Side::B));
+    if fa.is_empty() || fb.is_empty() {
+        for f in &failed {
+            eprintln!(
+                "run {} ({} {}): {}\n{}",
+                f.run, f.side, f.name, f.error, f.log_tail
+            );
+        }
+        return Err(anyhow!(
+            "no comparison: {} completed run(s) of {} and {} of {}; every run's files are in {}",
+            fa.len(),
+            a.name,
+            fb.len(),
+            b.name,
+            out.display()
+        ));
+    }
+    let side_a = compare::Side::load(&a.name, &fa)?;
+    let side_b = compare::Side::load(&b.name, &fb)?;
+    let order: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{}{} {}", r.side.letter(), r.number, r.name))
+        .collect();
+    let mut c = compare::compare(&side_a, &side_b, args.threshold, order)?;
+    c.failed_runs = failed;
+    if interrupted {
+        c.warnings
+            .push("interrupted: not every planned run was made".into());
+    }
+    let (c, md) = compare_cmd::write_comparison(c, &side_a, &side_b, out, "comparison")?;
+    compare_cmd::print_summary(&c);
+    println!("comparison report: {}", md.display());
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,226 @@
+//! `lt ab` end to end against real relays it starts itself: an A/A comparison finds
+//! nothing, a side made 20 ms slower is found worse by about 20 ms, and a relay killed
+//! mid-run fails that run only.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::relay::binary;
+use crate::util::{lt, synth, text};
+
+fn relay_bin() -> PathBuf {
+    binary("nostr-rs-relay").expect("nostr-rs-relay installed by scripts/install-relays")
+}
+
+fn config_template() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/relay-configs/nostr-rs-relay.toml")
+}
+
+/// A 20 s trace over 40 clients; at 4x each run takes about 5 s of traffic.
+fn small_trace(dir: &Path) -> PathBuf {
+    synth(
+        dir,
+        "ab",
+        &["--seed", "7", "--duration", "20", "--clients", "40"],
+    )
+}
+
+fn ab(dir: &Path, trace: &Path, a: &str, b: &str, extra: &[&str]) -> Output {
+    let mut cmd = lt();
+    cmd.current_dir(dir)
+        .args(["ab", "--speed", "4x", "--out", "out", "--trace"])
+        .arg(trace)
+        .arg("--a")
+        .arg(a);
+    if a.contains("{config}") {
+        cmd.arg("--a-config").arg(config_template());
+    }
+    cmd.arg("--b")
+        .arg(b)
+        .args(extra)
+        .output()
+        .expect("run lt ab")
+}
+
+/// The comparison's JSON in `dir/out`.
+fn comparison(dir: &Path) -> Value {
+    let out = dir.join("out");
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("comparison")
+        })
+        .unwrap_or_else(|| panic!("no comparison JSON in {}", out.display()));
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+fn metric<'a>(c: &'a Value, id: &str) -> &'a Value {
+    c["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no metric {id}"))
+}
+
+fn relay_command() -> String {
+    format!("{} --config {{config}} --db {{dir}}", relay_bin().display())
+}
+
+#[test]
+fn ab_of_a_build_against_itself_is_inconclusive() {
+    let _machine = crate::util::quiet();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let cmd = relay_command();
+    let cfg = config_template();
+    let out = ab(
+        dir.path(),
+        &trace,
+        &format!("same-1={cmd}"),
+        &format!("same-2={cmd}"),
+        &["--runs", "3", "--b-config", cfg.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("comparison report:"), "{stdout}");
+    let c = comparison(dir.path());
+    assert_eq!(c["run_order"].as_array().unwrap().len(), 6);
+    assert!(c["run_order"][0].as_str().unwrap().starts_with("A1"));
+    assert!(c["run_order"][1].as_str().unwrap().starts_with("B2"));
+    assert!(c["run_order"][2].as_str().unwrap().starts_with("B3"));
+    for m in c["metrics"].as_array().unwrap() {
+        let id = m["id"].as_str().unwrap();
+        if id.starts_with("relay_") {
+            continue; // resources, not latency or throughput
+        }
+        assert_eq!(m["verdict"], "inconclusive", "{id}: {m}");
+        // Three runs a side: the noise between repeats is measured.
+        assert!(m["a_noise"].is_number() && m["ci95"].is_array(), "{m}");
+    }
+    // Every run kept its results, relay log and report.
+    for run in std::fs::read_dir(dir.path().join("out/runs")).unwrap() {
+        let run = run.unwrap().path();
+        assert!(run.join("results.ltr").is_file(), "{}", run.display());
+        assert!(run.join("relay.log").is_file(), "{}", run.display());
+        assert!(run.join("report").is_dir(), "{}", run.display());
+    }
+}
+
+#[test]
+fn ab_finds_a_build_20ms_slower_worse_by_about_20ms() {
+    let _machine = crate::util::quiet();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    // B: the same relay behind lt-delay-proxy, which holds every reply 20 ms. The relay
+    // listens on a fixed free port named in B's config; the proxy takes `{port}`.
+    let inner = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let slow_cfg = dir.path().join("slow.toml");
+    let template = std::fs::read_to_string(config_template()).unwrap();
+    std::fs::write(&slow_cfg, template.replace("{port}", &inner.to_string())).unwrap();
+    let proxy = env!("CARGO_BIN_EXE_lt-delay-proxy");
+    let slow = format!(
+        "slow={proxy} --listen {{port}} --to 127.0.0.1:{inner} --delay 20ms & exec {}",
+        relay_command()
+    );
+    let out = ab(
+        dir.path(),
+        &trace,
+        &format!("fast={}", relay_command()),
+        &slow,
+        &["--runs", "2", "--b-config", slow_cfg.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c = comparison(dir.path());
+    let p50 = metric(&c, "response_p50");
+    assert_eq!(p50["verdict"], "worse", "{p50}");
+    let delta = p50["delta"].as_f64().unwrap();
+    assert!(
+        (15.0..40.0).contains(&delta),
+        "p50 delta {delta} ms, want ≈ 20"
+    );
+    assert_eq!(metric(&c, "service_p50")["verdict"], "worse");
+    assert_ne!(c["overall"], "inconclusive");
+    assert_ne!(c["overall"], "better");
+}
+
+#[test]
+fn ab_reports_a_relay_killed_mid_run_and_keeps_the_other_runs() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let cfg = config_template();
+    // B's first run: the relay is killed 2 s into the replay; its second run is normal.
+    let marker = dir.path().join("killed-once");
+    let flaky = format!(
+        "flaky=if [ -e '{m}' ]; then exec {cmd}; fi; touch '{m}'; {cmd} & sleep 2; kill -9 $!; wait",
+        m = marker.display(),
+        cmd = relay_command()
+    );
+    let out = ab(
+        dir.path(),
+        &trace,
+        &format!("steady={}", relay_command()),
+        &flaky,
+        &["--runs", "2", "--b-config", cfg.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("run 2/4 B flaky: FAILED"),
+        "{}",
+        text(&out.stdout)
+    );
+    let c = comparison(dir.path());
+    let failed = c["failed_runs"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["run"], 2);
+    assert_eq!(failed[0]["side"], "B");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited during the run"),
+        "{}",
+        failed[0]["error"]
+    );
+    assert!(failed[0]["log_tail"].is_string());
+    // The comparison used the runs that completed: two of A, one of B.
+    assert_eq!(c["a"]["runs"], 2);
+    assert_eq!(c["b"]["runs"], 1);
+    // The failed run's results stay readable beside the others.
+    let killed = dir.path().join("out/runs/02-B-flaky/results.ltr");
+    lt::capture::results::ResultsReader::open(&killed).expect("failed run's results readable");
+    let md = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "md"))
+        .unwrap();
+    assert!(std::fs::read_to_string(md).unwrap().contains("Failed runs"));
+}
+
+#[test]
+fn ab_refuses_bad_specs_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    for (a, b, want) in [
+        ("x=relay --port {prot}", "y=relay {port}", "prot"),
+        ("same=relay {port}", "same=relay {port}", "different names"),
+        ("noequals", "y=relay {port}", "--a"),
+    ] {
+        let out = ab(dir.path(), &trace, a, b, &[]);
+        let line = crate::util::one_line_error(&out);
+        assert!(line.contains(want), "{line}");
+    }
+    assert!(!dir.path().join("out").exists());
+}
