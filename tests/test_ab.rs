@@ -34,7 +34,7 @@ fn ab(dir: &Path, trace: &Path, a: &str, b: &str, extra: &[&str]) -> Output {
         .arg(trace)
         .arg("--a")
         .arg(a);
-    if a.contains("{config}") {
+    if a.contains("{config}") && !extra.contains(&"--a-config") {
         cmd.arg("--a-config").arg(config_template());
     }
     cmd.arg("--b")
@@ -223,4 +223,39 @@ fn ab_refuses_bad_specs_before_starting_anything() {
         assert!(line.contains(want), "{line}");
     }
     assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn ab_refuses_a_relay_listening_beyond_loopback() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let open_cfg = dir.path().join("open.toml");
+    let template = std::fs::read_to_string(config_template()).unwrap();
+    assert!(template.contains("address = \"127.0.0.1\""));
+    std::fs::write(
+        &open_cfg,
+        template.replace("address = \"127.0.0.1\"", "address = \"0.0.0.0\""),
+    )
+    .unwrap();
+    let out = ab(
+        dir.path(),
+        &trace,
+        &format!("open={}", relay_command()),
+        &format!("closed={}", relay_command()),
+        &[
+            "--runs",
+            "1",
+            "--a-config",
+            open_cfg.to_str().unwrap(),
+            "--b-config",
+            config_template().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("refusing to load relay open"), "{stderr}");
+    assert!(stderr.contains("no comparison"), "{stderr}");
+    // Nothing was replayed into it.
+    assert!(!dir.path().join("out/runs/01-A-open/results.ltr").exists());
 }

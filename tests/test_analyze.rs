@@ -406,7 +406,7 @@ fn a_healthy_run_fires_no_rule_and_says_so() {
         .collect();
     assert!(fired.is_empty(), "{fired:?}");
     assert!(r.trust.trustworthy);
-    assert_eq!(r.rules.len(), 16);
+    assert_eq!(r.rules.len(), 17);
     // Three items: "no bottleneck" first, with the next rate, then headroom notes.
     assert_eq!(r.remediation.len(), 3);
     assert!(r.remediation[0]
@@ -609,6 +609,24 @@ fn each_rule_fires_on_its_case_and_not_on_its_near_miss() {
                 views: vec![(
                     ONE_PCT / 2,
                     rejected(Prefix::Blocked, "blocked: not on the allow-list"),
+                )],
+                ..base.clone()
+            },
+        ),
+        (
+            "other_rejects",
+            Scenario {
+                views: vec![(
+                    2 * ONE_PCT,
+                    rejected(Prefix::Other, "replaced: have newer event"),
+                )],
+                ..base.clone()
+            },
+            // Refusals another rule speaks for do not count here.
+            Scenario {
+                views: vec![(
+                    2 * ONE_PCT,
+                    rejected(Prefix::RateLimited, "rate-limited: slow down"),
                 )],
                 ..base.clone()
             },

@@ -75,6 +75,8 @@ pub struct RunningRelay {
     /// Things the caller should print: a listener on a non-loopback address, or a port held
     /// by a process outside the relay's group.
     pub warnings: Vec<String>,
+    /// Addresses other than loopback the relay also listens on (`lt ab` refuses these).
+    pub exposed: Vec<std::net::IpAddr>,
     /// `None` once stopped.
     child: Option<Child>,
 }
@@ -193,6 +195,7 @@ fn start_once(
         dir: data.clone(),
         config,
         warnings: Vec::new(),
+        exposed: Vec::new(),
         child: Some(child),
     };
     // On error `relay` is dropped here, which stops whatever the command started.
@@ -265,6 +268,7 @@ impl RunningRelay {
                     let settled = since.elapsed() >= FOREIGN_SETTLE || Instant::now() >= deadline;
                     if report.owner != procfs::Owner::Other || settled {
                         self.warnings = self.port_warnings(&report);
+                        self.exposed = report.exposed.clone();
                         return Ok(());
                     }
                     last_error = format!(

@@ -157,7 +157,7 @@ impl From<Check> for RuleCheck {
 
 /// Every rule, fired or not.
 pub fn check(r: &Report) -> Vec<RuleCheck> {
-    let rules: [fn(&Report) -> Check; 16] = [
+    let rules: [fn(&Report) -> Check; 17] = [
         harness_bottleneck,
         machine_saturated,
         lost_events,
@@ -172,6 +172,7 @@ pub fn check(r: &Report) -> Vec<RuleCheck> {
         oversized,
         invalid_rejects,
         policy_rejects,
+        other_rejects,
         rss_growth,
         duplicates,
     ];
@@ -559,6 +560,53 @@ fn policy_rejects(r: &Report) -> Check {
         ),
         action: "Relay policy (allow-lists, NIP-42 auth, proof of work) refused the trace's events: configure the test relay to accept them, or the figures measure refusals.".into(),
         priority: 40,
+    }
+}
+
+/// Prefixes other rules speak for.
+const COVERED_PREFIXES: [&str; 6] = [
+    "rate-limited",
+    "invalid",
+    "blocked",
+    "restricted",
+    "auth-required",
+    "pow",
+];
+
+fn other_rejects(r: &Report) -> Check {
+    let n: u64 = r
+        .errors
+        .rejected_by_prefix
+        .iter()
+        .filter(|(p, _)| !COVERED_PREFIXES.contains(&p.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let share = share_of_attempted(r, n);
+    let top = r
+        .errors
+        .top_messages
+        .iter()
+        .find(|m| {
+            m.outcome.starts_with("rejected")
+                && !COVERED_PREFIXES
+                    .iter()
+                    .any(|p| m.outcome.ends_with(&format!("{p}:")))
+        })
+        .map_or(String::new(), |m| {
+            format!("; most often {:?} ({} times)", m.message, m.count)
+        });
+    Check {
+        id: "other_rejects",
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "{n} events refused with OK false for other reasons: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%){top}",
+            fmt(share)
+        ),
+        action: "The relay refused events the platform publishes: read the top messages and their example ids (lt analyze --trace) — a relay bug (e.g. rnostr 0.4.8 reads an addressable event's d tag only from its first tag, so it refuses 30078 posts as \"replaced\"), a storage error, or a policy to relax for the test.".into(),
+        priority: 68,
     }
 }
 

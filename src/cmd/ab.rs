@@ -138,6 +138,15 @@ fn one_run(
     for w in &relay.warnings {
         eprintln!("lt: {}: {w}", spec.name);
     }
+    if let Some(addr) = relay.exposed.first() {
+        // The guard for relays lt starts: test relays listen on loopback only.
+        let error = format!(
+            "refusing to load relay {}: it also listens on {addr} port {}, reachable from other hosts; bind it to 127.0.0.1 (as scripts/relay-configs do)",
+            spec.name, relay.port
+        );
+        run.failure = stop_relay(relay, Some((error, String::new())));
+        return run;
+    }
     match replay_into(&relay, &args.load, &args.trace, plan, &dir) {
         Ok(results) => run.results = Some(results),
         Err(e) => run.failure = Some((format!("{e:#}"), String::new())),
