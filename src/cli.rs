@@ -145,6 +145,11 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub relay_pid: Option<u32>,
 
+    /// Profile the relay (--relay-pid) with `perf record` during the run; its hot functions
+    /// go beside the results (`<results>.profile.json`) and into `lt analyze`'s report.
+    #[arg(long, requires = "relay_pid")]
+    pub profile: bool,
+
     /// Results file [default: reports/runs/<trace name>-<UTC time>.ltr].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -288,6 +293,10 @@ pub struct AbArgs {
     /// Smallest relative difference (percent of A) that counts as better or worse.
     #[arg(long, default_value_t = crate::analyze::compare::DEFAULT_THRESHOLD_PCT, value_parser = parse_threshold)]
     pub threshold: f64,
+
+    /// Profile each relay with `perf record` during its runs (hot functions per run report).
+    #[arg(long)]
+    pub profile: bool,
 
     #[command(flatten)]
     pub load: LoadArgs,

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod guard;
 pub mod nostr;
 pub mod peer;
+pub mod profile;
 pub mod replay;
 pub mod synth;
 pub mod workload;

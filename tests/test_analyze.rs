@@ -908,3 +908,52 @@ fn bad_input_is_one_line_with_its_position() {
     // Nothing was written for the failed runs.
     assert!(!dir.path().join("reports").exists());
 }
+
+#[test]
+fn hot_functions_come_only_from_a_profile_beside_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    write(&path, "f1", &Scenario::default().rows());
+    let r = analyze(&path);
+    assert!(!r.hot_functions.measured);
+    assert_eq!(r.hot_functions.note, "not measured");
+    assert!(r.hot_functions.functions.is_empty());
+
+    let profile = lt::profile::Profile {
+        tool: "perf record -F 499 -p 1".into(),
+        samples: 1000,
+        functions: vec![
+            lt::profile::HotFunction {
+                symbol: "sqlite3VdbeExec".into(),
+                dso: "nostr-rs-relay".into(),
+                percent: 31.5,
+                samples: 315,
+            },
+            lt::profile::HotFunction {
+                symbol: "secp256k1_ecmult".into(),
+                dso: "nostr-rs-relay".into(),
+                percent: 12.25,
+                samples: 122,
+            },
+        ],
+    };
+    std::fs::write(
+        lt::profile::beside(&path),
+        serde_json::to_string(&profile).unwrap(),
+    )
+    .unwrap();
+    let r = analyze(&path);
+    assert!(r.hot_functions.measured);
+    assert_eq!(r.hot_functions.functions[0].symbol, "sqlite3VdbeExec");
+    assert_eq!(r.hot_functions.functions[1].percent, 12.25);
+    assert!(
+        r.hot_functions.note.contains("1000 samples"),
+        "{}",
+        r.hot_functions.note
+    );
+    let md = lt::analyze::markdown::render(&r);
+    assert!(
+        md.contains("`sqlite3VdbeExec` | nostr-rs-relay | 31.5"),
+        "{md}"
+    );
+}

@@ -259,3 +259,70 @@ fn analyze_real_runs(
         text(&out.stdout)
     );
 }
+
+/// `replay --profile` attaches `perf record` to the relay and keeps its hot functions beside
+/// the results. Needs `perf` with permission to attach (linux-perf; perf_event_paranoid ≤ 2
+/// as root): where it is missing the test says so and checks the fallback instead.
+#[test]
+fn profile_names_the_relays_hot_functions_when_perf_works() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = synth(
+        dir.path(),
+        "p",
+        &["--seed", "3", "--duration", "20", "--clients", "20"],
+    );
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let results = dir.path().join("p.ltr");
+    let run = replay(
+        &trace,
+        &relay.url,
+        &results,
+        &[
+            "--speed",
+            "4x",
+            "--relay-pid",
+            &relay.pid.to_string(),
+            "--profile",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let profile = lt::profile::beside(&results);
+    let perf_works = std::process::Command::new("perf")
+        .args(["stat", "-e", "task-clock", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !perf_works {
+        eprintln!("perf is not available here: checking that the run says so and goes on");
+        assert!(
+            text(&run.stderr).contains("not profiling"),
+            "{}",
+            text(&run.stderr)
+        );
+        assert!(!profile.exists());
+        return;
+    }
+    let p = lt::profile::load_beside(&results).expect("a profile beside the results");
+    assert!(p.samples > 0, "{p:?}");
+    assert!(!p.functions.is_empty());
+    assert!(
+        p.functions.iter().any(|f| f.dso.contains("nostr-rs-relay")),
+        "no function of the relay itself: {:?}",
+        &p.functions[..p.functions.len().min(5)]
+    );
+    let out = lt()
+        .current_dir(dir.path())
+        .args(["analyze", "--out-dir", "rep"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = std::fs::read_dir(dir.path().join("rep"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "md"))
+        .unwrap();
+    let md = std::fs::read_to_string(md).unwrap();
+    let hot = md.split("## Hot functions").nth(1).unwrap();
+    assert!(!hot.trim_start().starts_with("not measured"), "{hot}");
+}

@@ -275,7 +275,7 @@ fn judge(
     } else {
         (
             direction,
-            "beyond the threshold; one run per side, so noise was not measured".into(),
+            "beyond the threshold; a side has a single run, so noise was not measured".into(),
         )
     };
     (verdict, delta, delta_pct, ci, reason)
@@ -386,6 +386,17 @@ fn side_summary(s: &Side) -> SideSummary {
     }
 }
 
+/// Replay options that change the load itself.
+const LOAD_OPTIONS: [&str; 7] = [
+    "speed",
+    "clients",
+    "max_in_flight",
+    "per_conn_in_flight",
+    "on_overload",
+    "timeout_ms",
+    "duration_s",
+];
+
 fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let mut w = Vec::new();
     for s in [a, b] {
@@ -406,24 +417,22 @@ fn warnings(a: &Side, b: &Side) -> Vec<String> {
             ));
         }
     }
-    // Options that change the load itself; the relay pid and such may differ freely.
-    for key in [
-        "speed",
-        "clients",
-        "max_in_flight",
-        "per_conn_in_flight",
-        "on_overload",
-        "timeout_ms",
-        "duration_s",
-    ] {
-        let va = a.merged.header.options.get(key);
-        let vb = b.merged.header.options.get(key);
-        if va != vb {
-            w.push(format!(
-                "replay option {key} differs: {} (A) vs {} (B)",
-                va.map_or("unset", String::as_str),
-                vb.map_or("unset", String::as_str)
-            ));
+    // Options that change the load itself; the relay pid and such may differ freely. Every
+    // run is checked against A's first, within a side as well as across.
+    let first = &a.merged.header.options;
+    for (side, s) in [("A", a), ("B", b)] {
+        for (r, f) in s.runs.iter().zip(&s.files) {
+            for key in LOAD_OPTIONS {
+                let (want, got) = (first.get(key), r.config.options.get(key));
+                if want != got {
+                    w.push(format!(
+                        "replay option {key} differs: {} in A's first run, {} in {side}'s {}",
+                        want.map_or("unset", String::as_str),
+                        got.map_or("unset", String::as_str),
+                        f.display()
+                    ));
+                }
+            }
         }
     }
     w
@@ -452,7 +461,7 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(
         s,
-        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}. A difference counts when its 95% bootstrap interval lies wholly beyond {}% of A and it exceeds the spread between repeats (with one run per side: when it is at least that threshold).",
+        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}. A difference counts when its 95% bootstrap interval lies wholly beyond {}% of A and it exceeds the spread between repeats (with a single run on a side: when it is at least that threshold).",
         c.trace_fingerprint.get(..16).unwrap_or(&c.trace_fingerprint),
         c.a.runs,
         cell(&c.a.target),

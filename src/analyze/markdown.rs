@@ -61,8 +61,18 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "## Hot functions")?;
     writeln!(s)?;
     if r.hot_functions.measured {
+        writeln!(s, "{}.", cell(&r.hot_functions.note))?;
+        writeln!(s)?;
+        writeln!(s, "| Function | Object | % of samples |")?;
+        writeln!(s, "|---|---|---:|")?;
         for f in &r.hot_functions.functions {
-            writeln!(s, "- {} ({})", cell(&f.text), f.count)?;
+            writeln!(
+                s,
+                "| `{}` | {} | {} |",
+                cell(&f.symbol),
+                cell(&f.dso),
+                num(f.percent)
+            )?;
         }
     } else {
         writeln!(s, "{}", cell(&r.hot_functions.note))?;
@@ -415,7 +425,8 @@ fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
         )?,
     }
     writeln!(s)?;
-    chart(s, r, "resources", "Relay and lt resources over time")
+    chart(s, r, "resources", "Relay and lt CPU over time")?;
+    chart(s, r, "memory", "Relay memory over time")
 }
 
 fn rules(s: &mut String, r: &Report) -> std::fmt::Result {

@@ -170,9 +170,9 @@ pub struct Reads {
 pub struct Throughput {
     /// Succeeded records per second over the run.
     pub ok_per_s: f64,
-    /// Highest number of records scheduled in one second.
+    /// Highest number of records scheduled in one second (summed over runs when merged).
     pub peak_scheduled_per_s: u64,
-    /// Highest number of records succeeding in one second.
+    /// Highest number of records succeeding in one second (summed over runs when merged).
     pub peak_ok_per_s: u64,
     /// Per second of the run's clock (summed over runs when several files are merged).
     pub per_second: Vec<SecondCounts>,
@@ -316,9 +316,10 @@ pub struct ResourcePoint {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HotFunctions {
     pub measured: bool,
-    /// "not measured" unless a real profiler run was attached.
+    /// "not measured" unless a real profiler run was attached (`--profile`); otherwise how.
     pub note: String,
-    pub functions: Vec<TextCount>,
+    /// Share of the relay's samples, averaged over the profiled runs; most first.
+    pub functions: Vec<crate::profile::HotFunction>,
 }
 
 pub fn percentiles_ms(h: &Histogram<u64>) -> Option<Percentiles> {
@@ -400,11 +401,7 @@ pub fn build(runs: &Runs, ids: &Ids, charts: Vec<String>) -> Report {
         errors: errors(t, ids),
         connections: connections(t),
         resources: resources(t),
-        hot_functions: HotFunctions {
-            measured: false,
-            note: "not measured".into(),
-            functions: Vec::new(),
-        },
+        hot_functions: hot_functions(&runs.files),
         rules: Vec::new(),
         remediation: Vec::new(),
         charts,
@@ -416,6 +413,56 @@ pub fn build(runs: &Runs, ids: &Ids, charts: Vec<String>) -> Report {
     report.remediation = rules::remediation(&report.rules, &report);
     report.summary = summary(&report);
     report
+}
+
+/// Functions listed in a report.
+const HOT_FUNCTIONS: usize = 15;
+
+/// From the profiles kept beside the results files (`replay --profile`), if any.
+fn hot_functions(files: &[std::path::PathBuf]) -> HotFunctions {
+    let profiles: Vec<crate::profile::Profile> = files
+        .iter()
+        .filter_map(|f| crate::profile::load_beside(f))
+        .collect();
+    if profiles.is_empty() {
+        return HotFunctions {
+            measured: false,
+            note: "not measured".into(),
+            functions: Vec::new(),
+        };
+    }
+    let mut by_fn: BTreeMap<(String, String), (f64, u64)> = BTreeMap::new();
+    for p in &profiles {
+        for f in &p.functions {
+            let e = by_fn.entry((f.symbol.clone(), f.dso.clone())).or_default();
+            e.0 += f.percent / profiles.len() as f64;
+            e.1 += f.samples;
+        }
+    }
+    let mut functions: Vec<crate::profile::HotFunction> = by_fn
+        .into_iter()
+        .map(
+            |((symbol, dso), (percent, samples))| crate::profile::HotFunction {
+                symbol,
+                dso,
+                percent: round3(percent),
+                samples,
+            },
+        )
+        .collect();
+    functions.sort_by(|a, b| b.percent.total_cmp(&a.percent));
+    functions.truncate(HOT_FUNCTIONS);
+    let samples: u64 = profiles.iter().map(|p| p.samples).sum();
+    HotFunctions {
+        measured: true,
+        note: format!(
+            "{} of {} run(s) profiled ({}), {samples} samples of the relay",
+            profiles.len(),
+            files.len(),
+            profiles[0].tool
+        ),
+        functions,
+    }
 }
 
 fn machine(m: &Machine) -> MachineInfo {

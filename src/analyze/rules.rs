@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::report::Report;
 
-/// Schedule lag p99 above this: lt could not keep the schedule (ms).
+/// Schedule lag p99 above this: lt could not keep the schedule (ms). Other bounds fire at or
+/// above their value.
 pub const LAG_P99_BOUND_MS: f64 = 5.0;
 /// lt's CPU above this share of all cores: lt was saturated (percent).
 pub const HARNESS_CPU_BOUND_PCT: f64 = 90.0;
@@ -308,20 +309,23 @@ fn latency_rising(r: &Report) -> Check {
     };
     let ratio = if early > 0.0 { late / early } else { 0.0 };
     let fired = third >= 2 && ratio >= RISE_FACTOR && late >= RISE_FLOOR_MS;
-    // What the relay completed per second over the last third: its capacity while the
-    // backlog grew.
+    // What the relay completed per second over the last third of the schedule (not the
+    // drain after it): its capacity while the backlog grew. Per run when runs are merged.
     let secs = &r.throughput.per_second;
-    let tail = &secs[secs.len() - secs.len() / 3..];
-    let capacity = if tail.is_empty() {
-        0.0
-    } else {
-        tail.iter().map(|s| s.ok as f64).sum::<f64>() / tail.len() as f64
+    let span = secs
+        .iter()
+        .rposition(|s| s.scheduled > 0)
+        .map_or(0, |i| i + 1);
+    let tail = &secs[span - span / 3..span];
+    let runs = r.config.files.len().max(1) as f64;
+    let per_s = |f: fn(&super::report::SecondCounts) -> u64| {
+        if tail.is_empty() {
+            0.0
+        } else {
+            tail.iter().map(|s| f(s) as f64).sum::<f64>() / tail.len() as f64 / runs
+        }
     };
-    let offered = if tail.is_empty() {
-        0.0
-    } else {
-        tail.iter().map(|s| s.scheduled as f64).sum::<f64>() / tail.len() as f64
-    };
+    let (capacity, offered) = (per_s(|s| s.ok), per_s(|s| s.scheduled));
     Check {
         id: "latency_rising",
         fired,
@@ -329,7 +333,7 @@ fn latency_rising(r: &Report) -> Check {
         threshold: RISE_FACTOR,
         unit: "× early p99",
         evidence: format!(
-            "p99 response time went from {} ms (first tenth of the run) to {} ms (last third): ×{} (fires at ≥ ×{RISE_FACTOR} and ≥ {RISE_FLOOR_MS} ms)",
+            "p99 response time went from {} ms (first tenth of the run, at least two windows) to {} ms (last third): ×{} (fires at ≥ ×{RISE_FACTOR} and ≥ {RISE_FLOOR_MS} ms)",
             fmt(early),
             fmt(late),
             fmt(ratio)
@@ -692,25 +696,37 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
         });
     }
     if items.len() < 3 {
+        // Rules below their threshold, nearest first: real headroom. A rule with two
+        // conditions can be past one and still not fire; those come after, said as such.
+        let ratio = |c: &RuleCheck| c.value / c.threshold;
         let mut near: Vec<&RuleCheck> = checks
             .iter()
             .filter(|c| !c.fired && c.threshold > 0.0)
             .collect();
         near.sort_by(|a, b| {
-            (b.value / b.threshold)
-                .total_cmp(&(a.value / a.threshold))
+            (ratio(a) >= 1.0)
+                .cmp(&(ratio(b) >= 1.0))
+                .then(ratio(b).total_cmp(&ratio(a)))
                 .then(b.priority.cmp(&a.priority))
         });
         for c in near.into_iter().take(3 - items.len()) {
+            let action = if ratio(c) < 1.0 {
+                format!(
+                    "Headroom: {} {} against a threshold of {} {}; nothing to change here.",
+                    c.value, c.unit, c.threshold, c.unit
+                )
+            } else {
+                format!(
+                    "Not triggered: {} {} reaches the threshold of {} {}, but the rule's other condition does not hold (see the evidence).",
+                    c.value, c.unit, c.threshold, c.unit
+                )
+            };
             items.push(Remediation {
                 rank: 0,
                 rule: c.id.clone(),
                 fired: false,
                 evidence: c.evidence.clone(),
-                action: format!(
-                    "Headroom: {} {} against a threshold of {} {}; nothing to change here.",
-                    c.value, c.unit, c.threshold, c.unit
-                ),
+                action,
             });
         }
     }

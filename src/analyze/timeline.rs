@@ -19,7 +19,8 @@ pub struct Second {
     pub scheduled: u64,
     /// Records written to the socket in this second.
     pub sent: u64,
-    /// Records that succeeded (ok, duplicate, stored unacked), by completion time.
+    /// Records that succeeded (ok, duplicate, stored unacked), by completion time (events
+    /// found by reconciliation have none: by intended time).
     pub ok: u64,
     /// Records the relay refused (`OK false`, `CLOSED`), by completion time.
     pub rejected: u64,

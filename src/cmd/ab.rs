@@ -147,7 +147,12 @@ fn one_run(
         run.failure = stop_relay(relay, Some((error, String::new())));
         return run;
     }
-    match replay_into(&relay, &args.load, &args.trace, plan, &dir) {
+    let results = dir.join("results.ltr");
+    let pid = Some(relay.relay_pid).filter(|_| args.profile);
+    let replayed = replay_cmd::profiled(pid, &results, || {
+        replay_into(&relay, &args.load, &args.trace, plan, &results)
+    });
+    match replayed {
         Ok(results) => run.results = Some(results),
         Err(e) => run.failure = Some((format!("{e:#}"), String::new())),
     }
@@ -169,7 +174,7 @@ fn replay_into(
     load: &LoadArgs,
     trace: &Path,
     plan: &Plan,
-    dir: &Path,
+    results: &Path,
 ) -> anyhow::Result<PathBuf> {
     // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
@@ -181,9 +186,8 @@ fn replay_into(
         // SAFETY: kill(2) on the process group lt started for this relay.
         unsafe { libc::kill(-(group as libc::pid_t), libc::SIGKILL) };
     }));
-    let results = dir.join("results.ltr");
     let progress = replay_cmd::progress_bar(plan.records);
-    let summary = replay::run(trace, plan, &results, cfg, progress.clone())?;
+    let summary = replay::run(trace, plan, results, cfg, progress.clone())?;
     progress.finish_and_clear();
     if summary.trailer.interrupted {
         return Err(anyhow!(
@@ -191,7 +195,7 @@ fn replay_into(
             results.display()
         ));
     }
-    Ok(results)
+    Ok(results.to_owned())
 }
 
 /// Stops the relay; a relay that died during the run makes the run a failure, with its log.

@@ -44,7 +44,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| default_output(&args.trace));
     let cfg = config(&args.load, target, args.relay_pid);
     let progress = progress_bar(plan.records);
-    let summary = replay::run(&args.trace, &plan, &out, cfg, progress.clone())?;
+    let pid = args.relay_pid.filter(|_| args.profile);
+    let summary = profiled(pid, &out, || {
+        replay::run(&args.trace, &plan, &out, cfg, progress.clone())
+    })?;
     progress.finish_and_clear();
     print!("{}", render(&summary, &plan));
     if summary.trailer.interrupted {
@@ -63,6 +66,32 @@ fn default_output(trace: &std::path::Path) -> PathBuf {
         .map_or_else(|| "trace".to_owned(), |s| s.to_string_lossy().into_owned());
     let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     PathBuf::from("reports/runs").join(format!("{stem}-{now}.ltr"))
+}
+
+/// Runs `f` (a replay into `results`) with `perf record` attached to `pid`, when given; the
+/// profile goes beside the results. A profiler that cannot run costs a warning, not the run.
+pub fn profiled<T>(
+    pid: Option<u32>,
+    results: &std::path::Path,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(pid) = pid else { return f() };
+    let mut data = results.as_os_str().to_owned();
+    data.push(".perf.data");
+    let profiler = match crate::profile::start(pid, std::path::Path::new(&data)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("lt: not profiling: {e}");
+            None
+        }
+    };
+    let out = f();
+    if let Some(p) = profiler {
+        if let Err(e) = p.finish(&crate::profile::beside(results)) {
+            eprintln!("lt: profile not kept: {e}");
+        }
+    }
+    out
 }
 
 /// Reconciliation is on by default for loopback targets only: asking a shared host for
