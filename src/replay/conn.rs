@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -29,6 +30,8 @@ pub type Ws = WebSocketStream<TcpStream>;
 pub const OVERSIZED_BYTES: usize = 1 << 20;
 /// NOTICE texts kept per connection as rows; all are counted.
 const NOTICE_ROWS_PER_CONN: u32 = 20;
+/// Records taken from the scheduler, or replies handled, in one go before the task yields.
+const BATCH_MAX: usize = 256;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,6 +114,8 @@ pub struct Conn {
     /// Waiting for record `after` to complete.
     waiting: HashMap<u64, Vec<Dispatch>>,
     notices_kept: u32,
+    /// Records completed since the last hand-over to the shared state (see `flush_done`).
+    done: Vec<(OutcomeRow, Option<[u8; 32]>)>,
 }
 
 impl Conn {
@@ -138,6 +143,7 @@ impl Conn {
             queue: VecDeque::new(),
             waiting: HashMap::new(),
             notices_kept: 0,
+            done: Vec::new(),
         }
     }
 
@@ -159,6 +165,7 @@ impl Conn {
                 before = self.queue.len();
                 self.send_ready().await;
             }
+            self.flush_done();
             if !rx_open && self.idle() {
                 break;
             }
@@ -170,11 +177,35 @@ impl Conn {
             let up = matches!(self.link, Link::Up { .. });
             tokio::select! {
                 d = rx.recv(), if rx_open => match d {
-                    Some(d) => self.accept(d),
+                    Some(d) => {
+                        self.accept(d);
+                        // Take what else is already queued, so it goes out in the same
+                        // write: one system call for a burst, not one per record.
+                        for _ in 1..BATCH_MAX {
+                            match rx.try_recv() {
+                                Ok(d) => self.accept(d),
+                                Err(TryRecvError::Empty) => break,
+                                Err(TryRecvError::Disconnected) => {
+                                    rx_open = false;
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     None => rx_open = false,
                 },
                 frame = next_frame(&mut self.link), if up => {
                     self.on_frame(frame);
+                    // Replies already read from the socket are handled before waiting again.
+                    for _ in 1..BATCH_MAX {
+                        if !matches!(self.link, Link::Up { .. }) {
+                            break;
+                        }
+                        match next_frame(&mut self.link).now_or_never() {
+                            Some(frame) => self.on_frame(frame),
+                            None => break,
+                        }
+                    }
                     self.trim_deadlines();
                 }
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -184,8 +215,10 @@ impl Conn {
                     self.reconnect().await;
                 }
             }
+            self.flush_done();
         }
         self.linger().await;
+        self.flush_done();
         if let Link::Up { mut sink, .. } = std::mem::replace(
             &mut self.link,
             Link::Down {
@@ -195,6 +228,14 @@ impl Conn {
         ) {
             let _ = sink.close().await;
             self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands the records completed since the last call to the shared state in one batch:
+    /// one lock and one message to the writer per wake-up rather than per record.
+    fn flush_done(&mut self) {
+        if !self.done.is_empty() {
+            self.shared.complete_all(std::mem::take(&mut self.done));
         }
     }
 
@@ -282,7 +323,7 @@ impl Conn {
                     bytes,
                     0,
                 );
-                self.shared.complete(row, None);
+                self.done.push((row, None));
                 self.release(index);
             }
             self.disconnect(code);
@@ -290,8 +331,8 @@ impl Conn {
         }
         let sent_ns = self.shared.now_ns();
         let deadline = Instant::now() + self.shared.timeout;
-        for (index, op, key, intended_ns, ready_ns, bytes) in metas {
-            self.shared.record_sent(ready_ns, sent_ns);
+        self.shared.record_sent(metas.iter().map(|m| m.4), sent_ns);
+        for (index, op, key, intended_ns, _, bytes) in metas {
             let flight = InFlight {
                 index,
                 op,
@@ -355,7 +396,7 @@ impl Conn {
     fn finish_unsent(&mut self, d: Dispatch, outcome: Outcome) {
         let bytes = d.frame.len() as u32;
         let row = self.row(d.index, d.op, d.intended_ns, None, None, outcome, bytes, 0);
-        self.shared.complete(row, None);
+        self.done.push((row, None));
         self.release(d.index);
     }
 
@@ -376,7 +417,7 @@ impl Conn {
             f.bytes,
             f.events,
         );
-        self.shared.complete(row, None);
+        self.done.push((row, None));
         self.release(f.index);
     }
 
@@ -526,7 +567,7 @@ impl Conn {
                             f.bytes,
                             f.events,
                         );
-                        self.shared.complete(row, Some(id));
+                        self.done.push((row, Some(id)));
                         self.release(f.index);
                     }
                 }

@@ -94,7 +94,9 @@ pub fn run(
     let mut writer = ResultsWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
         .with_context(|| format!("writing {}", out.display()))?;
 
-    let (rows_tx, mut rows_rx) = mpsc::unbounded_channel::<Row>();
+    // Rows travel in batches (a connection's completions of one wake-up), so the writer
+    // thread is woken once per batch rather than once per record.
+    let (rows_tx, mut rows_rx) = mpsc::unbounded_channel::<Vec<Row>>();
     // Rows sent to the writer and not yet written (see `shared::ROWS_BACKLOG_MAX`).
     let rows_pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pending = rows_pending.clone();
@@ -102,16 +104,18 @@ pub fn run(
     let write_thread = std::thread::Builder::new()
         .name("lt-results".into())
         .spawn(move || -> anyhow::Result<ResultsWriter<BufWriter<File>>> {
-            while let Some(row) = rows_rx.blocking_recv() {
-                pending.fetch_sub(1, Ordering::Relaxed);
-                let sample = matches!(row, Row::Sample(_));
-                writer
-                    .push(&row)
-                    .with_context(|| format!("writing {out_name}"))?;
-                if sample {
+            while let Some(batch) = rows_rx.blocking_recv() {
+                pending.fetch_sub(batch.len(), Ordering::Relaxed);
+                for row in batch {
+                    let sample = matches!(row, Row::Sample(_));
                     writer
-                        .flush()
+                        .push(&row)
                         .with_context(|| format!("writing {out_name}"))?;
+                    if sample {
+                        writer
+                            .flush()
+                            .with_context(|| format!("writing {out_name}"))?;
+                    }
                 }
             }
             Ok(writer)
@@ -194,7 +198,7 @@ async fn drive(
     reader: TraceReader<std::io::BufReader<File>>,
     plan: &Plan,
     cfg: Config,
-    rows: mpsc::UnboundedSender<Row>,
+    rows: mpsc::UnboundedSender<Vec<Row>>,
     rows_pending: Arc<std::sync::atomic::AtomicUsize>,
     progress: ProgressBar,
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {

@@ -93,7 +93,7 @@ pub struct Shared {
     pub rows_pending: Arc<AtomicUsize>,
     /// Events that timed out, held back until reconciliation decides their outcome.
     pub unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
-    rows: UnboundedSender<Row>,
+    rows: UnboundedSender<Vec<Row>>,
 }
 
 impl Shared {
@@ -102,7 +102,7 @@ impl Shared {
         timeout: Duration,
         per_conn_in_flight: usize,
         reconcile: bool,
-        rows: UnboundedSender<Row>,
+        rows: UnboundedSender<Vec<Row>>,
         rows_pending: Arc<AtomicUsize>,
     ) -> Shared {
         Shared {
@@ -137,16 +137,29 @@ impl Shared {
     /// Sends a row to the results writer. A writer that is gone has already failed the
     /// run with its own error.
     pub fn emit(&self, row: Row) {
-        self.rows_pending.fetch_add(1, Ordering::Relaxed);
-        let _ = self.rows.send(row);
+        self.emit_all(vec![row]);
     }
 
-    pub fn record_sent(&self, ready_ns: u64, sent_ns: u64) {
-        let lag = sent_ns.saturating_sub(ready_ns);
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        self.lag_window_max_ns.fetch_max(lag, Ordering::Relaxed);
+    pub fn emit_all(&self, rows: Vec<Row>) {
+        if rows.is_empty() {
+            return;
+        }
+        self.rows_pending.fetch_add(rows.len(), Ordering::Relaxed);
+        let _ = self.rows.send(rows);
+    }
+
+    /// Records written in one batch at `sent_ns`, each with the time it was ready to go.
+    pub fn record_sent(&self, ready_ns: impl Iterator<Item = u64> + Clone, sent_ns: u64) {
+        let lags = ready_ns.map(|r| sent_ns.saturating_sub(r));
+        let (n, max) = lags
+            .clone()
+            .fold((0u64, 0u64), |(n, m), l| (n + 1, m.max(l)));
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        self.lag_window_max_ns.fetch_max(max, Ordering::Relaxed);
         if let Ok(mut h) = self.hists.lock() {
-            h.lag_us.saturating_record((lag / 1000).max(1));
+            for lag in lags {
+                h.lag_us.saturating_record((lag / 1000).max(1));
+            }
         }
     }
 
@@ -165,6 +178,47 @@ impl Shared {
             }
             _ => self.emit(Row::Outcome(row)),
         }
+    }
+
+    /// [`Shared::complete`] for a connection's batch: one histogram lock and one message to
+    /// the writer for all of them.
+    pub fn complete_all(&self, done: Vec<(OutcomeRow, Option<[u8; 32]>)>) {
+        if done.is_empty() {
+            return;
+        }
+        self.in_flight.fetch_sub(done.len(), Ordering::AcqRel);
+        let (mut ok, mut failed) = (0, 0);
+        let mut rows = Vec::with_capacity(done.len());
+        {
+            let mut h = self.hists.lock().ok();
+            for (row, _) in &done {
+                if row.outcome.succeeded() {
+                    ok += 1;
+                } else if !matches!(row.outcome, Outcome::NotSent) {
+                    failed += 1;
+                }
+                if let (Some(h), Some(d), Some(s)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
+                    h.response_us
+                        .saturating_record((d.saturating_sub(row.intended_ns) / 1000).max(1));
+                    h.service_us
+                        .saturating_record((d.saturating_sub(s) / 1000).max(1));
+                }
+            }
+        }
+        self.completed
+            .fetch_add(done.len() as u64, Ordering::Relaxed);
+        self.succeeded.fetch_add(ok, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+        for (row, unacked_id) in done {
+            match unacked_id {
+                Some(id) if self.reconcile => match self.unacked.lock() {
+                    Ok(mut held) => held.push((id, row)),
+                    Err(_) => rows.push(Row::Outcome(row)),
+                },
+                _ => rows.push(Row::Outcome(row)),
+            }
+        }
+        self.emit_all(rows);
     }
 
     /// Counts a row that never took an in-flight slot (not sent, dropped).
