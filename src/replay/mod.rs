@@ -36,6 +36,9 @@ use crate::guard::Target;
 use sample::ProcessMeter;
 use shared::Shared;
 
+/// How long the results writer sleeps when it has caught up.
+const WRITER_NAP: Duration = Duration::from_millis(5);
+
 pub struct Config {
     pub target: Target,
     pub speed: Speed,
@@ -104,7 +107,17 @@ pub fn run(
     let write_thread = std::thread::Builder::new()
         .name("lt-results".into())
         .spawn(move || -> anyhow::Result<ResultsWriter<BufWriter<File>>> {
-            while let Some(batch) = rows_rx.blocking_recv() {
+            // Woken by the clock, not by each batch: at light load every batch would cost
+            // a wake-up of this thread, and rows need not be written at once.
+            loop {
+                let batch = match rows_rx.try_recv() {
+                    Ok(batch) => batch,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(WRITER_NAP);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                };
                 pending.fetch_sub(batch.len(), Ordering::Relaxed);
                 for row in batch {
                     let sample = matches!(row, Row::Sample(_));
