@@ -68,7 +68,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
             Side::B => &b,
         };
         let number = i as u32 + 1;
-        let run = one_run(number, *side, spec, &args, &plan, &out);
+        let run = one_run(number, *side, spec, &args, &plan, &out, &stop);
         match &run.failure {
             None => println!(
                 "run {number}/{} {} {}: done",
@@ -111,6 +111,7 @@ fn one_run(
     args: &AbArgs,
     plan: &Plan,
     out: &Path,
+    stop: &AtomicBool,
 ) -> Run {
     let dir = out
         .join("runs")
@@ -137,6 +138,12 @@ fn one_run(
     };
     for w in &relay.warnings {
         eprintln!("lt: {}: {w}", spec.name);
+    }
+    if stop.load(Ordering::Relaxed) {
+        // Ctrl-C while the relay was starting: no replay into it.
+        let error = "interrupted before the replay".to_owned();
+        run.failure = stop_relay(relay, Some((error, String::new())));
+        return run;
     }
     if let Some(addr) = relay.exposed.first() {
         // The guard for relays lt starts: test relays listen on loopback only.

@@ -34,10 +34,12 @@ pub struct Dispatch {
     pub ready_ns: u64,
 }
 
+/// Most rows waiting for the results writer (~6 MiB) before the scheduler holds back. Only
+/// `--speed max` outruns the writer; a deeper backlog would buy nothing but memory.
+pub const ROWS_BACKLOG_MAX: usize = 32_768;
+
 /// Response time (completed − intended), service time (completed − sent) and schedule lag
 /// (sent − intended), in microseconds.
-/// Most rows waiting for the results writer (~20 MiB) before the scheduler holds back.
-pub const ROWS_BACKLOG_MAX: usize = 100_000;
 
 pub struct Histograms {
     pub response_us: Histogram<u64>,
