@@ -40,7 +40,6 @@ pub const ROWS_BACKLOG_MAX: usize = 32_768;
 
 /// Response time (completed − intended), service time (completed − sent) and schedule lag
 /// (sent − intended), in microseconds.
-
 pub struct Histograms {
     pub response_us: Histogram<u64>,
     pub service_us: Histogram<u64>,
