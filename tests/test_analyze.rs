@@ -759,17 +759,38 @@ pub fn check_report_files(json: &Path, md: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn committed_schema_matches_the_report_types() {
-    let generated = serde_json::to_string_pretty(&schemars::schema_for!(Report)).unwrap() + "\n";
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
-    if std::env::var_os("LT_UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+fn committed_schemas_match_the_report_types() {
+    let schemas = [
+        ("docs/report.schema.json", schemars::schema_for!(Report)),
+        (
+            "docs/compare.schema.json",
+            schemars::schema_for!(lt::analyze::compare::Comparison),
+        ),
+    ];
+    for (file, schema) in schemas {
+        let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        if std::env::var_os("LT_UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{file} is stale: run LT_UPDATE_SCHEMA=1 cargo test committed_schemas"
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "docs/report.schema.json is stale: run LT_UPDATE_SCHEMA=1 cargo test committed_schema"
-    );
+}
+
+/// Validates a comparison against the committed schema.
+fn check_comparison(value: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/compare.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]
@@ -792,6 +813,14 @@ fn analyze_writes_both_reports_at_the_default_paths_without_overwriting() {
         let md = base.join(format!("load-test-report-{date}{suffix}.md"));
         assert!(text(&out.stdout).contains(&md.file_name().unwrap().to_string_lossy().to_string()));
         let value = check_report_files(&json, &md);
+        // The schema can fail: a report without its trust verdict does not pass.
+        let mut broken = value.clone();
+        broken.as_object_mut().unwrap().remove("trust");
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../docs/report.schema.json")).unwrap();
+        assert!(!jsonschema::validator_for(&schema)
+            .unwrap()
+            .is_valid(&broken));
         for chart in value["charts"].as_array().unwrap() {
             let svg = std::fs::read_to_string(base.join(chart.as_str().unwrap())).unwrap();
             assert!(
@@ -866,6 +895,7 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
             .unwrap();
         let c: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        check_comparison(&c);
         assert_eq!(c["overall"], "inconclusive", "{per_side}");
         let metrics = c["metrics"].as_array().unwrap();
         assert!(metrics.len() >= 10);
