@@ -116,6 +116,20 @@ fn synth(path: &Path, args: &[&str]) {
     assert!(path.exists(), "synth failed: {}", u.stdout);
 }
 
+/// `lt replay TRACE --relay URL --no-reconcile EXTRA… -o RESULTS`.
+fn replay(trace: &Path, url: &str, results: &Path, extra: &[&str]) -> Usage {
+    run(
+        Command::new(LT)
+            .arg("replay")
+            .arg(trace)
+            .args(["--relay", url, "--no-reconcile"])
+            .args(extra)
+            .arg("-o")
+            .arg(results),
+        None,
+    )
+}
+
 /// Events acknowledged and the span from first send to last completion, from a results file.
 fn acked_rate(results: &Path) -> (u64, f64) {
     let mut r = ResultsReader::open(results).expect("results");
@@ -235,24 +249,18 @@ fn main() {
     );
     let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
     let results = d.join("ceiling.ltr");
-    run(
-        Command::new(LT)
-            .arg("replay")
-            .arg(&trace)
-            .args([
-                "--relay",
-                &peer.url(),
-                "--speed",
-                "max",
-                "--no-reconcile",
-                "--max-in-flight",
-                "5000",
-                "--per-conn-in-flight",
-                "100",
-                "-o",
-            ])
-            .arg(&results),
-        None,
+    replay(
+        &trace,
+        &peer.url(),
+        &results,
+        &[
+            "--speed",
+            "max",
+            "--max-in-flight",
+            "5000",
+            "--per-conn-in-flight",
+            "100",
+        ],
     );
     let (lt_acked, lt_span) = acked_rate(&results);
     let (bare_acked, bare_span) =
@@ -278,20 +286,11 @@ fn main() {
             "0",
         ],
     );
-    let u = run(
-        Command::new(LT)
-            .arg("replay")
-            .arg(&trace)
-            .args([
-                "--relay",
-                &peer.url(),
-                "--no-reconcile",
-                "--connect-concurrency",
-                "200",
-                "-o",
-            ])
-            .arg(d.join("lag.ltr")),
-        None,
+    let u = replay(
+        &trace,
+        &peer.url(),
+        &d.join("lag.ltr"),
+        &["--connect-concurrency", "200"],
     );
     let (acked, span) = acked_rate(&d.join("lag.ltr"));
     println!(
@@ -352,14 +351,7 @@ fn main() {
                 ],
             );
             let results = d.join("cpu.ltr");
-            let u = run(
-                Command::new(LT)
-                    .arg("replay")
-                    .arg(&trace)
-                    .args(["--relay", &relay.url, "--no-reconcile", "-o"])
-                    .arg(&results),
-                None,
-            );
+            let u = replay(&trace, &relay.url, &results, &[]);
             let mut sent = 0u64;
             let mut r = ResultsReader::open(&results).expect("results");
             while let Some(row) = r.next_row().expect("row") {
@@ -395,20 +387,11 @@ fn main() {
                 "200",
             ],
         );
-        let u = run(
-            Command::new(LT)
-                .arg("replay")
-                .arg(&trace)
-                .args([
-                    "--relay",
-                    &peer.url(),
-                    "--speed",
-                    "max",
-                    "--no-reconcile",
-                    "-o",
-                ])
-                .arg(d.join(format!("{name}.ltr"))),
-            None,
+        let u = replay(
+            &trace,
+            &peer.url(),
+            &d.join(format!("{name}.ltr")),
+            &["--speed", "max"],
         );
         rss.insert(name, u.max_rss_kib);
     }

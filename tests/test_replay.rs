@@ -19,7 +19,7 @@ pub fn outcomes(path: &Path) -> (BTreeMap<String, u64>, u64) {
     while let Some(row) = r.next_row().unwrap() {
         if let Row::Outcome(o) = row {
             assert!(seen.insert(o.index), "record {} has two outcomes", o.index);
-            *counts.entry(o.outcome.label()).or_insert(0) += 1;
+            o.outcome.count_into(&mut counts);
         }
     }
     let records = r.header().trace_records;

@@ -35,20 +35,7 @@ fn same_seed_gives_identical_bytes_whatever_the_thread_count() {
     assert_eq!(sha256_file(&a), sha256_file(&b));
     assert_eq!(sha256_file(&a), sha256_file(&c));
 
-    let other = synth(
-        dir.path(),
-        "d",
-        &[
-            "--seed",
-            "43",
-            "--duration",
-            "30",
-            "--rate",
-            "300",
-            "--clients",
-            "200",
-        ],
-    );
+    let other = synth(dir.path(), "d", &[&["--seed", "43"], &args[2..]].concat());
     let fp = |p| {
         let mut r = TraceReader::open(p).unwrap();
         while r.next_record().unwrap().is_some() {}

@@ -70,7 +70,6 @@ const METRICS: &[(&str, Better)] = &[
 /// One side: a name, its runs' reports, and the merged report of all of them.
 pub struct Side {
     pub name: String,
-    pub files: Vec<PathBuf>,
     pub runs: Vec<Report>,
     pub merged: Runs,
 }
@@ -79,37 +78,19 @@ impl Side {
     /// Reads each file once: a report per run, and one tally merged over all.
     pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<Side> {
         let mut runs = Vec::new();
-        let mut merged: Option<Runs> = None;
-        for path in paths {
-            let (header, tally) = super::read_file(path)?;
-            let one = Runs {
-                header: header.clone(),
-                files: vec![path.clone()],
-                tally: tally.clone(),
-            };
-            runs.push(report::build(&one, &report::Ids::new(), Vec::new()));
-            match &mut merged {
-                None => {
-                    merged = Some(Runs {
-                        header,
-                        files: vec![path.clone()],
-                        tally,
-                    })
-                }
-                Some(m) => {
-                    super::same_trace(&m.header, &m.files[0], &header, path)?;
-                    m.files.push(path.clone());
-                    m.tally.merge(tally);
-                }
-            }
-        }
-        let merged = merged.ok_or_else(|| anyhow::anyhow!("side {name}: no results file"))?;
+        let merged = super::read_merged_each(paths, |one| {
+            runs.push(report::build(one, &report::Ids::new(), Vec::new()));
+        })?;
         Ok(Side {
             name: name.into(),
-            files: paths.to_vec(),
             runs,
             merged,
         })
+    }
+
+    /// The side's results files, in the order given.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.merged.files
     }
 
     pub fn tally(&self) -> &Tally {
@@ -374,14 +355,8 @@ fn side_summary(s: &Side) -> SideSummary {
         name: s.name.clone(),
         target: s.merged.header.target.clone(),
         runs: s.runs.len() as u32,
-        files: s
-            .files
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
-            })
-            .collect(),
+        // Each run's report names its file already.
+        files: s.runs.iter().flat_map(|r| r.config.files.clone()).collect(),
         trustworthy: s.runs.iter().all(|r| r.trust.trustworthy),
     }
 }
@@ -400,7 +375,7 @@ const LOAD_OPTIONS: [&str; 7] = [
 fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let mut w = Vec::new();
     for s in [a, b] {
-        for (r, f) in s.runs.iter().zip(&s.files) {
+        for (r, f) in s.runs.iter().zip(s.files()) {
             if !r.trust.trustworthy {
                 w.push(format!(
                     "{}: run {} is not trustworthy ({})",
@@ -421,7 +396,7 @@ fn warnings(a: &Side, b: &Side) -> Vec<String> {
     // run is checked against A's first, within a side as well as across.
     let first = &a.merged.header.options;
     for (side, s) in [("A", a), ("B", b)] {
-        for (r, f) in s.runs.iter().zip(&s.files) {
+        for (r, f) in s.runs.iter().zip(s.files()) {
             for key in LOAD_OPTIONS {
                 let (want, got) = (first.get(key), r.config.options.get(key));
                 if want != got {

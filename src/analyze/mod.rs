@@ -33,21 +33,29 @@ pub struct Runs {
 
 /// Reads every file into one tally; refuses files of different traces.
 pub fn read_merged(paths: &[PathBuf]) -> anyhow::Result<Runs> {
+    read_merged_each(paths, |_| {})
+}
+
+/// As [`read_merged`], showing `each` every file's own tally before it is added in (for
+/// per-run figures without reading a file twice).
+pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyhow::Result<Runs> {
     let mut merged: Option<Runs> = None;
     for path in paths {
         let (header, tally) = read_file(path)?;
+        if let Some(runs) = &merged {
+            same_trace(&runs.header, &runs.files[0], &header, path)?;
+        }
+        let one = Runs {
+            header,
+            files: vec![path.clone()],
+            tally,
+        };
+        each(&one);
         match &mut merged {
-            None => {
-                merged = Some(Runs {
-                    header,
-                    files: vec![path.clone()],
-                    tally,
-                })
-            }
+            None => merged = Some(one),
             Some(runs) => {
-                same_trace(&runs.header, &runs.files[0], &header, path)?;
                 runs.files.push(path.clone());
-                runs.tally.merge(tally);
+                runs.tally.merge(one.tally);
             }
         }
     }
@@ -76,15 +84,8 @@ fn short(fingerprint: &str) -> &str {
 /// threads (one per core) decode rows into tallies of their own, added up at the end, since
 /// a tally does not depend on row order.
 pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
-    // The header comes from the ordinary reader, which checks it.
-    let header = ResultsReader::open(path)?.header().clone();
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut blocks = BlockReader::open(
-        std::io::BufReader::with_capacity(1 << 20, file),
-        crate::capture::container::FileKind::Results,
-        results::VERSION,
-    )
-    .map_err(|e| e.with_path(path))?;
+    // The ordinary reader checks the prefix and the header; the blocks after it are ours.
+    let (header, mut blocks) = ResultsReader::open(path)?.into_blocks();
     let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let (tx, rx) = mpsc::sync_channel::<(Block, u64)>(2 * decoders);
     let rx = Arc::new(Mutex::new(rx));
@@ -188,8 +189,6 @@ fn feed<R: std::io::Read>(
                 }
             }
             Ok(Some(b)) if b.tag == Tag::Trailer => return (Some(b), rows, None),
-            // The header block, read and checked by `ResultsReader::open`.
-            Ok(Some(b)) if b.index == 0 => {}
             Ok(Some(b)) => {
                 let pos = Position {
                     byte: b.offset,

@@ -184,6 +184,42 @@ fn share_of_attempted(r: &Report, n: u64) -> f64 {
     pct(n, r.totals.attempted)
 }
 
+/// `OK false` replies with this NIP-01 prefix.
+fn rejected(r: &Report, prefix: &str) -> u64 {
+    r.errors
+        .rejected_by_prefix
+        .get(prefix)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A rule that fires when `n` records, described by `what`, reach
+/// [`SHARE_BOUND_PCT`] of those attempted; `more` is appended to the evidence.
+fn share_check(
+    r: &Report,
+    id: &'static str,
+    n: u64,
+    what: &str,
+    more: String,
+    action: &str,
+    priority: u32,
+) -> Check {
+    let share = share_of_attempted(r, n);
+    Check {
+        id,
+        fired: share >= SHARE_BOUND_PCT,
+        value: share,
+        threshold: SHARE_BOUND_PCT,
+        unit: "% of attempted",
+        evidence: format!(
+            "{n} {what}: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%){more}",
+            fmt(share)
+        ),
+        action: action.into(),
+        priority,
+    }
+}
+
 fn relay_cpu_p95(r: &Report) -> Option<f64> {
     r.resources.relay.as_ref().map(|x| x.cpu_pct.p95)
 }
@@ -368,49 +404,33 @@ fn timeouts_not_cpu(r: &Report) -> Check {
 }
 
 fn rate_limited(r: &Report) -> Check {
-    let n = r
-        .errors
-        .rejected_by_prefix
-        .get("rate-limited")
-        .copied()
-        .unwrap_or(0)
+    let n = rejected(r, "rate-limited")
         + r.errors
             .closed_by_prefix
             .get("rate-limited")
             .copied()
             .unwrap_or(0);
-    let share = share_of_attempted(r, n);
-    Check {
-        id: "rate_limited",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "rate-limited: {n} replies, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
-        ),
-        action: "The relay's rate limiter, not its capacity, answered: raise or disable it for the test (nostr-rs-relay [limits] messages_per_sec / subscriptions_per_min; rnostr [rate_limiter]) or spread the trace over more clients.".into(),
-        priority: 70,
-    }
+    share_check(
+        r,
+        "rate_limited",
+        n,
+        "rate-limited replies",
+        String::new(),
+        "The relay's rate limiter, not its capacity, answered: raise or disable it for the test (nostr-rs-relay [limits] messages_per_sec / subscriptions_per_min; rnostr [rate_limiter]) or spread the trace over more clients.",
+        70,
+    )
 }
 
 fn missing_acks(r: &Report) -> Check {
-    let n = r.errors.stored_unacked;
-    let share = share_of_attempted(r, n);
-    Check {
-        id: "missing_acks",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "{n} events stored without an OK: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
-        ),
-        action: "The relay drops OK replies when many events are outstanding on one connection (nostr-rs-relay beyond ~128): clients will retry or report failure. Fix the reply queue, or lower --per-conn-in-flight to see the relay's real ack latency.".into(),
-        priority: 65,
-    }
+    share_check(
+        r,
+        "missing_acks",
+        r.errors.stored_unacked,
+        "events stored without an OK",
+        String::new(),
+        "The relay drops OK replies when many events are outstanding on one connection (nostr-rs-relay beyond ~128): clients will retry or report failure. Fix the reply queue, or lower --per-conn-in-flight to see the relay's real ack latency.",
+        65,
+    )
 }
 
 fn connect_failures(r: &Report) -> Check {
@@ -524,47 +544,31 @@ fn oversized(r: &Report) -> Check {
 }
 
 fn invalid_rejects(r: &Report) -> Check {
-    let n = r
-        .errors
-        .rejected_by_prefix
-        .get("invalid")
-        .copied()
-        .unwrap_or(0);
-    let share = share_of_attempted(r, n);
-    Check {
-        id: "invalid_rejects",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "invalid: {n} rejects, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
-        ),
-        action: "The relay judged the events invalid: most often created_at outside its window (synth --epoch) or a tag limit; the top messages above name the cause.".into(),
-        priority: 40,
-    }
+    share_check(
+        r,
+        "invalid_rejects",
+        rejected(r, "invalid"),
+        "invalid: rejects",
+        String::new(),
+        "The relay judged the events invalid: most often created_at outside its window (synth --epoch) or a tag limit; the top messages above name the cause.",
+        40,
+    )
 }
 
 fn policy_rejects(r: &Report) -> Check {
-    let n: u64 = ["blocked", "restricted", "auth-required", "pow"]
+    let n = ["blocked", "restricted", "auth-required", "pow"]
         .iter()
-        .map(|p| r.errors.rejected_by_prefix.get(*p).copied().unwrap_or(0))
+        .map(|p| rejected(r, p))
         .sum();
-    let share = share_of_attempted(r, n);
-    Check {
-        id: "policy_rejects",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "blocked / restricted / auth-required / pow: {n} rejects, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
-        ),
-        action: "Relay policy (allow-lists, NIP-42 auth, proof of work) refused the trace's events: configure the test relay to accept them, or the figures measure refusals.".into(),
-        priority: 40,
-    }
+    share_check(
+        r,
+        "policy_rejects",
+        n,
+        "blocked / restricted / auth-required / pow rejects",
+        String::new(),
+        "Relay policy (allow-lists, NIP-42 auth, proof of work) refused the trace's events: configure the test relay to accept them, or the figures measure refusals.",
+        40,
+    )
 }
 
 /// Prefixes other rules speak for.
@@ -585,7 +589,6 @@ fn other_rejects(r: &Report) -> Check {
         .filter(|(p, _)| !COVERED_PREFIXES.contains(&p.as_str()))
         .map(|(_, n)| n)
         .sum();
-    let share = share_of_attempted(r, n);
     let top = r
         .errors
         .top_messages
@@ -599,19 +602,15 @@ fn other_rejects(r: &Report) -> Check {
         .map_or(String::new(), |m| {
             format!("; most often {:?} ({} times)", m.message, m.count)
         });
-    Check {
-        id: "other_rejects",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "{n} events refused with OK false for other reasons: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%){top}",
-            fmt(share)
-        ),
-        action: "The relay refused events the platform publishes: read the top messages and their example ids (lt analyze --trace) — a relay bug (e.g. rnostr 0.4.8 reads an addressable event's d tag only from its first tag, so it refuses 30078 posts as \"replaced\"), a storage error, or a policy to relax for the test.".into(),
-        priority: 68,
-    }
+    share_check(
+        r,
+        "other_rejects",
+        n,
+        "events refused with OK false for other reasons",
+        top,
+        "The relay refused events the platform publishes: read the top messages and their example ids (lt analyze --trace) — a relay bug (e.g. rnostr 0.4.8 reads an addressable event's d tag only from its first tag, so it refuses 30078 posts as \"replaced\"), a storage error, or a policy to relax for the test.",
+        68,
+    )
 }
 
 fn rss_growth(r: &Report) -> Check {
@@ -639,21 +638,15 @@ fn rss_growth(r: &Report) -> Check {
 }
 
 fn duplicates(r: &Report) -> Check {
-    let n = r.errors.duplicates;
-    let share = share_of_attempted(r, n);
-    Check {
-        id: "duplicates",
-        fired: share >= SHARE_BOUND_PCT,
-        value: share,
-        threshold: SHARE_BOUND_PCT,
-        unit: "% of attempted",
-        evidence: format!(
-            "duplicate: {n} replies, {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
-        ),
-        action: "The relay already had these events: its data directory was not fresh. Start each run from an empty database, or the figures measure duplicate checks, not writes.".into(),
-        priority: 30,
-    }
+    share_check(
+        r,
+        "duplicates",
+        r.errors.duplicates,
+        "duplicate: replies",
+        String::new(),
+        "The relay already had these events: its data directory was not fresh. Start each run from an empty database, or the figures measure duplicate checks, not writes.",
+        30,
+    )
 }
 
 /// Fired rules by priority, at most ten. With fewer than three, the rules nearest to firing

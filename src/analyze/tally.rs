@@ -342,15 +342,7 @@ impl Tally {
 
     fn outcome(&mut self, o: &OutcomeRow) {
         self.outcomes += 1;
-        match label_ref(&o.outcome) {
-            "" => *self.by_outcome.entry(o.outcome.label()).or_default() += 1,
-            key => match self.by_outcome.get_mut(key) {
-                Some(n) => *n += 1,
-                None => {
-                    self.by_outcome.insert(key.to_owned(), 1);
-                }
-            },
-        }
+        o.outcome.count_into(&mut self.by_outcome);
         let class = Class::of(o.op);
         let succeeded = o.outcome.succeeded();
         let ct = &mut self.classes[class.index()];
@@ -359,14 +351,11 @@ impl Tally {
         if o.sent_ns.is_some() {
             self.bytes_sent += u64::from(o.bytes);
         }
-        // Reconciled events have a "completion" only in the sense that reconciliation found
-        // them; their latency is unknown, so they stay out of the latency figures.
-        let replied = !matches!(o.outcome, Outcome::StoredUnacked | Outcome::Lost);
+        let replied = o.outcome.replied();
         let lat = &mut ct.latency;
         if let Some(sent) = o.sent_ns {
             let lag = sent.saturating_sub(o.intended_ns);
             record_ns(&mut lat.lag, lag);
-
             if let (Some(done), true) = (o.completed_ns, replied) {
                 let response = done.saturating_sub(o.intended_ns);
                 let service = done.saturating_sub(sent);
@@ -380,7 +369,8 @@ impl Tally {
         }
         match &o.outcome {
             Outcome::Rejected { message, .. } | Outcome::Closed { message, .. } => {
-                self.messages.note(o.outcome.label(), message, o.index);
+                self.messages
+                    .note(o.outcome.label().into_owned(), message, o.index);
             }
             Outcome::Disconnected { code } => {
                 let key = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
@@ -439,21 +429,5 @@ impl Tally {
 impl Default for Tally {
     fn default() -> Self {
         Tally::new()
-    }
-}
-
-/// The label of the common outcomes without allocating (the hot path of a pass).
-fn label_ref(o: &Outcome) -> &str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Timeout => "timeout",
-        Outcome::Dropped => "dropped",
-        Outcome::NotSent => "not_sent",
-        Outcome::StoredUnacked => "stored_unacked",
-        Outcome::Lost => "lost",
-        Outcome::Disconnected { .. } => "disconnected",
-        // Rare, and labelled with their prefix: the caller asks `label()`.
-        Outcome::Rejected { .. } | Outcome::Closed { .. } => "",
     }
 }

@@ -80,11 +80,7 @@ impl Timeline {
             }
             _ => {}
         }
-        let replied = matches!(
-            o.outcome,
-            Outcome::Ok | Outcome::Duplicate | Outcome::Rejected { .. } | Outcome::Closed { .. }
-        );
-        if replied && Class::of(o.op) != Class::Close {
+        if o.outcome.replied() && Class::of(o.op) != Class::Close {
             if let Some(done) = o.completed_ns {
                 let w = self.window_of(o.intended_ns);
                 let us = (done.saturating_sub(o.intended_ns) / 1_000).clamp(1, HIST_MAX_US);

@@ -1,6 +1,7 @@
 //! The results file `lt replay` writes: one outcome per trace record, samples every second,
 //! connection attempts and NOTICEs, in the same block container as traces (kind `'R'`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -98,12 +99,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// A stable name for counts and reports.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> Cow<'static, str> {
         match self {
             Outcome::Ok => "ok".into(),
             Outcome::Duplicate => "duplicate".into(),
-            Outcome::Rejected { prefix, .. } => format!("rejected {}", prefix.as_str()),
-            Outcome::Closed { prefix, .. } => format!("closed {}", prefix.as_str()),
+            Outcome::Rejected { prefix, .. } => format!("rejected {}", prefix.as_str()).into(),
+            Outcome::Closed { prefix, .. } => format!("closed {}", prefix.as_str()).into(),
             Outcome::Timeout => "timeout".into(),
             Outcome::Disconnected { .. } => "disconnected".into(),
             Outcome::Dropped => "dropped".into(),
@@ -111,6 +112,27 @@ impl Outcome {
             Outcome::StoredUnacked => "stored_unacked".into(),
             Outcome::Lost => "lost".into(),
         }
+    }
+
+    /// Adds one to this outcome's count, allocating only for a label not counted yet (the
+    /// writer and `analyze` do this for every row).
+    pub fn count_into(&self, counts: &mut BTreeMap<String, u64>) {
+        let label = self.label();
+        match counts.get_mut(label.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(label.into_owned(), 1);
+            }
+        }
+    }
+
+    /// The relay answered it (`OK`, `EOSE`, `CLOSED`), so it has a response time.
+    /// Reconciled events were found, not answered: their latency is unknown.
+    pub fn replied(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Ok | Outcome::Duplicate | Outcome::Rejected { .. } | Outcome::Closed { .. }
+        )
     }
 
     /// The relay did what was asked (stored the event, answered the query).
@@ -201,7 +223,7 @@ impl<W: Write> ResultsWriter<W> {
         match row {
             Row::Outcome(o) => {
                 self.outcomes += 1;
-                *self.by_outcome.entry(o.outcome.label()).or_default() += 1;
+                o.outcome.count_into(&mut self.by_outcome);
             }
             Row::Sample(_) => self.samples += 1,
             _ => {}
@@ -268,6 +290,11 @@ impl<R: Read> ResultsReader<R> {
 
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The header and the blocks after it, before any row has been read.
+    pub fn into_blocks(self) -> (Header, super::container::BlockReader<R>) {
+        (self.header, self.inner.into_blocks())
     }
 
     pub fn trailer(&self) -> Option<&Trailer> {

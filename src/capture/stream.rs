@@ -151,6 +151,12 @@ impl<R: Read> Reader<R> {
         self.blocks.version()
     }
 
+    /// The blocks after the header, for a caller that decodes them itself (`lt analyze`
+    /// spreads them over several threads). Only before any record has been read.
+    pub fn into_blocks(self) -> BlockReader<R> {
+        self.blocks
+    }
+
     /// Where the next record would be read.
     pub fn position(&self) -> Position {
         Position {

@@ -167,18 +167,7 @@ impl Shared {
     /// A dispatched record is done: count it, free its in-flight slot, write its row (or
     /// hold it for reconciliation when it is an event that timed out).
     pub fn complete(&self, row: OutcomeRow, unacked_id: Option<[u8; 32]>) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.record(&row);
-        match unacked_id {
-            Some(id) if self.reconcile => {
-                if let Ok(mut held) = self.unacked.lock() {
-                    held.push((id, row));
-                    return;
-                }
-                self.emit(Row::Outcome(row));
-            }
-            _ => self.emit(Row::Outcome(row)),
-        }
+        self.complete_all(vec![(row, unacked_id)]);
     }
 
     /// [`Shared::complete`] for a connection's batch: one histogram lock and one message to
@@ -188,28 +177,8 @@ impl Shared {
             return;
         }
         self.in_flight.fetch_sub(done.len(), Ordering::AcqRel);
-        let (mut ok, mut failed) = (0, 0);
+        self.count(done.iter().map(|(row, _)| row));
         let mut rows = Vec::with_capacity(done.len());
-        {
-            let mut h = self.hists.lock().ok();
-            for (row, _) in &done {
-                if row.outcome.succeeded() {
-                    ok += 1;
-                } else if !matches!(row.outcome, Outcome::NotSent) {
-                    failed += 1;
-                }
-                if let (Some(h), Some(d), Some(s)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
-                    h.response_us
-                        .saturating_record((d.saturating_sub(row.intended_ns) / 1000).max(1));
-                    h.service_us
-                        .saturating_record((d.saturating_sub(s) / 1000).max(1));
-                }
-            }
-        }
-        self.completed
-            .fetch_add(done.len() as u64, Ordering::Relaxed);
-        self.succeeded.fetch_add(ok, Ordering::Relaxed);
-        self.failed.fetch_add(failed, Ordering::Relaxed);
         for (row, unacked_id) in done {
             match unacked_id {
                 Some(id) if self.reconcile => match self.unacked.lock() {
@@ -224,19 +193,30 @@ impl Shared {
 
     /// Counts a row that never took an in-flight slot (not sent, dropped).
     pub fn record(&self, row: &OutcomeRow) {
-        self.completed.fetch_add(1, Ordering::Relaxed);
-        if row.outcome.succeeded() {
-            self.succeeded.fetch_add(1, Ordering::Relaxed);
-        } else if !matches!(row.outcome, Outcome::NotSent) {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Some(done), Some(sent)) = (row.completed_ns, row.sent_ns) {
-            if let Ok(mut h) = self.hists.lock() {
+        self.count(std::iter::once(row));
+    }
+
+    /// Counts finished rows and adds their latencies, under one lock.
+    fn count<'a>(&self, rows: impl Iterator<Item = &'a OutcomeRow>) {
+        let (mut n, mut ok, mut failed) = (0, 0, 0);
+        let mut h = self.hists.lock().ok();
+        for row in rows {
+            n += 1;
+            if row.outcome.succeeded() {
+                ok += 1;
+            } else if !matches!(row.outcome, Outcome::NotSent) {
+                failed += 1;
+            }
+            if let (Some(h), Some(done), Some(sent)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
                 h.response_us
                     .saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
                 h.service_us
                     .saturating_record((done.saturating_sub(sent) / 1000).max(1));
             }
         }
+        drop(h);
+        self.completed.fetch_add(n, Ordering::Relaxed);
+        self.succeeded.fetch_add(ok, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
     }
 }
