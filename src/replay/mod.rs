@@ -1,16 +1,21 @@
 //! Replay: plays a trace to a relay open-loop at scaled time and records an outcome for
 //! every record.
 //!
-//! Threads: the scheduler (an OS thread: precise sleeps on absolute deadlines), the results
-//! writer (an OS thread: compression off the network path), and a tokio runtime with one
-//! task per connection, a sampler and the progress line.
+//! Threads:
+//! - the feeder reads the trace and hands records, a little ahead of time, to the shards;
+//! - one shard per core, each a single-threaded tokio runtime owning a share of the
+//!   connections and a scheduler that sends each record at its exact time (`shard`);
+//! - the results writer (compression off the network path);
+//! - the main thread: signals, the sampler, the progress line, reconciliation.
 
 mod conn;
+mod feed;
 pub mod pace;
 pub mod plan;
 mod reconcile;
 pub mod sample;
 mod schedule;
+mod shard;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -29,6 +34,7 @@ use tokio::sync::{mpsc, Semaphore};
 pub use pace::Speed;
 pub use plan::Plan;
 pub use schedule::Overload;
+use schedule::Schedule;
 
 use crate::capture::results::{self, ConnectRow, Header, ResultsWriter, Row, Sample, Trailer};
 use crate::capture::TraceReader;
@@ -135,17 +141,12 @@ pub fn run(
         })
         .context("starting the results writer")?;
 
-    // One worker more than cores: a connection task then rarely waits behind a worker busy
-    // with a burst of replies. Measured on 2 cores (cargo bench --bench replay, two runs
-    // each): ceiling 0.41–0.57 against 0.40–0.48, memory 1M/100k 1.03–1.15 against
-    // 1.22–1.35; schedule lag too noisy to tell apart.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("lt-net")
-        .worker_threads(cores + 1)
+    // The main thread keeps the control work (signals, sampling, progress, reconciliation)
+    // on a runtime of its own; the network work runs on one shard per core (see `shard`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the network runtime")?;
+        .context("starting the control runtime")?;
     let started = Instant::now();
     let outcome = runtime.block_on(drive(reader, plan, cfg, rows_tx, rows_pending, progress));
     // Ends every task, so nothing but `shared` below still holds the row sender.
@@ -223,41 +224,45 @@ async fn drive(
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
-
-    // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
-    let limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
-    let mut attempts = Vec::with_capacity(conns as usize);
-    for c in 0..conns {
-        let (limiter, target) = (limiter.clone(), target.clone());
-        attempts.push(tokio::spawn(async move {
-            let _permit = limiter.acquire_owned().await;
-            let t = Instant::now();
-            let r = conn::connect(&target, c).await;
-            (c, t.elapsed(), r)
-        }));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shard_count = cores.min(conns as usize);
+    let connect_limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    let schedule = Schedule {
+        max_in_flight: cfg.max_in_flight.max(1),
+        overload: cfg.overload,
+    };
+    let mut shards = Vec::with_capacity(shard_count);
+    for id in 0..shard_count {
+        shards.push(shard::spawn(shard::Setup {
+            id,
+            shards: shard_count,
+            conns,
+            target: target.clone(),
+            connect_limiter: connect_limiter.clone(),
+            schedule,
+        })?);
     }
+
+    // Connect phase (in the shards): wait for every attempt.
     progress.set_message(format!("connecting {conns} connections"));
-    let mut sockets = Vec::with_capacity(conns as usize);
-    let mut connect_rows = Vec::with_capacity(conns as usize);
-    let mut connect_failures = 0;
-    for a in attempts {
-        let (c, latency, r) = a.await.context("connect task")?;
-        let error = r.as_ref().err().cloned();
-        connect_failures += u64::from(error.is_some());
-        connect_rows.push(Row::Connect(ConnectRow {
-            conn: c,
-            at_ns: 0,
-            initial: true,
-            latency_ns: latency.as_nanos() as u64,
-            error,
-        }));
-        sockets.push(r.ok());
+    let mut connected = Vec::with_capacity(conns as usize);
+    let mut lost_shard = None;
+    for (id, s) in shards.iter_mut().enumerate() {
+        match (&mut s.connected).await {
+            Ok(report) => connected.extend(report),
+            Err(_) => lost_shard = lost_shard.or(Some(id)),
+        }
+    }
+    connected.sort_by_key(|c| c.conn);
+    let connect_failures = connected.iter().filter(|c| c.error.is_some()).count() as u64;
+    if let Some(id) = lost_shard {
+        let err = join_shards(shards).await.err();
+        return Err(err.unwrap_or_else(|| anyhow!("network thread {id} ended while connecting")));
     }
     if connect_failures == u64::from(conns) {
-        let first = connect_rows.iter().find_map(|r| match r {
-            Row::Connect(c) => c.error.clone(),
-            _ => None,
-        });
+        let first = connected.iter().find_map(|c| c.error.clone());
+        // Dropping the start senders ends the shards.
+        let _ = join_shards(shards).await;
         return Err(anyhow!(
             "could not open any of {conns} connections to {}: {}",
             target.display_host(),
@@ -274,19 +279,20 @@ async fn drive(
         rows,
         rows_pending,
     ));
-    for row in connect_rows {
-        shared.emit(row);
-    }
-
-    // One task per connection.
-    let mut senders = Vec::with_capacity(conns as usize);
-    let mut tasks = Vec::with_capacity(conns as usize);
-    for (c, ws) in sockets.into_iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
-        let conn = conn::Conn::new(c as u32, shared.clone(), target.clone(), ws);
-        tasks.push(tokio::spawn(conn.run(rx)));
-    }
+    shared.emit_all(
+        connected
+            .into_iter()
+            .map(|c| {
+                Row::Connect(ConnectRow {
+                    conn: c.conn,
+                    at_ns: 0,
+                    initial: true,
+                    latency_ns: c.latency.as_nanos() as u64,
+                    error: c.error,
+                })
+            })
+            .collect(),
+    );
 
     // Ctrl-C / SIGTERM: the first stops scheduling and drains; the second exits at once
     // (the results file stays readable up to its last complete block).
@@ -298,25 +304,29 @@ async fn drive(
         plan.records,
     ));
 
-    let schedule = schedule::Schedule {
+    let mut feeds = Vec::with_capacity(shards.len());
+    let mut threads = Vec::with_capacity(shards.len());
+    for s in shards {
+        // A shard that already ended shows its error when joined below.
+        let _ = s.start.send(shared.clone());
+        feeds.push(s.feed);
+        threads.push(s.thread);
+    }
+    let feed = feed::Feed {
         speed: cfg.speed,
-        max_in_flight: cfg.max_in_flight.max(1),
-        overload: cfg.overload,
         stop_after_ns: cfg.duration.map(|d| d.as_nanos() as u64),
         conns,
     };
-    let sched_shared = shared.clone();
-    let scheduled =
-        tokio::task::spawn_blocking(move || schedule::run(reader, senders, sched_shared, schedule))
-            .await
-            .context("scheduler thread")?;
-    // On a scheduler error (a damaged trace mid-run) the senders are gone: connections
-    // drain what they have, then the error is reported.
-    for t in tasks {
-        let _ = t.await;
-    }
+    let feed_shared = shared.clone();
+    let fed = tokio::task::spawn_blocking(move || feed::run(reader, feeds, feed_shared, feed))
+        .await
+        .context("feeder thread")?;
+    // On a feeder error (a damaged trace mid-run) the feeds are closed: connections drain
+    // what they have, then the error is reported.
+    let joined = join_threads(threads).await;
     signals.abort();
-    let records = scheduled?;
+    let records = fed?;
+    joined?;
     debug_assert_eq!(records, plan.records);
 
     let held = std::mem::take(
@@ -344,6 +354,32 @@ async fn drive(
             harness_cpu_max_pct,
         },
     ))
+}
+
+/// Ends shards that were never started (their start senders are dropped here).
+async fn join_shards(shards: Vec<shard::Handle>) -> anyhow::Result<()> {
+    join_threads(shards.into_iter().map(|s| s.thread).collect()).await
+}
+
+/// Waits for the network threads; the first error wins.
+async fn join_threads(
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let mut first = Ok(());
+        for t in threads {
+            let r = t
+                .join()
+                .map_err(|_| anyhow!("a network thread panicked"))
+                .and_then(|r| r);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })
+    .await
+    .context("joining the network threads")?
 }
 
 async fn watch_signals(shared: Arc<Shared>, quit_hook: Option<Arc<dyn Fn() + Send + Sync>>) {

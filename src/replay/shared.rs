@@ -1,5 +1,6 @@
-//! State shared by the scheduler thread, the connection tasks and the sampler: counters
-//! (atomics, read by the progress line and the sampler) and the histograms the summary uses.
+//! State shared by the feeder, the shards (schedulers and connection tasks) and the sampler:
+//! counters (atomics, read by the progress line and the sampler) and the histograms the
+//! summary uses.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
 
 use crate::capture::results::{Outcome, OutcomeRow, Row};
 use crate::capture::Op;
@@ -23,6 +25,7 @@ pub enum Key {
 #[derive(Debug)]
 pub struct Dispatch {
     pub index: u64,
+    pub conn: u32,
     pub op: Op,
     pub frame: String,
     pub key: Key,
@@ -88,6 +91,10 @@ pub struct Shared {
     /// Largest schedule lag since the sampler last looked, ns.
     pub lag_window_max_ns: AtomicU64,
     pub hists: Mutex<Histograms>,
+    /// Signalled when in-flight slots are freed while a scheduler waits at the global cap
+    /// (`slot_waiters` > 0), so completions cost nothing extra when nobody waits.
+    pub slot_freed: Notify,
+    pub slot_waiters: AtomicUsize,
     /// Rows handed to the results writer and not yet written; the scheduler waits while
     /// this is above [`ROWS_BACKLOG_MAX`], so memory stays bounded when lt outruns its
     /// own writer (the wait shows as schedule lag, as it should).
@@ -125,6 +132,8 @@ impl Shared {
             harness_cpu_max_bits: AtomicU32::new(0),
             lag_window_max_ns: AtomicU64::new(0),
             hists: Mutex::new(Histograms::new()),
+            slot_freed: Notify::new(),
+            slot_waiters: AtomicUsize::new(0),
             rows_pending,
             unacked: Mutex::new(Vec::new()),
             rows,
@@ -177,6 +186,9 @@ impl Shared {
             return;
         }
         self.in_flight.fetch_sub(done.len(), Ordering::AcqRel);
+        if self.slot_waiters.load(Ordering::Acquire) > 0 {
+            self.slot_freed.notify_waiters();
+        }
         self.count(done.iter().map(|(row, _)| row));
         let mut rows = Vec::with_capacity(done.len());
         for (row, unacked_id) in done {

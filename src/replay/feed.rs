@@ -1,0 +1,166 @@
+//! The feeder: one OS thread that reads the trace in order and hands each record, a little
+//! ahead of its time, to the shard that owns its connection. Records travel in batches, so a
+//! shard is woken about once per [`TICK`] (or per [`BATCH_MAX`] records at high rates), not
+//! once per record; the shard itself sends each record at its exact time.
+//!
+//! Records that will never be sent (`--duration`, a stop request) get their row here, so
+//! every record leaves exactly one row.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::mpsc::Sender;
+
+use super::pace::Speed;
+use super::shared::{Dispatch, Key, Shared};
+use crate::capture::results::{Outcome, OutcomeRow, Row};
+use crate::capture::{Completion, Record, TraceReader};
+
+/// How often the feeder wakes when it is ahead of the clock. Records due within two ticks
+/// of now are handed over, so a shard always holds the next 10–20 ms of its schedule.
+const TICK_NS: u64 = 10_000_000;
+/// Most records in one hand-over.
+pub const BATCH_MAX: usize = 256;
+/// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
+/// max`) without starving a shard.
+pub const BATCHES_QUEUED: usize = 4;
+
+pub struct Feed {
+    pub speed: Speed,
+    /// Records due later than this (ns after t0) are not sent.
+    pub stop_after_ns: Option<u64>,
+    pub conns: u32,
+}
+
+fn key(r: &Record) -> Result<Key, String> {
+    Ok(match &r.completes {
+        Completion::Ok { id } => {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(id, &mut raw).map_err(|e| format!("event id {id:?}: {e}"))?;
+            Key::Ok(raw)
+        }
+        Completion::Eose { sub } => Key::Sub(sub.clone()),
+        Completion::Sent => Key::None,
+    })
+}
+
+/// The shard that owns connection `conn`.
+pub fn shard_of(conn: u32, shards: usize) -> usize {
+    conn as usize % shards
+}
+
+/// Writes the row of a record that never took an in-flight slot.
+pub fn unsent(shared: &Shared, d: &Dispatch, conn: u32, outcome: Outcome) {
+    let row = OutcomeRow {
+        index: d.index,
+        conn,
+        op: d.op,
+        intended_ns: d.intended_ns,
+        sent_ns: None,
+        completed_ns: None,
+        outcome,
+        bytes: d.frame.len() as u32,
+        events_received: 0,
+    };
+    shared.record(&row);
+    shared.emit(Row::Outcome(row));
+}
+
+struct Outbox {
+    shards: Vec<Sender<Vec<Dispatch>>>,
+    pending: Vec<Vec<Dispatch>>,
+}
+
+impl Outbox {
+    /// Hands shard `s` what is pending for it. A shard that is gone (it ends only after
+    /// the feed does, so only on a failure of its own) cannot take records: they are
+    /// counted as disconnected rather than lost.
+    fn flush(&mut self, s: usize, shared: &Shared) {
+        if self.pending[s].is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.pending[s], Vec::with_capacity(BATCH_MAX));
+        if let Err(e) = self.shards[s].blocking_send(batch) {
+            for d in e.0 {
+                unsent(shared, &d, d.conn, Outcome::Disconnected { code: None });
+            }
+        }
+    }
+
+    fn flush_all(&mut self, shared: &Shared) {
+        for s in 0..self.pending.len() {
+            self.flush(s, shared);
+        }
+    }
+}
+
+/// Feeds every record of the trace to the shards; returns how many records it read.
+pub fn run<R: std::io::Read>(
+    mut trace: TraceReader<R>,
+    shards: Vec<Sender<Vec<Dispatch>>>,
+    shared: Arc<Shared>,
+    f: Feed,
+) -> anyhow::Result<u64> {
+    let n = shards.len();
+    let mut out = Outbox {
+        shards,
+        pending: (0..n).map(|_| Vec::with_capacity(BATCH_MAX)).collect(),
+    };
+    let mut index = 0u64;
+    // Handed over up to here (ns after t0); moves on by a tick at a time.
+    let mut horizon = 0u64;
+    while let Some(r) = trace.next_record()? {
+        let intended_ns = f.speed.intended_ns(r.offset_us);
+        let conn = r.client % f.conns;
+        let late = f.stop_after_ns.is_some_and(|limit| intended_ns > limit);
+        let key = key(&r).map_err(|e| anyhow::anyhow!("trace record {index}: {e}"))?;
+        let d = Dispatch {
+            index,
+            conn,
+            op: r.op,
+            frame: r.frame,
+            key,
+            after: r.after,
+            intended_ns,
+            ready_ns: intended_ns,
+        };
+        index += 1;
+        if late || shared.stop.load(Ordering::Relaxed) {
+            unsent(&shared, &d, conn, Outcome::NotSent);
+            continue;
+        }
+        if intended_ns > horizon {
+            // Everything before this record is handed over; sleep until it is within two
+            // ticks of its time.
+            out.flush_all(&shared);
+            let wake_ns = intended_ns.saturating_sub(2 * TICK_NS);
+            wait_until(&shared, wake_ns);
+            horizon = shared.now_ns().max(wake_ns) + 2 * TICK_NS;
+            if shared.stop.load(Ordering::Relaxed) {
+                unsent(&shared, &d, conn, Outcome::NotSent);
+                continue;
+            }
+        }
+        let s = shard_of(conn, n);
+        out.pending[s].push(d);
+        if out.pending[s].len() >= BATCH_MAX {
+            out.flush(s, &shared);
+        }
+    }
+    out.flush_all(&shared);
+    Ok(index)
+}
+
+/// Sleeps until `ns` after t0, in slices short enough to notice a stop request. Precision
+/// does not matter here: the shards keep the exact times.
+fn wait_until(shared: &Shared, ns: u64) {
+    loop {
+        let now = shared.now_ns();
+        if now >= ns || shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        thread::sleep(Duration::from_nanos(ns - now).min(Duration::from_millis(50)));
+    }
+}

@@ -1,0 +1,132 @@
+//! A shard: an OS thread running its own single-threaded tokio runtime, which owns every
+//! connection whose id ≡ shard id (mod shard count), their tasks, and the scheduler that
+//! feeds them. One shard per core.
+//!
+//! Why shards rather than one multi-threaded runtime: a record's path from "due" to "on the
+//! wire" then stays on one thread. With a scheduler thread handing records to a shared
+//! runtime, every record woke a parked worker through a futex, and those context switches
+//! were most of lt's CPU per event.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::conn::{self, Conn};
+use super::feed::BATCHES_QUEUED;
+use super::schedule::{self, Schedule};
+use super::shared::{Dispatch, Shared};
+use crate::guard::Target;
+
+pub struct Setup {
+    pub id: usize,
+    pub shards: usize,
+    /// Connections in the whole run.
+    pub conns: u32,
+    pub target: Arc<Target>,
+    /// Bounds concurrent connection attempts across all shards.
+    pub connect_limiter: Arc<Semaphore>,
+    pub schedule: Schedule,
+}
+
+/// One initial connection attempt.
+pub struct Connected {
+    pub conn: u32,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// The control side of a running shard.
+pub struct Handle {
+    /// The shard's initial connection attempts, once all have finished.
+    pub connected: oneshot::Receiver<Vec<Connected>>,
+    /// Starts the replay, with the shared state anchored at t0. Dropped unsent: the shard
+    /// closes its connections and ends.
+    pub start: oneshot::Sender<Arc<Shared>>,
+    /// Records for this shard's connections, in intended order.
+    pub feed: mpsc::Sender<Vec<Dispatch>>,
+    pub thread: JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
+    let (connected_tx, connected) = oneshot::channel();
+    let (start, start_rx) = oneshot::channel();
+    let (feed, feed_rx) = mpsc::channel(BATCHES_QUEUED);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a network runtime")?;
+    let thread = std::thread::Builder::new()
+        .name(format!("lt-net-{}", setup.id))
+        .spawn(move || runtime.block_on(run(setup, connected_tx, start_rx, feed_rx)))
+        .context("starting a network thread")?;
+    Ok(Handle {
+        connected,
+        start,
+        feed,
+        thread,
+    })
+}
+
+async fn run(
+    setup: Setup,
+    connected: oneshot::Sender<Vec<Connected>>,
+    start: oneshot::Receiver<Arc<Shared>>,
+    feed: mpsc::Receiver<Vec<Dispatch>>,
+) -> anyhow::Result<()> {
+    let Setup {
+        id,
+        shards,
+        conns,
+        target,
+        connect_limiter,
+        schedule,
+    } = setup;
+    // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
+    let mut attempts = Vec::new();
+    for c in (id as u32..conns).step_by(shards) {
+        let (limiter, target) = (connect_limiter.clone(), target.clone());
+        attempts.push(tokio::spawn(async move {
+            let _permit = limiter.acquire_owned().await;
+            let t = Instant::now();
+            let r = conn::connect(&target, c).await;
+            (c, t.elapsed(), r)
+        }));
+    }
+    let mut sockets = Vec::with_capacity(attempts.len());
+    let mut report = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        let (conn, latency, r) = a.await.context("connect task")?;
+        report.push(Connected {
+            conn,
+            latency,
+            error: r.as_ref().err().cloned(),
+        });
+        sockets.push((conn, r.ok()));
+    }
+    if connected.send(report).is_err() {
+        return Ok(());
+    }
+    let Ok(shared) = start.await else {
+        return Ok(());
+    };
+
+    let mut senders = Vec::with_capacity(sockets.len());
+    let mut tasks = Vec::with_capacity(sockets.len());
+    for (c, ws) in sockets {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let conn = Conn::new(c, shared.clone(), target.clone(), ws);
+        tasks.push(tokio::spawn(conn.run(rx)));
+    }
+    // On a scheduler error the senders are gone: connections drain what they have, then
+    // the error is reported.
+    let scheduled = schedule::run(feed, senders, shards, shared, schedule).await;
+    for t in tasks {
+        t.await
+            .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;
+    }
+    scheduled.with_context(|| format!("scheduler of network thread {id}"))
+}
