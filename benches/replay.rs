@@ -312,8 +312,12 @@ fn main() {
                 relay::RelayOptions { raise_limits: true },
             );
             let secs = 12u64;
+            // One client: nostr-bench is closed-loop, and with more clients it saturates
+            // nostr-rs-relay (~1000 events/s), a rate at which the relay falls behind on
+            // lt's larger, addressable video events. One client gives ~700/s, a rate the
+            // relay sustains for both, so both are measured at the same achieved rate.
             let u = run(
-                Command::new(nb).args(["event", "-c", "100", "--json", &relay.url]),
+                Command::new(nb).args(["event", "-c", "1", "--json", &relay.url]),
                 Some(Duration::from_secs(secs)),
             );
             let last: Option<serde_json::Value> = u
@@ -352,17 +356,22 @@ fn main() {
             );
             let results = d.join("cpu.ltr");
             let u = replay(&trace, &relay.url, &results, &[]);
-            let mut sent = 0u64;
+            let (mut sent, mut first, mut last) = (0u64, u64::MAX, 0u64);
             let mut r = ResultsReader::open(&results).expect("results");
             while let Some(row) = r.next_row().expect("row") {
                 if let Row::Outcome(o) = row {
-                    sent += u64::from(o.sent_ns.is_some() && o.op.is_event());
+                    if let (Some(at), true) = (o.sent_ns, o.op.is_event()) {
+                        sent += 1;
+                        first = first.min(at);
+                        last = last.max(at);
+                    }
                 }
             }
+            let sent_rate = sent as f64 / (last.saturating_sub(first) as f64 / 1e9).max(1e-3);
             let (acked, span) = acked_rate(&results);
             let lt_cpu_us = u.cpu_s * 1e6 / sent.max(1) as f64;
             println!(
-                "  cpu/event   lt {lt_cpu_us:.1} CPU-µs/event at {:.0} events/s vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
+                "  cpu/event   lt {lt_cpu_us:.1} CPU-µs/event sending {sent_rate:.0} events/s ({:.0}/s acked) vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
                 acked as f64 / span,
                 lt_cpu_us / nb_cpu_us
             );

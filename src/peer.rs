@@ -176,9 +176,13 @@ async fn serve(stream: TcpStream, behavior: Arc<Behavior>, counters: Arc<Counter
     if stream.set_nodelay(true).is_err() {
         return;
     }
+    // A small read buffer, as in lt's own client (`replay::conn`): tungstenite zeroes the
+    // whole buffer on every read, and at its 128 KiB default that memset would be most of
+    // what the cheapest possible relay costs.
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .read_buffer_size(8 << 10);
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };

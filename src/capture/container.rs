@@ -164,6 +164,9 @@ pub struct BlockReader<R: Read> {
     inp: R,
     decompressor: zstd::bulk::Decompressor<'static>,
     compressed: Vec<u8>,
+    /// A finished block's buffer, reused for the next block: a fresh megabyte per block
+    /// would be fresh pages from the OS, zeroed by the kernel, every time.
+    spare: Vec<u8>,
     bytes: u64,
     next_index: u64,
     version: u16,
@@ -247,6 +250,7 @@ impl<R: Read> BlockReader<R> {
             inp,
             decompressor: zstd::bulk::Decompressor::new()?,
             compressed: Vec::new(),
+            spare: Vec::new(),
             bytes: PREFIX_LEN,
             next_index: 0,
             version,
@@ -260,6 +264,13 @@ impl<R: Read> BlockReader<R> {
     /// Bytes consumed so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Hands back the data of a block the caller is done with, for the next block to use.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() > self.spare.capacity() {
+            self.spare = data;
+        }
     }
 
     /// The next block, or `None` at a clean end of file (between blocks).
@@ -329,7 +340,9 @@ impl<R: Read> BlockReader<R> {
                 pos,
             ));
         }
-        let mut data = Vec::with_capacity(raw_len as usize);
+        let mut data = std::mem::take(&mut self.spare);
+        data.clear();
+        data.reserve(raw_len as usize);
         let n = self
             .decompressor
             .decompress_to_buffer(&self.compressed[..], &mut data)

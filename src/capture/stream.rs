@@ -214,7 +214,9 @@ impl<R: Read> Reader<R> {
                 Tag::Records => {
                     self.left = block.records;
                     self.cursor = 0;
-                    self.block = Some(block);
+                    if let Some(done) = self.block.replace(block) {
+                        self.blocks.recycle(done.data);
+                    }
                 }
                 Tag::Trailer => {
                     self.block = None;

@@ -18,9 +18,11 @@ use super::shared::{Dispatch, Key, Shared};
 use crate::capture::results::{Outcome, OutcomeRow, Row};
 use crate::capture::{Completion, Record, TraceReader};
 
-/// How often the feeder wakes when it is ahead of the clock. Records due within two ticks
-/// of now are handed over, so a shard always holds the next 10–20 ms of its schedule.
-const TICK_NS: u64 = 10_000_000;
+/// How often, at most, the feeder wakes when it is ahead of the clock. Records due within
+/// two ticks of now are handed over, so a shard always holds the next 50–100 ms of its
+/// schedule, and is woken by the feeder at most 20 times a second below [`BATCH_MAX`]
+/// records per tick.
+const TICK_NS: u64 = 50_000_000;
 /// Most records in one hand-over.
 pub const BATCH_MAX: usize = 256;
 /// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
@@ -109,7 +111,7 @@ pub fn run<R: std::io::Read>(
         pending: (0..n).map(|_| Vec::with_capacity(BATCH_MAX)).collect(),
     };
     let mut index = 0u64;
-    // Handed over up to here (ns after t0); moves on by a tick at a time.
+    // Handed over up to here (ns after t0); moves on by at least a tick at a time.
     let mut horizon = 0u64;
     while let Some(r) = trace.next_record()? {
         let intended_ns = f.speed.intended_ns(r.offset_us);
@@ -133,9 +135,11 @@ pub fn run<R: std::io::Read>(
         }
         if intended_ns > horizon {
             // Everything before this record is handed over; sleep until it is within two
-            // ticks of its time.
+            // ticks of its time, but at least a tick after the last wake-up.
             out.flush_all(&shared);
-            let wake_ns = intended_ns.saturating_sub(2 * TICK_NS);
+            let wake_ns = intended_ns
+                .saturating_sub(2 * TICK_NS)
+                .max(horizon.saturating_sub(TICK_NS));
             wait_until(&shared, wake_ns);
             horizon = shared.now_ns().max(wake_ns) + 2 * TICK_NS;
             if shared.stop.load(Ordering::Relaxed) {

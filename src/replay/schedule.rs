@@ -10,13 +10,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
-use tokio_timerfd::Delay;
 
 use super::feed::unsent;
 use super::shared::{Dispatch, Shared, ROWS_BACKLOG_MAX};
+use super::timer::Deadline;
 use crate::capture::results::{Outcome, OutcomeRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct Schedule {
 }
 
 /// The longest single wait, so a stop request is noticed promptly.
-const WAIT_SLICE: Duration = Duration::from_millis(50);
+const WAIT_SLICE_NS: u64 = 50_000_000;
 
 /// Dispatches every record fed to this shard to its connection (`conns` is indexed by
 /// connection id / shard count). Records that are not sent (stop, dropped) get their row
@@ -46,15 +46,14 @@ pub async fn run(
     shared: Arc<Shared>,
     s: Schedule,
 ) -> std::io::Result<()> {
-    let mut timer = Delay::new(Instant::now())?;
+    let mut timer = Deadline::new(shared.t0)?;
     while let Some(batch) = feed.recv().await {
         for d in batch {
             if shared.stop.load(Ordering::Relaxed) {
                 unsent(&shared, &d, d.conn, Outcome::NotSent);
                 continue;
             }
-            let due = shared.t0 + Duration::from_nanos(d.intended_ns);
-            wait_until(&mut timer, due, &shared).await?;
+            wait_until(&mut timer, d.intended_ns, &shared).await?;
             while shared.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
                 && !shared.stop.load(Ordering::Relaxed)
             {
@@ -92,15 +91,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits for `deadline` on the timerfd, in slices short enough to notice a stop request.
-async fn wait_until(timer: &mut Delay, deadline: Instant, shared: &Shared) -> std::io::Result<()> {
+/// Waits until `ns` after t0, in slices short enough to notice a stop request.
+async fn wait_until(timer: &mut Deadline, ns: u64, shared: &Shared) -> std::io::Result<()> {
     loop {
-        let now = Instant::now();
-        if now >= deadline || shared.stop.load(Ordering::Relaxed) {
+        let now = shared.now_ns();
+        if now >= ns || shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        timer.reset(deadline.min(now + WAIT_SLICE));
-        (&mut *timer).await?;
+        timer.wait(ns.min(now + WAIT_SLICE_NS)).await?;
     }
 }
 
