@@ -394,9 +394,7 @@ impl Conn {
     }
 
     fn finish_unsent(&mut self, d: Dispatch, outcome: Outcome) {
-        let bytes = d.frame.len() as u32;
-        let row = self.row(d.index, d.op, d.intended_ns, None, None, outcome, bytes, 0);
-        self.done.push((row, None));
+        self.done.push((d.unsent_row(outcome), None));
         self.release(d.index);
     }
 

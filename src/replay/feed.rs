@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::pace::Speed;
 use super::shared::{Dispatch, Key, Shared};
-use crate::capture::results::{Outcome, OutcomeRow, Row};
+use crate::capture::results::{Outcome, Row};
 use crate::capture::{Completion, Record, TraceReader};
 
 /// How often, at most, the feeder wakes when it is ahead of the clock. Records due within
@@ -54,18 +54,8 @@ pub fn shard_of(conn: u32, shards: usize) -> usize {
 }
 
 /// Writes the row of a record that never took an in-flight slot.
-pub fn unsent(shared: &Shared, d: &Dispatch, conn: u32, outcome: Outcome) {
-    let row = OutcomeRow {
-        index: d.index,
-        conn,
-        op: d.op,
-        intended_ns: d.intended_ns,
-        sent_ns: None,
-        completed_ns: None,
-        outcome,
-        bytes: d.frame.len() as u32,
-        events_received: 0,
-    };
+pub fn unsent(shared: &Shared, d: &Dispatch, outcome: Outcome) {
+    let row = d.unsent_row(outcome);
     shared.record(&row);
     shared.emit(Row::Outcome(row));
 }
@@ -86,7 +76,7 @@ impl Outbox {
         let batch = std::mem::replace(&mut self.pending[s], Vec::with_capacity(BATCH_MAX));
         if let Err(e) = self.shards[s].blocking_send(batch) {
             for d in e.0 {
-                unsent(shared, &d, d.conn, Outcome::Disconnected { code: None });
+                unsent(shared, &d, Outcome::Disconnected { code: None });
             }
         }
     }
@@ -130,7 +120,7 @@ pub fn run<R: std::io::Read>(
         };
         index += 1;
         if late || shared.stop.load(Ordering::Relaxed) {
-            unsent(&shared, &d, conn, Outcome::NotSent);
+            unsent(&shared, &d, Outcome::NotSent);
             continue;
         }
         if intended_ns > horizon {
@@ -143,7 +133,7 @@ pub fn run<R: std::io::Read>(
             wait_until(&shared, wake_ns);
             horizon = shared.now_ns().max(wake_ns) + 2 * TICK_NS;
             if shared.stop.load(Ordering::Relaxed) {
-                unsent(&shared, &d, conn, Outcome::NotSent);
+                unsent(&shared, &d, Outcome::NotSent);
                 continue;
             }
         }

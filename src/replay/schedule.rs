@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use super::feed::unsent;
 use super::shared::{Dispatch, Shared, ROWS_BACKLOG_MAX};
 use super::timer::Deadline;
-use crate::capture::results::{Outcome, OutcomeRow};
+use crate::capture::results::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overload {
@@ -50,7 +50,7 @@ pub async fn run(
     while let Some(batch) = feed.recv().await {
         for d in batch {
             if shared.stop.load(Ordering::Relaxed) {
-                unsent(&shared, &d, d.conn, Outcome::NotSent);
+                unsent(&shared, &d, Outcome::NotSent);
                 continue;
             }
             wait_until(&mut timer, d.intended_ns, &shared).await?;
@@ -65,25 +65,14 @@ pub async fn run(
                 } else {
                     Outcome::Dropped
                 };
-                unsent(&shared, &d, d.conn, outcome);
+                unsent(&shared, &d, outcome);
                 continue;
             }
-            let conn = d.conn;
-            if let Err(e) = conns[conn as usize / shards].send(d) {
+            let conn = d.conn as usize / shards;
+            if let Err(e) = conns[conn].send(d) {
                 // The connection's task is gone (it only ends after the scheduler): count
                 // the record rather than lose it.
-                let d = e.0;
-                let row = OutcomeRow {
-                    index: d.index,
-                    conn,
-                    op: d.op,
-                    intended_ns: d.intended_ns,
-                    sent_ns: None,
-                    completed_ns: None,
-                    outcome: Outcome::Disconnected { code: None },
-                    bytes: d.frame.len() as u32,
-                    events_received: 0,
-                };
+                let row = e.0.unsent_row(Outcome::Disconnected { code: None });
                 shared.complete(row, None);
             }
         }

@@ -37,6 +37,23 @@ pub struct Dispatch {
     pub ready_ns: u64,
 }
 
+impl Dispatch {
+    /// The row of this record when it leaves without being sent.
+    pub fn unsent_row(&self, outcome: Outcome) -> OutcomeRow {
+        OutcomeRow {
+            index: self.index,
+            conn: self.conn,
+            op: self.op,
+            intended_ns: self.intended_ns,
+            sent_ns: None,
+            completed_ns: None,
+            outcome,
+            bytes: self.frame.len() as u32,
+            events_received: 0,
+        }
+    }
+}
+
 /// Most rows waiting for the results writer (~6 MiB) before the scheduler holds back. Only
 /// `--speed max` outruns the writer; a deeper backlog would buy nothing but memory.
 pub const ROWS_BACKLOG_MAX: usize = 32_768;
