@@ -287,3 +287,27 @@ fn synth_to_stdout_is_a_valid_trace() {
     assert!(crate::util::text(&out.stderr).contains("fingerprint"));
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn a_second_pass_with_a_verified_fingerprint_reads_the_same_and_refuses_another_file() {
+    use lt::capture::TraceReader;
+    let bytes = small_trace();
+    let (_, records, trailer) = read_all(&bytes).unwrap();
+    let second: Vec<Record> = TraceReader::new(&bytes[..])
+        .unwrap()
+        .with_verified_fingerprint(&trailer.fingerprint)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(second, records);
+    // The file changed since the fingerprint was verified: its trailer says so.
+    let other = "0".repeat(64);
+    let err = TraceReader::new(&bytes[..])
+        .unwrap()
+        .with_verified_fingerprint(&other)
+        .find_map(|r| r.err())
+        .expect("a different fingerprint must be refused");
+    assert!(
+        matches!(err.kind(), ErrorKind::FingerprintMismatch { .. }),
+        "{err}"
+    );
+}
