@@ -7,8 +7,11 @@
 //! 2. schedule lag p99 replaying 20k events/s over 1000 connections into that peer
 //!    (goal ≤ 1 ms);
 //! 3. CPU-µs per published event: lt against nostr-bench 0.4.0, same relay
-//!    (nostr-rs-relay 0.8.12), same achieved rate (goal ≤ 0.25×);
+//!    (nostr-rs-relay 0.8.12), at nostr-bench's lowest rate (goal ≤ 0.25×);
 //! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×).
+//!
+//! 1 and 2 are the median of three rounds, with their range: on a small machine one round
+//! alone is too noisy to compare builds by.
 //!
 //! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
 //! the large trace of step 4.
@@ -208,6 +211,23 @@ fn frames_by_conn(trace: &Path, conns: u32) -> Vec<Vec<String>> {
     out
 }
 
+/// Rounds of the noisiest measurements (ceiling, lag).
+const ROUNDS: usize = 3;
+
+/// Index of the median of `v` (the lower middle for an even count).
+fn median_index(v: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    order[(v.len() - 1) / 2]
+}
+
+/// `min–max` of `v` with `digits` decimals.
+fn range(v: &[f64], digits: usize) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.digits$}–{max:.digits$}")
+}
+
 fn lag_p99_ms(stdout: &str) -> Option<f64> {
     let line = stdout.lines().find(|l| l.starts_with("schedule lag"))?;
     let p99 = line.split("p99 ").nth(1)?.split(' ').next()?;
@@ -248,27 +268,35 @@ fn main() {
         ],
     );
     let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
-    let results = d.join("ceiling.ltr");
-    replay(
-        &trace,
-        &peer.url(),
-        &results,
-        &[
-            "--speed",
-            "max",
-            "--max-in-flight",
-            "5000",
-            "--per-conn-in-flight",
-            "100",
-        ],
-    );
-    let (lt_acked, lt_span) = acked_rate(&results);
-    let (bare_acked, bare_span) =
-        rt.block_on(bare_client(&peer.url(), frames_by_conn(&trace, conns), 100));
-    let (lt_rate, bare_rate) = (lt_acked as f64 / lt_span, bare_acked as f64 / bare_span);
+    let frames = frames_by_conn(&trace, conns);
+    // Rounds alternate lt and the baseline; the median ratio is the figure, the range shows
+    // the noise (one round on this 2-core VM ranged from 0.60 to 0.86).
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let results = d.join(format!("ceiling-{round}.ltr"));
+        replay(
+            &trace,
+            &peer.url(),
+            &results,
+            &[
+                "--speed",
+                "max",
+                "--max-in-flight",
+                "5000",
+                "--per-conn-in-flight",
+                "100",
+            ],
+        );
+        let (lt_acked, lt_span) = acked_rate(&results);
+        let (bare_acked, bare_span) = rt.block_on(bare_client(&peer.url(), frames.clone(), 100));
+        rounds.push((lt_acked as f64 / lt_span, bare_acked as f64 / bare_span));
+    }
+    let ratios: Vec<f64> = rounds.iter().map(|(lt, bare)| lt / bare).collect();
+    let (lt_rate, bare_rate) = rounds[median_index(&ratios)];
     println!(
-        "  ceiling     lt replay {lt_rate:.0} events/s vs bare tokio-tungstenite client {bare_rate:.0}/s ({conns} conns, window 100): ratio {:.2}  (goal >= 0.8)",
-        lt_rate / bare_rate
+        "  ceiling     lt replay {lt_rate:.0} events/s vs bare tokio-tungstenite client {bare_rate:.0}/s ({conns} conns, window 100): ratio {:.2}, median of {ROUNDS} (range {})  (goal >= 0.8)",
+        lt_rate / bare_rate,
+        range(&ratios, 2)
     );
 
     // 2. Schedule lag at 20k events/s over 1000 connections.
@@ -286,18 +314,24 @@ fn main() {
             "0",
         ],
     );
-    let u = replay(
-        &trace,
-        &peer.url(),
-        &d.join("lag.ltr"),
-        &["--connect-concurrency", "200"],
-    );
-    let (acked, span) = acked_rate(&d.join("lag.ltr"));
+    let mut runs = Vec::new();
+    for round in 0..ROUNDS {
+        let results = d.join(format!("lag-{round}.ltr"));
+        let u = replay(
+            &trace,
+            &peer.url(),
+            &results,
+            &["--connect-concurrency", "200"],
+        );
+        let (acked, span) = acked_rate(&results);
+        let p99 = lag_p99_ms(&u.stdout).unwrap_or(f64::NAN);
+        runs.push((p99, acked as f64 / span, 100.0 * u.cpu_s / u.wall_s));
+    }
+    let p99s: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let (p99, acked_rate_s, cpu_pct) = runs[median_index(&p99s)];
     println!(
-        "  lag         20k events/s asked, {:.0}/s acked over 1000 connections: schedule lag p99 {} ms  (goal <= 1 ms); lt CPU {:.0}% of one core",
-        acked as f64 / span,
-        lag_p99_ms(&u.stdout).map_or("?".into(), |v| format!("{v:.2}")),
-        100.0 * u.cpu_s / u.wall_s
+        "  lag         20k events/s asked, {acked_rate_s:.0}/s acked over 1000 connections: schedule lag p99 {p99:.2} ms, median of {ROUNDS} (range {} ms)  (goal <= 1 ms); lt CPU {cpu_pct:.0}% of one core",
+        range(&p99s, 2)
     );
     drop(peer);
 
