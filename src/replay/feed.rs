@@ -1,6 +1,6 @@
 //! The feeder: one OS thread that reads the trace in order and hands each record, a little
 //! ahead of its time, to the shard that owns its connection. Records travel in batches, so a
-//! shard is woken about once per [`TICK`] (or per [`BATCH_MAX`] records at high rates), not
+//! shard is woken about once per [`TICK_NS`] (or per [`BATCH_MAX`] records at high rates), not
 //! once per record; the shard itself sends each record at its exact time.
 //!
 //! Records that will never be sent (`--duration`, a stop request) get their row here, so
@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 use super::pace::Speed;
+use super::shard;
 use super::shared::{Dispatch, Key, Shared};
 use crate::capture::results::{Outcome, Row};
 use crate::capture::{Completion, Record, TraceReader};
@@ -24,7 +25,7 @@ use crate::capture::{Completion, Record, TraceReader};
 /// records per tick.
 const TICK_NS: u64 = 50_000_000;
 /// Most records in one hand-over.
-pub const BATCH_MAX: usize = 256;
+const BATCH_MAX: usize = 256;
 /// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
 /// max`) without starving a shard.
 pub const BATCHES_QUEUED: usize = 4;
@@ -46,11 +47,6 @@ fn key(r: &Record) -> Result<Key, String> {
         Completion::Eose { sub } => Key::Sub(sub.clone()),
         Completion::Sent => Key::None,
     })
-}
-
-/// The shard that owns connection `conn`.
-pub fn shard_of(conn: u32, shards: usize) -> usize {
-    conn as usize % shards
 }
 
 /// Writes the row of a record that never took an in-flight slot.
@@ -137,7 +133,7 @@ pub fn run<R: std::io::Read>(
                 continue;
             }
         }
-        let s = shard_of(conn, n);
+        let s = shard::owner(conn, n);
         out.pending[s].push(d);
         if out.pending[s].len() >= BATCH_MAX {
             out.flush(s, &shared);

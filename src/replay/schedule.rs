@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 use super::feed::unsent;
+use super::shard;
 use super::shared::{Dispatch, Shared, ROWS_BACKLOG_MAX};
 use super::timer::Deadline;
 use crate::capture::results::Outcome;
@@ -36,8 +37,8 @@ pub struct Schedule {
 /// The longest single wait, so a stop request is noticed promptly.
 const WAIT_SLICE_NS: u64 = 50_000_000;
 
-/// Dispatches every record fed to this shard to its connection (`conns` is indexed by
-/// connection id / shard count). Records that are not sent (stop, dropped) get their row
+/// Dispatches every record fed to this shard to its connection (`conns` in
+/// [`shard::local_index`] order). Records that are not sent (stop, dropped) get their row
 /// here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
@@ -68,7 +69,7 @@ pub async fn run(
                 unsent(&shared, &d, outcome);
                 continue;
             }
-            let conn = d.conn as usize / shards;
+            let conn = shard::local_index(d.conn, shards);
             if let Err(e) = conns[conn].send(d) {
                 // The connection's task is gone (it only ends after the scheduler): count
                 // the record rather than lose it.

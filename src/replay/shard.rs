@@ -20,6 +20,16 @@ use super::schedule::{self, Schedule};
 use super::shared::{Dispatch, Shared};
 use crate::guard::Target;
 
+/// The shard that owns connection `conn`.
+pub fn owner(conn: u32, shards: usize) -> usize {
+    conn as usize % shards
+}
+
+/// Where connection `conn` sits among its shard's connections.
+pub fn local_index(conn: u32, shards: usize) -> usize {
+    conn as usize / shards
+}
+
 pub struct Setup {
     pub id: usize,
     pub shards: usize,
@@ -86,7 +96,8 @@ async fn run(
     } = setup;
     // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
     let mut attempts = Vec::new();
-    for c in (id as u32..conns).step_by(shards) {
+    // Its connections in id order, so connection `c` lands at `local_index(c)`.
+    for c in (0..conns).filter(|&c| owner(c, shards) == id) {
         let (limiter, target) = (connect_limiter.clone(), target.clone());
         attempts.push(tokio::spawn(async move {
             let _permit = limiter.acquire_owned().await;
