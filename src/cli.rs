@@ -170,6 +170,12 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_clients)]
     pub clients: Option<u32>,
 
+    /// Network threads, each running its share of the connections and their schedule
+    /// [default: the fewest that carry the trace's peak rate, at most one per core; one per
+    /// core at `--speed max`].
+    #[arg(long, value_parser = parse_positive_usize)]
+    pub threads: Option<usize>,
+
     /// Connections opened at once during the connect phase.
     #[arg(long, default_value_t = 50, value_parser = parse_positive_usize)]
     pub connect_concurrency: usize,

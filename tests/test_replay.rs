@@ -244,7 +244,7 @@ fn dry_run_opens_no_connection() {
     for want in [
         "dry run",
         "records",
-        "connections   20",
+        "connections   20 on 1 network thread(s)", // a light trace needs one
         "peak rate",
         "largest gap",
         "mix",

@@ -111,6 +111,7 @@ pub fn config(load: &LoadArgs, target: guard::Target, relay_pid: Option<u32>) ->
     Config {
         target,
         speed: load.speed,
+        threads: load.threads,
         connect_concurrency: load.connect_concurrency,
         max_in_flight: load.max_in_flight,
         per_conn_in_flight: load.per_conn_in_flight,
@@ -133,6 +134,9 @@ fn options_text(
     o.insert("speed".into(), load.speed.to_string());
     if let Some(c) = load.clients {
         o.insert("clients".into(), c.to_string());
+    }
+    if let Some(t) = load.threads {
+        o.insert("threads".into(), t.to_string());
     }
     o.insert(
         "connect_concurrency".into(),
@@ -192,7 +196,11 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         fmt::count(plan.events),
         fmt::bytes(plan.frame_bytes)
     );
-    println!("connections   {}", plan.connections);
+    println!(
+        "connections   {} on {} network thread(s)",
+        plan.connections,
+        replay::network_threads(plan, args.load.threads, args.load.speed)
+    );
     println!(
         "duration      {:.1} s at {}{}",
         plan.duration_s,

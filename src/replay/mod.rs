@@ -52,6 +52,8 @@ const WRITER_NAP: Duration = Duration::from_millis(20);
 pub struct Config {
     pub target: Target,
     pub speed: Speed,
+    /// Network threads (`--threads`); `None` sizes them from the plan ([`shard::count`]).
+    pub threads: Option<usize>,
     pub connect_concurrency: usize,
     pub max_in_flight: usize,
     pub per_conn_in_flight: usize,
@@ -78,6 +80,18 @@ pub struct Summary {
     pub harness_cpu_max_pct: f32,
 }
 
+/// How many network threads (shards) a replay of `plan` runs, `asked` being `--threads`.
+pub fn network_threads(plan: &Plan, asked: Option<usize>, speed: Speed) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    shard::count(
+        asked,
+        plan.peak_per_s,
+        speed == Speed::Max,
+        cores,
+        plan.connections,
+    )
+}
+
 /// Replays `trace` (already planned: verified and fingerprinted) into the results file `out`.
 pub fn run(
     trace: &Path,
@@ -94,7 +108,14 @@ pub fn run(
         trace_fingerprint: plan.fingerprint.clone(),
         trace_records: plan.records,
         trace_header: reader.header().clone(),
-        options: cfg.options.clone(),
+        options: {
+            let mut o = cfg.options.clone();
+            o.insert(
+                "network_threads".into(),
+                network_threads(plan, cfg.threads, cfg.speed).to_string(),
+            );
+            o
+        },
         target: cfg.target.display_host(),
         started_at: chrono::Utc::now().to_rfc3339(),
         machine: sample::machine(),
@@ -229,8 +250,7 @@ async fn drive(
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let shard_count = cores.min(conns as usize);
+    let shard_count = network_threads(plan, cfg.threads, cfg.speed);
     let connect_limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
     let schedule = Schedule {
         max_in_flight: cfg.max_in_flight.max(1),

@@ -1,6 +1,6 @@
 //! A shard: an OS thread running its own single-threaded tokio runtime, which owns every
 //! connection whose id ≡ shard id (mod shard count), their tasks, and the scheduler that
-//! feeds them. One shard per core.
+//! feeds them. As few shards as the schedule needs, at most one per core (see [`count`]).
 //!
 //! Why shards rather than one multi-threaded runtime: a record's path from "due" to "on the
 //! wire" then stays on one thread. With a scheduler thread handing records to a shared
@@ -19,6 +19,31 @@ use super::feed::BATCHES_QUEUED;
 use super::schedule::{self, Schedule};
 use super::shared::{Dispatch, Shared};
 use crate::guard::Target;
+
+/// Records per second one shard carries with room to spare. Measured on the 2-core VM lt
+/// is developed on, into the ack-only peer over 1000 connections: one shard kept schedule
+/// lag p99 at 0.8–1.0 ms at 20k records/s where two shards gave 1.1–1.3 ms; at 30k/s one
+/// shard fell behind (2.5 ms against 1.25 ms for two).
+pub const RATE_PER_SHARD: u64 = 25_000;
+
+/// How many shards a replay runs: `asked` (`--threads`), or else the fewest that carry the
+/// trace's peak rate, so that the cores lt does not need stay with the relay — on a shared
+/// machine every extra busy thread delays the others, lt's own schedule included. At
+/// `--speed max` there is no rate to size for: one per core. Never more than connections.
+pub fn count(
+    asked: Option<usize>,
+    peak_per_s: u64,
+    max_speed: bool,
+    cores: usize,
+    conns: u32,
+) -> usize {
+    let wanted = match asked {
+        Some(n) => n,
+        None if max_speed => cores,
+        None => (peak_per_s.div_ceil(RATE_PER_SHARD) as usize).clamp(1, cores.max(1)),
+    };
+    wanted.clamp(1, conns.max(1) as usize)
+}
 
 /// The shard that owns connection `conn`.
 pub fn owner(conn: u32, shards: usize) -> usize {
@@ -140,4 +165,33 @@ async fn run(
             .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;
     }
     scheduled.with_context(|| format!("scheduler of network thread {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_sized_by_peak_rate_cores_and_connections() {
+        // (asked, peak_per_s, max_speed, cores, conns, shards)
+        let rows = [
+            (None, 800, false, 2, 50, 1),              // a light trace: one thread
+            (None, RATE_PER_SHARD, false, 2, 1000, 1), // exactly one shard's worth
+            (None, RATE_PER_SHARD + 1, false, 2, 1000, 2), // just over: two
+            (None, 10 * RATE_PER_SHARD, false, 4, 1000, 4), // never more than cores
+            (None, 10 * RATE_PER_SHARD, false, 4, 3, 3), // nor than connections
+            (None, 0, false, 2, 10, 1),                // an empty trace still gets one
+            (None, 800, true, 2, 50, 2),               // --speed max: one per core
+            (None, 800, true, 8, 5, 5),                // ... but not past connections
+            (Some(3), 800, false, 2, 50, 3),           // --threads is obeyed, even past cores
+            (Some(8), 800, false, 2, 4, 4),            // ... but not past connections
+        ];
+        for (asked, peak, max, cores, conns, want) in rows {
+            assert_eq!(
+                count(asked, peak, max, cores, conns),
+                want,
+                "{asked:?} {peak} {max} {cores} {conns}"
+            );
+        }
+    }
 }
