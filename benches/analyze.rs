@@ -102,6 +102,8 @@ fn make(path: &Path, rows: u64) {
             outcome,
             bytes: 400,
             events_received: if matches!(op, Op::Req { .. }) { 50 } else { 0 },
+            // One row in 20 waited on the relay for half its lag.
+            held_ns: if i % 20 == 0 { lag / 2 } else { 0 },
         }))
         .expect("write");
         if (i + 1) % per_s == 0 {

@@ -252,7 +252,10 @@ fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
     for i in 0..n {
         let due = start + i * period;
         let spec = Itimerspec {
-            it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: Timespec {
                 tv_sec: (due / 1_000_000_000) as _,
                 tv_nsec: (due % 1_000_000_000) as _,

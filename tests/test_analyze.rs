@@ -99,6 +99,7 @@ fn row(index: u64, op: Op, intended: u64, lag: u64, latency: Option<u64>, outcom
         outcome,
         bytes: 200,
         events_received: if matches!(op, Op::Req { .. }) { 3 } else { 0 },
+        held_ns: 0,
     })
 }
 
@@ -199,6 +200,7 @@ fn totals_and_taxonomy_count_every_outcome() {
             outcome: o,
             bytes: 100,
             events_received: 0,
+            held_ns: 0,
         }));
     }
     rows.push(row(

@@ -164,6 +164,65 @@ fn garbage_and_oversized_frames_are_counted_without_a_crash() {
 }
 
 #[test]
+fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
+    let _machine = crate::util::busy();
+    // One record in flight per connection, answered 50 ms late, records ~67 ms apart per
+    // connection: those due while the previous one is unanswered wait at the cap. That is
+    // the relay setting the pace, and must not read as lt falling behind.
+    let slow = Behavior::Delay {
+        delay: Duration::from_millis(50),
+    };
+    let r = PeerRun::new(
+        slow,
+        &[
+            "--duration",
+            "4",
+            "--rate",
+            "30",
+            "--clients",
+            "2",
+            "--read-share",
+            "0",
+        ],
+        &["--per-conn-in-flight", "1", "--no-reconcile"],
+    );
+    let (mut sent, mut held) = (0u64, 0u64);
+    let mut reader = ResultsReader::open(&r.out).unwrap();
+    while let Some(row) = reader.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            if let Some(at) = o.sent_ns {
+                sent += 1;
+                held += u64::from(o.held_ns > 0);
+                assert!(
+                    o.held_ns <= at - o.intended_ns,
+                    "held no longer than the lag: {o:?}"
+                );
+            }
+        }
+    }
+    assert!(held > 10 && held < sent, "{held} of {sent} held");
+    assert!(
+        r.stdout.contains("NOTE: the relay held lt back"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("WARNING"), "{}", r.stdout);
+
+    let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
+    let report = lt::analyze::report::build(&runs, &lt::analyze::report::Ids::new(), Vec::new());
+    let lag = report.latency.overall.schedule_lag_ms.as_ref().unwrap();
+    let own = report.latency.own_lag_ms.as_ref().unwrap();
+    assert!(lag.p99 > 5.0 && own.p99 < 5.0, "lag {lag:?} own {own:?}");
+    assert!(report.latency.relay_held.records > 10);
+    assert!(report.trust.trustworthy, "{:?}", report.trust);
+    assert!(
+        report.trust.verdict.contains("the relay held lt back"),
+        "{}",
+        report.trust.verdict
+    );
+}
+
+#[test]
 fn duration_limit_marks_the_rest_not_sent() {
     let _machine = crate::util::busy();
     let r = PeerRun::new(

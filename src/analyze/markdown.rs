@@ -189,22 +189,31 @@ fn latency_rows(s: &mut String, name: &str, set: &LatencySet) -> std::fmt::Resul
         ("service", &set.service_ms),
         ("schedule lag", &set.schedule_lag_ms),
     ] {
-        if p.is_none() {
-            continue;
-        }
-        writeln!(
-            s,
-            "| {name} | {what} | {} | {} | {} | {} | {} | {} | {} |",
-            opt(p, |p| p.count as f64),
-            opt(p, |p| p.p50),
-            opt(p, |p| p.p90),
-            opt(p, |p| p.p95),
-            opt(p, |p| p.p99),
-            opt(p, |p| p.p99_9),
-            opt(p, |p| p.max),
-        )?;
+        percentile_row(s, name, what, p)?;
     }
     Ok(())
+}
+
+fn percentile_row(
+    s: &mut String,
+    name: &str,
+    what: &str,
+    p: &Option<Percentiles>,
+) -> std::fmt::Result {
+    if p.is_none() {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "| {name} | {what} | {} | {} | {} | {} | {} | {} | {} |",
+        opt(p, |p| p.count as f64),
+        opt(p, |p| p.p50),
+        opt(p, |p| p.p90),
+        opt(p, |p| p.p95),
+        opt(p, |p| p.p99),
+        opt(p, |p| p.p99_9),
+        opt(p, |p| p.max),
+    )
 }
 
 fn chart(s: &mut String, r: &Report, stem: &str, title: &str) -> std::fmt::Result {
@@ -227,9 +236,21 @@ fn latency(s: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     latency_rows(s, "all", &l.overall)?;
+    percentile_row(s, "all", "lt's own lag", &l.own_lag_ms)?;
     for (ty, set) in &l.by_type {
         latency_rows(s, ty, set)?;
     }
+    writeln!(s)?;
+    let held = &l.relay_held;
+    writeln!(
+        s,
+        "Held back by the relay (its socket full, or an in-flight cap reached): {} records ({}% of those sent at their own time), for p50 {} ms, p99 {} ms, max {} ms.",
+        held.records,
+        num(held.share_pct),
+        opt(&held.held_ms, |p| p.p50),
+        opt(&held.held_ms, |p| p.p99),
+        opt(&held.held_ms, |p| p.max),
+    )?;
     writeln!(s)?;
     writeln!(
         s,

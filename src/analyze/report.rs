@@ -154,10 +154,29 @@ pub struct LatencyReport {
     pub overall: LatencySet,
     /// Keyed by record type: `view`, `video_post`, `mirror`, `read`, `close`.
     pub by_type: BTreeMap<String, LatencySet>,
+    /// Overall schedule lag with the time the relay held lt back taken out: lt's own part.
+    /// The same as `overall.schedule_lag_ms` when the relay never held lt back.
+    pub own_lag_ms: Option<Percentiles>,
+    /// Records the relay held back for part of their schedule lag.
+    pub relay_held: RelayHeld,
     /// REQ → EOSE (service time of reads) and the events returned before EOSE.
     pub reads: Reads,
     /// What the latency figures include.
     pub note: String,
+}
+
+/// When lt may not write what is due because of the relay: the relay has not read what lt
+/// wrote (its socket is full: TCP backpressure), or has not answered enough records (an
+/// in-flight cap is reached). The wait shows as schedule lag, but it is the relay setting
+/// the pace, not lt falling behind; response times include it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RelayHeld {
+    /// Records sent at their own time (as for overall schedule lag) that were held.
+    pub records: u64,
+    /// Their share of those records, percent.
+    pub share_pct: f64,
+    /// How long they were held.
+    pub held_ms: Option<Percentiles>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -517,8 +536,19 @@ fn totals(t: &Tally) -> Totals {
 
 fn latency(t: &Tally) -> LatencyReport {
     let read = t.class(Class::Read);
+    let overall = t.overall();
     LatencyReport {
-        overall: latency_set(&t.overall()),
+        overall: latency_set(&overall),
+        own_lag_ms: percentiles_ms(&t.held.own_lag(&overall.lag)),
+        relay_held: RelayHeld {
+            records: t.held.records,
+            share_pct: round3(if overall.lag.is_empty() {
+                0.0
+            } else {
+                t.held.records as f64 * 100.0 / overall.lag.len() as f64
+            }),
+            held_ms: percentiles_ms(&t.held.held),
+        },
         by_type: Class::ALL
             .iter()
             .map(|&c| (c.label().to_owned(), latency_set(&t.class(c).latency)))
@@ -531,7 +561,8 @@ fn latency(t: &Tally) -> LatencyReport {
                timeouts, disconnects and reconciled events are counted under errors instead. \
                Overall schedule lag covers records sent at their own time (views, video posts, \
                reads): mirrors wait for their post's OK and CLOSEs for their REQ's EOSE, so their \
-               lag, shown per type, is the relay's answer time."
+               lag, shown per type, is the relay's answer time. Own lag is schedule lag less \
+               the time the relay held lt back (its socket full, or an in-flight cap reached)."
             .into(),
     }
 }

@@ -115,6 +115,48 @@ impl Latencies {
     }
 }
 
+/// Records (of the independent classes) the relay held back for part of their schedule
+/// lag: its socket was full, or an in-flight cap was reached (see `OutcomeRow::held_ns`).
+/// Kept for these rows only; lt's own lag over all rows is the plain lag histogram with
+/// these rows' lag swapped for their own part (`own_lag`).
+#[derive(Clone)]
+pub struct Held {
+    pub records: u64,
+    /// How long each was held.
+    pub held: Histogram<u64>,
+    /// Their schedule lag, and its part that was lt's own (lag − held).
+    pub lag: Histogram<u64>,
+    pub own: Histogram<u64>,
+}
+
+impl Held {
+    fn new() -> Held {
+        Held {
+            records: 0,
+            held: histogram(),
+            lag: histogram(),
+            own: histogram(),
+        }
+    }
+
+    fn add(&mut self, other: &Held) {
+        self.records += other.records;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.held.add(&other.held);
+        let _ = self.lag.add(&other.lag);
+        let _ = self.own.add(&other.own);
+    }
+
+    /// lt's own schedule lag over every row of `lag` (the plain lag of the same rows).
+    pub fn own_lag(&self, lag: &Histogram<u64>) -> Histogram<u64> {
+        let mut own = lag.clone();
+        // These rows are in `lag` with their full lag: take that out, put their own part in.
+        let _ = own.subtract(&self.lag);
+        let _ = own.add(&self.own);
+        own
+    }
+}
+
 #[derive(Clone)]
 pub struct ClassTally {
     pub records: u64,
@@ -263,6 +305,7 @@ pub struct Tally {
     pub samples: Vec<Vec<Sample>>,
     pub trailers: Vec<Trailer>,
     pub bytes_sent: u64,
+    pub held: Held,
 }
 
 impl Tally {
@@ -288,6 +331,7 @@ impl Tally {
             samples: Vec::new(),
             trailers: Vec::new(),
             bytes_sent: 0,
+            held: Held::new(),
         }
     }
 
@@ -356,6 +400,13 @@ impl Tally {
         if let Some(sent) = o.sent_ns {
             let lag = sent.saturating_sub(o.intended_ns);
             record_ns(&mut lat.lag, lag);
+            if o.held_ns > 0 && class.is_independent() {
+                let h = &mut self.held;
+                h.records += 1;
+                record_ns(&mut h.held, o.held_ns);
+                record_ns(&mut h.lag, lag);
+                record_ns(&mut h.own, lag.saturating_sub(o.held_ns));
+            }
             if let (Some(done), true) = (o.completed_ns, replied) {
                 let response = done.saturating_sub(o.intended_ns);
                 let service = done.saturating_sub(sent);
@@ -423,6 +474,7 @@ impl Tally {
         self.samples.extend(other.samples);
         self.trailers.extend(other.trailers);
         self.bytes_sent += other.bytes_sent;
+        self.held.add(&other.held);
     }
 }
 

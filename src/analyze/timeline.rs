@@ -169,6 +169,7 @@ mod tests {
             outcome,
             bytes: 100,
             events_received: 0,
+            held_ns: 0,
         }
     }
 

@@ -71,6 +71,11 @@ pub struct OutcomeRow {
     pub bytes: u32,
     /// For a REQ: events received before its EOSE.
     pub events_received: u32,
+    /// The part of its schedule lag (sent − intended) during which the relay held lt back:
+    /// its socket was full, or an in-flight cap was reached waiting for its answers. The
+    /// rest of the lag is lt's own. 0 in results files written before lt recorded it.
+    #[serde(default)]
+    pub held_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

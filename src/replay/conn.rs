@@ -4,6 +4,7 @@
 //! a connection leaves it as exactly one outcome row.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::hold::Holds;
 use super::shared::{Dispatch, Key, Shared};
 use crate::capture::results::{ConnectRow, NoticeRow, Outcome, OutcomeRow, Row};
 use crate::capture::Op;
@@ -83,6 +85,8 @@ struct InFlight {
     op: Op,
     intended_ns: u64,
     sent_ns: u64,
+    /// The part of its schedule lag during which the relay held lt back (see `hold`).
+    held_ns: u64,
     bytes: u32,
     events: u32,
 }
@@ -114,6 +118,9 @@ pub struct Conn {
     /// Waiting for record `after` to complete.
     waiting: HashMap<u64, Vec<Dispatch>>,
     notices_kept: u32,
+    /// When this connection could not write what was due: its per-connection cap was
+    /// reached, or the relay's socket was full.
+    holds: Holds,
     /// Records completed since the last hand-over to the shared state (see `flush_done`).
     done: Vec<(OutcomeRow, Option<[u8; 32]>)>,
 }
@@ -143,6 +150,7 @@ impl Conn {
             queue: VecDeque::new(),
             waiting: HashMap::new(),
             notices_kept: 0,
+            holds: Holds::default(),
             done: Vec::new(),
         }
     }
@@ -254,13 +262,18 @@ impl Conn {
     }
 
     /// A record arrives from the scheduler.
-    fn accept(&mut self, d: Dispatch) {
+    fn accept(&mut self, mut d: Dispatch) {
         if matches!(self.link, Link::Down { .. }) {
             // The connection is down when the record is due: it is not silently queued
             // behind a reconnect that may never come.
             self.finish_unsent(d, Outcome::Disconnected { code: None });
             return;
         }
+        // Held time counts from when the record reached this connection (it may have
+        // waited in the channel while the task was blocked writing).
+        let reached = d.dispatched_ns.max(d.ready_ns);
+        d.held_mark = self.holds.held_before(reached);
+        self.holds.forget_before(reached);
         self.open.insert(d.index);
         match d.after {
             Some(dep) if self.open.contains(&dep) => self.waiting.entry(dep).or_default().push(d),
@@ -275,69 +288,87 @@ impl Conn {
             .shared
             .per_conn_in_flight
             .saturating_sub(self.in_flight());
-        if room == 0 || self.queue.is_empty() {
+        if self.queue.is_empty() {
             return;
         }
-        let batch: Vec<Dispatch> = self.queue.drain(..room.min(self.queue.len())).collect();
+        if room == 0 {
+            // Records are due and the relay has not answered enough of the earlier ones. The
+            // hold lasts until the backlog is written: writing the records ahead of one in
+            // the backlog is pace the relay set, too.
+            self.holds.start(self.shared.now_ns());
+            return;
+        }
+        let mut batch: Vec<Dispatch> = self.queue.drain(..room.min(self.queue.len())).collect();
         let Link::Up { sink, .. } = &mut self.link else {
             for d in batch {
                 self.finish_unsent(d, Outcome::Disconnected { code: None });
             }
             return;
         };
-        let mut metas = Vec::with_capacity(batch.len());
-        let mut failed = None;
-        for d in batch {
-            let Dispatch {
-                index,
-                op,
-                frame,
-                key,
-                intended_ns,
-                ready_ns,
-                ..
-            } = d;
-            let bytes = frame.len() as u32;
-            if failed.is_none() {
-                if let Err(e) = sink.feed(Message::text(frame)).await {
-                    failed = Some(close_code(&e));
+        // The frames move into the socket's buffer; their sizes stay for the rows.
+        let bytes: Vec<u32> = batch.iter().map(|d| d.frame.len() as u32).collect();
+        let started = self.shared.now_ns();
+        // A write that cannot finish at once means the relay's socket is full: it has not
+        // read what lt wrote before (TCP backpressure). The wait is the relay's.
+        let written = {
+            let write = async {
+                for d in &mut batch {
+                    sink.feed(Message::text(std::mem::take(&mut d.frame)))
+                        .await?;
                 }
-            }
-            metas.push((index, op, key, intended_ns, ready_ns, bytes));
-        }
-        if failed.is_none() {
-            if let Err(e) = sink.flush().await {
-                failed = Some(close_code(&e));
-            }
+                sink.flush().await
+            };
+            tokio::pin!(write);
+            let holds = &mut self.holds;
+            let mut blocked = false;
+            std::future::poll_fn(|cx| {
+                let p = write.as_mut().poll(cx);
+                if p.is_pending() && !blocked {
+                    blocked = true;
+                    holds.start(started);
+                }
+                p
+            })
+            .await
+        };
+        let failed = written.err().map(|e| close_code(&e));
+        if self.queue.is_empty() {
+            self.holds.end(self.shared.now_ns());
         }
         if let Some(code) = failed {
             // Whether any of the batch reached the relay is unknown: none gets an answer.
-            for (index, op, _, intended_ns, _, bytes) in metas {
-                let row = self.row(
-                    index,
-                    op,
-                    intended_ns,
-                    None,
-                    None,
-                    Outcome::Disconnected { code },
-                    bytes,
-                    0,
-                );
+            for (d, bytes) in batch.into_iter().zip(bytes) {
+                let mut row = d.unsent_row(Outcome::Disconnected { code });
+                row.bytes = bytes;
                 self.done.push((row, None));
-                self.release(index);
+                self.release(d.index);
             }
             self.disconnect(code);
             return;
         }
         let sent_ns = self.shared.now_ns();
         let deadline = Instant::now() + self.shared.timeout;
-        self.shared.record_sent(metas.iter().map(|m| m.4), sent_ns);
-        for (index, op, key, intended_ns, _, bytes) in metas {
+        // Held by the relay: the scheduler's share (the global cap) and this connection's,
+        // never more than the lag itself.
+        let held: Vec<u64> = batch
+            .iter()
+            .map(|d| {
+                let here = self.holds.held_before(sent_ns).saturating_sub(d.held_mark);
+                (d.held_ns + here).min(sent_ns.saturating_sub(d.ready_ns))
+            })
+            .collect();
+        self.shared.record_sent(
+            batch.iter().zip(&held).map(|(d, &h)| (d.ready_ns, h)),
+            sent_ns,
+        );
+        for ((d, bytes), held_ns) in batch.into_iter().zip(bytes).zip(held) {
+            let key = d.key;
             let flight = InFlight {
-                index,
-                op,
-                intended_ns,
+                index: d.index,
+                op: d.op,
+                intended_ns: d.intended_ns,
                 sent_ns,
+                held_ns,
                 bytes,
                 events: 0,
             };
@@ -368,28 +399,19 @@ impl Conn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn row(
-        &self,
-        index: u64,
-        op: Op,
-        intended_ns: u64,
-        sent_ns: Option<u64>,
-        completed_ns: Option<u64>,
-        outcome: Outcome,
-        bytes: u32,
-        events_received: u32,
-    ) -> OutcomeRow {
+    /// The row of a record that was sent.
+    fn flight_row(&self, f: &InFlight, completed_ns: Option<u64>, outcome: Outcome) -> OutcomeRow {
         OutcomeRow {
-            index,
+            index: f.index,
             conn: self.id,
-            op,
-            intended_ns,
-            sent_ns,
+            op: f.op,
+            intended_ns: f.intended_ns,
+            sent_ns: Some(f.sent_ns),
             completed_ns,
             outcome,
-            bytes,
-            events_received,
+            bytes: f.bytes,
+            events_received: f.events,
+            held_ns: f.held_ns,
         }
     }
 
@@ -405,16 +427,7 @@ impl Conn {
             Outcome::Timeout | Outcome::Disconnected { .. } => None,
             _ => Some(now),
         };
-        let row = self.row(
-            f.index,
-            f.op,
-            f.intended_ns,
-            Some(f.sent_ns),
-            completed,
-            outcome,
-            f.bytes,
-            f.events,
-        );
+        let row = self.flight_row(&f, completed, outcome);
         self.done.push((row, None));
         self.release(f.index);
     }
@@ -424,8 +437,10 @@ impl Conn {
         self.open.remove(&index);
         if let Some(ready) = self.waiting.remove(&index) {
             let now = self.shared.now_ns();
+            let mark = self.holds.held_before(now);
             self.queue.extend(ready.into_iter().map(|mut d| {
                 d.ready_ns = d.ready_ns.max(now);
+                d.held_mark = mark;
                 d
             }));
         }
@@ -555,16 +570,7 @@ impl Conn {
             match key {
                 Key::Ok(id) => {
                     if let Some(f) = self.by_id.remove(&id) {
-                        let row = self.row(
-                            f.index,
-                            f.op,
-                            f.intended_ns,
-                            Some(f.sent_ns),
-                            None,
-                            Outcome::Timeout,
-                            f.bytes,
-                            f.events,
-                        );
+                        let row = self.flight_row(&f, None, Outcome::Timeout);
                         self.done.push((row, Some(id)));
                         self.release(f.index);
                     }
@@ -581,6 +587,7 @@ impl Conn {
 
     /// The connection died: everything on it becomes `disconnected`, then retry later.
     fn disconnect(&mut self, code: Option<u16>) {
+        self.holds.end(self.shared.now_ns());
         if matches!(self.link, Link::Up { .. }) {
             self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
         }

@@ -113,6 +113,9 @@ pub fn run<R: std::io::Read>(
             after: r.after,
             intended_ns,
             ready_ns: intended_ns,
+            dispatched_ns: 0,
+            held_ns: 0,
+            held_mark: 0,
         };
         index += 1;
         if late || shared.stop.load(Ordering::Relaxed) {

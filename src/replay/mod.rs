@@ -10,6 +10,7 @@
 
 mod conn;
 mod feed;
+mod hold;
 pub mod pace;
 pub mod plan;
 mod reconcile;
@@ -74,6 +75,8 @@ pub struct Summary {
     pub trailer: Trailer,
     pub response_us: Histogram<u64>,
     pub lag_us: Histogram<u64>,
+    /// Schedule lag less the time the relay held lt back.
+    pub own_lag_us: Histogram<u64>,
     pub connect_failures: u64,
     pub late_acks: u64,
     pub reconcile_error: Option<String>,
@@ -187,12 +190,16 @@ pub fn run(
     };
     // Take what the summary needs, then let go of the shared state: it holds the row
     // sender, and the writer finishes only once every sender is gone.
-    let (response_us, lag_us) = {
+    let (response_us, lag_us, own_lag_us) = {
         let h = shared
             .hists
             .lock()
             .map_err(|_| anyhow!("histogram lock poisoned"))?;
-        (h.response_us.clone(), h.lag_us.clone())
+        (
+            h.response_us.clone(),
+            h.lag_us.clone(),
+            h.own_lag_us.clone(),
+        )
     };
     let trailer = Trailer {
         rows: 0,
@@ -227,6 +234,7 @@ pub fn run(
         trailer,
         response_us,
         lag_us,
+        own_lag_us,
         connect_failures: extra.connect_failures,
         late_acks,
         reconcile_error: extra.reconcile_error,

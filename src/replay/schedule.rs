@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 use super::feed::unsent;
+use super::hold::Holds;
 use super::shard;
 use super::shared::{Dispatch, Shared, ROWS_BACKLOG_MAX};
 use super::timer::Deadline;
@@ -48,11 +49,18 @@ pub async fn run(
     s: Schedule,
 ) -> std::io::Result<()> {
     let mut timer = Deadline::new(shared.t0)?;
+    // When this shard waited at the global in-flight cap.
+    let mut holds = Holds::default();
     while let Some(batch) = feed.recv().await {
-        for d in batch {
+        for mut d in batch {
             if shared.stop.load(Ordering::Relaxed) {
                 unsent(&shared, &d, Outcome::NotSent);
                 continue;
+            }
+            let now = shared.now_ns();
+            if now < d.intended_ns {
+                // Caught up: whatever held the scheduler back is over.
+                holds.end(now);
             }
             wait_until(&mut timer, d.intended_ns, &shared).await?;
             while shared.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
@@ -60,7 +68,7 @@ pub async fn run(
             {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            if !take_slot(&shared, s).await {
+            if !take_slot(&shared, s, &mut holds).await {
                 let outcome = if shared.stop.load(Ordering::Relaxed) {
                     Outcome::NotSent
                 } else {
@@ -69,6 +77,10 @@ pub async fn run(
                 unsent(&shared, &d, outcome);
                 continue;
             }
+            d.dispatched_ns = shared.now_ns();
+            d.held_ns = holds.within(d.ready_ns, d.dispatched_ns);
+            // Records come in intended order: no earlier moment is asked about again.
+            holds.forget_before(d.ready_ns);
             let conn = shard::local_index(d.conn, shards);
             if let Err(e) = conns[conn].send(d) {
                 // The connection's task is gone (it only ends after the scheduler): count
@@ -93,8 +105,10 @@ async fn wait_until(timer: &mut Deadline, ns: u64, shared: &Shared) -> std::io::
 }
 
 /// Takes an in-flight slot under the global cap: waits for one (`--on-overload wait`) or
-/// gives up at once (`drop`). False when no slot was taken (dropped, or stopped).
-async fn take_slot(shared: &Shared, s: Schedule) -> bool {
+/// gives up at once (`drop`). False when no slot was taken (dropped, or stopped). A wait
+/// starts a hold: the relay has not answered enough of what was sent. The hold lasts until
+/// the scheduler has caught up with its schedule (see `run`).
+async fn take_slot(shared: &Shared, s: Schedule, holds: &mut Holds) -> bool {
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return false;
@@ -110,6 +124,7 @@ async fn take_slot(shared: &Shared, s: Schedule) -> bool {
         if s.overload == Overload::Drop {
             return false;
         }
+        holds.start(shared.now_ns());
         // Woken by the next completion anywhere (see `Shared::complete_all`); the timeout
         // covers a completion that slipped in between the check and the wait.
         let freed = shared.slot_freed.notified();

@@ -21,10 +21,11 @@ use super::shared::{Dispatch, Shared};
 use crate::guard::Target;
 
 /// Records per second one shard carries with room to spare. Measured on the 2-core VM lt
-/// is developed on, into the ack-only peer over 1000 connections: one shard kept schedule
-/// lag p99 at 0.8–1.0 ms at 20k records/s where two shards gave 1.1–1.3 ms; at 30k/s one
-/// shard fell behind (2.5 ms against 1.25 ms for two).
-pub const RATE_PER_SHARD: u64 = 25_000;
+/// is developed on, into the ack-only peer over 1000 connections: at 20k records/s one
+/// shard's thread is ~80% busy; at 30k/s one shard fell behind where two kept up (schedule
+/// lag p99 2.5 ms against 1.25 ms). Below 20k/s, one shard kept lag p99 at 0.8–1.0 ms where
+/// two gave 1.1–1.3 ms (fewer busy threads than cores).
+pub const RATE_PER_SHARD: u64 = 20_000;
 
 /// How many shards a replay runs: `asked` (`--threads`), or else the fewest that carry the
 /// trace's peak rate, so that the cores lt does not need stay with the relay — on a shared

@@ -35,6 +35,13 @@ pub struct Dispatch {
     /// record it follows. Schedule lag is counted from here, so a mirror waiting for its
     /// post's OK is not mistaken for lt falling behind.
     pub ready_ns: u64,
+    /// When the scheduler handed it to its connection (ns after t0).
+    pub dispatched_ns: u64,
+    /// Time the scheduler was held at the global in-flight cap while this record was due
+    /// (see `hold`).
+    pub held_ns: u64,
+    /// Its connection's held-time clock when the record reached it (see `hold`).
+    pub held_mark: u64,
 }
 
 impl Dispatch {
@@ -50,6 +57,7 @@ impl Dispatch {
             outcome,
             bytes: self.frame.len() as u32,
             events_received: 0,
+            held_ns: 0,
         }
     }
 }
@@ -58,12 +66,14 @@ impl Dispatch {
 /// `--speed max` outruns the writer; a deeper backlog would buy nothing but memory.
 pub const ROWS_BACKLOG_MAX: usize = 32_768;
 
-/// Response time (completed − intended), service time (completed − sent) and schedule lag
-/// (sent − intended), in microseconds.
+/// Response time (completed − intended), service time (completed − sent), schedule lag
+/// (sent − intended) and lt's own part of it (less the time the relay held lt back), in
+/// microseconds.
 pub struct Histograms {
     pub response_us: Histogram<u64>,
     pub service_us: Histogram<u64>,
     pub lag_us: Histogram<u64>,
+    pub own_lag_us: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -77,6 +87,7 @@ impl Histograms {
             response_us: histogram(),
             service_us: histogram(),
             lag_us: histogram(),
+            own_lag_us: histogram(),
         }
     }
 }
@@ -175,17 +186,22 @@ impl Shared {
         let _ = self.rows.send(rows);
     }
 
-    /// Records written in one batch at `sent_ns`, each with the time it was ready to go.
-    pub fn record_sent(&self, ready_ns: impl Iterator<Item = u64> + Clone, sent_ns: u64) {
-        let lags = ready_ns.map(|r| sent_ns.saturating_sub(r));
+    /// Records written in one batch at `sent_ns`, each as (the time it was ready to go,
+    /// how long of that the relay held lt back).
+    pub fn record_sent(&self, ready_held: impl Iterator<Item = (u64, u64)> + Clone, sent_ns: u64) {
+        let lags = ready_held.map(|(ready, held)| {
+            let lag = sent_ns.saturating_sub(ready);
+            (lag, lag.saturating_sub(held))
+        });
         let (n, max) = lags
             .clone()
-            .fold((0u64, 0u64), |(n, m), l| (n + 1, m.max(l)));
+            .fold((0u64, 0u64), |(n, m), (l, _)| (n + 1, m.max(l)));
         self.sent.fetch_add(n, Ordering::Relaxed);
         self.lag_window_max_ns.fetch_max(max, Ordering::Relaxed);
         if let Ok(mut h) = self.hists.lock() {
-            for lag in lags {
+            for (lag, own) in lags {
                 h.lag_us.saturating_record((lag / 1000).max(1));
+                h.own_lag_us.saturating_record((own / 1000).max(1));
             }
         }
     }
