@@ -240,11 +240,12 @@ fn relay_cpu_p95(r: &Report) -> Option<f64> {
 }
 
 fn harness_bottleneck(r: &Report) -> Check {
+    // lt's own part: time the relay held lt back is the relay's (see the trust verdict).
     let lag = r
         .latency
-        .overall
-        .schedule_lag_ms
+        .own_lag_ms
         .as_ref()
+        .or(r.latency.overall.schedule_lag_ms.as_ref())
         .map_or(0.0, |p| p.p99);
     Check {
         id: "harness_bottleneck",
@@ -254,13 +255,13 @@ fn harness_bottleneck(r: &Report) -> Check {
         unit: "ms",
         evidence: if r.trust.reasons.is_empty() {
             format!(
-                "schedule lag p99 {} ms (fires above {LAG_P99_BOUND_MS} ms, or when lt's CPU or its in-flight cap binds)",
+                "lt's own schedule lag p99 {} ms (fires above {LAG_P99_BOUND_MS} ms, or when lt's CPU binds or records were dropped)",
                 fmt(lag)
             )
         } else {
             r.trust.reasons.join("; ")
         },
-        action: "Lower --speed, raise --max-in-flight (or use --on-overload wait), or run lt on its own cores or machine; then measure again.".into(),
+        action: "Lower --speed, use --on-overload wait rather than drop, or run lt on its own cores or machine; then measure again.".into(),
         priority: 100,
     }
 }
