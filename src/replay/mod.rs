@@ -462,8 +462,13 @@ async fn sample_loop(
 ) {
     let mut me = ProcessMeter::new(None);
     let mut relay = ProcessMeter::new(relay_pid);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last = (Instant::now(), 0u64);
+    // From t0: a first sample taken earlier would show the connections of only the shards
+    // started by then, at a time before the clock's zero.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::from_std(shared.t0),
+        Duration::from_secs(1),
+    );
+    let mut last = (shared.t0, 0u64);
     let mut cpu_max = 0f32;
     loop {
         tick.tick().await;
