@@ -20,12 +20,12 @@ use super::schedule::{self, Schedule};
 use super::shared::{Dispatch, Shared};
 use crate::guard::Target;
 
-/// Records per second one shard carries with room to spare. Measured on the 2-core VM lt
-/// is developed on, into the ack-only peer over 1000 connections: at 20k records/s one
-/// shard's thread is ~80% busy; at 30k/s one shard fell behind where two kept up (schedule
-/// lag p99 2.5 ms against 1.25 ms). Below 20k/s, one shard kept lag p99 at 0.8–1.0 ms where
-/// two gave 1.1–1.3 ms (fewer busy threads than cores).
-pub const RATE_PER_SHARD: u64 = 20_000;
+/// Records per second one shard carries. Measured on the 2-core VM lt is developed on, into
+/// the ack-only peer over 1000 connections, threads 1 and 2 alternating: at 20k records/s
+/// one shard had the lower schedule lag p99 in 9 of 10 pairs (0.78–2.64 ms against
+/// 1.05–3.08 ms: fewer busy threads than cores), though its thread is ~80% busy; at 30k/s
+/// one shard fell behind where two kept up (2.5 ms against 1.25 ms).
+pub const RATE_PER_SHARD: u64 = 25_000;
 
 /// How many shards a replay runs: `asked` (`--threads`), or else the fewest that carry the
 /// trace's peak rate, so that the cores lt does not need stay with the relay — on a shared
