@@ -57,6 +57,10 @@ pub enum Behavior {
     /// arrived; answers stay in order per connection, and delays do not add up when messages
     /// are pipelined.
     Delay { delay: Duration },
+    /// Read nothing for `pause` after the handshake, then ack like [`Behavior::AckAll`]: a
+    /// relay too busy to read, whose socket fills until the client cannot write (TCP
+    /// backpressure).
+    PauseReading { pause: Duration },
 }
 
 /// Counters since [`Peer::start`], summed over all connections.
@@ -192,6 +196,10 @@ async fn serve(stream: TcpStream, behavior: Arc<Behavior>, counters: Arc<Counter
         Behavior::AckAll | Behavior::Garbage { .. } => answer(ws, &behavior, None, &counters).await,
         Behavior::DropAfter { after_messages } => {
             answer(ws, &behavior, Some(after_messages), &counters).await
+        }
+        Behavior::PauseReading { pause } => {
+            tokio::time::sleep(pause).await;
+            answer(ws, &behavior, None, &counters).await
         }
     };
 }

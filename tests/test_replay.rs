@@ -7,6 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use lt::capture::results::{ResultsReader, Row};
+use lt::capture::{Op, Role};
 use lt::peer::{Behavior, Peer};
 
 use crate::util::{lt, one_line_error, synth, text};
@@ -219,6 +220,71 @@ fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
         report.trust.verdict.contains("the relay held lt back"),
         "{}",
         report.trust.verdict
+    );
+}
+
+#[test]
+fn a_relay_that_stops_reading_holds_lt_back_through_its_full_socket() {
+    let _machine = crate::util::busy();
+    // One connection, ~10 MB/s of video events (~2.5 KB each), and a peer that reads
+    // nothing for its first 1.5 s: more than loopback's socket buffers (~4 MB of send
+    // buffer at most here) take, so lt's writes wait. The in-flight caps are far out of
+    // reach, so only the full socket can be what held the records.
+    let r = PeerRun::new(
+        Behavior::PauseReading {
+            pause: Duration::from_millis(1500),
+        },
+        &[
+            "--duration",
+            "3",
+            "--rate",
+            "4000",
+            "--mix",
+            "0",
+            "--clients",
+            "1",
+            "--read-share",
+            "0",
+        ],
+        &[
+            "--per-conn-in-flight",
+            "100000",
+            "--max-in-flight",
+            "100000",
+            "--no-reconcile",
+        ],
+    );
+    assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
+    let (mut lag_total, mut held_total, mut held) = (0u64, 0u64, 0u64);
+    let mut reader = ResultsReader::open(&r.out).unwrap();
+    while let Some(row) = reader.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            // Mirrors wait for their post's OK: that wait is not lag. Views and posts go
+            // at their own time.
+            let own_time = matches!(
+                o.op,
+                Op::Event {
+                    role: Role::View | Role::VideoPost,
+                    ..
+                }
+            );
+            if let (Some(at), true) = (o.sent_ns, own_time) {
+                let lag = at - o.intended_ns;
+                assert!(o.held_ns <= lag, "{o:?}");
+                lag_total += lag;
+                held_total += o.held_ns;
+                held += u64::from(o.held_ns > 0);
+            }
+        }
+    }
+    // The pause made the lag (hundreds of ms for the records due during it); nearly all of
+    // it is the relay's. What is left is lt's own work, such as reading the burst of acks
+    // that follows.
+    assert!(held > 100, "{held} held: {}", r.stdout);
+    assert!(
+        held_total as f64 >= 0.8 * lag_total as f64,
+        "held {held_total} ns of {lag_total} ns of lag: {}",
+        r.stdout
     );
 }
 
