@@ -164,6 +164,47 @@ fn garbage_and_oversized_frames_are_counted_without_a_crash() {
     );
 }
 
+/// Records sent at their own time (views and video posts: a mirror's wait for its post's
+/// OK is not lag), how many the relay held back, and their total lag and held time.
+struct HeldTotals {
+    sent: u64,
+    held: u64,
+    lag_ns: u64,
+    held_ns: u64,
+}
+
+/// Sums [`HeldTotals`] over a results file, checking on the way that no sent record of
+/// any kind is held longer than its lag.
+fn held_totals(path: &Path) -> HeldTotals {
+    let mut t = HeldTotals {
+        sent: 0,
+        held: 0,
+        lag_ns: 0,
+        held_ns: 0,
+    };
+    let mut reader = ResultsReader::open(path).unwrap();
+    while let Some(row) = reader.next_row().unwrap() {
+        let Row::Outcome(o) = row else { continue };
+        let Some(at) = o.sent_ns else { continue };
+        let lag = at - o.intended_ns;
+        assert!(o.held_ns <= lag, "held no longer than the lag: {o:?}");
+        let own_time = matches!(
+            o.op,
+            Op::Event {
+                role: Role::View | Role::VideoPost,
+                ..
+            }
+        );
+        if own_time {
+            t.sent += 1;
+            t.held += u64::from(o.held_ns > 0);
+            t.lag_ns += lag;
+            t.held_ns += o.held_ns;
+        }
+    }
+    t
+}
+
 #[test]
 fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
     let _machine = crate::util::busy();
@@ -187,20 +228,7 @@ fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
         ],
         &["--per-conn-in-flight", "1", "--no-reconcile"],
     );
-    let (mut sent, mut held) = (0u64, 0u64);
-    let mut reader = ResultsReader::open(&r.out).unwrap();
-    while let Some(row) = reader.next_row().unwrap() {
-        if let Row::Outcome(o) = row {
-            if let Some(at) = o.sent_ns {
-                sent += 1;
-                held += u64::from(o.held_ns > 0);
-                assert!(
-                    o.held_ns <= at - o.intended_ns,
-                    "held no longer than the lag: {o:?}"
-                );
-            }
-        }
-    }
+    let HeldTotals { sent, held, .. } = held_totals(&r.out);
     assert!(held > 10 && held < sent, "{held} of {sent} held");
     assert!(
         r.stdout.contains("NOTE: the relay held lt back"),
@@ -255,28 +283,12 @@ fn a_relay_that_stops_reading_holds_lt_back_through_its_full_socket() {
         ],
     );
     assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
-    let (mut lag_total, mut held_total, mut held) = (0u64, 0u64, 0u64);
-    let mut reader = ResultsReader::open(&r.out).unwrap();
-    while let Some(row) = reader.next_row().unwrap() {
-        if let Row::Outcome(o) = row {
-            // Mirrors wait for their post's OK: that wait is not lag. Views and posts go
-            // at their own time.
-            let own_time = matches!(
-                o.op,
-                Op::Event {
-                    role: Role::View | Role::VideoPost,
-                    ..
-                }
-            );
-            if let (Some(at), true) = (o.sent_ns, own_time) {
-                let lag = at - o.intended_ns;
-                assert!(o.held_ns <= lag, "{o:?}");
-                lag_total += lag;
-                held_total += o.held_ns;
-                held += u64::from(o.held_ns > 0);
-            }
-        }
-    }
+    let HeldTotals {
+        held,
+        lag_ns: lag_total,
+        held_ns: held_total,
+        ..
+    } = held_totals(&r.out);
     // The pause made the lag (hundreds of ms for the records due during it); nearly all of
     // it is the relay's. What is left is lt's own work, such as reading the burst of acks
     // that follows.

@@ -105,6 +105,7 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     // The plan pass hashed every frame already; a changed file still fails at its trailer.
     let reader = TraceReader::open(trace)?.with_verified_fingerprint(&plan.fingerprint);
+    let threads = network_threads(plan, cfg.threads, cfg.speed);
     let header = Header {
         format_version: results::VERSION,
         lt_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -113,10 +114,7 @@ pub fn run(
         trace_header: reader.header().clone(),
         options: {
             let mut o = cfg.options.clone();
-            o.insert(
-                "network_threads".into(),
-                network_threads(plan, cfg.threads, cfg.speed).to_string(),
-            );
+            o.insert("network_threads".into(), threads.to_string());
             o
         },
         target: cfg.target.display_host(),
@@ -177,7 +175,15 @@ pub fn run(
         .build()
         .context("starting the control runtime")?;
     let started = Instant::now();
-    let outcome = runtime.block_on(drive(reader, plan, cfg, rows_tx, rows_pending, progress));
+    let outcome = runtime.block_on(drive(
+        reader,
+        plan,
+        threads,
+        cfg,
+        rows_tx,
+        rows_pending,
+        progress,
+    ));
     // Ends every task, so nothing but `shared` below still holds the row sender.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (shared, extra) = match outcome {
@@ -251,6 +257,7 @@ struct Extra {
 async fn drive(
     reader: TraceReader<std::io::BufReader<File>>,
     plan: &Plan,
+    shard_count: usize,
     cfg: Config,
     rows: mpsc::UnboundedSender<Vec<Row>>,
     rows_pending: Arc<std::sync::atomic::AtomicUsize>,
@@ -258,7 +265,6 @@ async fn drive(
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
-    let shard_count = network_threads(plan, cfg.threads, cfg.speed);
     let connect_limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
     let schedule = Schedule {
         max_in_flight: cfg.max_in_flight.max(1),
