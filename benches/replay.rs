@@ -14,14 +14,21 @@
 //! 1 and 2 are the median of three rounds, with their range: on a small machine one round
 //! alone is too noisy to compare builds by.
 //!
+//! The peer and the baseline client each run in a process of their own (this bench binary
+//! started again with `LT_BENCH_ROLE`), as lt does: a client sharing the peer's process and
+//! runtime has its sockets in the peer's epoll set and its tasks on the peer's threads, an
+//! advantage no client of a real relay has.
+//!
 //! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
-//! the large trace of step 4.
+//! the large trace of step 4; `LT_BENCH_ONLY` (e.g. `ceiling,lag`) runs only the named steps
+//! (`ceiling`, `lag`, `cpu`, `memory`).
 
 #[path = "../tests/relay.rs"]
 #[allow(dead_code)]
 mod relay;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,6 +163,7 @@ fn acked_rate(results: &Path) -> (u64, f64) {
 
 /// The baseline: a bare tokio-tungstenite client, `conns` connections each keeping `window`
 /// events in flight, sending the trace's event frames into the peer as fast as acks allow.
+/// Runs in its own process (role `bare-client`).
 async fn bare_client(url: &str, frames: Vec<Vec<String>>, window: usize) -> (u64, f64) {
     let acked = Arc::new(AtomicU64::new(0));
     let mut sockets = Vec::new();
@@ -229,28 +237,25 @@ fn range(v: &[f64], digits: usize) -> String {
     format!("{min:.digits$}–{max:.digits$}")
 }
 
-/// The machine's own floor for schedule lag, measured in the same run: one thread sleeping
-/// on a timerfd armed at absolute deadlines every `period` (lt's mechanism, without lt),
-/// for `secs`. Returns the p99 of how late it woke, ms. On this 2-core VM even this loop,
-/// alone on an idle machine, wakes up to milliseconds late now and then (the host
-/// preempting the VM).
-fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
-    use rustix::time::{
-        clock_gettime, timerfd_create, timerfd_settime, ClockId, Itimerspec, TimerfdClockId,
-        TimerfdFlags, TimerfdTimerFlags, Timespec,
-    };
-    let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC).expect("timerfd");
-    let now_ns = || {
-        let t = clock_gettime(ClockId::Monotonic);
-        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-    };
-    let period = period.as_nanos() as u64;
-    let n = secs * 1_000_000_000 / period;
-    let start = now_ns() + period;
-    let mut late = Vec::with_capacity(n as usize);
-    let mut count = [0u8; 8];
-    for i in 0..n {
-        let due = start + i * period;
+/// `CLOCK_MONOTONIC` now, ns.
+fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// A blocking timerfd, armed at absolute `CLOCK_MONOTONIC` deadlines: lt's timing
+/// mechanism without lt.
+struct Timer(std::os::fd::OwnedFd);
+
+impl Timer {
+    fn new() -> Timer {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        Timer(timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC).expect("timerfd"))
+    }
+
+    /// Sleeps until `due` (ns, `CLOCK_MONOTONIC`); returns at once if it has passed.
+    fn sleep_until(&self, due: u64) {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
         let spec = Itimerspec {
             it_interval: Timespec {
                 tv_sec: 0,
@@ -261,15 +266,79 @@ fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
                 tv_nsec: (due % 1_000_000_000) as _,
             },
         };
-        timerfd_settime(&fd, TimerfdTimerFlags::ABSTIME, &spec).expect("timerfd_settime");
-        let now = now_ns();
-        if now < due {
-            rustix::io::read(&fd, &mut count).expect("timerfd read");
+        timerfd_settime(&self.0, TimerfdTimerFlags::ABSTIME, &spec).expect("timerfd_settime");
+        if mono_ns() < due {
+            let mut count = [0u8; 8];
+            rustix::io::read(&self.0, &mut count).expect("timerfd read");
         }
-        late.push(now_ns().saturating_sub(due));
+    }
+}
+
+/// The machine's own floor for schedule lag, measured in the same run: one thread sleeping
+/// on a timerfd armed at absolute deadlines every `period` (lt's mechanism, without lt),
+/// for `secs`. Returns the p99 of how late it woke, ms. On this 2-core VM even this loop,
+/// alone on an idle machine, wakes up to milliseconds late now and then (the host
+/// preempting the VM).
+fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
+    let timer = Timer::new();
+    let period = period.as_nanos() as u64;
+    let n = secs * 1_000_000_000 / period;
+    let start = mono_ns() + period;
+    let mut late = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let due = start + i * period;
+        timer.sleep_until(due);
+        late.push(mono_ns().saturating_sub(due));
     }
     late.sort_unstable();
     late[(late.len() * 99 / 100).min(late.len() - 1)] as f64 / 1e6
+}
+
+/// The floor for CPU per event (role `open-loop-floor`): the least any open-loop sender can
+/// spend. One thread, blocking sockets, each event frame written at its own time after a
+/// timerfd wait, and no replies read (the relay's answers pile up in socket buffers,
+/// harmlessly at these sizes), no bookkeeping, no results. Returns events sent and the CPU
+/// seconds of the send loop alone (connecting and loading the trace excluded).
+fn open_loop_floor(url: &str, trace: &Path, conns: u32) -> (u64, f64) {
+    use tokio_tungstenite::tungstenite;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut sockets: Vec<_> = (0..conns)
+        .map(|_| {
+            let tcp = std::net::TcpStream::connect(&addr).expect("connect");
+            tcp.set_nodelay(true).expect("TCP_NODELAY");
+            tungstenite::client(url, tcp).expect("handshake").0
+        })
+        .collect();
+    let events: Vec<(u64, u32, String)> = TraceReader::open(trace)
+        .expect("trace")
+        .map(|r| r.expect("record"))
+        .filter(|r| r.op.is_event())
+        .map(|r| (r.offset_us, r.client % conns, r.frame))
+        .collect();
+    let timer = Timer::new();
+    let cpu_before = self_cpu_s();
+    let t0 = mono_ns() + 10_000_000;
+    let mut sent = 0u64;
+    for (offset_us, conn, frame) in events {
+        timer.sleep_until(t0 + offset_us * 1000);
+        sockets[conn as usize]
+            .send(Message::text(frame))
+            .expect("send");
+        sent += 1;
+    }
+    (sent, self_cpu_s() - cpu_before)
+}
+
+/// This process's CPU time so far, user + system, seconds.
+fn self_cpu_s() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 fn lag_p99_ms(stdout: &str) -> Option<f64> {
@@ -278,41 +347,149 @@ fn lag_p99_ms(stdout: &str) -> Option<f64> {
     p99.parse().ok()
 }
 
-fn main() {
-    let big: u64 = std::env::var("LT_BENCH_BIG")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Which steps run: all, or those `LT_BENCH_ONLY` names.
+fn wanted(step: &str) -> bool {
+    std::env::var("LT_BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
+}
+
+/// A process this bench started in one of its roles; stopped when dropped.
+struct RoleProcess(std::process::Child);
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn role_command(role: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the bench's own path"));
+    cmd.env("LT_BENCH_ROLE", role);
+    cmd
+}
+
+/// The ack-only peer in a process of its own, and its URL. It serves until its stdin closes.
+fn peer_process() -> (RoleProcess, String) {
+    let mut child = role_command("peer")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("peer process");
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().expect("peer stdout"))
+        .read_line(&mut url)
+        .expect("peer URL");
+    assert!(url.starts_with("ws://"), "peer said {url:?}");
+    (RoleProcess(child), url.trim().to_string())
+}
+
+/// Runs role `role` with `env` to its end; it prints two numbers, returned here.
+fn role_figures(role: &str, env: &[(&str, &str)]) -> (u64, f64) {
+    let out = role_command(role)
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{role} process: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let count = words.next().and_then(|w| w.parse().ok());
+    let secs = words.next().and_then(|w| w.parse().ok());
+    match (count, secs) {
+        (Some(c), Some(s)) => (c, s),
+        _ => panic!("{role} said {text:?}"),
+    }
+}
+
+/// The baseline client in a process of its own: events acked and seconds taken.
+fn bare_client_process(url: &str, trace: &Path, conns: u32, window: usize) -> (u64, f64) {
+    role_figures(
+        "bare-client",
+        &[
+            ("LT_BENCH_URL", url),
+            ("LT_BENCH_TRACE", &trace.to_string_lossy()),
+            ("LT_BENCH_CONNS", &conns.to_string()),
+            ("LT_BENCH_WINDOW", &window.to_string()),
+        ],
+    )
+}
+
+/// Runs this process as one of the bench's helpers (see the module docs).
+fn role_main(role: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} unset"));
+    match role {
+        "peer" => {
+            let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
+            println!("{}", peer.url());
+            // Serve until the bench closes our stdin (or exits).
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            drop(peer);
+        }
+        "bare-client" => {
+            let conns: u32 = var("LT_BENCH_CONNS").parse().expect("LT_BENCH_CONNS");
+            let window: usize = var("LT_BENCH_WINDOW").parse().expect("LT_BENCH_WINDOW");
+            let frames = frames_by_conn(Path::new(&var("LT_BENCH_TRACE")), conns);
+            let (acked, secs) = rt.block_on(bare_client(&var("LT_BENCH_URL"), frames, window));
+            println!("{acked} {secs}");
+        }
+        "open-loop-floor" => {
+            let conns: u32 = var("LT_BENCH_CONNS").parse().expect("LT_BENCH_CONNS");
+            let trace = var("LT_BENCH_TRACE");
+            let (sent, cpu_s) = open_loop_floor(&var("LT_BENCH_URL"), Path::new(&trace), conns);
+            println!("{sent} {cpu_s}");
+        }
+        other => panic!("unknown LT_BENCH_ROLE {other}"),
+    }
+}
+
+fn main() {
+    if let Ok(role) = std::env::var("LT_BENCH_ROLE") {
+        role_main(&role);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
     println!(
         "replay bench, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if wanted("ceiling") {
+        ceiling(d);
+    }
+    if wanted("lag") {
+        lag(d);
+    }
+    if wanted("cpu") {
+        cpu_per_event(d);
+    }
+    if wanted("memory") {
+        memory(d);
+    }
+}
 
-    // 1. Ceiling into the ack-only peer.
+/// Step 1, the ceiling into the ack-only peer. 500k events: over a second of sending per round
+/// at the rates seen here, so connection set-up and the last stragglers are a small part.
+fn ceiling(d: &Path) {
     let conns = 50u32;
     let trace = d.join("ceiling.ltc");
     synth(
         &trace,
         &[
             "--rate",
-            "5000",
+            "20000",
             "--duration",
-            "30",
+            "25",
             "--clients",
             "50",
             "--read-share",
             "0",
         ],
     );
-    let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
-    let frames = frames_by_conn(&trace, conns);
+    let (_peer, url) = peer_process();
     // Rounds alternate lt and the baseline; the median ratio is the figure, the range shows
     // the noise (one round on this 2-core VM ranged from 0.60 to 0.86).
     let mut rounds = Vec::new();
@@ -320,7 +497,7 @@ fn main() {
         let results = d.join(format!("ceiling-{round}.ltr"));
         replay(
             &trace,
-            &peer.url(),
+            &url,
             &results,
             &[
                 "--speed",
@@ -332,7 +509,7 @@ fn main() {
             ],
         );
         let (lt_acked, lt_span) = acked_rate(&results);
-        let (bare_acked, bare_span) = rt.block_on(bare_client(&peer.url(), frames.clone(), 100));
+        let (bare_acked, bare_span) = bare_client_process(&url, &trace, conns, 100);
         rounds.push((lt_acked as f64 / lt_span, bare_acked as f64 / bare_span));
     }
     let ratios: Vec<f64> = rounds.iter().map(|(lt, bare)| lt / bare).collect();
@@ -342,8 +519,10 @@ fn main() {
         lt_rate / bare_rate,
         range(&ratios, 2)
     );
+}
 
-    // 2. Schedule lag at 20k events/s over 1000 connections.
+/// Step 2, schedule lag at 20k events/s over 1000 connections.
+fn lag(d: &Path) {
     let trace = d.join("lag.ltc");
     synth(
         &trace,
@@ -358,17 +537,13 @@ fn main() {
             "0",
         ],
     );
+    let (_peer, url) = peer_process();
     let mut runs = Vec::new();
     let mut floors = Vec::new();
     for round in 0..ROUNDS {
         floors.push(timer_floor_p99_ms(Duration::from_micros(50), 5));
         let results = d.join(format!("lag-{round}.ltr"));
-        let u = replay(
-            &trace,
-            &peer.url(),
-            &results,
-            &["--connect-concurrency", "200"],
-        );
+        let u = replay(&trace, &url, &results, &["--connect-concurrency", "200"]);
         let (acked, span) = acked_rate(&results);
         let p99 = lag_p99_ms(&u.stdout).unwrap_or(f64::NAN);
         runs.push((p99, acked as f64 / span, 100.0 * u.cpu_s / u.wall_s));
@@ -385,9 +560,10 @@ fn main() {
         range(&floors, 2),
         p99 / floors[median_index(&floors)]
     );
-    drop(peer);
+}
 
-    // 3. CPU per event against nostr-bench, same relay, same rate.
+/// Step 3, CPU per event against nostr-bench, same relay, same rate.
+fn cpu_per_event(d: &Path) {
     match relay::binary("nostr-bench") {
         None => {
             println!("  cpu/event   skipped: nostr-bench not installed (scripts/install-relays)")
@@ -456,16 +632,44 @@ fn main() {
             let sent_rate = sent as f64 / (last.saturating_sub(first) as f64 / 1e9).max(1e-3);
             let (acked, span) = acked_rate(&results);
             let lt_cpu_us = u.cpu_s * 1e6 / sent.max(1) as f64;
+            drop(relay);
+            let relay = relay::Relay::start(
+                relay::RelayKind::NostrRsRelay,
+                relay::RelayOptions { raise_limits: true },
+            );
+            let (floor_sent, floor_cpu_s) = role_figures(
+                "open-loop-floor",
+                &[
+                    ("LT_BENCH_URL", &relay.url),
+                    ("LT_BENCH_TRACE", &trace.to_string_lossy()),
+                    ("LT_BENCH_CONNS", "100"),
+                ],
+            );
+            let floor_cpu_us = floor_cpu_s * 1e6 / floor_sent.max(1) as f64;
             println!(
                 "  cpu/event   lt {lt_cpu_us:.1} CPU-µs/event sending {sent_rate:.0} events/s ({:.0}/s acked) vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
                 acked as f64 / span,
                 lt_cpu_us / nb_cpu_us
             );
+            // What the goal can be judged against: the send loop of any open-loop sender pays
+            // at least one wake-up and one write system call per event (on loopback the
+            // write also runs the relay side's TCP receive), whatever it does besides.
+            println!(
+                "              floor: a bare open-loop sender (a timerfd wait and one write per event, no replies read, send loop only) {floor_cpu_us:.1} CPU-µs/event: ratio {:.2} to nostr-bench, lt/floor {:.1}",
+                floor_cpu_us / nb_cpu_us,
+                lt_cpu_us / floor_cpu_us
+            );
         }
     }
+}
 
-    // 4. Memory: 1M records against 100k, into the peer as fast as it acks.
-    let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
+/// Step 4, memory: 1M records against 100k, into the peer as fast as it acks.
+fn memory(d: &Path) {
+    let big: u64 = std::env::var("LT_BENCH_BIG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let (_peer, url) = peer_process();
     let mut rss = HashMap::new();
     for (name, records) in [("small", big / 10), ("big", big)] {
         let trace = d.join(format!("{name}.ltc"));
@@ -484,7 +688,7 @@ fn main() {
         );
         let u = replay(
             &trace,
-            &peer.url(),
+            &url,
             &d.join(format!("{name}.ltr")),
             &["--speed", "max"],
         );
