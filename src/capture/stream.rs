@@ -3,7 +3,7 @@
 //! Header and trailer are MessagePack maps (named fields, so they stay readable as formats
 //! grow); records are MessagePack arrays (compact, fixed field order).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -96,10 +96,40 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// The records block being read. Its decoder owns the block's data and lives as long as the
+/// block, so the scratch buffer rmp-serde reads each string into is grown once per block, not
+/// allocated and regrown for every record (that was most of the cost of reading a trace).
+struct OpenBlock {
+    index: u64,
+    offset: u64,
+    de: rmp_serde::Deserializer<rmp_serde::decode::ReadReader<Cursor<Vec<u8>>>>,
+}
+
+impl OpenBlock {
+    fn new(block: Block) -> OpenBlock {
+        OpenBlock {
+            index: block.index,
+            offset: block.offset,
+            de: rmp_serde::Deserializer::new(Cursor::new(block.data)),
+        }
+    }
+
+    /// Bytes not decoded yet.
+    fn left_over(&self) -> usize {
+        let data = self.de.get_ref();
+        data.get_ref()
+            .len()
+            .saturating_sub(data.position() as usize)
+    }
+
+    fn into_data(self) -> Vec<u8> {
+        self.de.into_inner().into_inner()
+    }
+}
+
 pub struct Reader<R: Read> {
     blocks: BlockReader<R>,
-    block: Option<Block>,
-    cursor: usize,
+    block: Option<OpenBlock>,
     left: u32,
     record: u64,
     trailer: Option<Block>,
@@ -138,7 +168,6 @@ impl<R: Read> Reader<R> {
             Reader {
                 blocks,
                 block: None,
-                cursor: 0,
                 left: 0,
                 record: 0,
                 trailer: None,
@@ -181,12 +210,12 @@ impl<R: Read> Reader<R> {
                 return Ok(None);
             }
             if let Some(b) = &self.block {
-                if self.cursor != b.data.len() {
+                let left_over = b.left_over();
+                if left_over != 0 {
                     return Err(Error::at(
                         ErrorKind::Corrupt {
                             what: format!(
-                                "{} bytes left over after the last record of block {}",
-                                b.data.len() - self.cursor,
+                                "{left_over} bytes left over after the last record of block {}",
                                 b.index
                             ),
                         },
@@ -213,9 +242,8 @@ impl<R: Read> Reader<R> {
             match block.tag {
                 Tag::Records => {
                     self.left = block.records;
-                    self.cursor = 0;
-                    if let Some(done) = self.block.replace(block) {
-                        self.blocks.recycle(done.data);
+                    if let Some(done) = self.block.replace(OpenBlock::new(block)) {
+                        self.blocks.recycle(done.into_data());
                     }
                 }
                 Tag::Trailer => {
@@ -237,14 +265,11 @@ impl<R: Read> Reader<R> {
             }
         }
         let pos = self.position();
-        let Some(block) = &self.block else {
+        let Some(block) = &mut self.block else {
             return Ok(None);
         };
-        let mut rest = &block.data[self.cursor..];
-        let before = rest.len();
-        let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
-            .map_err(|e| Error::at(ErrorKind::Decode(e), pos))?;
-        self.cursor += before - rest.len();
+        let value =
+            T::deserialize(&mut block.de).map_err(|e| Error::at(ErrorKind::Decode(e), pos))?;
         self.left -= 1;
         self.record += 1;
         Ok(Some(value))

@@ -3,7 +3,7 @@
 //! timeout, and reconnects with backoff when the connection dies. Every record that reaches
 //! a connection leaves it as exactly one outcome row.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -107,6 +108,9 @@ pub struct Conn {
     shared: Arc<Shared>,
     target: Arc<Target>,
     link: Link,
+    // Fx rather than SipHash: these maps are touched several times per record, and their
+    // keys come from the user's own trace (event ids, record indexes), not from the relay,
+    // so there is no hash flooding to defend against.
     by_id: HashMap<[u8; 32], InFlight>,
     by_sub: HashMap<String, InFlight>,
     /// Send order = deadline order, since the timeout is the same for all.
@@ -143,12 +147,12 @@ impl Conn {
             shared,
             target,
             link,
-            by_id: HashMap::new(),
-            by_sub: HashMap::new(),
+            by_id: HashMap::default(),
+            by_sub: HashMap::default(),
             deadlines: VecDeque::new(),
-            open: HashSet::new(),
+            open: HashSet::default(),
             queue: VecDeque::new(),
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             notices_kept: 0,
             holds: Holds::default(),
             done: Vec::new(),
