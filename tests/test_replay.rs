@@ -339,6 +339,45 @@ fn overload_drop_marks_records_dropped() {
 }
 
 #[test]
+fn at_speed_max_latency_is_measured_from_each_records_slot() {
+    let _machine = crate::util::busy();
+    // ~2000 records, 20 in flight, each answered 20 ms after it arrives: the window paces
+    // the run to ~2 s. Measured from the run's start (every record due at t0), the last
+    // records would show ~2 s of "response time" that is only their place in the queue.
+    let delay = Duration::from_millis(20);
+    let r = PeerRun::new(
+        Behavior::Delay { delay },
+        SMALL,
+        &["--speed", "max", "--max-in-flight", "20"],
+    );
+    assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
+    let mut rows = ResultsReader::open(&r.out).unwrap();
+    let (mut last_intended, mut worst, mut responses) = (0u64, 0u64, Vec::new());
+    while let Some(row) = rows.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            let completed = o.completed_ns.expect("an ok record has completed");
+            last_intended = last_intended.max(o.intended_ns);
+            worst = worst.max(completed - o.intended_ns);
+            responses.push(completed - o.intended_ns);
+        }
+    }
+    responses.sort_unstable();
+    let median = responses[responses.len() / 2];
+    assert!(
+        last_intended > 1_000_000_000,
+        "intended times follow the window, not t0: last {last_intended} ns"
+    );
+    assert!(
+        median >= delay.as_nanos() as u64,
+        "the peer's delay is in every response time: median {median} ns"
+    );
+    assert!(
+        worst < 1_000_000_000,
+        "no response time is a queue position: worst {worst} ns"
+    );
+}
+
+#[test]
 fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
     let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();

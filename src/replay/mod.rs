@@ -269,6 +269,7 @@ async fn drive(
     let schedule = Schedule {
         max_in_flight: cfg.max_in_flight.max(1),
         overload: cfg.overload,
+        unpaced: cfg.speed == Speed::Max,
     };
     let mut shards = Vec::with_capacity(shard_count);
     for id in 0..shard_count {

@@ -33,6 +33,11 @@ pub enum Overload {
 pub struct Schedule {
     pub max_in_flight: usize,
     pub overload: Overload,
+    /// `--speed max`: no schedule. Every record is due at once, so a record's intended time
+    /// becomes the moment the in-flight window let it go. Response time then measures the
+    /// relay under the window's load, not the record's place in a queue of the whole trace
+    /// (which would grow with the trace, whatever the relay did).
+    pub unpaced: bool,
 }
 
 /// The longest single wait, so a stop request is noticed promptly.
@@ -80,6 +85,10 @@ pub async fn run(
                 continue;
             }
             d.dispatched_ns = shared.now_ns();
+            if s.unpaced {
+                d.intended_ns = d.dispatched_ns;
+                d.ready_ns = d.dispatched_ns;
+            }
             d.held_ns = holds.within(d.ready_ns, d.dispatched_ns);
             // Records come in intended order: no earlier moment is asked about again.
             holds.forget_before(d.ready_ns);
