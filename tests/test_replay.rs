@@ -395,6 +395,12 @@ fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    // Mid-run, replay has asked the kernel for no transparent huge pages (see
+    // `no_huge_pages`); kernels that report it say so in the status file.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let run = child.wait_with_output().unwrap();
