@@ -97,8 +97,9 @@ impl<W: Write> Writer<W> {
 }
 
 /// The records block being read. Its decoder owns the block's data and lives as long as the
-/// block, so the scratch buffer rmp-serde reads each string into is grown once per block, not
-/// allocated and regrown for every record (that was most of the cost of reading a trace).
+/// block, so the scratch buffer rmp-serde copies each string into is grown once per block,
+/// not allocated and regrown for every record (a realloc and a copy per frame; for large
+/// frames, fresh pages from the kernel).
 struct OpenBlock {
     index: u64,
     offset: u64,
