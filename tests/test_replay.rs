@@ -378,6 +378,29 @@ fn at_speed_max_latency_is_measured_from_each_records_slot() {
 }
 
 #[test]
+fn at_speed_max_the_duration_limit_is_kept_by_the_clock() {
+    let _machine = crate::util::busy();
+    // ~2000 records at 20 in flight, each answered after 20 ms: ~2 s unlimited. Every
+    // record is due at t0, so only the clock can end the run after half a second.
+    let r = PeerRun::new(
+        Behavior::Delay {
+            delay: Duration::from_millis(20),
+        },
+        SMALL,
+        &[
+            "--speed",
+            "max",
+            "--max-in-flight",
+            "20",
+            "--duration",
+            "0.5",
+        ],
+    );
+    assert!(r.count("not_sent") > r.records / 3, "{:?}", r.counts);
+    assert!(r.count("ok") > 0, "{:?}", r.counts);
+}
+
+#[test]
 fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
     let _machine = crate::util::busy();
     let dir = tempfile::tempdir().unwrap();
@@ -441,6 +464,18 @@ fn dry_run_opens_no_connection() {
         .output()
         .unwrap();
     assert!(env_run.status.success());
+    // At --speed max there is no duration to tell; the trace's own span and peak at 1x are.
+    let max_run = replay(&trace, &peer.url(), &out, &["--dry-run", "--speed", "max"]);
+    let s = text(&max_run.stdout);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for want in [
+        "as fast as the in-flight caps allow (--speed max; the trace spans 20.".to_string(),
+        // One per core at --speed max, never more than connections.
+        format!("connections   20 on {} network thread(s)", cores.min(20)),
+        "(at 1x)".to_string(),
+    ] {
+        assert!(s.contains(&want), "{want}: {s}");
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(peer.stats().accepted, 0, "a dry run connects to nothing");
     assert!(!out.exists());

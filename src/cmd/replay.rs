@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::fmt;
 use crate::cli::{LoadArgs, ReplayArgs};
 use crate::guard::{self, AllowList};
-use crate::replay::{self, Config, Plan, Summary};
+use crate::replay::{self, Config, Plan, Speed, Summary};
 
 /// Schedule lag p99 above this means lt itself could not keep the schedule.
 pub const LAG_P99_BOUND_US: u64 = 5_000;
@@ -33,7 +33,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             target.display_host()
         ));
     }
-    let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
+    // At `--speed max` every record is due at once; the plan describes the trace at 1x
+    // instead (its span, peak second and gaps), which is what the dry run can tell.
+    let plan_speed = match args.load.speed {
+        Speed::Max => Speed::Scaled(1.0),
+        paced => paced,
+    };
+    let plan = replay::plan::plan(&args.trace, plan_speed, args.load.clients)?;
     let reconcile = reconcile_for(&args.load, &target);
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile);
@@ -202,22 +208,34 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         plan.connections,
         replay::network_threads(plan, args.load.threads, args.load.speed)
     );
+    let stopping = args
+        .load
+        .duration
+        .map(|d| format!(" (stopping after {d} s)"))
+        .unwrap_or_default();
+    // The plan's figures are at the chosen speed, or at 1x for `--speed max` (see `run`).
+    let at = match args.load.speed {
+        Speed::Max => {
+            println!(
+                "duration      as fast as the in-flight caps allow (--speed max; the trace spans {:.1} s at 1x){stopping}",
+                plan.duration_s
+            );
+            "1x".to_string()
+        }
+        paced => {
+            println!(
+                "duration      {:.1} s at {paced}{stopping}",
+                plan.duration_s
+            );
+            paced.to_string()
+        }
+    };
     println!(
-        "duration      {:.1} s at {}{}",
-        plan.duration_s,
-        args.load.speed,
-        args.load
-            .duration
-            .map(|d| format!(" (stopping after {d} s)"))
-            .unwrap_or_default()
-    );
-    println!(
-        "peak rate     {} records in second {} (at {})",
+        "peak rate     {} records in second {} (at {at})",
         fmt::count(plan.peak_per_s),
-        plan.peak_second,
-        args.load.speed
+        plan.peak_second
     );
-    println!("largest gap   {:.3} s", plan.largest_gap_s);
+    println!("largest gap   {:.3} s (at {at})", plan.largest_gap_s);
     println!(
         "in flight     at most {} overall, {} per connection; at the cap: {:?}; timeout {:?}; reconcile {}",
         args.load.max_in_flight, args.load.per_conn_in_flight, args.load.on_overload, args.load.timeout, reconcile

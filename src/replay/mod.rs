@@ -270,6 +270,7 @@ async fn drive(
         max_in_flight: cfg.max_in_flight.max(1),
         overload: cfg.overload,
         unpaced: cfg.speed == Speed::Max,
+        stop_after_ns: cfg.duration.map(|d| d.as_nanos() as u64),
     };
     let mut shards = Vec::with_capacity(shard_count);
     for id in 0..shard_count {

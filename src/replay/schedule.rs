@@ -38,6 +38,10 @@ pub struct Schedule {
     /// relay under the window's load, not the record's place in a queue of the whole trace
     /// (which would grow with the trace, whatever the relay did).
     pub unpaced: bool,
+    /// `--duration`, ns after t0. Paced records past it never reach the scheduler (the
+    /// feeder marks them by their intended time); unpaced ones all have intended time 0, so
+    /// here it is the clock that ends the run.
+    pub stop_after_ns: Option<u64>,
 }
 
 /// The longest single wait, so a stop request is noticed promptly.
@@ -68,6 +72,10 @@ pub async fn run(
                 holds.end(now);
             }
             wait_until(&mut timer, d.intended_ns, &shared).await?;
+            if s.unpaced && s.stop_after_ns.is_some_and(|limit| shared.now_ns() > limit) {
+                unsent(&shared, &d, Outcome::NotSent);
+                continue;
+            }
             while shared.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
                 && !shared.stop.load(Ordering::Relaxed)
             {
