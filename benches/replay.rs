@@ -8,7 +8,8 @@
 //!    (goal ≤ 1 ms), beside the machine's own floor: how late a bare timerfd loop at 20k
 //!    deadlines/s wakes on the idle machine just before each round;
 //! 3. CPU-µs per published event: lt against nostr-bench 0.4.0, same relay
-//!    (nostr-rs-relay 0.8.12), at nostr-bench's lowest rate (goal ≤ 0.25×);
+//!    (nostr-rs-relay 0.8.12), at nostr-bench's lowest rate (goal ≤ 0.25×), beside two
+//!    floors: a bare open-loop sender, and the same sender also reading every reply;
 //! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×).
 //!
 //! 1, 2 and 4 are the median of three rounds, with their range: on a small machine one round
@@ -31,7 +32,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,11 +110,16 @@ fn vm_hwm_kib(pid: libc::pid_t) -> u64 {
         .unwrap_or(0)
 }
 
+/// User plus system CPU time of a `rusage`, seconds.
+fn cpu_s(usage: &libc::rusage) -> f64 {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn finish(started: Instant, usage: libc::rusage, out_path: &Path) -> Usage {
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Usage {
         wall_s: started.elapsed().as_secs_f64(),
-        cpu_s: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        cpu_s: cpu_s(&usage),
         max_rss_kib: usage.ru_maxrss as u64,
         stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
     }
@@ -303,7 +309,6 @@ fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
 /// alone (connecting and loading the trace excluded).
 fn open_loop_floor(url: &str, trace: &Path, conns: u32, read_replies: bool) -> (u64, f64) {
     use std::os::fd::AsRawFd;
-    use std::sync::atomic::AtomicBool;
     use tokio_tungstenite::tungstenite;
     let addr = url
         .trim_start_matches("ws://")
@@ -351,7 +356,7 @@ fn open_loop_floor(url: &str, trace: &Path, conns: u32, read_replies: bool) -> (
 
 /// Reads whatever arrives on `fds` (raw bytes, discarded) until `stop`; returns the bytes
 /// read. Level-triggered epoll, each readable socket drained without blocking.
-fn read_raw_until(fds: &[i32], stop: &std::sync::atomic::AtomicBool) -> u64 {
+fn read_raw_until(fds: &[i32], stop: &AtomicBool) -> u64 {
     // SAFETY: plain epoll and recv calls on sockets the caller keeps open until this returns;
     // every buffer passed is valid for its stated length.
     unsafe {
@@ -391,8 +396,7 @@ fn self_cpu_s() -> f64 {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(u.ru_utime) + secs(u.ru_stime)
+    cpu_s(&u)
 }
 
 fn lag_p99_ms(stdout: &str) -> Option<f64> {
@@ -618,6 +622,14 @@ fn lag(d: &Path) {
     );
 }
 
+/// nostr-rs-relay with its limits raised, on a fresh data directory.
+fn fresh_relay() -> relay::Relay {
+    relay::Relay::start(
+        relay::RelayKind::NostrRsRelay,
+        relay::RelayOptions { raise_limits: true },
+    )
+}
+
 /// Step 3, CPU per event against nostr-bench, same relay, same rate.
 fn cpu_per_event(d: &Path) {
     match relay::binary("nostr-bench") {
@@ -625,10 +637,7 @@ fn cpu_per_event(d: &Path) {
             println!("  cpu/event   skipped: nostr-bench not installed (scripts/install-relays)")
         }
         Some(nb) => {
-            let relay = relay::Relay::start(
-                relay::RelayKind::NostrRsRelay,
-                relay::RelayOptions { raise_limits: true },
-            );
+            let relay = fresh_relay();
             let secs = 12u64;
             // One client: nostr-bench is closed-loop, and with more clients it saturates
             // nostr-rs-relay (~1000 events/s), a rate at which the relay falls behind on
@@ -654,10 +663,7 @@ fn cpu_per_event(d: &Path) {
             let nb_rate = nb_events as f64 / nb_elapsed.max(1e-3);
             let nb_cpu_us = u.cpu_s * 1e6 / nb_events.max(1) as f64;
             drop(relay);
-            let relay = relay::Relay::start(
-                relay::RelayKind::NostrRsRelay,
-                relay::RelayOptions { raise_limits: true },
-            );
+            let relay = fresh_relay();
             let trace = d.join("cpu.ltc");
             synth(
                 &trace,
@@ -690,10 +696,7 @@ fn cpu_per_event(d: &Path) {
             let lt_cpu_us = u.cpu_s * 1e6 / sent.max(1) as f64;
             // Each floor against a fresh relay, as lt had.
             let floor_us = |read_replies: &str| {
-                let relay = relay::Relay::start(
-                    relay::RelayKind::NostrRsRelay,
-                    relay::RelayOptions { raise_limits: true },
-                );
+                let relay = fresh_relay();
                 let (sent, cpu_s) = role_figures(
                     "open-loop-floor",
                     &[

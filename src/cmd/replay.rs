@@ -33,13 +33,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             target.display_host()
         ));
     }
-    // At `--speed max` every record is due at once; the plan describes the trace at 1x
-    // instead (its span, peak second and gaps), which is what the dry run can tell.
-    let plan_speed = match args.load.speed {
-        Speed::Max => Speed::Scaled(1.0),
-        paced => paced,
-    };
-    let plan = replay::plan::plan(&args.trace, plan_speed, args.load.clients)?;
+    let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
     let reconcile = reconcile_for(&args.load, &target);
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile);
@@ -213,7 +207,7 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         .duration
         .map(|d| format!(" (stopping after {d} s)"))
         .unwrap_or_default();
-    // The plan's figures are at the chosen speed, or at 1x for `--speed max` (see `run`).
+    // The plan's figures are at the chosen speed, or at 1x for `--speed max` (see `plan`).
     let at = match args.load.speed {
         Speed::Max => {
             println!(

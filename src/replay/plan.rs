@@ -17,9 +17,10 @@ pub struct Plan {
     /// Connections the replay opens (trace clients, capped by `--clients`); records go to
     /// connection `client % connections`.
     pub connections: u32,
-    /// Intended time of the last record at the chosen speed, seconds.
+    /// Intended time of the last record at the chosen speed (1x at `--speed max`), seconds.
     pub duration_s: f64,
-    /// Most records due in one second at the chosen speed, and which second.
+    /// Most records due in one second at the chosen speed (1x at `--speed max`), and which
+    /// second.
     pub peak_per_s: u64,
     pub peak_second: u64,
     /// Largest gap between consecutive intended times, seconds.
@@ -27,7 +28,13 @@ pub struct Plan {
     pub by_kind: BTreeMap<String, u64>,
 }
 
+/// The plan of replaying `path` at `speed`. At `--speed max` every record is due at once,
+/// so its timing figures (duration, peak second, largest gap) describe the trace at 1x.
 pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result<Plan> {
+    let speed = match speed {
+        Speed::Max => Speed::Scaled(1.0),
+        paced => paced,
+    };
     let mut reader = TraceReader::open(path)?;
     let clients = reader.header().options.clients;
     let connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);

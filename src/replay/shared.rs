@@ -64,10 +64,10 @@ impl Dispatch {
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
 /// `--speed max` outruns the writer, and then the backlog sits at this bound until the run
-/// ends: at 32,768 rows it added ~8 MiB to the peak resident set of long runs only, and
-/// set a 1M-record replay ~20% above a 100k one. 4,096 and 32,768 sent equally fast (1M
-/// records into the bench's peer, 180–200k events/s either way); this leaves room for the
-/// writer's 20 ms naps at higher rates.
+/// ends: at 32,768 rows it added ~7 MiB to the resident set at the end of long runs (short
+/// ones end before the backlog fills). 4,096 and 32,768 sent equally fast (1M records into
+/// the bench's peer, 177–200k events/s either way); this leaves room for the writer's 20 ms
+/// naps at higher rates.
 pub const ROWS_BACKLOG_MAX: usize = 8_192;
 
 /// Response time (completed − intended), service time (completed − sent), schedule lag
