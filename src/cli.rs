@@ -250,9 +250,12 @@ pub struct CompareArgs {
     #[arg(long, default_value = "B")]
     pub b_name: String,
 
-    /// Smallest relative difference (percent of A) that counts as better or worse.
-    #[arg(long, default_value_t = crate::analyze::compare::DEFAULT_THRESHOLD_PCT, value_parser = parse_threshold)]
-    pub threshold: f64,
+    /// The smallest difference that counts as better or worse: `5%` for every metric judged
+    /// relative to A, or `METRIC=VALUE` for one metric, VALUE being `N%` (of A) and/or a
+    /// floor in the metric's unit (`response_p50=10%,2ms`, `success_rate=1pp`,
+    /// `failed=25`). Repeatable; defaults in docs/comparing-builds.md.
+    #[arg(long, value_name = "[METRIC=]VALUE")]
+    pub threshold: Vec<crate::analyze::thresholds::Override>,
 
     /// Folder for the reports [default: reports/load-test].
     #[arg(long)]
@@ -272,8 +275,17 @@ pub struct AbArgs {
     pub a: String,
 
     /// Build B, as --a.
-    #[arg(long = "b", value_name = "NAME=CMD")]
-    pub b: String,
+    #[arg(long = "b", value_name = "NAME=CMD", required_unless_present = "aa")]
+    pub b: Option<String>,
+
+    /// Calibrate: compare build A with itself (B is A, under the name NAME-again) and
+    /// report how often the comparison called a difference that is not there.
+    #[arg(long, conflicts_with_all = ["b", "b_config"])]
+    pub aa: bool,
+
+    /// With --aa: how many whole A/A comparisons to run (each of --runs runs a side).
+    #[arg(long, default_value_t = 1, requires = "aa", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub sessions: u32,
 
     /// Config template for A: a relay config file with `{port}` and `{dir}` in it.
     #[arg(long)]
@@ -296,9 +308,12 @@ pub struct AbArgs {
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub ready_timeout: std::time::Duration,
 
-    /// Smallest relative difference (percent of A) that counts as better or worse.
-    #[arg(long, default_value_t = crate::analyze::compare::DEFAULT_THRESHOLD_PCT, value_parser = parse_threshold)]
-    pub threshold: f64,
+    /// The smallest difference that counts as better or worse: `5%` for every metric judged
+    /// relative to A, or `METRIC=VALUE` for one metric, VALUE being `N%` (of A) and/or a
+    /// floor in the metric's unit (`response_p50=10%,2ms`, `success_rate=1pp`,
+    /// `failed=25`). Repeatable; defaults in docs/comparing-builds.md.
+    #[arg(long, value_name = "[METRIC=]VALUE")]
+    pub threshold: Vec<crate::analyze::thresholds::Override>,
 
     /// Profile each relay with `perf record` during its runs (hot functions per run report).
     #[arg(long)]
@@ -306,19 +321,6 @@ pub struct AbArgs {
 
     #[command(flatten)]
     pub load: LoadArgs,
-}
-
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a percentage"))?;
-    if v.is_finite() && (0.0..1000.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("expected a percentage from 0 to 1000".into())
-    }
 }
 
 fn parse_speed(s: &str) -> Result<crate::replay::Speed, String> {

@@ -46,18 +46,20 @@ fn ab(dir: &Path, trace: &Path, a: &str, b: &str, extra: &[&str]) -> Output {
 
 /// The comparison's JSON in `dir/out`.
 fn comparison(dir: &Path) -> Value {
+    report(dir, "comparison")
+}
+
+/// The JSON report in `dir/out` whose name starts with `stem`.
+fn report(dir: &Path, stem: &str) -> Value {
     let out = dir.join("out");
     let json = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
             p.extension().is_some_and(|x| x == "json")
-                && p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("comparison")
+                && p.file_name().unwrap().to_string_lossy().starts_with(stem)
         })
-        .unwrap_or_else(|| panic!("no comparison JSON in {}", out.display()));
+        .unwrap_or_else(|| panic!("no {stem} JSON in {}", out.display()));
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 
@@ -74,37 +76,63 @@ fn relay_command() -> String {
     format!("{} --config {{config}} --db {{dir}}", relay_bin().display())
 }
 
+/// Issue #12: one real A/A session, through `lt ab --aa` (B is A under another name). Its
+/// comparison must be inconclusive on every metric, resources included, each verdict naming
+/// its statistic, interval, threshold and detectable difference; the calibration report
+/// counts it and keeps its runs' figures.
 #[test]
 fn ab_of_a_build_against_itself_is_inconclusive() {
     let _machine = crate::util::quiet();
     let dir = tempfile::tempdir().unwrap();
     let trace = small_trace(dir.path());
-    let cmd = relay_command();
-    let cfg = config_template();
-    let out = ab(
-        dir.path(),
-        &trace,
-        &format!("same-1={cmd}"),
-        &format!("same-2={cmd}"),
-        &["--runs", "3", "--b-config", cfg.to_str().unwrap()],
-    );
+    let mut cmd = lt();
+    cmd.current_dir(dir.path())
+        .args([
+            "ab", "--aa", "--runs", "3", "--speed", "4x", "--out", "out", "--trace",
+        ])
+        .arg(&trace)
+        .arg("--a")
+        .arg(format!("same={}", relay_command()))
+        .arg("--a-config")
+        .arg(config_template());
+    let out = cmd.output().expect("run lt ab --aa");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("comparison report:"), "{stdout}");
+    assert!(
+        stdout.contains("calibration: 0 of 1 A/A session"),
+        "{stdout}"
+    );
     let c = comparison(dir.path());
+    assert_eq!(c["b"]["name"], "same-again");
     assert_eq!(c["run_order"].as_array().unwrap().len(), 6);
     assert!(c["run_order"][0].as_str().unwrap().starts_with("A1"));
     assert!(c["run_order"][1].as_str().unwrap().starts_with("B2"));
     assert!(c["run_order"][2].as_str().unwrap().starts_with("B3"));
-    for m in c["metrics"].as_array().unwrap() {
+    assert_eq!(c["overall"], "inconclusive", "{}", c["overall_line"]);
+    let metrics = c["metrics"].as_array().unwrap();
+    assert!(metrics.len() >= 15, "{}", metrics.len());
+    for m in metrics {
         let id = m["id"].as_str().unwrap();
-        if id.starts_with("relay_") {
-            continue; // resources, not latency or throughput
-        }
         assert_eq!(m["verdict"], "inconclusive", "{id}: {m}");
-        // Three runs a side: the noise between repeats is measured.
+        // Three runs a side: the noise between repeats is measured, and said.
         assert!(m["a_noise"].is_number() && m["ci95"].is_array(), "{m}");
+        assert!(
+            m["detectable"].as_f64().unwrap() >= m["threshold"].as_f64().unwrap(),
+            "{m}"
+        );
+        let why = m["reason"].as_str().unwrap();
+        if m["delta"] != 0.0 {
+            for part in ["95% interval", "Holm-adjusted p", "threshold", "detectable"] {
+                assert!(why.contains(part), "{id}: {part} missing from {why}");
+            }
+        }
     }
+    assert!(
+        c["method"].as_str().unwrap().contains("Holm"),
+        "{}",
+        c["method"]
+    );
     // Every run kept its results, relay log and report.
     for run in std::fs::read_dir(dir.path().join("out/runs")).unwrap() {
         let run = run.unwrap().path();
@@ -112,6 +140,10 @@ fn ab_of_a_build_against_itself_is_inconclusive() {
         assert!(run.join("relay.log").is_file(), "{}", run.display());
         assert!(run.join("report").is_dir(), "{}", run.display());
     }
+    let calibration = report(dir.path(), "calibration");
+    assert_eq!(calibration["false_sessions"], 0);
+    assert_eq!(calibration["figures"].as_array().unwrap().len(), 6);
+    assert!(calibration["resampled"].is_object(), "{calibration}");
 }
 
 #[test]
@@ -139,7 +171,7 @@ fn ab_finds_a_build_20ms_slower_worse_by_about_20ms() {
         &trace,
         &format!("fast={}", relay_command()),
         &slow,
-        &["--runs", "2", "--b-config", slow_cfg.to_str().unwrap()],
+        &["--runs", "3", "--b-config", slow_cfg.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let c = comparison(dir.path());

@@ -899,6 +899,15 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         check_comparison(&c);
         assert_eq!(c["overall"], "inconclusive", "{per_side}");
+        if per_side == 1 {
+            // Issue #12: one run a side measures no noise, so there is no verdict at all.
+            assert!(
+                c["overall_line"].as_str().unwrap().contains("not measured"),
+                "{}",
+                c["overall_line"]
+            );
+            assert!(c["suggested_runs"].is_null());
+        }
         let metrics = c["metrics"].as_array().unwrap();
         assert!(metrics.len() >= 10);
         for m in metrics {

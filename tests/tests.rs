@@ -12,4 +12,5 @@ mod test_relays;
 mod test_replay;
 mod test_replay_relays;
 mod test_synth;
+mod test_verdicts;
 mod util;

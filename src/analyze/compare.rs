@@ -1,6 +1,6 @@
 //! `lt compare`: two sets of runs of one trace, metric by metric. Each side's value is the
-//! mean over its runs; with at least two runs per side the noise between repeats and a
-//! bootstrap interval decide whether a difference is real.
+//! mean over its runs; the decision rule (`verdict`) says whether a difference is real, and
+//! `thresholds` whether it is large enough to count.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -12,60 +12,11 @@ use super::markdown::{cell, num};
 use super::report::{self, Report};
 use super::stats::{self, round3};
 use super::tally::Tally;
+use super::thresholds::{self, Thresholds};
+use super::verdict::{self, MetricRuns, FAMILY_ALPHA, POWER};
 use super::Runs;
 
-/// Differences under this share of side A's value are "inconclusive" (percent).
-pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
-/// Seed of the bootstrap, fixed so the same inputs give the same report.
-const BOOTSTRAP_SEED: u64 = 0x006c_7463_6d70;
-
-/// Which way is better for a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Better {
-    Lower,
-    Higher,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Better,
-    Worse,
-    Inconclusive,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Better => "better",
-            Verdict::Worse => "worse",
-            Verdict::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-/// The metrics compared: headline ids of the per-run reports, and which way is better.
-/// lt's own schedule lag is not among them: it says whether a run can be trusted (see the
-/// warnings), not which build is better.
-const METRICS: &[(&str, Better)] = &[
-    ("success_rate", Better::Higher),
-    ("ok_per_s", Better::Higher),
-    ("failed", Better::Lower),
-    ("timeouts", Better::Lower),
-    ("response_p50", Better::Lower),
-    ("response_p90", Better::Lower),
-    ("response_p99", Better::Lower),
-    ("response_p99_9", Better::Lower),
-    ("response_max", Better::Lower),
-    ("service_p50", Better::Lower),
-    ("service_p99", Better::Lower),
-    ("eose_p50", Better::Lower),
-    ("eose_p99", Better::Lower),
-    ("relay_cpu_avg", Better::Lower),
-    ("relay_cpu_max", Better::Lower),
-    ("relay_rss_max", Better::Lower),
-];
+pub use super::verdict::{Better, Verdict};
 
 /// One side: a name, its runs' reports, and the merged report of all of them.
 pub struct Side {
@@ -106,8 +57,16 @@ pub struct Comparison {
     pub trace_fingerprint: String,
     pub a: SideSummary,
     pub b: SideSummary,
-    /// Differences below this (percent of A) are inconclusive.
+    /// The relative share (percent of A) of the metrics judged relative to A; each
+    /// metric's own threshold, in its unit, is in `metrics`.
     pub threshold_pct: f64,
+    /// How verdicts are reached, in one sentence.
+    pub method: String,
+    /// The chance of one or more false verdicts over all metrics (Holm–Bonferroni).
+    pub family_alpha: f64,
+    /// Runs per side that would resolve every metric's threshold at the noise measured
+    /// (metrics that would need more than 100 are left out); `None` with a single run.
+    pub suggested_runs: Option<u32>,
     /// `better`, `worse`, `mixed` or `inconclusive`: B relative to A.
     pub overall: String,
     /// The overall verdict in one sentence.
@@ -164,10 +123,25 @@ pub struct MetricDelta {
     /// Spread between repeats of one side (max − min of its runs); `None` with one run.
     pub a_noise: Option<f64>,
     pub b_noise: Option<f64>,
-    /// 95% bootstrap interval of b − a; `None` unless both sides have two or more runs.
+    /// The smallest difference that counts, in `unit`, and how it was set.
+    pub threshold: f64,
+    pub threshold_rule: String,
+    /// Welch's t statistic and degrees of freedom; `None` with a single run on a side (and
+    /// `welch_t` when every run of both sides agreed exactly).
+    pub welch_t: Option<f64>,
+    pub df: Option<f64>,
+    /// Two-sided p-value of "no difference", alone and Holm-adjusted over all metrics.
+    pub p_value: Option<f64>,
+    pub p_adjusted: Option<f64>,
+    /// 95% interval of b − a (Welch); `None` unless both sides have two or more runs.
     pub ci95: Option<[f64; 2]>,
+    /// The smallest true difference these runs would have found 4 times in 5, in `unit`.
+    pub detectable: Option<f64>,
+    /// Runs per side that would resolve a difference the size of the threshold at this
+    /// noise; `None` with one run, or past 100.
+    pub runs_to_resolve: Option<u32>,
     pub verdict: Verdict,
-    /// Why this verdict.
+    /// Why this verdict: the statistic, the interval, the threshold, the detectable size.
     pub reason: String,
 }
 
@@ -186,87 +160,18 @@ fn spread(xs: &[f64]) -> Option<f64> {
     Some(max - min)
 }
 
-/// The verdict for one metric, B relative to A.
-fn judge(
-    better: Better,
-    a_runs: &[f64],
-    b_runs: &[f64],
-    threshold_pct: f64,
-) -> (Verdict, f64, Option<f64>, Option<[f64; 2]>, String) {
-    let a = stats::mean(a_runs).unwrap_or(0.0);
-    let b = stats::mean(b_runs).unwrap_or(0.0);
-    let delta = b - a;
-    let delta_pct = (a != 0.0).then(|| delta * 100.0 / a.abs());
-    let ci = stats::bootstrap_diff_ci(a_runs, b_runs, BOOTSTRAP_SEED).map(|(l, h)| [l, h]);
-    let noise = match (spread(a_runs), spread(b_runs)) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        _ => None,
-    };
-    let direction = match (better, delta < 0.0) {
-        (Better::Lower, true) | (Better::Higher, false) => Verdict::Better,
-        _ => Verdict::Worse,
-    };
-    let big_enough = match delta_pct {
-        Some(p) => p.abs() >= threshold_pct,
-        None => delta != 0.0,
-    };
-    let (verdict, reason) = if delta == 0.0 {
-        (Verdict::Inconclusive, "no difference".to_owned())
-    } else if !big_enough {
-        (
-            Verdict::Inconclusive,
-            format!("difference under the {threshold_pct}% threshold"),
-        )
-    } else if let (Some([lo, hi]), Some(noise)) = (ci, noise) {
-        // The smallest difference that matters, in the metric's unit.
-        let bound = threshold_pct / 100.0 * a.abs();
-        if lo <= 0.0 && hi >= 0.0 {
-            (
-                Verdict::Inconclusive,
-                "95% interval of the difference includes 0".to_owned(),
-            )
-        } else if lo.abs().min(hi.abs()) < bound {
-            // A real but possibly negligible difference: only an interval wholly beyond the
-            // threshold says the builds differ by at least that much.
-            (
-                Verdict::Inconclusive,
-                format!(
-                    "95% interval {}…{} reaches within the {threshold_pct}% threshold ({})",
-                    round3(lo),
-                    round3(hi),
-                    round3(bound)
-                ),
-            )
-        } else if delta.abs() <= noise {
-            (
-                Verdict::Inconclusive,
-                format!(
-                    "difference {} within the spread between repeats ({})",
-                    round3(delta.abs()),
-                    round3(noise)
-                ),
-            )
-        } else {
-            (
-                direction,
-                "95% interval wholly beyond the threshold, and beyond the spread between repeats"
-                    .into(),
-            )
-        }
-    } else {
-        (
-            direction,
-            "beyond the threshold; a side has a single run, so noise was not measured".into(),
-        )
-    };
-    (verdict, delta, delta_pct, ci, reason)
+/// The records each run attempted, for thresholds set as a share of them.
+pub fn attempted(a: &Side) -> f64 {
+    values(&a.runs, "attempted")
+        .and_then(|v| stats::mean(&v))
+        .unwrap_or(0.0)
 }
 
-/// Compares B with A. `threshold_pct`: the smallest relative difference that counts.
+/// Compares B with A, each metric against its threshold (`thresholds`).
 pub fn compare(
     a: &Side,
     b: &Side,
-    threshold_pct: f64,
+    thresholds: &Thresholds,
     run_order: Vec<String>,
 ) -> anyhow::Result<Comparison> {
     super::same_trace(
@@ -275,34 +180,59 @@ pub fn compare(
         &b.merged.header,
         &b.merged.files[0],
     )?;
-    let mut metrics = Vec::new();
-    for &(id, better) in METRICS {
-        let (Some(a_runs), Some(b_runs)) = (values(&a.runs, id), values(&b.runs, id)) else {
+    let attempted = attempted(a);
+    // Metrics both sides measured in every run, with the headline that names them.
+    let mut found = Vec::new();
+    for m in thresholds::METRICS {
+        let (Some(a_runs), Some(b_runs)) = (values(&a.runs, m.id), values(&b.runs, m.id)) else {
             continue;
         };
-        let Some(head) = a.runs[0].summary.iter().find(|h| h.id == id) else {
+        let Some(head) = a.runs[0].summary.iter().find(|h| h.id == m.id) else {
             continue;
         };
-        let (verdict, delta, delta_pct, ci, reason) =
-            judge(better, &a_runs, &b_runs, threshold_pct);
-        metrics.push(MetricDelta {
-            id: id.into(),
+        let runs = MetricRuns {
+            better: m.better,
+            a: a_runs,
+            b: b_runs,
+            threshold: thresholds.of(m, attempted),
+        };
+        found.push((m, head, runs));
+    }
+    let judged = verdict::judge(&found.iter().map(|(.., r)| r.clone()).collect::<Vec<_>>());
+    let metrics: Vec<MetricDelta> = found
+        .into_iter()
+        .zip(judged)
+        .map(|((m, head, runs), j)| MetricDelta {
+            id: m.id.into(),
             label: head.label.clone(),
             unit: head.unit.clone(),
-            better,
-            a: round3(stats::mean(&a_runs).unwrap_or(0.0)),
-            b: round3(stats::mean(&b_runs).unwrap_or(0.0)),
-            a_noise: spread(&a_runs).map(round3),
-            b_noise: spread(&b_runs).map(round3),
-            a_runs,
-            b_runs,
-            delta: round3(delta),
-            delta_pct: delta_pct.map(round3),
-            ci95: ci.map(|[l, h]| [round3(l), round3(h)]),
-            verdict,
-            reason,
-        });
-    }
+            better: m.better,
+            a: round3(stats::mean(&runs.a).unwrap_or(0.0)),
+            b: round3(stats::mean(&runs.b).unwrap_or(0.0)),
+            a_noise: spread(&runs.a).map(round3),
+            b_noise: spread(&runs.b).map(round3),
+            delta: round3(j.delta),
+            delta_pct: stats::mean(&runs.a)
+                .filter(|a| *a != 0.0)
+                .map(|a| round3(j.delta * 100.0 / a.abs())),
+            threshold: round3(j.bound),
+            threshold_rule: thresholds::describe(&runs.threshold, m.threshold_unit(&head.unit)),
+            welch_t: j.welch.and_then(|w| w.t).map(round3),
+            df: j.welch.map(|w| round3(w.df)),
+            p_value: j.welch.map(|w| round_p(w.p)),
+            p_adjusted: j.p_adjusted.map(round_p),
+            ci95: j.ci95.map(|[l, h]| [round3(l), round3(h)]),
+            detectable: j.detectable.map(round3),
+            runs_to_resolve: j.runs_to_resolve,
+            verdict: j.verdict,
+            reason: j.reason(
+                m.threshold_unit(&head.unit),
+                &thresholds::describe(&runs.threshold, m.threshold_unit(&head.unit)),
+            ),
+            a_runs: runs.a,
+            b_runs: runs.b,
+        })
+        .collect();
     let better = metrics
         .iter()
         .filter(|m| m.verdict == Verdict::Better)
@@ -317,9 +247,14 @@ pub fn compare(
         (0, _) => "worse",
         _ => "mixed",
     };
+    let family = metrics.iter().filter(|m| m.p_value.is_some()).count();
     let overall_line = match overall {
+        "inconclusive" if family == 0 => format!(
+            "No verdict between {} (A) and {} (B): a side has a single run, so the noise between repeats is not measured; the figures are below.",
+            a.name, b.name
+        ),
         "inconclusive" => format!(
-            "No difference between {} (A) and {} (B) beyond noise and the {threshold_pct}% threshold on any of {} metrics.",
+            "No difference between {} (A) and {} (B) beyond noise and each metric's threshold on any of {} metrics.",
             a.name,
             b.name,
             metrics.len()
@@ -332,6 +267,9 @@ pub fn compare(
             metrics.len()
         ),
     };
+    let suggested_runs = (family > 0)
+        .then(|| metrics.iter().filter_map(|m| m.runs_to_resolve).max())
+        .flatten();
     Ok(Comparison {
         report_version: report::REPORT_VERSION,
         generated_by: format!("lt {}", env!("CARGO_PKG_VERSION")),
@@ -339,7 +277,10 @@ pub fn compare(
         trace_fingerprint: a.merged.header.trace_fingerprint.clone(),
         a: side_summary(a),
         b: side_summary(b),
-        threshold_pct,
+        threshold_pct: thresholds.default_pct(),
+        method: method(family),
+        family_alpha: FAMILY_ALPHA,
+        suggested_runs,
         overall: overall.into(),
         overall_line,
         metrics,
@@ -348,6 +289,61 @@ pub fn compare(
         charts: Vec::new(),
         failed_runs: Vec::new(),
     })
+}
+
+/// One run's figures for every compared metric, in `thresholds::METRICS` order.
+pub fn figures(r: &Report) -> Vec<Option<f64>> {
+    thresholds::METRICS
+        .iter()
+        .map(|m| r.summary.iter().find(|h| h.id == m.id).map(|h| h.value))
+        .collect()
+}
+
+/// The rule on bare figures, as `compare` applies it: each metric's run values per side in
+/// `thresholds::METRICS` order (a metric with no values on a side is left out of the
+/// family). For calibration and for simulating sessions.
+pub fn verdicts(
+    thresholds: &Thresholds,
+    attempted: f64,
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+) -> Vec<Verdict> {
+    let mut slots = Vec::new();
+    let mut runs = Vec::new();
+    for (k, m) in thresholds::METRICS.iter().enumerate() {
+        let (Some(a), Some(b)) = (a.get(k), b.get(k)) else {
+            continue;
+        };
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        slots.push(k);
+        runs.push(MetricRuns {
+            better: m.better,
+            a: a.clone(),
+            b: b.clone(),
+            threshold: thresholds.of(m, attempted),
+        });
+    }
+    let mut out = vec![Verdict::Inconclusive; thresholds::METRICS.len()];
+    for (k, j) in slots.into_iter().zip(verdict::judge(&runs)) {
+        out[k] = j.verdict;
+    }
+    out
+}
+
+/// p-values keep 4 significant decimals: 0.0004 must not print as 0.
+fn round_p(p: f64) -> f64 {
+    (p * 10_000.0).round() / 10_000.0
+}
+
+fn method(family: usize) -> String {
+    format!(
+        "Welch's t test per metric on the run values; the {family} tested metrics share one {}% error budget (Holm–Bonferroni), so a build compared with itself gets any better/worse verdict at most {}% of the time; a difference counts only when it is also at least the metric's threshold. Detectable: the smallest true difference these runs would find {}% of the time.",
+        FAMILY_ALPHA * 100.0,
+        FAMILY_ALPHA * 100.0,
+        POWER * 100.0
+    )
 }
 
 fn side_summary(s: &Side) -> SideSummary {
@@ -436,15 +432,34 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(
         s,
-        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}. A difference counts when its 95% bootstrap interval lies wholly beyond {}% of A and it exceeds the spread between repeats (with a single run on a side: when it is at least that threshold).",
-        c.trace_fingerprint.get(..16).unwrap_or(&c.trace_fingerprint),
+        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}.",
+        c.trace_fingerprint
+            .get(..16)
+            .unwrap_or(&c.trace_fingerprint),
         c.a.runs,
         cell(&c.a.target),
         c.b.runs,
         cell(&c.b.target),
-        num(c.threshold_pct)
     )?;
     writeln!(s)?;
+    writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;
+    writeln!(s)?;
+    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
+        let short: Vec<String> = c
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let need = m.runs_to_resolve?;
+                (need > c.a.runs.min(c.b.runs)).then(|| format!("{} {need}", m.label))
+            })
+            .collect();
+        writeln!(
+            s,
+            "At the noise these runs measured, {n} runs per side would resolve a difference the size of each metric's threshold; the metrics these runs could not resolve, with the runs each needs: {}. Metrics left out need more than 100 runs: their noise, not the run count, is what to work on (longer traces steady the tails).",
+            cell(&short.join(", "))
+        )?;
+        writeln!(s)?;
+    }
     if !c.warnings.is_empty() {
         for w in &c.warnings {
             writeln!(s, "- ⚠️ {}", cell(w))?;
@@ -455,13 +470,16 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(
         s,
-        "| Metric | Unit | A | B | Δ | Δ % | noise A | noise B | 95% CI of Δ | Verdict (B) |"
+        "| Metric | Unit | A | B | Δ | Δ % | noise A | noise B | 95% CI of Δ | Holm p | threshold | detectable | runs needed | Verdict (B) |"
     )?;
-    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---|---|")?;
+    writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+    )?;
     for m in &c.metrics {
         writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
             cell(&m.label),
             cell(&m.unit),
             num(m.a),
@@ -474,6 +492,11 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
                 || "–".to_owned(),
                 |[l, h]| format!("{} … {}", num(l), num(h))
             ),
+            opt_num(m.p_adjusted),
+            num(m.threshold),
+            opt_num(m.detectable),
+            m.runs_to_resolve
+                .map_or_else(|| "–".to_owned(), |n| n.to_string()),
             m.verdict.as_str()
         )?;
     }
@@ -547,73 +570,4 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
         writeln!(s, "![chart]({chart})")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identical_runs_are_inconclusive() {
-        let (v, ..) = judge(Better::Lower, &[5.0, 5.0, 5.0], &[5.0, 5.0, 5.0], 5.0);
-        assert_eq!(v, Verdict::Inconclusive);
-        let (v, ..) = judge(Better::Lower, &[5.0], &[5.0], 5.0);
-        assert_eq!(v, Verdict::Inconclusive);
-    }
-
-    #[test]
-    fn a_clear_slowdown_is_worse_and_a_speedup_better() {
-        let a = [1.0, 1.1, 0.9];
-        let b = [21.0, 20.5, 21.4];
-        let (v, delta, pct, ci, _) = judge(Better::Lower, &a, &b, 5.0);
-        assert_eq!(v, Verdict::Worse);
-        assert!((delta - 19.966_666).abs() < 1e-5, "{delta}");
-        assert!(pct.unwrap() > 1900.0);
-        assert!(ci.unwrap()[0] > 0.0);
-        let (v, ..) = judge(Better::Lower, &b, &a, 5.0);
-        assert_eq!(v, Verdict::Better);
-        let (v, ..) = judge(Better::Higher, &a, &b, 5.0);
-        assert_eq!(v, Verdict::Better);
-    }
-
-    #[test]
-    fn differences_within_noise_or_threshold_are_inconclusive() {
-        // 3% apart: under the 5% threshold.
-        let (v, ..) = judge(Better::Lower, &[100.0, 100.0], &[103.0, 103.0], 5.0);
-        assert_eq!(v, Verdict::Inconclusive);
-        // 20% apart on average, but the repeats spread over 60.
-        let (v, _, _, _, why) = judge(
-            Better::Lower,
-            &[70.0, 130.0, 100.0],
-            &[90.0, 150.0, 120.0],
-            5.0,
-        );
-        assert_eq!(v, Verdict::Inconclusive, "{why}");
-    }
-
-    #[test]
-    fn a_steady_but_negligible_difference_is_inconclusive() {
-        // Repeats agree closely and the sides differ by 5.3%, but the interval of the
-        // difference reaches below the 5% threshold: not enough to call.
-        let a = [49.439, 49.567, 50.751];
-        let b = [52.543, 52.383, 52.735];
-        let (v, _, _, _, why) = judge(Better::Lower, &a, &b, 5.0);
-        assert_eq!(v, Verdict::Inconclusive, "{why}");
-        assert!(why.contains("threshold"), "{why}");
-    }
-
-    #[test]
-    fn single_runs_use_the_threshold_only() {
-        let (v, _, _, ci, why) = judge(Better::Lower, &[10.0], &[12.0], 5.0);
-        assert_eq!(v, Verdict::Worse);
-        assert!(ci.is_none());
-        assert!(why.contains("noise was not measured"));
-    }
-
-    #[test]
-    fn zero_baselines_have_no_percentage() {
-        let (v, _, pct, ..) = judge(Better::Lower, &[0.0], &[3.0], 5.0);
-        assert_eq!(pct, None);
-        assert_eq!(v, Verdict::Worse);
-    }
 }

@@ -2,6 +2,7 @@
 //! [`report::Report`] (JSON), rendered as Markdown with SVG charts; and comparisons of two
 //! sets of runs of one trace ([`compare`]).
 
+pub mod calibrate;
 pub mod compare;
 pub mod hgrm;
 pub mod markdown;
@@ -11,7 +12,9 @@ pub mod rules;
 pub mod stats;
 pub mod svg;
 pub mod tally;
+pub mod thresholds;
 pub mod timeline;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};

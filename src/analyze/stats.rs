@@ -1,8 +1,5 @@
-//! Small statistics the reports need: summaries of sampled series, a trend slope, and a
-//! seeded bootstrap confidence interval for the difference of two means.
-
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+//! Small statistics the reports need: summaries of sampled series and a trend slope (the
+//! comparison's tests are in `verdict`).
 
 /// Rounds to 3 decimals: the precision every report figure is given at, so the Markdown
 /// and the JSON print the very same number.
@@ -60,31 +57,6 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
     }
 }
 
-/// Resamples for the bootstrap: enough for a stable 95% interval, cheap at a few runs.
-const BOOTSTRAP_ROUNDS: usize = 10_000;
-
-/// 95% percentile-bootstrap interval of `mean(b) − mean(a)`, resampling each side's runs
-/// with replacement. Seeded, so a report is reproducible. `None` unless both sides have at
-/// least two runs: one run says nothing about noise.
-pub fn bootstrap_diff_ci(a: &[f64], b: &[f64], seed: u64) -> Option<(f64, f64)> {
-    if a.len() < 2 || b.len() < 2 {
-        return None;
-    }
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut diffs = Vec::with_capacity(BOOTSTRAP_ROUNDS);
-    let resample_mean = |xs: &[f64], rng: &mut ChaCha20Rng| {
-        (0..xs.len())
-            .map(|_| xs[rng.random_range(0..xs.len())])
-            .sum::<f64>()
-            / xs.len() as f64
-    };
-    for _ in 0..BOOTSTRAP_ROUNDS {
-        let d = resample_mean(b, &mut rng) - resample_mean(a, &mut rng);
-        diffs.push(d);
-    }
-    Some((percentile(&diffs, 2.5)?, percentile(&diffs, 97.5)?))
-}
-
 /// Distribution summary of a sampled series.
 pub struct Summary {
     pub avg: f64,
@@ -120,19 +92,6 @@ mod tests {
         let s = slope(&pts).unwrap();
         assert!((s - 3.0).abs() < 1e-9, "{s}");
         assert_eq!(slope(&[(1.0, 2.0), (1.0, 5.0)]), None);
-    }
-
-    #[test]
-    fn bootstrap_separates_distinct_sides_and_not_equal_ones() {
-        let a = [10.0, 10.5, 9.8, 10.2];
-        let b = [20.0, 20.4, 19.7, 20.1];
-        let (lo, hi) = bootstrap_diff_ci(&a, &b, 1).unwrap();
-        assert!(lo > 9.0 && hi < 11.0, "{lo}..{hi}");
-        let (lo, hi) = bootstrap_diff_ci(&a, &a, 1).unwrap();
-        assert!(lo <= 0.0 && hi >= 0.0, "{lo}..{hi}");
-        assert_eq!(bootstrap_diff_ci(&a[..1], &b, 1), None);
-        // Seeded: the same answer twice.
-        assert_eq!(bootstrap_diff_ci(&a, &b, 7), bootstrap_diff_ci(&a, &b, 7));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use super::{analyze, compare as compare_cmd, replay as replay_cmd};
 use crate::ab::supervisor::{self, BuildSpec, RunningRelay};
 use crate::ab::{run_order, Side};
 use crate::analyze::compare::{self, FailedRun};
+use crate::analyze::thresholds::Thresholds;
+use crate::analyze::{calibrate, output};
 use crate::cli::{AbArgs, LoadArgs};
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Plan};
@@ -33,13 +35,17 @@ struct Run {
 
 pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     let a = BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
-    let b = BuildSpec::parse(&args.b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?;
+    let b = match &args.b {
+        Some(b) => BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?,
+        None => again(&a),
+    };
     if a.name == b.name {
         return Err(anyhow!(
             "--a and --b are both named {:?}: give the builds different names (NAME=CMD)",
             a.name
         ));
     }
+    let thresholds = Thresholds::new(args.threshold.clone());
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
     let out = out_dir(&args, &a, &b)?;
     // Ctrl-C between runs stops after the current step; during a replay, replay itself
@@ -48,6 +54,78 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    if !args.aa {
+        let done = session(&args, &a, &b, &thresholds, &plan, &out, &stop)?;
+        return Ok(done.code);
+    }
+    // A/A: whole sessions, each in a folder of its own when there are several.
+    let mut outcomes = Vec::new();
+    let mut pool = Vec::new();
+    let mut attempted = 0.0;
+    let mut code = ExitCode::SUCCESS;
+    for n in 1..=args.sessions {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (dir, folder) = if args.sessions == 1 {
+            (out.clone(), ".".to_owned())
+        } else {
+            let folder = format!("session-{n:02}");
+            (out.join(&folder), folder)
+        };
+        println!("A/A session {n}/{}", args.sessions);
+        match session(&args, &a, &b, &thresholds, &plan, &dir, &stop) {
+            Ok(done) => {
+                outcomes.push(calibrate::outcome(&folder, &done.comparison));
+                pool.extend(done.figures);
+                attempted = done.attempted;
+                code = done.code;
+            }
+            // One failed session (a relay that would not start) leaves the others' figures.
+            Err(e) => {
+                eprintln!("lt: A/A session {n}: {e:#}");
+                outcomes.push(calibrate::failed(&folder, &format!("{e:#}")));
+            }
+        }
+    }
+    let c = calibrate::calibrate(&a.name, args.runs, outcomes, &pool, attempted, &thresholds);
+    let names = output::names(&out, "calibration", "calibration");
+    output::write_json(&names.json, &c)?;
+    output::write_text(&names.markdown, &calibrate::render(&c))?;
+    println!("calibration: {}", c.verdict_line);
+    println!("calibration report: {}", names.markdown.display());
+    Ok(code)
+}
+
+/// B of an A/A comparison: build A under another name.
+fn again(a: &BuildSpec) -> BuildSpec {
+    let stem: String = a.name.chars().take(34).collect();
+    BuildSpec {
+        name: format!("{stem}-again"),
+        ..a.clone()
+    }
+}
+
+/// What one comparison left: its report, every completed run's figures (for calibration)
+/// and the exit code it asks for.
+struct Session {
+    comparison: compare::Comparison,
+    figures: Vec<Vec<Option<f64>>>,
+    attempted: f64,
+    code: ExitCode,
+}
+
+/// One comparison: every run of both builds in ABBA order into `out`, then the comparison.
+fn session(
+    args: &AbArgs,
+    a: &BuildSpec,
+    b: &BuildSpec,
+    thresholds: &Thresholds,
+    plan: &Plan,
+    out: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<Session> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let order = run_order(args.runs);
     println!(
         "lt ab: {} (A) vs {} (B), {} runs each in the order {}; results in {}",
@@ -64,11 +142,11 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         let spec = match side {
-            Side::A => &a,
-            Side::B => &b,
+            Side::A => a,
+            Side::B => b,
         };
         let number = i as u32 + 1;
-        let run = one_run(number, *side, spec, &args, &plan, &out, &stop);
+        let run = one_run(number, *side, spec, args, plan, out, stop);
         match &run.failure {
             None => println!(
                 "run {number}/{} {} {}: done",
@@ -85,7 +163,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         }
         runs.push(run);
     }
-    finish(&args, &a, &b, &runs, &out, stop.load(Ordering::Relaxed))
+    finish(a, b, thresholds, &runs, out, stop.load(Ordering::Relaxed))
 }
 
 /// `--out`, or `reports/ab/<A>-vs-<B>-<UTC>`; an existing folder must be empty.
@@ -242,13 +320,13 @@ fn analyze_run(results: &Path, dir: &Path, trace: &Path) -> anyhow::Result<()> {
 }
 
 fn finish(
-    args: &AbArgs,
     a: &BuildSpec,
     b: &BuildSpec,
+    thresholds: &Thresholds,
     runs: &[Run],
     out: &Path,
     interrupted: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Session> {
     let files = |side: Side| -> Vec<PathBuf> {
         runs.iter()
             .filter(|r| r.side == side && r.failure.is_none())
@@ -291,7 +369,7 @@ fn finish(
         .iter()
         .map(|r| format!("{}{} {}", r.side.letter(), r.number, r.name))
         .collect();
-    let mut c = compare::compare(&side_a, &side_b, args.threshold, order)?;
+    let mut c = compare::compare(&side_a, &side_b, thresholds, order)?;
     c.failed_runs = failed;
     if interrupted {
         c.warnings
@@ -300,9 +378,18 @@ fn finish(
     let (c, md) = compare_cmd::write_comparison(c, &side_a, &side_b, out, "comparison")?;
     compare_cmd::print_summary(&c);
     println!("comparison report: {}", md.display());
-    Ok(if interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
+    let figures = [&side_a, &side_b]
+        .iter()
+        .flat_map(|s| s.runs.iter().map(compare::figures))
+        .collect();
+    Ok(Session {
+        comparison: c,
+        figures,
+        attempted: compare::attempted(&side_a),
+        code: if interrupted {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        },
     })
 }

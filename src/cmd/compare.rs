@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::analyze::compare::{self, Comparison, Side};
 use crate::analyze::output;
+use crate::analyze::thresholds::Thresholds;
 use crate::cli::CompareArgs;
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -14,7 +15,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
-    let c = compare::compare(&a, &b, args.threshold, Vec::new())?;
+    let thresholds = Thresholds::new(args.threshold.clone());
+    let c = compare::compare(&a, &b, &thresholds, Vec::new())?;
     let (c, md) = write_comparison(c, &a, &b, &dir, "compare-report")?;
     print_summary(&c);
     println!("report: {}", md.display());
@@ -48,6 +50,11 @@ pub fn print_summary(c: &Comparison) {
             m.delta_pct
                 .map_or_else(|| "–".to_owned(), |p| format!("{p:+}%")),
             m.verdict.as_str()
+        );
+    }
+    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
+        println!(
+            "runs: at this noise, {n} runs per side would resolve a difference the size of each metric's threshold"
         );
     }
     for w in &c.warnings {
