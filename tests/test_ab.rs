@@ -140,7 +140,9 @@ fn ab_of_a_build_against_itself_is_inconclusive() {
         assert!(run.join("relay.log").is_file(), "{}", run.display());
         assert!(run.join("report").is_dir(), "{}", run.display());
     }
+    crate::test_analyze::check_comparison(&c);
     let calibration = report(dir.path(), "calibration");
+    crate::test_analyze::check_calibration(&calibration);
     assert_eq!(calibration["false_sessions"], 0);
     assert_eq!(calibration["figures"].as_array().unwrap().len(), 6);
     assert!(calibration["resampled"].is_object(), "{calibration}");

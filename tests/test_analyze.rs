@@ -768,6 +768,10 @@ fn committed_schemas_match_the_report_types() {
             "docs/compare.schema.json",
             schemars::schema_for!(lt::analyze::compare::Comparison),
         ),
+        (
+            "docs/calibration.schema.json",
+            schemars::schema_for!(lt::analyze::calibrate::Calibration),
+        ),
     ];
     for (file, schema) in schemas {
         let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
@@ -784,9 +788,17 @@ fn committed_schemas_match_the_report_types() {
 }
 
 /// Validates a comparison against the committed schema.
-fn check_comparison(value: &serde_json::Value) {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/compare.schema.json")).unwrap();
+pub fn check_comparison(value: &serde_json::Value) {
+    check_against(include_str!("../docs/compare.schema.json"), value);
+}
+
+/// Validates an `lt ab --aa` calibration against the committed schema.
+pub fn check_calibration(value: &serde_json::Value) {
+    check_against(include_str!("../docs/calibration.schema.json"), value);
+}
+
+fn check_against(schema: &str, value: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(value)
@@ -914,6 +926,104 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
             assert_eq!(m["verdict"], "inconclusive", "{m}");
         }
     }
+}
+
+/// Issue #12: three runs a side 10 ms apart are found worse, with a reason that names the
+/// statistic, the interval, the threshold and the detectable difference; a threshold above
+/// the difference makes it "under the threshold"; a threshold in the wrong unit is refused.
+#[test]
+fn compare_finds_a_real_slowdown_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let latencies: [fn(f64) -> f64; 6] = [|_| 2.0, |_| 2.1, |_| 1.9, |_| 12.0, |_| 12.2, |_| 11.9];
+    let files: Vec<PathBuf> = latencies
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = dir.path().join(format!("run{i}.ltr"));
+            let scenario = Scenario {
+                latency_ms: *f,
+                ..Scenario::default()
+            };
+            write(&path, "f1", &scenario.rows());
+            path
+        })
+        .collect();
+    let compare = |extra: &[&str]| {
+        let out = lt()
+            .current_dir(dir.path())
+            .args(["compare", "--out-dir", "cmp"])
+            .args(extra)
+            .args(&files[..3])
+            .arg("--")
+            .args(&files[3..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json = std::fs::read_dir(dir.path().join("cmp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap();
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        std::fs::remove_dir_all(dir.path().join("cmp")).unwrap();
+        check_comparison(&c);
+        c
+    };
+    let metric = |c: &serde_json::Value, id: &str| -> serde_json::Value {
+        c["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let c = compare(&[]);
+    assert_eq!(c["overall"], "worse", "{}", c["overall_line"]);
+    let p50 = metric(&c, "response_p50");
+    assert_eq!(p50["verdict"], "worse", "{p50}");
+    assert_eq!(
+        p50["threshold"], 0.5,
+        "5% of 2 ms is under the 0.5 ms floor"
+    );
+    let why = p50["reason"].as_str().unwrap();
+    for part in [
+        "Welch t",
+        "95% interval",
+        "Holm-adjusted p",
+        "threshold 0.5 ms",
+        "detectable",
+    ] {
+        assert!(why.contains(part), "{part}: {why}");
+    }
+    // Success rates agree: no verdict, and the threshold is in percentage points.
+    let success = metric(&c, "success_rate");
+    assert_eq!(success["verdict"], "inconclusive");
+    assert_eq!(success["threshold_rule"], "0.5 pp");
+
+    let c = compare(&["--threshold", "response_p50=20ms"]);
+    let p50 = metric(&c, "response_p50");
+    assert_eq!(p50["verdict"], "inconclusive", "{p50}");
+    assert!(
+        p50["reason"]
+            .as_str()
+            .unwrap()
+            .contains("under the threshold 20 ms"),
+        "{p50}"
+    );
+
+    let out = lt()
+        .current_dir(dir.path())
+        .args(["compare", "--threshold", "success_rate=1%"])
+        .args(&files[..1])
+        .arg("--")
+        .args(&files[3..4])
+        .output()
+        .unwrap();
+    let line = one_line_error(&out);
+    assert!(line.contains("write success_rate=1pp"), "{line}");
 }
 
 #[test]

@@ -182,6 +182,7 @@ pub fn compare(
     )?;
     let attempted = attempted(a);
     // Metrics both sides measured in every run, with the headline that names them.
+    let mut named = Vec::new();
     let mut found = Vec::new();
     for m in thresholds::METRICS {
         let (Some(a_runs), Some(b_runs)) = (values(&a.runs, m.id), values(&b.runs, m.id)) else {
@@ -190,47 +191,44 @@ pub fn compare(
         let Some(head) = a.runs[0].summary.iter().find(|h| h.id == m.id) else {
             continue;
         };
-        let runs = MetricRuns {
-            better: m.better,
-            a: a_runs,
-            b: b_runs,
-            threshold: thresholds.of(m, attempted),
-        };
-        found.push((m, head, runs));
+        named.push((m, head));
+        found.push(metric_runs(m, thresholds, attempted, a_runs, b_runs));
     }
-    let judged = verdict::judge(&found.iter().map(|(.., r)| r.clone()).collect::<Vec<_>>());
-    let metrics: Vec<MetricDelta> = found
+    let judged = verdict::judge(&found);
+    let metrics: Vec<MetricDelta> = named
         .into_iter()
+        .zip(found)
         .zip(judged)
-        .map(|((m, head, runs), j)| MetricDelta {
-            id: m.id.into(),
-            label: head.label.clone(),
-            unit: head.unit.clone(),
-            better: m.better,
-            a: round3(stats::mean(&runs.a).unwrap_or(0.0)),
-            b: round3(stats::mean(&runs.b).unwrap_or(0.0)),
-            a_noise: spread(&runs.a).map(round3),
-            b_noise: spread(&runs.b).map(round3),
-            delta: round3(j.delta),
-            delta_pct: stats::mean(&runs.a)
-                .filter(|a| *a != 0.0)
-                .map(|a| round3(j.delta * 100.0 / a.abs())),
-            threshold: round3(j.bound),
-            threshold_rule: thresholds::describe(&runs.threshold, m.threshold_unit(&head.unit)),
-            welch_t: j.welch.and_then(|w| w.t).map(round3),
-            df: j.welch.map(|w| round3(w.df)),
-            p_value: j.welch.map(|w| round_p(w.p)),
-            p_adjusted: j.p_adjusted.map(round_p),
-            ci95: j.ci95.map(|[l, h]| [round3(l), round3(h)]),
-            detectable: j.detectable.map(round3),
-            runs_to_resolve: j.runs_to_resolve,
-            verdict: j.verdict,
-            reason: j.reason(
-                m.threshold_unit(&head.unit),
-                &thresholds::describe(&runs.threshold, m.threshold_unit(&head.unit)),
-            ),
-            a_runs: runs.a,
-            b_runs: runs.b,
+        .map(|(((m, head), runs), j)| {
+            let unit = m.threshold_unit(&head.unit);
+            let rule = thresholds::describe(&runs.threshold, unit);
+            MetricDelta {
+                id: m.id.into(),
+                label: head.label.clone(),
+                unit: head.unit.clone(),
+                better: m.better,
+                a: round3(stats::mean(&runs.a).unwrap_or(0.0)),
+                b: round3(stats::mean(&runs.b).unwrap_or(0.0)),
+                a_noise: spread(&runs.a).map(round3),
+                b_noise: spread(&runs.b).map(round3),
+                delta: round3(j.delta),
+                delta_pct: stats::mean(&runs.a)
+                    .filter(|a| *a != 0.0)
+                    .map(|a| round3(j.delta * 100.0 / a.abs())),
+                threshold: round3(j.bound),
+                welch_t: j.welch.and_then(|w| w.t).map(round3),
+                df: j.welch.map(|w| round3(w.df)),
+                p_value: j.welch.map(|w| round_p(w.p)),
+                p_adjusted: j.p_adjusted.map(round_p),
+                ci95: j.ci95.map(|[l, h]| [round3(l), round3(h)]),
+                detectable: j.detectable.map(round3),
+                runs_to_resolve: j.runs_to_resolve,
+                verdict: j.verdict,
+                reason: j.reason(unit, &rule),
+                threshold_rule: rule,
+                a_runs: runs.a,
+                b_runs: runs.b,
+            }
         })
         .collect();
     let better = metrics
@@ -291,6 +289,21 @@ pub fn compare(
     })
 }
 
+fn metric_runs(
+    m: &thresholds::Metric,
+    thresholds: &Thresholds,
+    attempted: f64,
+    a: Vec<f64>,
+    b: Vec<f64>,
+) -> MetricRuns {
+    MetricRuns {
+        better: m.better,
+        a,
+        b,
+        threshold: thresholds.of(m, attempted),
+    }
+}
+
 /// One run's figures for every compared metric, in `thresholds::METRICS` order.
 pub fn figures(r: &Report) -> Vec<Option<f64>> {
     thresholds::METRICS
@@ -318,16 +331,11 @@ pub fn verdicts(
             continue;
         }
         slots.push(k);
-        runs.push(MetricRuns {
-            better: m.better,
-            a: a.clone(),
-            b: b.clone(),
-            threshold: thresholds.of(m, attempted),
-        });
+        runs.push(metric_runs(m, thresholds, attempted, a.clone(), b.clone()));
     }
     let mut out = vec![Verdict::Inconclusive; thresholds::METRICS.len()];
-    for (k, j) in slots.into_iter().zip(verdict::judge(&runs)) {
-        out[k] = j.verdict;
+    for (k, (.., v)) in slots.into_iter().zip(verdict::decide(&runs)) {
+        out[k] = v;
     }
     out
 }

@@ -253,56 +253,66 @@ impl Judged {
     }
 }
 
-/// Judges every metric of one comparison, all sharing one family-wise error budget.
-pub fn judge(metrics: &[MetricRuns]) -> Vec<Judged> {
+/// The decision alone, for every metric of one comparison, all sharing one family-wise
+/// error budget: each metric's test (`None` with one run on a side), its Holm-adjusted
+/// p-value, and its verdict. Cheap enough to simulate thousands of sessions with.
+pub fn decide(metrics: &[MetricRuns]) -> Vec<(Option<Welch>, Option<f64>, Verdict)> {
     let tests: Vec<Option<Welch>> = metrics.iter().map(|m| welch(&m.a, &m.b)).collect();
     let tested: Vec<f64> = tests.iter().flatten().map(|w| w.p).collect();
-    let family = tested.len();
     let mut adjusted = holm(&tested).into_iter();
     metrics
         .iter()
         .zip(tests)
         .map(|(m, w)| {
-            let a = mean(&m.a).unwrap_or(0.0);
-            let delta = mean(&m.b).unwrap_or(0.0) - a;
-            let bound = m.threshold.bound(a);
             let Some(w) = w else {
-                return Judged {
-                    verdict: Verdict::Inconclusive,
-                    delta,
-                    bound,
-                    welch: None,
-                    ci95: None,
-                    p_adjusted: None,
-                    detectable: None,
-                    runs_to_resolve: None,
-                    family,
-                };
+                return (None, None, Verdict::Inconclusive);
             };
             let p_adjusted = adjusted.next().unwrap_or(1.0);
-            let half = t_quantile(0.975, w.df) * w.se;
-            let decided = delta != 0.0 && p_adjusted <= FAMILY_ALPHA && delta.abs() >= bound;
+            let bound = m.threshold.bound(mean(&m.a).unwrap_or(0.0));
+            let decided = w.delta != 0.0 && p_adjusted <= FAMILY_ALPHA && w.delta.abs() >= bound;
             let verdict = if !decided {
                 Verdict::Inconclusive
-            } else if (delta < 0.0) == (m.better == Better::Lower) {
+            } else if (w.delta < 0.0) == (m.better == Better::Lower) {
                 Verdict::Better
             } else {
                 Verdict::Worse
             };
+            (Some(w), Some(p_adjusted), verdict)
+        })
+        .collect()
+}
+
+/// [`decide`], with what a report says beside each verdict: the interval, the detectable
+/// difference and the runs that would resolve the threshold.
+pub fn judge(metrics: &[MetricRuns]) -> Vec<Judged> {
+    let decided = decide(metrics);
+    let family = decided.iter().filter(|(w, ..)| w.is_some()).count();
+    metrics
+        .iter()
+        .zip(decided)
+        .map(|(m, (welch, p_adjusted, verdict))| {
+            let a = mean(&m.a).unwrap_or(0.0);
+            let delta = mean(&m.b).unwrap_or(0.0) - a;
+            let bound = m.threshold.bound(a);
             Judged {
                 verdict,
                 delta,
                 bound,
-                welch: Some(w),
-                ci95: Some([delta - half, delta + half]),
-                p_adjusted: Some(p_adjusted),
-                detectable: Some(detectable(&w, bound, family)),
-                runs_to_resolve: runs_to_resolve(
-                    stddev(&m.a).unwrap_or(0.0),
-                    stddev(&m.b).unwrap_or(0.0),
-                    bound,
-                    family,
-                ),
+                welch,
+                ci95: welch.map(|w| {
+                    let half = t_quantile(0.975, w.df) * w.se;
+                    [delta - half, delta + half]
+                }),
+                p_adjusted,
+                detectable: welch.map(|w| detectable(&w, bound, family)),
+                runs_to_resolve: welch.and_then(|_| {
+                    runs_to_resolve(
+                        stddev(&m.a).unwrap_or(0.0),
+                        stddev(&m.b).unwrap_or(0.0),
+                        bound,
+                        family,
+                    )
+                }),
                 family,
             }
         })
@@ -427,12 +437,14 @@ mod tests {
         assert!(holm(&[]).is_empty());
     }
 
-    /// Cases for the whole rule: (what, better, A runs, B runs, threshold %, floor, verdict).
+    /// A row of the rule's table: what, better, A runs, B runs, threshold %, floor, verdict.
+    type Case<'a> = (&'a str, Better, &'a [f64], &'a [f64], f64, f64, Verdict);
+
     #[test]
     fn the_rule_table() {
         use Better::{Higher, Lower};
         use Verdict::{Better as B, Inconclusive, Worse};
-        let cases: &[(&str, Better, &[f64], &[f64], f64, f64, Verdict)] = &[
+        let cases: &[Case] = &[
             (
                 "identical runs",
                 Lower,
@@ -617,7 +629,7 @@ mod tests {
                 .collect()
         };
         let rule = |a: &[Vec<f64>], b: &[Vec<f64>]| {
-            judge(&specs(a, b)).iter().map(|j| j.verdict).collect()
+            decide(&specs(a, b)).into_iter().map(|(.., v)| v).collect()
         };
         let rates = resample_sessions(&pool, 3, 2000, 1, rule).unwrap();
         assert!(rates.rate() <= 0.06, "{:?}", rates);
