@@ -113,3 +113,36 @@ fn inspect_verify_catches_a_bad_signature_in_a_well_formed_file() {
     let want = format!("record {}", flipped.unwrap());
     assert!(line.contains(&want) && line.contains("signature"), "{line}");
 }
+
+/// Issue #17: a reader that closes lt's stdout early (`| head`) is not a crash: every
+/// command that prints exits 0, with no panic, whatever it was printing.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(
+        dir.path(),
+        "p",
+        &["--duration", "20", "--rate", "100", "--clients", "50"],
+    );
+    let lt_bin = env!("CARGO_BIN_EXE_lt");
+    for args in [
+        // Megabytes of frames: the reader is gone long before the last one.
+        vec!["inspect", "--frames", "2000"],
+        vec!["export"],
+        vec!["replay", "--dry-run", "--relay", "ws://127.0.0.1:9/"],
+    ] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"set -o pipefail; "$0" "$1" "$3" "${@:4}" | head -c 1 >/dev/null"#)
+            .arg(lt_bin)
+            .arg(args[0])
+            .arg("unused")
+            .arg(&path)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -73,7 +73,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
             let folder = format!("session-{n:02}");
             (out.join(&folder), folder)
         };
-        println!("A/A session {n}/{}", args.sessions);
+        outln!("A/A session {n}/{}", args.sessions);
         match session(&args, &a, &b, &thresholds, &plan, &dir, &stop) {
             Ok(done) => {
                 outcomes.push(calibrate::outcome(&folder, &done.comparison));
@@ -92,8 +92,8 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     let names = output::names(&out, "calibration", "calibration");
     output::write_json(&names.json, &c)?;
     output::write_text(&names.markdown, &calibrate::render(&c))?;
-    println!("calibration: {}", c.verdict_line);
-    println!("calibration report: {}", names.markdown.display());
+    outln!("calibration: {}", c.verdict_line);
+    outln!("calibration report: {}", names.markdown.display());
     Ok(code)
 }
 
@@ -127,7 +127,7 @@ fn session(
 ) -> anyhow::Result<Session> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let order = run_order(args.runs);
-    println!(
+    outln!(
         "lt ab: {} (A) vs {} (B), {} runs each in the order {}; results in {}",
         a.name,
         b.name,
@@ -148,13 +148,13 @@ fn session(
         let number = i as u32 + 1;
         let run = one_run(number, *side, spec, args, plan, out, stop);
         match &run.failure {
-            None => println!(
+            None => outln!(
                 "run {number}/{} {} {}: done",
                 order.len(),
                 side.letter(),
                 spec.name
             ),
-            Some((e, _)) => println!(
+            Some((e, _)) => outln!(
                 "run {number}/{} {} {}: FAILED: {e}",
                 order.len(),
                 side.letter(),
@@ -377,7 +377,7 @@ fn finish(
     }
     let (c, md) = compare_cmd::write_comparison(c, &side_a, &side_b, out, "comparison")?;
     compare_cmd::print_summary(&c);
-    println!("comparison report: {}", md.display());
+    outln!("comparison report: {}", md.display());
     let figures = [&side_a, &side_b]
         .iter()
         .flat_map(|s| s.runs.iter().map(compare::figures))

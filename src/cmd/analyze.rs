@@ -102,16 +102,16 @@ fn example_ids(runs: &Runs, trace: &Path) -> anyhow::Result<Ids> {
 
 fn print_summary(w: &Written) {
     let r = &w.report;
-    println!("{}", r.trust.verdict);
+    outln!("{}", r.trust.verdict);
     for reason in &r.trust.reasons {
-        println!("  - {reason}");
+        outln!("  - {reason}");
     }
     for h in &r.summary {
-        println!("{:<28} {:>14} {}", h.label, markdown::num(h.value), h.unit);
+        outln!("{:<28} {:>14} {}", h.label, markdown::num(h.value), h.unit);
     }
     if let Some(first) = r.remediation.first() {
-        println!("first thing to do: {}", first.action);
+        outln!("first thing to do: {}", first.action);
     }
-    println!("report: {}", w.markdown.display());
-    println!("json:   {}", w.json.display());
+    outln!("report: {}", w.markdown.display());
+    outln!("json:   {}", w.json.display());
 }

@@ -19,7 +19,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let c = compare::compare(&a, &b, &thresholds, Vec::new())?;
     let (c, md) = write_comparison(c, &a, &b, &dir, "compare-report")?;
     print_summary(&c);
-    println!("report: {}", md.display());
+    outln!("report: {}", md.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -40,9 +40,9 @@ pub fn write_comparison(
 }
 
 pub fn print_summary(c: &Comparison) {
-    println!("overall: {} — {}", c.overall, c.overall_line);
+    outln!("overall: {} — {}", c.overall, c.overall_line);
     for m in &c.metrics {
-        println!(
+        outln!(
             "{:<28} A {:>12}  B {:>12}  {:>10}  {}",
             m.label,
             m.a,
@@ -53,11 +53,11 @@ pub fn print_summary(c: &Comparison) {
         );
     }
     if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
-        println!(
+        outln!(
             "runs: at this noise, {n} runs per side would resolve a difference the size of each metric's threshold"
         );
     }
     for w in &c.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
 }

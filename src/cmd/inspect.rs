@@ -34,21 +34,26 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(path)?;
     let h = reader.header().clone();
     let o = &h.options;
-    println!("file         {} ({})", path.display(), fmt::bytes(size));
-    println!(
+    outln!("file         {} ({})", path.display(), fmt::bytes(size));
+    outln!(
         "format       lt trace v{}, written by lt {}",
-        h.format_version, h.lt_version
+        h.format_version,
+        h.lt_version
     );
-    println!("generator    {}", h.generator);
-    println!("schemas      {}", h.schema_source);
+    outln!("generator    {}", h.generator);
+    outln!("schemas      {}", h.schema_source);
     let epoch_text = chrono::DateTime::from_timestamp(o.epoch as i64, 0)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
-    println!(
+    outln!(
         "options      seed {} · clients {} · creators {} · duration {} s · rate {} events/s",
-        o.seed, o.clients, o.creators, o.duration_s, o.rate_eps
+        o.seed,
+        o.clients,
+        o.creators,
+        o.duration_s,
+        o.rate_eps
     );
-    println!(
+    outln!(
         "             mix {} views · read share {} · edit share {} · nip71 share {} · epoch {} ({epoch_text})",
         o.view_share, o.read_share, o.edit_share, o.nip71_share, o.epoch
     );
@@ -87,29 +92,36 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .ok_or_else(|| anyhow!("{}: no trailer", path.display()))?;
     let span = t.last_offset_us as f64 / 1e6;
-    println!(
+    outln!(
         "records      {} ({} events) over {span:.1} s; peak {} records in second {peak_second}",
         fmt::count(t.records),
         fmt::count(t.events),
         fmt::count(peak)
     );
-    println!(
+    outln!(
         "trailer      verified: record count and fingerprint sha256:{}",
         t.fingerprint
     );
     if args.verify {
-        println!(
+        outln!(
             "signatures   verified: every event's id and BIP-340 signature ({})",
             fmt::count(verified)
         );
     }
-    println!(
+    outln!(
         "\n  {:<22} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
-        "kind", "records", "share", "min B", "p50 B", "p90 B", "max B", "total"
+        "kind",
+        "records",
+        "share",
+        "min B",
+        "p50 B",
+        "p90 B",
+        "max B",
+        "total"
     );
     for (op, st) in &by_op {
         let n = st.sizes.len();
-        println!(
+        outln!(
             "  {:<22} {:>10} {:>6.1}% {:>8} {:>8} {:>8} {:>8} {:>10}",
             op.label(),
             fmt::count(n),
@@ -139,7 +151,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     });
     let posts = count(&|op| matches!(op, Op::Event { kind: 30078, .. }));
     if views + posts > 0 {
-        println!(
+        outln!(
             "\nmix          {:.2}% views among views + video posts (asked {:.2}%)",
             100.0 * views as f64 / (views + posts) as f64,
             100.0 * o.view_share
@@ -150,7 +162,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
 
 fn print_frame(index: u64, r: &Record) {
     let after = r.after.map_or(String::new(), |a| format!(" after #{a}"));
-    println!(
+    outln!(
         "#{index} +{:.6}s client {} {}{after}\n{}",
         r.offset_us as f64 / 1e6,
         r.client,

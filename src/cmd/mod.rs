@@ -1,5 +1,22 @@
 //! One module per subcommand, each with a `run` entry point.
 
+/// `println!` for what a subcommand tells the user on stdout, without `println!`'s panic
+/// when stdout is a pipe its reader closed (`lt inspect t.ltc | head -1`): the line is
+/// dropped and the command goes on, so a replay whose summary cannot be shown still
+/// finishes its results file.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::out(format_args!($($arg)*))
+    };
+}
+
 mod ab;
 pub mod analyze;
 pub mod compare;
@@ -23,6 +40,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(args),
         Command::Ab(args) => ab::run(args),
     }
+}
+
+/// Writes to stdout; an error (a closed pipe) is ignored, see [`outln!`].
+pub fn out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
 }
 
 /// A reader closed our stdout (`lt export … | head`): not an error worth a message.

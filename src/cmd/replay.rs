@@ -50,7 +50,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         replay::run(&args.trace, &plan, &out, cfg, progress.clone())
     })?;
     progress.finish_and_clear();
-    print!("{}", render(&summary, &plan));
+    out!("{}", render(&summary, &plan));
     if summary.trailer.interrupted {
         eprintln!(
             "lt: interrupted; results so far are in {} (records not sent are marked not_sent)",
@@ -176,8 +176,8 @@ pub fn progress_bar(records: u64) -> ProgressBar {
 }
 
 fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile: bool) {
-    println!("dry run: nothing sent, no socket opened");
-    println!(
+    outln!("dry run: nothing sent, no socket opened");
+    outln!(
         "target        {} — allowed ({})",
         target.display_host(),
         if target.loopback {
@@ -186,18 +186,18 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
             "on the allow-list of dedicated test hosts"
         }
     );
-    println!(
+    outln!(
         "trace         {} (fingerprint sha256:{})",
         args.trace.display(),
         plan.fingerprint
     );
-    println!(
+    outln!(
         "records       {} ({} events), {} of frames",
         fmt::count(plan.records),
         fmt::count(plan.events),
         fmt::bytes(plan.frame_bytes)
     );
-    println!(
+    outln!(
         "connections   {} on {} network thread(s)",
         plan.connections,
         replay::network_threads(plan, args.load.threads, args.load.speed)
@@ -210,33 +210,33 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     // The plan's figures are at the chosen speed, or at 1x for `--speed max` (see `plan`).
     let at = match args.load.speed {
         Speed::Max => {
-            println!(
+            outln!(
                 "duration      as fast as the in-flight caps allow (--speed max; the trace spans {:.1} s at 1x){stopping}",
                 plan.duration_s
             );
             "1x".to_string()
         }
         paced => {
-            println!(
+            outln!(
                 "duration      {:.1} s at {paced}{stopping}",
                 plan.duration_s
             );
             paced.to_string()
         }
     };
-    println!(
+    outln!(
         "peak rate     {} records in second {} (at {at})",
         fmt::count(plan.peak_per_s),
         plan.peak_second
     );
-    println!("largest gap   {:.3} s (at {at})", plan.largest_gap_s);
-    println!(
+    outln!("largest gap   {:.3} s (at {at})", plan.largest_gap_s);
+    outln!(
         "in flight     at most {} overall, {} per connection; at the cap: {:?}; timeout {:?}; reconcile {}",
         args.load.max_in_flight, args.load.per_conn_in_flight, args.load.on_overload, args.load.timeout, reconcile
     );
-    println!("mix");
+    outln!("mix");
     for (kind, n) in &plan.by_kind {
-        println!(
+        outln!(
             "  {kind:<22} {:>10} {:>6.1}%",
             fmt::count(*n),
             100.0 * *n as f64 / plan.records.max(1) as f64

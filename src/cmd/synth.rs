@@ -54,7 +54,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         });
         let summary = write_file(&opts, &path, threads, &progress)?;
         progress.finish_and_clear();
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
         summary
     };
     progress.finish_and_clear();
@@ -62,7 +62,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     if to_stdout {
         eprint!("{text}");
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }
