@@ -1108,3 +1108,28 @@ fn hot_functions_come_only_from_a_profile_beside_the_results() {
         "{md}"
     );
 }
+
+/// Issue #17: a missing argument is named in the one-line error (clap's message spans
+/// lines), and an option written after `lt compare`'s `--` is explained, not opened as a file.
+#[test]
+fn missing_arguments_are_named_and_options_after_the_separator_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = crate::util::synth(dir.path(), "t", &["--duration", "5", "--clients", "5"]);
+    let trace = trace.to_str().unwrap();
+    for (args, want) in [
+        (vec!["analyze"], "not provided: <FILES>"),
+        (vec!["compare", "r.ltr", "--"], "not provided: <B>"),
+        (
+            vec!["replay", trace, "--relay", "ws://127.0.0.1:9/", "--profile"],
+            "not provided: --relay-pid",
+        ),
+        (
+            vec!["compare", "a.ltr", "--", "b.ltr", "--out-dir", "x"],
+            "--out-dir: options go before `--`",
+        ),
+    ] {
+        let out = lt().current_dir(dir.path()).args(&args).output().unwrap();
+        let line = one_line_error(&out);
+        assert!(line.contains(want), "{args:?}: {line}");
+    }
+}

@@ -9,6 +9,13 @@ use crate::analyze::thresholds::Thresholds;
 use crate::cli::CompareArgs;
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    // Everything after `--` is B's files, so an option there would be read as a file name.
+    if let Some(flag) = args.b.iter().find(|p| p.to_string_lossy().starts_with('-')) {
+        return Err(anyhow::anyhow!(
+            "{}: options go before `--` (everything after it is B's results files)",
+            flag.display()
+        ));
+    }
     let a = Side::load(&args.a_name, &args.a)?;
     let b = Side::load(&args.b_name, &args.b)?;
     let dir = args
