@@ -890,14 +890,22 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
     let line = one_line_error(&out);
     assert!(line.contains("same trace"), "{line}");
 
+    // Three runs a side: copies of one run (a file given twice is refused, below).
+    let copies: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let copy = dir.path().join(format!("a{i}.ltr"));
+            std::fs::copy(&a, &copy).unwrap();
+            copy
+        })
+        .collect();
     for per_side in [1, 3] {
-        let side: Vec<&PathBuf> = std::iter::repeat_n(&a, per_side).collect();
+        let side: &[PathBuf] = &copies[..per_side];
         let out = lt()
             .current_dir(dir.path())
             .args(["compare", "--out-dir", "cmp"])
-            .args(&side)
+            .args(side)
             .arg("--")
-            .args(&side)
+            .args(side)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -925,6 +933,15 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
         for m in metrics {
             assert_eq!(m["verdict"], "inconclusive", "{m}");
         }
+    }
+    // Issue #17: one file twice is one run counted twice; refused, in analyze and compare.
+    for args in [
+        vec!["analyze", "a.ltr", "a.ltr"],
+        vec!["compare", "a.ltr", "./a.ltr", "--", "a0.ltr"],
+    ] {
+        let out = lt().current_dir(dir.path()).args(&args).output().unwrap();
+        let line = one_line_error(&out);
+        assert!(line.contains("a.ltr: given twice"), "{args:?}: {line}");
     }
 }
 

@@ -43,7 +43,17 @@ pub fn read_merged(paths: &[PathBuf]) -> anyhow::Result<Runs> {
 /// per-run figures without reading a file twice).
 pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyhow::Result<Runs> {
     let mut merged: Option<Runs> = None;
+    let mut seen = std::collections::HashSet::new();
     for path in paths {
+        // One file given twice would count its run twice (and, in a comparison, fake a
+        // side with no noise at all).
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if !seen.insert(canonical) {
+            return Err(anyhow!(
+                "{}: given twice; each results file is one run, to be counted once",
+                path.display()
+            ));
+        }
         let (header, tally) = read_file(path)?;
         if let Some(runs) = &merged {
             same_trace(&runs.header, &runs.files[0], &header, path)?;
