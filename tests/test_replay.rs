@@ -496,5 +496,14 @@ fn refused_or_missing_targets_exit_2_before_any_connection() {
         assert!(line.contains("refusing"), "{url}: {line}");
         assert!(line.contains(why), "{url}: {line}");
     }
+    // Issue #17: a --relay-pid that names no process is refused before the run; it was
+    // "sampled" as nothing, and the report then said both sampled and not sampled.
+    let run = replay(
+        &trace,
+        "ws://127.0.0.1:9/",
+        &dir.path().join("x.ltr"),
+        &["--relay-pid", "999999999"],
+    );
+    assert!(one_line_error(&run).contains("--relay-pid 999999999: no such process"));
     assert!(!dir.path().join("x.ltr").exists());
 }

@@ -33,6 +33,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             target.display_host()
         ));
     }
+    if let Some(pid) = args.relay_pid {
+        // A pid that names no process would be "sampled" as nothing all run long.
+        if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+            return Err(anyhow!(
+                "--relay-pid {pid}: no such process; give the pid of the running relay (pgrep -f nostr-rs-relay)"
+            ));
+        }
+    }
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
     let reconcile = reconcile_for(&args.load, &target);
     if args.dry_run {
