@@ -920,6 +920,10 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
         check_comparison(&c);
         assert_eq!(c["overall"], "inconclusive", "{per_side}");
         if per_side == 1 {
+            // Issue #17: the warning that qualifies the verdict comes before the table.
+            let stdout = text(&out.stdout);
+            let warned = stdout.find("warning: A: one run only").expect("warned");
+            assert!(warned < stdout.find("Success rate").unwrap(), "{stdout}");
             // Issue #12: one run a side measures no noise, so there is no verdict at all.
             assert!(
                 c["overall_line"].as_str().unwrap().contains("not measured"),

@@ -48,6 +48,10 @@ pub fn write_comparison(
 
 pub fn print_summary(c: &Comparison) {
     outln!("overall: {} — {}", c.overall, c.overall_line);
+    // Warnings qualify the verdict, so they come before the table, as in the report.
+    for w in &c.warnings {
+        outln!("warning: {w}");
+    }
     for m in &c.metrics {
         outln!(
             "{:<28} A {:>12}  B {:>12}  {:>10}  {}",
@@ -63,8 +67,5 @@ pub fn print_summary(c: &Comparison) {
         outln!(
             "runs: at this noise, {n} runs per side would resolve a difference the size of each metric's threshold"
         );
-    }
-    for w in &c.warnings {
-        outln!("warning: {w}");
     }
 }
