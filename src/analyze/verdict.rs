@@ -235,11 +235,19 @@ impl Judged {
             format!(", 95% interval {} … {}", super::stats::round3(lo), f(hi))
         });
         let p = self.p_adjusted.unwrap_or(1.0);
+        let shown = if p < 0.001 {
+            "< 0.001".to_owned()
+        } else {
+            format!("= {p:.3}")
+        };
         let budget = format!(
-            "Holm-adjusted p = {:.3} {} {FAMILY_ALPHA} over {} metrics",
-            p,
-            if p <= FAMILY_ALPHA { "≤" } else { ">" },
-            self.family
+            "Holm-adjusted p {shown} over {} metrics ({} the {FAMILY_ALPHA} budget)",
+            self.family,
+            if p <= FAMILY_ALPHA {
+                "within"
+            } else {
+                "beyond"
+            },
         );
         let detect = self
             .detectable
