@@ -199,6 +199,10 @@ const LATENCIES: [&str; 9] = [
     "eose_p99",
 ];
 
+/// A relay, what B adds to its runs (metric, amount), the metrics that must come out
+/// worse, and in at least what share of sessions.
+type PowerCase<'a> = (&'a str, Vec<(&'a str, f64)>, [&'a str; 2], f64);
+
 /// Power, at 3 runs a side: B is A's pool with a real difference added to every run. The
 /// issue's bar is for nostr-rs-relay (p50 ≈ 1 ms): a 5 ms delay found in 9 sessions of 10,
 /// 20 ms in all, a build refusing 1.5% of events worse on success rate. rnostr is the
@@ -210,11 +214,10 @@ const LATENCIES: [&str; 9] = [
 fn real_differences_are_found_slowdowns_and_refusals() {
     let pools = pools();
     let pool = |relay: &str| &pools.iter().find(|(r, _)| *r == relay).unwrap().1;
-    // (relay, added to B: metric and amount, metrics that must come out worse, in at least this share)
     let slower =
         |ms: f64| -> Vec<(&'static str, f64)> { LATENCIES.iter().map(|id| (*id, ms)).collect() };
     let refusing = |c: &Calibration| vec![("success_rate", -1.5), ("failed", 0.015 * c.attempted)];
-    let cases: Vec<(&str, Vec<(&str, f64)>, [&str; 2], f64)> = vec![
+    let cases: Vec<PowerCase> = vec![
         (
             "nostr-rs-relay",
             slower(5.0),

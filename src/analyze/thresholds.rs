@@ -10,7 +10,7 @@ pub const DEFAULT_PCT: f64 = 5.0;
 
 /// How a metric's default threshold is set.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Default {
+pub enum Preset {
     /// `pct` percent of A, at least `floor` in the metric's unit.
     Relative { pct: f64, floor: f64 },
     /// A fixed amount in the metric's unit (percentage points for the success rate).
@@ -25,7 +25,7 @@ pub enum Default {
 pub struct Metric {
     pub id: &'static str,
     pub better: Better,
-    pub default: Default,
+    pub default: Preset,
     /// What a floor may be written with (`0.5ms`), besides a bare number.
     pub suffix: &'static str,
 }
@@ -38,26 +38,23 @@ const SUCCESS_PP: f64 = 0.5;
 /// p99 (benches/replay.rs, the timer floor), so medians need 0.5 ms and tails 1 ms.
 const MEDIAN_FLOOR_MS: f64 = 0.5;
 const TAIL_FLOOR_MS: f64 = 1.0;
-/// Relay CPU, in % of a core: the sampler reads /proc once a second, so one sample's
-/// rounding and phase move an average by about a point and a maximum by several.
+/// Relay CPU, in % of a core, read from /proc once a second: differences under 2 points of
+/// a core on average (5 at the busiest second) are not what a comparison of builds is for,
+/// whatever the runs say.
 const CPU_AVG_FLOOR: f64 = 2.0;
 const CPU_MAX_FLOOR: f64 = 5.0;
-/// Relay RSS, MB: allocator noise between fresh starts.
+/// Relay RSS, MB: a couple of allocator arenas; fresh starts of nostr-rs-relay varied by
+/// 0.6 MB (standard deviation) on the A/A trace here (tests/fixtures).
 const RSS_FLOOR_MB: f64 = 2.0;
 
-const fn relative(floor: f64) -> Default {
-    Default::Relative {
+const fn relative(floor: f64) -> Preset {
+    Preset::Relative {
         pct: DEFAULT_PCT,
         floor,
     }
 }
 
-const fn metric(
-    id: &'static str,
-    better: Better,
-    default: Default,
-    suffix: &'static str,
-) -> Metric {
+const fn metric(id: &'static str, better: Better, default: Preset, suffix: &'static str) -> Metric {
     Metric {
         id,
         better,
@@ -72,20 +69,20 @@ pub const METRICS: &[Metric] = &[
     metric(
         "success_rate",
         Better::Higher,
-        Default::Fixed(SUCCESS_PP),
+        Preset::Fixed(SUCCESS_PP),
         "pp",
     ),
     metric("ok_per_s", Better::Higher, relative(0.0), "/s"),
     metric(
         "failed",
         Better::Lower,
-        Default::ShareOfAttempted(SUCCESS_PP),
+        Preset::ShareOfAttempted(SUCCESS_PP),
         "records",
     ),
     metric(
         "timeouts",
         Better::Lower,
-        Default::ShareOfAttempted(SUCCESS_PP),
+        Preset::ShareOfAttempted(SUCCESS_PP),
         "records",
     ),
     metric(
@@ -171,7 +168,7 @@ impl std::str::FromStr for Override {
         let (mut share, mut floor) = (None, None);
         for part in value.split(',').map(str::trim) {
             if part.ends_with('%') {
-                if !matches!(m.default, Default::Relative { .. }) {
+                if !matches!(m.default, Preset::Relative { .. }) {
                     let unit = if m.suffix.is_empty() {
                         "records"
                     } else {
@@ -248,15 +245,15 @@ impl Thresholds {
     /// The threshold of `m` for a comparison whose runs attempted `attempted` records.
     pub fn of(&self, m: &Metric, attempted: f64) -> Threshold {
         let mut t = match m.default {
-            Default::Relative { floor, .. } => Threshold {
+            Preset::Relative { floor, .. } => Threshold {
                 pct_of_a: Some(self.default_pct()),
                 floor,
             },
-            Default::Fixed(v) => Threshold {
+            Preset::Fixed(v) => Threshold {
                 pct_of_a: None,
                 floor: v,
             },
-            Default::ShareOfAttempted(p) => Threshold {
+            Preset::ShareOfAttempted(p) => Threshold {
                 pct_of_a: None,
                 floor: (p / 100.0 * attempted).ceil().max(1.0),
             },
