@@ -469,6 +469,21 @@ fn dry_run_opens_no_connection() {
     ] {
         assert!(s.contains(&want), "{want}: {s}");
     }
+    // Issue #17: more --clients than the trace has is said, not silently capped; options
+    // read as the user spells them.
+    let capped = replay(
+        &trace,
+        &peer.url(),
+        &out,
+        &["--dry-run", "--clients", "5000"],
+    );
+    let s = text(&capped.stdout);
+    for want in [
+        "connections   20 on 1 network thread(s) (--clients 5000 is more than the trace's 20 clients",
+        "at the cap: wait; timeout 10s; reconcile on",
+    ] {
+        assert!(s.contains(want), "{want}: {s}");
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(peer.stats().accepted, 0, "a dry run connects to nothing");
     assert!(!out.exists());

@@ -156,10 +156,7 @@ fn options_text(
         "per_conn_in_flight".into(),
         load.per_conn_in_flight.to_string(),
     );
-    o.insert(
-        "on_overload".into(),
-        format!("{:?}", load.on_overload).to_lowercase(),
-    );
+    o.insert("on_overload".into(), overload_word(load.on_overload).into());
     o.insert("timeout_ms".into(), load.timeout.as_millis().to_string());
     if let Some(d) = load.duration {
         o.insert("duration_s".into(), d.to_string());
@@ -206,9 +203,12 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         fmt::bytes(plan.frame_bytes)
     );
     outln!(
-        "connections   {} on {} network thread(s)",
+        "connections   {} on {} network thread(s){}",
         plan.connections,
-        replay::network_threads(plan, args.load.threads, args.load.speed)
+        replay::network_threads(plan, args.load.threads, args.load.speed),
+        plan.clients_capped()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
     );
     let stopping = args
         .load
@@ -239,8 +239,12 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     );
     outln!("largest gap   {:.3} s (at {at})", plan.largest_gap_s);
     outln!(
-        "in flight     at most {} overall, {} per connection; at the cap: {:?}; timeout {:?}; reconcile {}",
-        args.load.max_in_flight, args.load.per_conn_in_flight, args.load.on_overload, args.load.timeout, reconcile
+        "in flight     at most {} overall, {} per connection; at the cap: {}; timeout {:?}; reconcile {}",
+        args.load.max_in_flight,
+        args.load.per_conn_in_flight,
+        overload_word(args.load.on_overload),
+        args.load.timeout,
+        if reconcile { "on" } else { "off" }
     );
     outln!("mix");
     for (kind, n) in &plan.by_kind {
@@ -257,6 +261,14 @@ fn ms(us: u64) -> String {
 }
 
 /// The end-of-run summary; warnings about the harness come first.
+/// `--on-overload` as the user spells it.
+fn overload_word(o: replay::Overload) -> &'static str {
+    match o {
+        replay::Overload::Wait => "wait",
+        replay::Overload::Drop => "drop",
+    }
+}
+
 pub fn render(s: &Summary, plan: &Plan) -> String {
     let mut out = String::new();
     let lag_p99 = s.lag_us.value_at_quantile(0.99);
@@ -289,6 +301,9 @@ pub fn render(s: &Summary, plan: &Plan) -> String {
         out.push_str(&format!(
             "WARNING: {dropped} records dropped at the in-flight cap\n"
         ));
+    }
+    if let Some(capped) = plan.clients_capped() {
+        out.push_str(&format!("NOTE: {capped}\n"));
     }
     out.push_str(&format!("results       {}\n", s.results.display()));
     out.push_str(&format!(

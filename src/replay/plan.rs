@@ -17,6 +17,9 @@ pub struct Plan {
     /// Connections the replay opens (trace clients, capped by `--clients`); records go to
     /// connection `client % connections`.
     pub connections: u32,
+    /// Clients in the trace, and the `--clients` asked for.
+    pub trace_clients: u32,
+    pub clients_asked: Option<u32>,
     /// Intended time of the last record at the chosen speed (1x at `--speed max`), seconds.
     pub duration_s: f64,
     /// Most records due in one second at the chosen speed (1x at `--speed max`), and which
@@ -26,6 +29,18 @@ pub struct Plan {
     /// Largest gap between consecutive intended times, seconds.
     pub largest_gap_s: f64,
     pub by_kind: BTreeMap<String, u64>,
+}
+
+impl Plan {
+    /// Said wherever the connection count is shown: `--clients` above the trace's own count
+    /// cannot add connections (each trace client is one), so the run has fewer than asked.
+    pub fn clients_capped(&self) -> Option<String> {
+        let asked = self.clients_asked.filter(|a| *a > self.trace_clients)?;
+        Some(format!(
+            "--clients {asked} is more than the trace's {} clients: one connection per trace client",
+            self.trace_clients
+        ))
+    }
 }
 
 /// The plan of replaying `path` at `speed`. At `--speed max` every record is due at once,
@@ -40,6 +55,8 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
     let connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);
     let mut p = Plan {
         connections,
+        trace_clients: clients,
+        clients_asked: conns_cap,
         ..Plan::default()
     };
     let (mut second, mut in_second, mut last_ns) = (u64::MAX, 0u64, None::<u64>);
