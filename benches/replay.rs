@@ -127,7 +127,11 @@ fn finish(started: Instant, usage: libc::rusage, out_path: &Path) -> Usage {
 
 fn synth(path: &Path, args: &[&str]) {
     let u = run(
-        Command::new(LT).arg("synth").args(args).arg("-o").arg(path),
+        Command::new(LT)
+            .args(["synth", "--force"])
+            .args(args)
+            .arg("-o")
+            .arg(path),
         None,
     );
     assert!(path.exists(), "synth failed: {}", u.stdout);

@@ -33,7 +33,15 @@ fn synth(records: f64, out: &Path) -> (f64, u64) {
     let rate = records / probe.expected_records();
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_lt"))
-        .args(["synth", "--seed", "42", "--duration", "500", "--rate"])
+        .args([
+            "synth",
+            "--force",
+            "--seed",
+            "42",
+            "--duration",
+            "500",
+            "--rate",
+        ])
         .arg(format!("{rate}"))
         .arg("-o")
         .arg(out)

@@ -94,6 +94,11 @@ pub struct SynthArgs {
     #[arg(long, conflicts_with = "output")]
     pub name: Option<String>,
 
+    /// Replace an existing capture. Without it lt refuses: results name their trace by
+    /// fingerprint, and a replaced trace would no longer be the one they replayed.
+    #[arg(long)]
+    pub force: bool,
+
     /// Signing threads [default: all cores]. The output does not depend on it.
     #[arg(long, env = "LT_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
@@ -321,6 +326,42 @@ pub struct AbArgs {
 
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// clap's error on one line: its first paragraph may span lines ("…were not provided:"
+/// then the arguments). A bad value that came from an environment variable (`MIX=abc`) is
+/// put as the variable the user set, not as a flag they never typed.
+pub fn one_line_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let msg = e.to_string();
+    let first: Vec<&str> = msg
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let mut line = first.join(" ").trim_start_matches("error: ").to_owned();
+    if line.is_empty() {
+        line = "invalid arguments".into();
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return line;
+    };
+    let flag = arg.split_whitespace().next().unwrap_or_default();
+    let typed = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let env = <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))
+        .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+    match env {
+        Some(var) if !typed && std::env::var(&var).is_ok_and(|v| v == *value) => {
+            format!("{var}={value} (from the environment): {line}")
+        }
+        _ => line,
+    }
 }
 
 fn parse_speed(s: &str) -> Result<crate::replay::Speed, String> {

@@ -16,24 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's message, on one line: what was wrong and with which flag. Its first
-            // paragraph may span lines ("…were not provided:" then the arguments).
-            let msg = e.to_string();
-            let first: Vec<&str> = msg
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let line = first.join(" ");
-            let line = line.trim_start_matches("error: ");
-            eprintln!(
-                "lt: {}",
-                if line.is_empty() {
-                    "invalid arguments"
-                } else {
-                    line
-                }
-            );
+            eprintln!("lt: {}", lt::cli::one_line_error(&e));
             return ExitCode::from(2);
         }
     };

@@ -1154,3 +1154,18 @@ fn missing_arguments_are_named_and_options_after_the_separator_explained() {
         assert!(line.contains(want), "{args:?}: {line}");
     }
 }
+
+/// Issue #17: the Markdown's per-window latency table shows about 20 rows and says which
+/// (it showed every Nth window without a word).
+#[test]
+fn the_window_table_says_which_windows_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    write(&path, "f1", &Scenario::default().rows());
+    let r = analyze(&path);
+    let n = r.latency_over_time.windows.len();
+    assert!(n > 20, "{n} windows: too few to need thinning");
+    let md = lt::analyze::markdown::render(&r);
+    let want = format!("every {}th of {n} windows shown", n.div_ceil(20));
+    assert!(md.contains(&want), "{want}: {md}");
+}

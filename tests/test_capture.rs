@@ -245,7 +245,12 @@ fn cli_rejects_bad_flags_on_one_line_with_exit_2() {
         .arg(dir.path().join("y.ltc"))
         .output()
         .unwrap();
-    assert!(one_line_error(&out).contains("--mix"));
+    // Issue #17: the variable the user set is named, not a flag they never typed.
+    let line = one_line_error(&out);
+    assert!(
+        line.starts_with("lt: MIX=2 (from the environment): "),
+        "{line}"
+    );
 }
 
 #[test]

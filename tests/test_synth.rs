@@ -235,3 +235,32 @@ fn no_secret_key_bytes_in_written_files() {
         .collect();
     assert!(files[1].windows(64).any(|w| pks.contains(w)));
 }
+
+/// Issue #17: an existing capture is not replaced unasked (results name their trace by
+/// fingerprint); `--force` replaces it.
+#[test]
+fn synth_refuses_to_replace_a_capture_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--duration", "3", "--rate", "20", "--clients", "5"];
+    let path = synth(dir.path(), "t", &args);
+    let before = sha256_file(&path);
+    let again = |extra: &[&str]| {
+        crate::util::lt()
+            .arg("synth")
+            .args(args)
+            .args(["--seed", "9"])
+            .args(extra)
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let line = crate::util::one_line_error(&again(&[]));
+    assert!(
+        line.contains("already exists") && line.contains("--force"),
+        "{line}"
+    );
+    assert_eq!(sha256_file(&path), before, "left as it was");
+    assert!(again(&["--force"]).status.success());
+    assert_ne!(sha256_file(&path), before, "replaced");
+}

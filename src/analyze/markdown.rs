@@ -281,16 +281,24 @@ fn throughput(s: &mut String, r: &Report) -> std::fmt::Result {
     chart(s, r, "throughput", "Throughput over time")?;
     let w = &r.latency_over_time;
     if !w.windows.is_empty() {
+        // A readable table: about 20 rows whatever the run's length, saying which ones.
+        let step = w.windows.len().div_ceil(20).max(1);
+        let shown = if step > 1 {
+            format!(
+                "; every {step}th of {} windows shown, all of them in the JSON report",
+                w.windows.len()
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             s,
-            "Latency per {} s window (by intended send time):",
+            "Latency per {} s window (by intended send time{shown}):",
             w.window_s
         )?;
         writeln!(s)?;
         writeln!(s, "| t (s) | count | p50 ms | p99 ms |")?;
         writeln!(s, "|---:|---:|---:|---:|")?;
-        // A readable table: about 20 rows whatever the run's length.
-        let step = w.windows.len().div_ceil(20).max(1);
         for win in w.windows.iter().step_by(step) {
             writeln!(
                 s,

@@ -52,6 +52,12 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
             let name = args.name.unwrap_or_else(|| format!("seed-{}", opts.seed));
             PathBuf::from("captures").join(format!("{name}.ltc"))
         });
+        if path.exists() && !args.force {
+            return Err(anyhow!(
+                "{}: already exists, and results may name it by its fingerprint; pass --force to replace it, or -o another path",
+                path.display()
+            ));
+        }
         let summary = write_file(&opts, &path, threads, &progress)?;
         progress.finish_and_clear();
         outln!("wrote {}", path.display());

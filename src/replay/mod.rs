@@ -118,7 +118,7 @@ pub fn run(
             o
         },
         target: cfg.target.display_host(),
-        started_at: chrono::Utc::now().to_rfc3339(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         machine: sample::machine(),
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -212,7 +212,7 @@ pub fn run(
         outcomes: 0,
         by_outcome: BTreeMap::new(),
         samples: 0,
-        finished_at: chrono::Utc::now().to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         elapsed_ns: started.elapsed().as_nanos() as u64,
         interrupted: shared.stop.load(Ordering::Relaxed),
         unparseable_frames: shared.unparseable.load(Ordering::Relaxed),
