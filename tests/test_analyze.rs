@@ -787,6 +787,21 @@ fn committed_schemas_match_the_report_types() {
     }
 }
 
+/// The comparison JSON written last into `dir` (names grow `-2`, `-3`, …), checked
+/// against the schema.
+fn newest_comparison(dir: &Path) -> serde_json::Value {
+    let json = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    check_comparison(&c);
+    c
+}
+
 /// Validates a comparison against the committed schema.
 pub fn check_comparison(value: &serde_json::Value) {
     check_against(include_str!("../docs/compare.schema.json"), value);
@@ -909,15 +924,7 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let json = std::fs::read_dir(dir.path().join("cmp"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .max()
-            .unwrap();
-        let c: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        check_comparison(&c);
+        let c = newest_comparison(&dir.path().join("cmp"));
         assert_eq!(c["overall"], "inconclusive", "{per_side}");
         if per_side == 1 {
             // Issue #17: the warning that qualifies the verdict comes before the table.
@@ -980,16 +987,8 @@ fn compare_finds_a_real_slowdown_and_says_why() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let json = std::fs::read_dir(dir.path().join("cmp"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
-            .unwrap();
-        let c: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let c = newest_comparison(&dir.path().join("cmp"));
         std::fs::remove_dir_all(dir.path().join("cmp")).unwrap();
-        check_comparison(&c);
         c
     };
     let metric = |c: &serde_json::Value, id: &str| -> serde_json::Value {
