@@ -288,9 +288,10 @@ pub struct AbArgs {
     #[arg(long, conflicts_with_all = ["b", "b_config"])]
     pub aa: bool,
 
-    /// With --aa: how many whole A/A comparisons to run (each of --runs runs a side).
-    #[arg(long, default_value_t = 1, requires = "aa", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub sessions: u32,
+    /// With --aa: how many whole A/A comparisons to run (each of --runs runs a side)
+    /// [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub sessions: Option<u32>,
 
     /// Config template for A: a relay config file with `{port}` and `{dir}` in it.
     #[arg(long)]

@@ -256,6 +256,21 @@ fn ab_refuses_bad_specs_before_starting_anything() {
         let line = crate::util::one_line_error(&out);
         assert!(line.contains(want), "{line}");
     }
+    // A/A options: --sessions only with --aa, and --aa has no B.
+    for (extra, want) in [
+        (&["--sessions", "3"][..], "needs --aa"),
+        (&["--aa"][..], "cannot be used with"),
+    ] {
+        let out = ab(
+            dir.path(),
+            &trace,
+            "x=relay {port}",
+            "y=relay {port}",
+            extra,
+        );
+        let line = crate::util::one_line_error(&out);
+        assert!(line.contains(want), "{line}");
+    }
     assert!(!dir.path().join("out").exists());
 }
 

@@ -34,6 +34,12 @@ struct Run {
 }
 
 pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
+    // clap's `requires` counts a flag's default (false) as present, so this is checked here.
+    if args.sessions.is_some() && !args.aa {
+        return Err(anyhow!(
+            "--sessions counts A/A calibration sessions: it needs --aa"
+        ));
+    }
     let a = BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
     let b = match &args.b {
         Some(b) => BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?,
@@ -63,17 +69,18 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     let mut pool = Vec::new();
     let mut attempted = 0.0;
     let mut code = ExitCode::SUCCESS;
-    for n in 1..=args.sessions {
+    let sessions = args.sessions.unwrap_or(1);
+    for n in 1..=sessions {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (dir, folder) = if args.sessions == 1 {
+        let (dir, folder) = if sessions == 1 {
             (out.clone(), ".".to_owned())
         } else {
             let folder = format!("session-{n:02}");
             (out.join(&folder), folder)
         };
-        outln!("A/A session {n}/{}", args.sessions);
+        outln!("A/A session {n}/{sessions}");
         match session(&args, &a, &b, &thresholds, &plan, &dir, &stop) {
             Ok(done) => {
                 outcomes.push(calibrate::outcome(&folder, &done.comparison));

@@ -64,8 +64,11 @@ fn check_command(command: &str, has_config: bool) -> Result<(), String> {
     check_known(&slots, COMMAND_SLOTS)?;
     // With a config file the port may be set there instead; `start` checks the template.
     if !has_config && !slots.iter().any(|s| s.name == "port") {
-        return Err("the command has no {port} and there is no config file to carry it:                     lt picks a free port per run and the relay must listen on                     127.0.0.1:{port}"
-            .to_string());
+        return Err(concat!(
+            "the command has no {port} and there is no config file to carry it: ",
+            "lt picks a free port per run and the relay must listen on 127.0.0.1:{port}"
+        )
+        .to_string());
     }
     let uses_config = slots.iter().any(|s| s.name == "config");
     if uses_config && !has_config {
