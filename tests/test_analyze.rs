@@ -214,6 +214,8 @@ fn totals_and_taxonomy_count_every_outcome() {
             message: "error: too many subscriptions".into(),
         },
     ));
+    // Issue #17: a CLOSE frame, written after its REQ's EOSE; nothing answers it.
+    rows.push(row(n + 3, Op::Close, MS, 0, Some(MS), Outcome::Ok));
     rows.push(Row::Connect(ConnectRow {
         conn: 0,
         at_ns: 0,
@@ -224,16 +226,26 @@ fn totals_and_taxonomy_count_every_outcome() {
     write(&path, "f1", &rows);
     let r = analyze(&path);
     let t = &r.totals;
+    // Requests only: the CLOSE is neither attempted nor succeeded.
     assert_eq!(t.attempted, 50 + 7 + 10 + 4 + 5 + 3 + 2 + 6 + 1 + 1);
-    assert_eq!(t.succeeded, 50 + 7 + 6);
+    // Issue #17: stored_unacked is stored, but the client waited out its timeout: failed.
+    assert_eq!(t.succeeded, 50 + 7);
     assert_eq!(t.failed, t.attempted - t.succeeded);
+    assert_eq!(t.failed_by_class["stored_unacked"], 6);
+    assert_eq!(t.failed_by_class.values().sum::<u64>(), t.failed);
+    let timeouts = r.summary.iter().find(|h| h.id == "timeouts").unwrap();
+    assert_eq!(
+        timeouts.value,
+        (5 + 6 + 1) as f64,
+        "every request with no answer in time"
+    );
     assert_eq!((t.not_sent, t.dropped), (1, 1));
     assert_eq!(t.failed_by_class["rejected"], 14);
     assert_eq!(t.failed_by_class["closed"], 1);
     assert_eq!(t.failed_by_class["timeout"], 5);
     assert_eq!(t.failed_by_class["disconnected"], 5);
     assert_eq!(t.failed_by_class["lost"], 1);
-    assert_eq!(t.by_outcome.values().sum::<u64>(), n + 3);
+    assert_eq!(t.by_outcome.values().sum::<u64>(), n + 4);
     let e = &r.errors;
     assert_eq!(e.rejected_by_prefix["rate-limited"], 10);
     assert_eq!(e.rejected_by_prefix["invalid"], 4);

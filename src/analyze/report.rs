@@ -96,13 +96,16 @@ pub struct MachineInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Totals {
-    /// Records sent to the relay (every record but `not_sent` and `dropped`).
+    /// Requests sent to the relay: events and REQs, but not `not_sent` or `dropped` ones
+    /// (CLOSE frames are written, never answered, and count in no total).
     pub attempted: u64,
-    /// ok, duplicate and stored-unacked records.
+    /// Requests answered in time as asked: `ok` and `duplicate`. Not `stored_unacked`: the
+    /// relay has the event, but the client waited out its timeout.
     pub succeeded: u64,
-    /// Attempted records that did not succeed.
+    /// Attempted requests that did not succeed.
     pub failed: u64,
-    /// Failed records by class: `rejected`, `closed`, `timeout`, `disconnected`, `lost`.
+    /// Failed records by class: `rejected`, `closed`, `timeout`, `disconnected`, `lost`,
+    /// `stored_unacked`.
     pub failed_by_class: BTreeMap<String, u64>,
     /// Records lt did not send: `--duration`, Ctrl-C (`not_sent`), or the in-flight cap with
     /// `--on-overload drop` (`dropped`).
@@ -495,8 +498,9 @@ fn machine(m: &Machine) -> MachineInfo {
 fn totals(t: &Tally) -> Totals {
     let not_sent = t.count("not_sent");
     let dropped = t.count("dropped");
-    let attempted = t.outcomes - not_sent - dropped;
-    let succeeded = t.count("ok") + t.count("duplicate") + t.count("stored_unacked");
+    // Requests only: a CLOSE frame is never answered, so it cannot succeed or fail.
+    let attempted: u64 = t.requests().map(|c| c.attempted).sum();
+    let succeeded: u64 = t.requests().map(|c| c.succeeded).sum();
     let mut failed_by_class = BTreeMap::new();
     for (label, n) in &t.by_outcome {
         let class = match label.as_str() {
@@ -505,6 +509,8 @@ fn totals(t: &Tally) -> Totals {
             "timeout" => "timeout",
             "disconnected" => "disconnected",
             "lost" => "lost",
+            // Stored, but the client was never told: failed as the client saw it.
+            "stored_unacked" => "stored_unacked",
             _ => continue,
         };
         *failed_by_class.entry(class.to_owned()).or_insert(0) += n;
@@ -841,10 +847,12 @@ fn summary(r: &Report) -> Vec<Headline> {
     if let Some(p) = &overall.schedule_lag_ms {
         v.push(headline("lag_p99", "Schedule lag p99 (lt)", p.p99, "ms"));
     }
+    // Every request the client would have timed out on, whatever reconciliation found
+    // later: a stored_unacked event is a timeout the relay happened to keep.
     v.push(headline(
         "timeouts",
-        "Timeouts",
-        r.errors.timeouts as f64,
+        "Timeouts (no answer in time)",
+        (r.errors.timeouts + r.errors.stored_unacked + r.errors.lost) as f64,
         "records",
     ));
     if let Some(relay) = &r.resources.relay {

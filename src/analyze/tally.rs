@@ -160,6 +160,8 @@ impl Held {
 #[derive(Clone)]
 pub struct ClassTally {
     pub records: u64,
+    /// Records lt sent (see `Outcome::attempted`).
+    pub attempted: u64,
     pub succeeded: u64,
     pub latency: Latencies,
 }
@@ -318,6 +320,7 @@ impl Tally {
                 .iter()
                 .map(|_| ClassTally {
                     records: 0,
+                    attempted: 0,
                     succeeded: 0,
                     latency: Latencies::new(),
                 })
@@ -364,6 +367,15 @@ impl Tally {
         all
     }
 
+    /// Requests: every class but CLOSE. A CLOSE frame is written, never answered, so it is
+    /// neither a success nor a failure, and counts in no total or rate.
+    pub fn requests(&self) -> impl Iterator<Item = &ClassTally> {
+        Class::ALL
+            .iter()
+            .filter(|c| **c != Class::Close)
+            .map(|c| self.class(*c))
+    }
+
     pub fn class(&self, c: Class) -> &ClassTally {
         &self.classes[c.index()]
     }
@@ -391,6 +403,7 @@ impl Tally {
         let succeeded = o.outcome.succeeded();
         let ct = &mut self.classes[class.index()];
         ct.records += 1;
+        ct.attempted += u64::from(o.outcome.attempted());
         ct.succeeded += u64::from(succeeded);
         if o.sent_ns.is_some() {
             self.bytes_sent += u64::from(o.bytes);
@@ -458,6 +471,7 @@ impl Tally {
         }
         for (mine, theirs) in self.classes.iter_mut().zip(&other.classes) {
             mine.records += theirs.records;
+            mine.attempted += theirs.attempted;
             mine.succeeded += theirs.succeeded;
             mine.latency.add(&theirs.latency);
         }

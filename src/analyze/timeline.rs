@@ -67,6 +67,11 @@ impl Timeline {
     }
 
     pub fn note(&mut self, o: &OutcomeRow) {
+        // Requests only, so that scheduled, sent and answered compare like with like: a
+        // CLOSE is written and never answered.
+        if Class::of(o.op) == Class::Close {
+            return;
+        }
         self.at(o.intended_ns).scheduled += 1;
         if let Some(sent) = o.sent_ns {
             self.at(sent).sent += 1;
@@ -75,12 +80,14 @@ impl Timeline {
         match &o.outcome {
             x if x.succeeded() => self.at(done).ok += 1,
             Outcome::Rejected { .. } | Outcome::Closed { .. } => self.at(done).rejected += 1,
-            Outcome::Timeout | Outcome::Disconnected { .. } | Outcome::Lost | Outcome::Dropped => {
-                self.at(o.intended_ns).failed += 1
-            }
+            Outcome::Timeout
+            | Outcome::Disconnected { .. }
+            | Outcome::Lost
+            | Outcome::StoredUnacked
+            | Outcome::Dropped => self.at(o.intended_ns).failed += 1,
             _ => {}
         }
-        if o.outcome.replied() && Class::of(o.op) != Class::Close {
+        if o.outcome.replied() {
             if let Some(done) = o.completed_ns {
                 let w = self.window_of(o.intended_ns);
                 let us = (done.saturating_sub(o.intended_ns) / 1_000).clamp(1, HIST_MAX_US);

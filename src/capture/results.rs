@@ -140,12 +140,17 @@ impl Outcome {
         )
     }
 
-    /// The relay did what was asked (stored the event, answered the query).
+    /// The relay did what was asked and said so in time (OK for the event, EOSE for the
+    /// query), as the platform's client sees it. `stored_unacked` is not a success: the
+    /// relay has the event, but the client waited out its timeout and called it failed.
     pub fn succeeded(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Ok | Outcome::Duplicate | Outcome::StoredUnacked
-        )
+        matches!(self, Outcome::Ok | Outcome::Duplicate)
+    }
+
+    /// lt sent it (or it was due on a dead connection): everything but `not_sent` and
+    /// `dropped`.
+    pub fn attempted(&self) -> bool {
+        !matches!(self, Outcome::NotSent | Outcome::Dropped)
     }
 }
 
