@@ -48,9 +48,18 @@ fn header(fingerprint: &str, records: u64) -> Header {
 
 /// Writes `rows` as a complete results file.
 fn write(path: &Path, fingerprint: &str, rows: &[Row]) {
+    write_with(path, fingerprint, &[], rows);
+}
+
+/// As `write`, with replay `options` added to the header's.
+fn write_with(path: &Path, fingerprint: &str, options: &[(&str, &str)], rows: &[Row]) {
     let records = rows.iter().filter(|r| matches!(r, Row::Outcome(_))).count() as u64;
     let f = BufWriter::new(File::create(path).unwrap());
-    let mut w = ResultsWriter::new(f, &header(fingerprint, records)).unwrap();
+    let mut header = header(fingerprint, records);
+    for (k, v) in options {
+        header.options.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let mut w = ResultsWriter::new(f, &header).unwrap();
     for r in rows {
         w.push(r).unwrap();
     }
@@ -1179,4 +1188,34 @@ fn the_window_table_says_which_windows_it_shows() {
     let md = lt::analyze::markdown::render(&r);
     let want = format!("every {}th of {n} windows shown", n.div_ceil(20));
     assert!(md.contains(&want), "{want}: {md}");
+}
+
+/// Issue #17: records never answered within the timeout count in the latency percentiles at
+/// the timeout (a lower bound), and each set says how many; leaving them out made a relay
+/// that stopped answering look fast ("p99 2.97 s" over the 58% that were answered).
+#[test]
+fn unanswered_records_count_in_percentiles_at_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    // 90 answered in 2 ms; 10 sent and never answered within the 3 s timeout.
+    let rows: Vec<Row> = (0..100)
+        .map(|i| match i % 10 {
+            9 => row(i, view(), i * MS, 0, None, Outcome::StoredUnacked),
+            _ => row(i, view(), i * MS, 0, Some(2 * MS), Outcome::Ok),
+        })
+        .collect();
+    write_with(&path, "f1", &[("timeout_ms", "3000")], &rows);
+    let r = analyze(&path);
+    let p = r.latency.overall.response_ms.clone().unwrap();
+    assert_eq!((p.count, p.at_timeout), (100, 10));
+    close_to(p.p50, 2.0);
+    // The slowest 10% are at least the timeout: p95 cannot be 2 ms.
+    assert!(p.p95 >= 3000.0, "{p:?}");
+    let s = r.latency.overall.service_ms.clone().unwrap();
+    assert!(s.p99 >= 3000.0 && s.at_timeout == 10, "{s:?}");
+    let md = lt::analyze::markdown::render(&r);
+    assert!(md.contains("100 (10 at the timeout)"), "{md}");
+    // The latency windows the rules read count them too.
+    let counted: u64 = r.latency_over_time.windows.iter().map(|w| w.count).sum();
+    assert_eq!(counted, 100);
 }

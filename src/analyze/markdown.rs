@@ -200,13 +200,21 @@ fn percentile_row(
     what: &str,
     p: &Option<Percentiles>,
 ) -> std::fmt::Result {
-    if p.is_none() {
+    let Some(counted) = p else {
         return Ok(());
-    }
+    };
+    // How many records the row covers, and how many of them only at a lower bound.
+    let count = match counted.at_timeout {
+        0 => num(counted.count as f64),
+        n => format!(
+            "{} ({} at the timeout)",
+            num(counted.count as f64),
+            num(n as f64)
+        ),
+    };
     writeln!(
         s,
-        "| {name} | {what} | {} | {} | {} | {} | {} | {} | {} |",
-        opt(p, |p| p.count as f64),
+        "| {name} | {what} | {count} | {} | {} | {} | {} | {} | {} |",
         opt(p, |p| p.p50),
         opt(p, |p| p.p90),
         opt(p, |p| p.p95),

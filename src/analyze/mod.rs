@@ -99,6 +99,11 @@ fn short(fingerprint: &str) -> &str {
 pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
     // The ordinary reader checks the prefix and the header; the blocks after it are ours.
     let (header, mut blocks) = ResultsReader::open(path)?.into_blocks();
+    let timeout_ns = header
+        .options
+        .get("timeout_ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| ms * 1_000_000);
     let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let (tx, rx) = mpsc::sync_channel::<(Block, u64)>(2 * decoders);
     let rx = Arc::new(Mutex::new(rx));
@@ -107,13 +112,13 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
         let rx = rx.clone();
         let worker = std::thread::Builder::new()
             .name("lt-analyze".into())
-            .spawn(move || decode_blocks(&rx))
+            .spawn(move || decode_blocks(&rx, timeout_ns))
             .context("starting a decoder thread")?;
         workers.push(worker);
     }
     let (trailer_block, rows, read_error) = feed(&mut blocks, &tx);
     drop(tx);
-    let mut tally = Tally::new();
+    let mut tally = Tally::with_timeout(timeout_ns);
     tally.begin_file();
     let mut first_error: Option<Error> = None;
     for w in workers {
@@ -242,8 +247,11 @@ fn trailer_of(block: &Block) -> crate::capture::error::Result<results::Trailer> 
 }
 
 /// Decodes the rows of the blocks it takes from the shared queue into a tally of its own.
-fn decode_blocks(rx: &Mutex<mpsc::Receiver<(Block, u64)>>) -> crate::capture::error::Result<Tally> {
-    let mut tally = Tally::new();
+fn decode_blocks(
+    rx: &Mutex<mpsc::Receiver<(Block, u64)>>,
+    timeout_ns: Option<u64>,
+) -> crate::capture::error::Result<Tally> {
+    let mut tally = Tally::with_timeout(timeout_ns);
     loop {
         // The lock is held only to take the next block.
         let next = match rx.lock() {

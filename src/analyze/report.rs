@@ -131,7 +131,11 @@ pub struct TypeTotals {
 /// Percentiles of a histogram. Latencies in milliseconds; for `events_returned`, counts.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Percentiles {
+    /// Records the percentiles cover.
     pub count: u64,
+    /// Of `count`, records never answered within the timeout, counted at the timeout (their
+    /// real time is at least that, so every percentile above them is a lower bound too).
+    pub at_timeout: u64,
     pub p50: f64,
     pub p90: f64,
     pub p95: f64,
@@ -355,6 +359,7 @@ pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles>
     let q = |q: f64| round3(h.value_at_quantile(q) as f64 / scale);
     Some(Percentiles {
         count: h.len(),
+        at_timeout: 0,
         p50: q(0.5),
         p90: q(0.9),
         p95: q(0.95),
@@ -366,9 +371,15 @@ pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles>
 }
 
 fn latency_set(l: &Latencies) -> LatencySet {
+    let bounded = |h| {
+        percentiles_ms(h).map(|p| Percentiles {
+            at_timeout: l.at_timeout,
+            ..p
+        })
+    };
     LatencySet {
-        response_ms: percentiles_ms(&l.response),
-        service_ms: percentiles_ms(&l.service),
+        response_ms: bounded(&l.response),
+        service_ms: bounded(&l.service),
         schedule_lag_ms: percentiles_ms(&l.lag),
     }
 }
@@ -563,8 +574,10 @@ fn latency(t: &Tally) -> LatencyReport {
             req_to_eose_ms: percentiles_ms(&read.latency.service),
             events_returned: percentiles_scaled(&t.events_returned, 1.0),
         },
-        note: "Response and service times cover records the relay answered (OK, EOSE, CLOSED); \
-               timeouts, disconnects and reconciled events are counted under errors instead. \
+        note: "Response and service times cover records the relay answered (OK, EOSE, CLOSED), \
+               and records it did not answer within the timeout (timeout, stored_unacked, lost) \
+               at the timeout itself, a lower bound (`at_timeout` says how many); disconnected \
+               records have no time and are counted under errors. \
                Overall schedule lag covers records sent at their own time (views, video posts, \
                reads): mirrors wait for their post's OK and CLOSEs for their REQ's EOSE, so their \
                lag, shown per type, is the relay's answer time. Own lag is schedule lag less \

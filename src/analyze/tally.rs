@@ -96,6 +96,10 @@ pub struct Latencies {
     pub service: Histogram<u64>,
     /// sent − intended: lt's own delay.
     pub lag: Histogram<u64>,
+    /// Records in `response` and `service` at their lower bound: sent, but no answer within
+    /// the timeout (`timeout`, `stored_unacked`, `lost`), so their time is at least the
+    /// timeout. Leaving them out would make a relay that stops answering look fast.
+    pub at_timeout: u64,
 }
 
 impl Latencies {
@@ -104,10 +108,12 @@ impl Latencies {
             response: histogram(),
             service: histogram(),
             lag: histogram(),
+            at_timeout: 0,
         }
     }
 
     fn add(&mut self, other: &Latencies) {
+        self.at_timeout += other.at_timeout;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.response.add(&other.response);
         let _ = self.service.add(&other.service);
@@ -308,11 +314,23 @@ pub struct Tally {
     pub trailers: Vec<Trailer>,
     pub bytes_sent: u64,
     pub held: Held,
+    /// The replay's `--timeout`: where an unanswered record's latency is counted (see
+    /// `Latencies::at_timeout`); `None` when the results do not say (no such records then).
+    pub timeout_ns: Option<u64>,
 }
 
 impl Tally {
+    /// A tally of rows replayed with `--timeout` `timeout_ns`.
+    pub fn with_timeout(timeout_ns: Option<u64>) -> Tally {
+        Tally {
+            timeout_ns,
+            ..Tally::new()
+        }
+    }
+
     pub fn new() -> Tally {
         Tally {
+            timeout_ns: None,
             files: 0,
             outcomes: 0,
             by_outcome: BTreeMap::new(),
@@ -359,6 +377,7 @@ impl Tally {
             if c != Class::Close {
                 let _ = all.response.add(&l.response);
                 let _ = all.service.add(&l.service);
+                all.at_timeout += l.at_timeout;
             }
             if c.is_independent() {
                 let _ = all.lag.add(&l.lag);
@@ -409,6 +428,11 @@ impl Tally {
             self.bytes_sent += u64::from(o.bytes);
         }
         let replied = o.outcome.replied();
+        let unanswered = matches!(
+            o.outcome,
+            Outcome::Timeout | Outcome::StoredUnacked | Outcome::Lost
+        );
+        let mut response_ns = None;
         let lat = &mut ct.latency;
         if let Some(sent) = o.sent_ns {
             let lag = sent.saturating_sub(o.intended_ns);
@@ -420,11 +444,20 @@ impl Tally {
                 record_ns(&mut h.lag, lag);
                 record_ns(&mut h.own, lag.saturating_sub(o.held_ns));
             }
-            if let (Some(done), true) = (o.completed_ns, replied) {
+            // Answered: its real time. Unanswered in time: the timeout, a lower bound.
+            let done = match (o.completed_ns, self.timeout_ns) {
+                (Some(done), _) if replied => Some(done),
+                (_, Some(timeout)) if unanswered => {
+                    lat.at_timeout += 1;
+                    Some(sent + timeout)
+                }
+                _ => None,
+            };
+            if let Some(done) = done {
                 let response = done.saturating_sub(o.intended_ns);
-                let service = done.saturating_sub(sent);
                 record_ns(&mut lat.response, response);
-                record_ns(&mut lat.service, service);
+                record_ns(&mut lat.service, done.saturating_sub(sent));
+                response_ns = Some(response);
             }
         }
         if class == Class::Read && o.outcome == Outcome::Ok {
@@ -442,7 +475,7 @@ impl Tally {
             }
             _ => {}
         }
-        self.timeline.note(o);
+        self.timeline.note(o, response_ns);
     }
 
     /// Adds a tally of other rows of the same file (another decoder's share): its samples

@@ -66,7 +66,9 @@ impl Timeline {
         &mut self.seconds[s]
     }
 
-    pub fn note(&mut self, o: &OutcomeRow) {
+    /// Counts one row; `response_ns` is its response time as the tally counted it (the
+    /// real one, or the timeout's lower bound for a record never answered in time).
+    pub fn note(&mut self, o: &OutcomeRow, response_ns: Option<u64>) {
         // Requests only, so that scheduled, sent and answered compare like with like: a
         // CLOSE is written and never answered.
         if Class::of(o.op) == Class::Close {
@@ -87,12 +89,10 @@ impl Timeline {
             | Outcome::Dropped => self.at(o.intended_ns).failed += 1,
             _ => {}
         }
-        if o.outcome.replied() {
-            if let Some(done) = o.completed_ns {
-                let w = self.window_of(o.intended_ns);
-                let us = (done.saturating_sub(o.intended_ns) / 1_000).clamp(1, HIST_MAX_US);
-                self.windows[w].saturating_record(us);
-            }
+        if let Some(response) = response_ns {
+            let w = self.window_of(o.intended_ns);
+            let us = (response / 1_000).clamp(1, HIST_MAX_US);
+            self.windows[w].saturating_record(us);
         }
     }
 
@@ -180,11 +180,20 @@ mod tests {
         }
     }
 
+    /// Notes `r` with its response time when answered, as the tally does.
+    fn note(t: &mut Timeline, r: OutcomeRow) {
+        let response = r
+            .completed_ns
+            .filter(|_| r.outcome.replied())
+            .map(|done| done - r.intended_ns);
+        t.note(&r, response);
+    }
+
     #[test]
     fn counts_land_in_their_seconds() {
         let mut t = Timeline::new();
-        t.note(&row(0.5, 700.0, Outcome::Ok));
-        t.note(&row(1.2, 1.0, Outcome::Timeout));
+        note(&mut t, row(0.5, 700.0, Outcome::Ok));
+        note(&mut t, row(1.2, 1.0, Outcome::Timeout));
         assert_eq!(t.seconds.len(), 2);
         assert_eq!(t.seconds[0].scheduled, 1);
         // Completed at 1.2 s: its ok counts in second 1.
@@ -197,7 +206,7 @@ mod tests {
     fn long_runs_widen_windows_and_keep_every_value() {
         let mut t = Timeline::new();
         for s in 0..1000 {
-            t.note(&row(s as f64, 5.0, Outcome::Ok));
+            note(&mut t, row(s as f64, 5.0, Outcome::Ok));
         }
         assert!(t.windows.len() <= WINDOWS_MAX);
         // 1000 s in at most 100 windows: 16 s each (8 s would need 125).
@@ -210,9 +219,9 @@ mod tests {
     fn merging_aligns_window_widths() {
         let mut a = Timeline::new();
         let mut b = Timeline::new();
-        a.note(&row(3.0, 5.0, Outcome::Ok));
+        note(&mut a, row(3.0, 5.0, Outcome::Ok));
         for s in 0..600 {
-            b.note(&row(s as f64, 5.0, Outcome::Ok));
+            note(&mut b, row(s as f64, 5.0, Outcome::Ok));
         }
         a.merge(b);
         // 600 s need 8 s windows; the first holds a's record and b's first eight.
