@@ -127,6 +127,19 @@ fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
         r.counts
     );
     assert!(r.count("timeout") > 0, "{:?}", r.counts);
+    // Issue #17: the summary's latency is analyze's, unanswered requests at the timeout
+    // included, so the two agree about one run (they gave 39 ms and 180 ms for one p50).
+    let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
+    let p = lt::analyze::report::latency_overall(&runs.tally)
+        .response_ms
+        .unwrap();
+    assert_eq!(p.at_timeout, r.count("timeout"));
+    assert!(p.p50 >= 500.0, "{p:?}");
+    let line = format!(
+        "response time p50 {} ms · p99 {} ms · max {} ms (completed − intended; {} requests, {} at the timeout (a lower bound))",
+        p.p50, p.p99, p.max, p.count, p.at_timeout
+    );
+    assert!(r.stdout.contains(&line), "{line}\n{}", r.stdout);
 }
 
 #[test]

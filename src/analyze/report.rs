@@ -370,6 +370,11 @@ pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles>
     })
 }
 
+/// Response, service and lag over every request of `t`, as the report's `latency.overall`.
+pub fn latency_overall(t: &Tally) -> LatencySet {
+    latency_set(&t.overall())
+}
+
 fn latency_set(l: &Latencies) -> LatencySet {
     let bounded = |h| {
         percentiles_ms(h).map(|p| Percentiles {

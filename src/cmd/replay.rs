@@ -58,7 +58,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         replay::run(&args.trace, &plan, &out, cfg, progress.clone())
     })?;
     progress.finish_and_clear();
-    out!("{}", render(&summary, &plan));
+    // The summary's latency is analyze's, read back from the file just written: one
+    // definition of each figure (records unanswered in time count at the timeout; CLOSEs
+    // have no latency), so the two never disagree about one run.
+    let analyzed = crate::analyze::read_merged(std::slice::from_ref(&summary.results))
+        .map(|runs| crate::analyze::report::latency_overall(&runs.tally));
+    if let Err(e) = &analyzed {
+        eprintln!("lt: reading the results back for the summary: {e:#}");
+    }
+    out!("{}", render(&summary, &plan, analyzed.ok().as_ref()));
     if summary.trailer.interrupted {
         eprintln!(
             "lt: interrupted; results so far are in {} (records not sent are marked not_sent)",
@@ -269,7 +277,11 @@ fn overload_word(o: replay::Overload) -> &'static str {
     }
 }
 
-pub fn render(s: &Summary, plan: &Plan) -> String {
+pub fn render(
+    s: &Summary,
+    plan: &Plan,
+    analyzed: Option<&crate::analyze::report::LatencySet>,
+) -> String {
     let mut out = String::new();
     let lag_p99 = s.lag_us.value_at_quantile(0.99);
     let dropped = s.trailer.by_outcome.get("dropped").copied().unwrap_or(0);
@@ -318,12 +330,17 @@ pub fn render(s: &Summary, plan: &Plan) -> String {
             100.0 * *n as f64 / plan.records.max(1) as f64
         ));
     }
-    if !s.response_us.is_empty() {
+    if let Some(p) = analyzed.and_then(|l| l.response_ms.as_ref()) {
+        let bound = match p.at_timeout {
+            0 => String::new(),
+            n => format!(", {} at the timeout (a lower bound)", fmt::count(n)),
+        };
         out.push_str(&format!(
-            "response time p50 {} · p99 {} · max {} (completed − intended)\n",
-            ms(s.response_us.value_at_quantile(0.5)),
-            ms(s.response_us.value_at_quantile(0.99)),
-            ms(s.response_us.max())
+            "response time p50 {} ms · p99 {} ms · max {} ms (completed − intended; {} requests{bound})\n",
+            p.p50,
+            p.p99,
+            p.max,
+            fmt::count(p.count)
         ));
     }
     if !s.lag_us.is_empty() {

@@ -73,7 +73,6 @@ pub struct Config {
 pub struct Summary {
     pub results: PathBuf,
     pub trailer: Trailer,
-    pub response_us: Histogram<u64>,
     pub lag_us: Histogram<u64>,
     /// Schedule lag less the time the relay held lt back.
     pub own_lag_us: Histogram<u64>,
@@ -196,16 +195,12 @@ pub fn run(
     };
     // Take what the summary needs, then let go of the shared state: it holds the row
     // sender, and the writer finishes only once every sender is gone.
-    let (response_us, lag_us, own_lag_us) = {
+    let (lag_us, own_lag_us) = {
         let h = shared
             .hists
             .lock()
             .map_err(|_| anyhow!("histogram lock poisoned"))?;
-        (
-            h.response_us.clone(),
-            h.lag_us.clone(),
-            h.own_lag_us.clone(),
-        )
+        (h.lag_us.clone(), h.own_lag_us.clone())
     };
     let trailer = Trailer {
         rows: 0,
@@ -238,7 +233,6 @@ pub fn run(
     Ok(Summary {
         results: out.to_owned(),
         trailer,
-        response_us,
         lag_us,
         own_lag_us,
         connect_failures: extra.connect_failures,

@@ -70,12 +70,12 @@ impl Dispatch {
 /// naps at higher rates.
 pub const ROWS_BACKLOG_MAX: usize = 8_192;
 
-/// Response time (completed − intended), service time (completed − sent), schedule lag
-/// (sent − intended) and lt's own part of it (less the time the relay held lt back), in
-/// microseconds.
+/// Response time (completed − intended) for the progress line, schedule lag
+/// (sent − intended) and lt's own part of it (less the time the relay held lt back) for the
+/// trust check, in microseconds. The summary's latency figures are analyze's, read back from
+/// the results file (one definition of each figure).
 pub struct Histograms {
     pub response_us: Histogram<u64>,
-    pub service_us: Histogram<u64>,
     pub lag_us: Histogram<u64>,
     pub own_lag_us: Histogram<u64>,
 }
@@ -89,7 +89,6 @@ impl Histograms {
     pub fn new() -> Histograms {
         Histograms {
             response_us: histogram(),
-            service_us: histogram(),
             lag_us: histogram(),
             own_lag_us: histogram(),
         }
@@ -256,11 +255,9 @@ impl Shared {
             } else if !matches!(row.outcome, Outcome::NotSent) {
                 failed += 1;
             }
-            if let (Some(h), Some(done), Some(sent)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
+            if let (Some(h), Some(done), Some(_)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
                 h.response_us
                     .saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
-                h.service_us
-                    .saturating_record((done.saturating_sub(sent) / 1000).max(1));
             }
         }
         drop(h);
