@@ -385,6 +385,10 @@ fn at_speed_max_latency_is_measured_from_each_records_slot() {
     while let Some(row) = rows.next_row().unwrap() {
         if let Row::Outcome(o) = row {
             let completed = o.completed_ns.expect("an ok record has completed");
+            // Issue #17: nothing is sent before t0, so no row claims a time of 0 it did not
+            // measure (records sent early had intended = sent = completed = 0).
+            let sent = o.sent_ns.expect("an ok record was sent");
+            assert!(sent > 0 && completed > sent, "record {}: {o:?}", o.index);
             last_intended = last_intended.max(o.intended_ns);
             worst = worst.max(completed - o.intended_ns);
             responses.push(completed - o.intended_ns);

@@ -115,11 +115,12 @@ pub async fn run(
 /// Waits until `ns` after t0, in slices short enough to notice a stop request.
 async fn wait_until(timer: &mut Deadline, ns: u64, shared: &Shared) -> std::io::Result<()> {
     loop {
-        let now = shared.now_ns();
-        if now >= ns || shared.stop.load(Ordering::Relaxed) {
+        // Not `now_ns() >= ns`: before t0 `now_ns` reads 0, which would let a record due
+        // at t0 (every one at --speed max) go before it, with its times clamped to 0.
+        if shared.reached(ns) || shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        timer.wait(ns.min(now + WAIT_SLICE_NS)).await?;
+        timer.wait(ns.min(shared.now_ns() + WAIT_SLICE_NS)).await?;
     }
 }
 

@@ -171,8 +171,14 @@ impl Shared {
         }
     }
 
+    /// ns since t0; 0 before it.
     pub fn now_ns(&self) -> u64 {
         self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Whether `ns` after t0 has come (false before t0, even for `ns` 0).
+    pub fn reached(&self, ns: u64) -> bool {
+        Instant::now() >= self.t0 + Duration::from_nanos(ns)
     }
 
     /// Sends a row to the results writer. A writer that is gone has already failed the
