@@ -1219,3 +1219,55 @@ fn unanswered_records_count_in_percentiles_at_the_timeout() {
     let counted: u64 = r.latency_over_time.windows.iter().map(|w| w.count).sum();
     assert_eq!(counted, 100);
 }
+
+/// Issue #17: records `--duration` (or Ctrl-C) left unsent are not "scheduled": they ran
+/// the throughput chart on past the end of the run and made the capacity estimate 0.
+#[test]
+fn records_cut_off_by_duration_are_not_scheduled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    // 10 s played at 100/s, then 50 s of records never sent.
+    let rows: Vec<Row> = (0..6000)
+        .map(|i| {
+            let at = i * 10 * MS;
+            if i < 1000 {
+                row(i, view(), at, 0, Some(2 * MS), Outcome::Ok)
+            } else {
+                Row::Outcome(OutcomeRow {
+                    index: i,
+                    conn: 0,
+                    op: view(),
+                    intended_ns: at,
+                    sent_ns: None,
+                    completed_ns: None,
+                    outcome: Outcome::NotSent,
+                    bytes: 200,
+                    events_received: 0,
+                    held_ns: 0,
+                })
+            }
+        })
+        .collect();
+    write(&path, "f1", &rows);
+    let r = analyze(&path);
+    assert_eq!(r.totals.not_sent, 5000);
+    let seconds = &r.throughput.per_second;
+    assert!(seconds.len() <= 11, "{} seconds charted", seconds.len());
+    let scheduled: u64 = seconds.iter().map(|s| s.scheduled).sum();
+    assert_eq!(scheduled, 1000);
+    // Nothing fired as an overload: what was scheduled was answered.
+    let fired: Vec<&str> = r
+        .rules
+        .iter()
+        .filter(|c| c.fired)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(!fired.contains(&"latency_rising"), "{fired:?}");
+    let md = lt::analyze::markdown::render(&r);
+    assert!(
+        md.contains(
+            "**The run was cut short (`--duration`):** 5000 of the trace's records were never sent"
+        ),
+        "{md}"
+    );
+}

@@ -164,6 +164,20 @@ fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
         t.dropped,
         t.bytes_sent
     )?;
+    if t.not_sent > 0 {
+        // Said where the figures are read: every rate and chart covers the played part only.
+        let why = if r.config.interrupted {
+            "interrupted (Ctrl-C)"
+        } else {
+            "cut short (`--duration`)"
+        };
+        writeln!(s)?;
+        writeln!(
+            s,
+            "**The run was {why}:** {} of the trace's records were never sent. Rates, charts and rules cover the part that was played.",
+            t.not_sent
+        )?;
+    }
     writeln!(s)?;
     writeln!(s, "| Outcome | Records |")?;
     writeln!(s, "|---|---:|")?;

@@ -70,8 +70,11 @@ impl Timeline {
     /// real one, or the timeout's lower bound for a record never answered in time).
     pub fn note(&mut self, o: &OutcomeRow, response_ns: Option<u64>) {
         // Requests only, so that scheduled, sent and answered compare like with like: a
-        // CLOSE is written and never answered.
-        if Class::of(o.op) == Class::Close {
+        // CLOSE is written and never answered. And only the part of the run that was
+        // played: records `--duration` or Ctrl-C left unsent were never scheduled (counted
+        // as scheduled, they ran the chart on past the end and drove the capacity
+        // estimate to 0).
+        if Class::of(o.op) == Class::Close || o.outcome == Outcome::NotSent {
             return;
         }
         self.at(o.intended_ns).scheduled += 1;
