@@ -1271,3 +1271,103 @@ fn records_cut_off_by_duration_are_not_scheduled() {
         "{md}"
     );
 }
+
+/// Issue #17: a rule that cannot be judged says "not evaluated" and why, and then no
+/// all-clear is given. A 20 s run is too short for a memory trend; lt used to answer
+/// "No bottleneck observed at this load" with rss_growth simply "no".
+#[test]
+fn a_run_too_short_to_judge_every_rule_gets_no_all_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    let short = Scenario {
+        seconds: 20,
+        ..Scenario::default()
+    };
+    write(&path, "f1", &short.rows());
+    let r = analyze(&path);
+    let rss = r.rules.iter().find(|c| c.id == "rss_growth").unwrap();
+    assert!(!rss.fired);
+    assert!(
+        rss.not_evaluated
+            .as_deref()
+            .unwrap()
+            .contains("at least 60 s"),
+        "{rss:?}"
+    );
+    assert_eq!(
+        r.remediation[0].rule, "not_evaluated",
+        "{:?}",
+        r.remediation
+    );
+    assert!(r.remediation[0].action.contains("no all-clear"));
+    assert!(r
+        .remediation
+        .iter()
+        .all(|i| !i.action.contains("No bottleneck observed")));
+    let md = lt::analyze::markdown::render(&r);
+    assert!(
+        md.contains("| rss_growth | not evaluated: the run lasted 20"),
+        "{md}"
+    );
+    // The same traffic over 90 s is judged on every rule: then the all-clear may come.
+    let long = dir.path().join("long.ltr");
+    write(&long, "f1", &Scenario::default().rows());
+    let r = analyze(&long);
+    assert!(
+        r.rules.iter().all(|c| c.not_evaluated.is_none()),
+        "{:?}",
+        r.rules
+    );
+    assert_eq!(r.remediation[0].rule, "none");
+}
+
+/// Issue #17: an idle relay's steady ~44 ms read tail, in windows of ~40 replies, is not a
+/// rising latency: a p99 of 40 replies is their maximum. latency_rising fired in 3 of 4
+/// such runs ("Offered load is above capacity … ≈ 41.3 records/s").
+#[test]
+fn windows_too_thin_for_a_p99_are_not_a_rising_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    // 40 records/s for 30 s, 2 ms answers, one 44 ms read tail in every second but the
+    // first two, whose maximum happens to be lower: "p99" × 20 by window maxima.
+    let rows: Vec<Row> = (0..1200u64)
+        .map(|i| {
+            let latency = if i % 40 == 39 && i >= 80 {
+                44 * MS
+            } else {
+                2 * MS
+            };
+            row(i, view(), i * 25 * MS, 0, Some(latency), Outcome::Ok)
+        })
+        .collect();
+    write(&path, "f1", &rows);
+    let r = analyze(&path);
+    let rising = r.rules.iter().find(|c| c.id == "latency_rising").unwrap();
+    assert!(!rising.fired, "{rising:?}");
+    assert!(
+        rising
+            .not_evaluated
+            .as_deref()
+            .unwrap()
+            .contains("fewer than 100 replies"),
+        "{rising:?}"
+    );
+}
+
+/// Issue #17: at --speed max the all-clear never says "twice this one".
+#[test]
+fn at_speed_max_the_all_clear_does_not_say_twice_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ltr");
+    write_with(
+        &path,
+        "f1",
+        &[("speed", "max")],
+        &Scenario::default().rows(),
+    );
+    let r = analyze(&path);
+    assert_eq!(r.remediation[0].rule, "none", "{:?}", r.remediation);
+    let action = &r.remediation[0].action;
+    assert!(!action.contains("twice"), "{action}");
+    assert!(action.contains("--max-in-flight"), "{action}");
+}

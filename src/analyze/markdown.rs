@@ -486,11 +486,20 @@ fn rules(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "| Rule | Fired | Value | Threshold | Unit |")?;
     writeln!(s, "|---|---|---:|---:|---|")?;
     for c in &r.rules {
+        // A "no" beside a value past its threshold says why; a rule not judged says so.
+        let fired = match (&c.not_evaluated, c.fired) {
+            (Some(why), _) => format!("not evaluated: {}", cell(why)),
+            (None, true) => "yes".to_owned(),
+            (None, false) if c.threshold > 0.0 && c.value >= c.threshold => {
+                "no (its other condition did not hold: see the evidence)".to_owned()
+            }
+            (None, false) => "no".to_owned(),
+        };
         writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
             cell(&c.id),
-            if c.fired { "yes" } else { "no" },
+            fired,
             num(c.value),
             num(c.threshold),
             cell(&c.unit)

@@ -25,11 +25,20 @@ pub const RISE_FLOOR_MS: f64 = 10.0;
 pub const RSS_GROWTH_BOUND_MB: f64 = 50.0;
 pub const RSS_SLOPE_BOUND_MB_PER_MIN: f64 = 10.0;
 pub const RSS_MIN_RUN_S: f64 = 60.0;
+/// Replies a latency window needs before its p99 is a percentile rather than its maximum
+/// (at 100, the p99 is the second-highest reply).
+pub const MIN_WINDOW_REPLIES: u64 = 100;
+/// Why a rule that reads the relay's CPU or memory could not be judged.
+const NOT_SAMPLED: &str = "relay CPU and memory not sampled (replay with --relay-pid)";
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RuleCheck {
     pub id: String,
     pub fired: bool,
+    /// Why the rule could not be judged on this run (too short, too few replies per window,
+    /// relay not sampled); `None` when it was. A rule not judged neither fired nor passed:
+    /// it is never counted towards an all-clear.
+    pub not_evaluated: Option<String>,
     /// The measured figure the rule looked at, and the threshold that fires it.
     pub value: f64,
     pub threshold: f64,
@@ -148,6 +157,7 @@ pub fn trust(r: &Report) -> super::report::Trust {
 struct Check {
     id: &'static str,
     fired: bool,
+    not_evaluated: Option<String>,
     value: f64,
     threshold: f64,
     unit: &'static str,
@@ -160,7 +170,8 @@ impl From<Check> for RuleCheck {
     fn from(c: Check) -> RuleCheck {
         RuleCheck {
             id: c.id.into(),
-            fired: c.fired,
+            fired: c.fired && c.not_evaluated.is_none(),
+            not_evaluated: c.not_evaluated,
             value: super::stats::round3(c.value),
             threshold: c.threshold,
             unit: c.unit.into(),
@@ -222,6 +233,7 @@ fn share_check(
     let share = share_of_attempted(r, n);
     Check {
         id,
+        not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT,
         value: share,
         threshold: SHARE_BOUND_PCT,
@@ -249,6 +261,7 @@ fn harness_bottleneck(r: &Report) -> Check {
         .map_or(0.0, |p| p.p99);
     Check {
         id: "harness_bottleneck",
+        not_evaluated: None,
         fired: !r.trust.trustworthy,
         value: lag,
         threshold: LAG_P99_BOUND_MS,
@@ -273,6 +286,11 @@ fn machine_saturated(r: &Report) -> Check {
     let share = (relay + lt) / cores;
     Check {
         id: "machine_saturated",
+        not_evaluated: r
+            .resources
+            .relay
+            .is_none()
+            .then(|| NOT_SAMPLED.to_owned()),
         fired: r.resources.relay.is_some() && share >= MACHINE_CPU_BOUND_PCT,
         value: share,
         threshold: MACHINE_CPU_BOUND_PCT,
@@ -293,6 +311,7 @@ fn lost_events(r: &Report) -> Check {
     let n = r.errors.lost;
     Check {
         id: "lost_events",
+        not_evaluated: None,
         fired: n > 0,
         value: n as f64,
         threshold: 1.0,
@@ -316,6 +335,7 @@ fn cpu_bound(r: &Report) -> Check {
     let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
     Check {
         id: "cpu_bound",
+        not_evaluated: cpu.is_none().then(|| NOT_SAMPLED.to_owned()),
         fired,
         value: cpu.unwrap_or(0.0),
         threshold: RELAY_CPU_BOUND_PCT,
@@ -361,6 +381,25 @@ fn latency_rising(r: &Report) -> Check {
     };
     let ratio = if early > 0.0 { late / early } else { 0.0 };
     let fired = third >= 2 && ratio >= RISE_FACTOR && late >= RISE_FLOOR_MS;
+    // A p99 of a window with a few dozen replies is its maximum, not a percentile: two
+    // early windows of ~40 replies each made a steady 44 ms tail look like a rise.
+    let compared = w[..head.min(w.len())].iter().chain(&w[w.len() - third..]);
+    let thin = compared
+        .clone()
+        .filter(|x| x.count < MIN_WINDOW_REPLIES)
+        .count();
+    let not_evaluated = if third < 2 {
+        Some(format!(
+            "{} latency window(s); a trend needs at least 6",
+            w.len()
+        ))
+    } else if thin > 0 {
+        Some(format!(
+            "{thin} of the windows compared have fewer than {MIN_WINDOW_REPLIES} replies, too few for a p99 (a longer or busier run has more)"
+        ))
+    } else {
+        None
+    };
     // What the relay completed per second over the last third of the schedule (not the
     // drain after it): its capacity while the backlog grew. Per run when runs are merged.
     let secs = &r.throughput.per_second;
@@ -380,6 +419,7 @@ fn latency_rising(r: &Report) -> Check {
     let (capacity, offered) = (per_s(|s| s.ok), per_s(|s| s.scheduled));
     Check {
         id: "latency_rising",
+        not_evaluated,
         fired,
         value: ratio,
         threshold: RISE_FACTOR,
@@ -405,6 +445,7 @@ fn timeouts_not_cpu(r: &Report) -> Check {
     let cpu = relay_cpu_p95(r);
     Check {
         id: "timeouts_without_cpu",
+        not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT && cpu.is_none_or(|c| c < RELAY_CPU_BOUND_PCT),
         value: share,
         threshold: SHARE_BOUND_PCT,
@@ -454,6 +495,7 @@ fn connect_failures(r: &Report) -> Check {
     let share = pct(c.initial_failed, c.initial);
     Check {
         id: "connect_failures",
+        not_evaluated: None,
         fired: c.initial_failed > 0,
         value: c.initial_failed as f64,
         threshold: 1.0,
@@ -482,6 +524,7 @@ fn disconnects(r: &Report) -> Check {
         .collect();
     Check {
         id: "disconnects",
+        not_evaluated: None,
         fired: n > 0,
         value: n as f64,
         threshold: 1.0,
@@ -506,6 +549,7 @@ fn subscription_limits(r: &Report) -> Check {
     let share = pct(closed, reads);
     Check {
         id: "subscription_limits",
+        not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT,
         value: share,
         threshold: SHARE_BOUND_PCT,
@@ -546,6 +590,7 @@ fn oversized(r: &Report) -> Check {
     let n = rejects + r.errors.oversized_frames;
     Check {
         id: "message_size",
+        not_evaluated: None,
         fired: n > 0,
         value: n as f64,
         threshold: 1.0,
@@ -636,8 +681,19 @@ fn rss_growth(r: &Report) -> Check {
         .as_ref()
         .map_or((0.0, 0.0), |x| (x.rss_growth_mb, x.rss_slope_mb_per_min));
     let long_enough = r.config.duration_s >= RSS_MIN_RUN_S;
+    let not_evaluated = if r.resources.relay.is_none() {
+        Some(NOT_SAMPLED.to_owned())
+    } else if !long_enough {
+        Some(format!(
+            "the run lasted {} s; a memory trend needs at least {RSS_MIN_RUN_S} s",
+            fmt(r.config.duration_s)
+        ))
+    } else {
+        None
+    };
     Check {
         id: "rss_growth",
+        not_evaluated,
         fired: long_enough && growth >= RSS_GROWTH_BOUND_MB && slope >= RSS_SLOPE_BOUND_MB_PER_MIN,
         value: slope,
         threshold: RSS_SLOPE_BOUND_MB_PER_MIN,
@@ -682,6 +738,28 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
             action: c.action.clone(),
         })
         .collect();
+    let unjudged: Vec<&RuleCheck> = checks
+        .iter()
+        .filter(|c| c.not_evaluated.is_some())
+        .collect();
+    if items.is_empty() && !unjudged.is_empty() {
+        // Not an all-clear: a false one is the worst thing lt can say.
+        items.push(Remediation {
+            rank: 0,
+            rule: "not_evaluated".into(),
+            fired: false,
+            evidence: unjudged
+                .iter()
+                .map(|c| format!("{}: {}", c.id, c.not_evaluated.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            action: format!(
+                "No rule fired, but {} of {} rules could not be judged on this run, so this is no all-clear: fix what their evidence names and run again.",
+                unjudged.len(),
+                checks.len()
+            ),
+        });
+    }
     if items.is_empty() {
         let speed = r.config.options.get("speed").map_or("1x", String::as_str);
         items.push(Remediation {
@@ -698,10 +776,15 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
                     .map_or("n/a".to_owned(), |p| fmt(p.p99)),
                 fmt(r.throughput.ok_per_s)
             ),
-            action: format!(
-                "No bottleneck observed at this load. Next rate worth trying: twice this one ({}).",
-                next_speed(speed)
-            ),
+            action: if speed == "max" {
+                // Twice "as fast as it goes" is no advice.
+                "No bottleneck observed at this load. At --speed max lt sent as fast as its in-flight caps allowed: raise --max-in-flight and --per-conn-in-flight to push harder.".into()
+            } else {
+                format!(
+                    "No bottleneck observed at this load. Next rate worth trying: twice this one ({}).",
+                    next_speed(speed)
+                )
+            },
         });
     }
     if items.len() < 3 {
@@ -710,7 +793,7 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
         let ratio = |c: &RuleCheck| c.value / c.threshold;
         let mut near: Vec<&RuleCheck> = checks
             .iter()
-            .filter(|c| !c.fired && c.threshold > 0.0)
+            .filter(|c| !c.fired && c.not_evaluated.is_none() && c.threshold > 0.0)
             .collect();
         near.sort_by(|a, b| {
             (ratio(a) >= 1.0)
