@@ -862,8 +862,15 @@ fn summary(r: &Report) -> Vec<Headline> {
         v.push(headline("eose_p50", "REQ → EOSE p50", p.p50, "ms"));
         v.push(headline("eose_p99", "REQ → EOSE p99", p.p99, "ms"));
     }
-    if let Some(p) = &overall.schedule_lag_ms {
-        v.push(headline("lag_p99", "Schedule lag p99 (lt)", p.p99, "ms"));
+    // lt's own part of the lag (less the time the relay held it back): what the label
+    // says. The whole lag is in the latency table.
+    if let Some(p) = r
+        .latency
+        .own_lag_ms
+        .as_ref()
+        .or(overall.schedule_lag_ms.as_ref())
+    {
+        v.push(headline("lag_p99", "lt's own schedule lag p99", p.p99, "ms"));
     }
     // Every request the client would have timed out on, whatever reconciliation found
     // later: a stored_unacked event is a timeout the relay happened to keep.
