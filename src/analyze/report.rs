@@ -870,7 +870,12 @@ fn summary(r: &Report) -> Vec<Headline> {
         .as_ref()
         .or(overall.schedule_lag_ms.as_ref())
     {
-        v.push(headline("lag_p99", "lt's own schedule lag p99", p.p99, "ms"));
+        v.push(headline(
+            "lag_p99",
+            "lt's own schedule lag p99",
+            p.p99,
+            "ms",
+        ));
     }
     // Every request the client would have timed out on, whatever reconciliation found
     // later: a stored_unacked event is a timeout the relay happened to keep.
