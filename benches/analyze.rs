@@ -134,6 +134,7 @@ fn make(path: &Path, rows: u64) {
         unparseable_frames: 0,
         oversized_frames: 0,
         notices: 0,
+        late_acks: 0,
     })
     .expect("trailer");
 }

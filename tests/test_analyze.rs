@@ -48,11 +48,18 @@ fn header(fingerprint: &str, records: u64) -> Header {
 
 /// Writes `rows` as a complete results file.
 fn write(path: &Path, fingerprint: &str, rows: &[Row]) {
-    write_with(path, fingerprint, &[], rows);
+    write_with(path, fingerprint, &[], 0, rows);
 }
 
-/// As `write`, with replay `options` added to the header's.
-fn write_with(path: &Path, fingerprint: &str, options: &[(&str, &str)], rows: &[Row]) {
+/// As `write`, with replay `options` added to the header's, and the trailer's count of OKs
+/// that came after their timeout.
+fn write_with(
+    path: &Path,
+    fingerprint: &str,
+    options: &[(&str, &str)],
+    late_acks: u64,
+    rows: &[Row],
+) {
     let records = rows.iter().filter(|r| matches!(r, Row::Outcome(_))).count() as u64;
     let f = BufWriter::new(File::create(path).unwrap());
     let mut header = header(fingerprint, records);
@@ -82,6 +89,7 @@ fn write_with(path: &Path, fingerprint: &str, options: &[(&str, &str)], rows: &[
         unparseable_frames: 0,
         oversized_frames: 0,
         notices: 0,
+        late_acks,
     })
     .unwrap();
 }
@@ -1204,7 +1212,7 @@ fn unanswered_records_count_in_percentiles_at_the_timeout() {
             _ => row(i, view(), i * MS, 0, Some(2 * MS), Outcome::Ok),
         })
         .collect();
-    write_with(&path, "f1", &[("timeout_ms", "3000")], &rows);
+    write_with(&path, "f1", &[("timeout_ms", "3000")], 0, &rows);
     let r = analyze(&path);
     let p = r.latency.overall.response_ms.clone().unwrap();
     assert_eq!((p.count, p.at_timeout), (100, 10));
@@ -1363,6 +1371,7 @@ fn at_speed_max_the_all_clear_does_not_say_twice_this_one() {
         &path,
         "f1",
         &[("speed", "max")],
+        0,
         &Scenario::default().rows(),
     );
     let r = analyze(&path);
@@ -1370,4 +1379,46 @@ fn at_speed_max_the_all_clear_does_not_say_twice_this_one() {
     let action = &r.remediation[0].action;
     assert!(!action.contains("twice"), "{action}");
     assert!(action.contains("--max-in-flight"), "{action}");
+}
+
+/// Issue #17: `missing_acks` said the relay "drops OK replies" (and quoted nostr-rs-relay's
+/// ~128-deep queue at --per-conn-in-flight 100) when lt itself had counted 3,834 OKs that
+/// arrived after the timeout. Late is not dropped; the advice follows what lt saw.
+#[test]
+fn events_acknowledged_late_are_not_called_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..1000)
+        .map(|i| match i % 10 {
+            9 => row(i, view(), i * MS, 0, None, Outcome::StoredUnacked),
+            _ => row(i, view(), i * MS, 0, Some(2 * MS), Outcome::Ok),
+        })
+        .collect();
+    let options = [("timeout_ms", "3000"), ("per_conn_in_flight", "100")];
+    let cases = [
+        (
+            80,
+            "after the 3000 ms timeout: lt counted 80 OKs that came late",
+        ),
+        (0, "sent no OK, late or at all"),
+    ];
+    for (late, want) in cases {
+        let path = dir.path().join(format!("late-{late}.ltr"));
+        write_with(&path, "f1", &options, late, &rows);
+        let r = analyze(&path);
+        assert_eq!(r.errors.late_acks, late);
+        let rule = r.rules.iter().find(|c| c.id == "missing_acks").unwrap();
+        assert!(rule.fired, "{rule:?}");
+        assert!(rule.action.contains(want), "{late}: {}", rule.action);
+        assert!(
+            !rule.action.contains("~128"),
+            "per-conn 100 is below that queue: {}",
+            rule.action
+        );
+        assert!(
+            rule.evidence
+                .contains(&format!("{late} OKs arrived after the timeout")),
+            "{}",
+            rule.evidence
+        );
+    }
 }

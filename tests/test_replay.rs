@@ -539,3 +539,27 @@ fn refused_or_missing_targets_exit_2_before_any_connection() {
     assert!(one_line_error(&run).contains("--relay-pid 999999999: no such process"));
     assert!(!dir.path().join("x.ltr").exists());
 }
+
+/// Issue #17: OKs that come after their record's timeout are kept in the results trailer,
+/// so a report can tell "answered late" from "never answered".
+#[test]
+fn late_oks_are_kept_in_the_results() {
+    let _machine = crate::util::busy();
+    let r = PeerRun::new(
+        Behavior::Delay {
+            delay: Duration::from_millis(300),
+        },
+        &["--duration", "2", "--rate", "50", "--clients", "5"],
+        &["--timeout", "100ms", "--no-reconcile"],
+    );
+    assert!(r.count("timeout") > 0, "{:?}", r.counts);
+    let mut rows = ResultsReader::open(&r.out).unwrap();
+    while rows.next_row().unwrap().is_some() {}
+    let late = rows.trailer().unwrap().late_acks;
+    assert!(late > 0, "no late OK kept, {:?}", r.counts);
+    assert!(
+        late <= r.count("timeout"),
+        "{late} late OKs for {:?}",
+        r.counts
+    );
+}

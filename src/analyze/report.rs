@@ -257,6 +257,8 @@ pub struct Errors {
     pub other_messages: u64,
     pub unparseable_frames: u64,
     pub oversized_frames: u64,
+    /// OKs that arrived after their record's timeout: answered late, not dropped.
+    pub late_acks: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -690,6 +692,7 @@ fn errors(t: &Tally, ids: &Ids) -> Errors {
         other_messages: t.messages.other + kept,
         unparseable_frames: sum(|tr| tr.unparseable_frames),
         oversized_frames: sum(|tr| tr.oversized_frames),
+        late_acks: sum(|tr| tr.late_acks),
     }
 }
 

@@ -478,14 +478,39 @@ fn rate_limited(r: &Report) -> Check {
     )
 }
 
+/// nostr-rs-relay 0.8.12 drops OKs beyond about this many outstanding on one connection
+/// (reference/relays.md).
+const NOSTR_RS_RELAY_OK_QUEUE: u64 = 128;
+
 fn missing_acks(r: &Report) -> Check {
+    let (stored, late) = (r.errors.stored_unacked, r.errors.late_acks);
+    let per_conn = r
+        .config
+        .options
+        .get("per_conn_in_flight")
+        .and_then(|v| v.parse::<u64>().ok());
+    // What lt saw decides the advice: OKs that came after the timeout were late, not
+    // dropped; a dropped-reply queue is only the cause above its known depth.
+    let action = if late * 2 >= stored {
+        format!(
+            "The relay answered, but after the {} timeout: lt counted {late} OKs that came late. It is slower than the timeout, not dropping replies: lower the rate to find its real ack latency, or raise --timeout to measure it (clients with this timeout would report these events as failed).",
+            r.config.options.get("timeout_ms").map_or("record".to_owned(), |ms| format!("{ms} ms")),
+        )
+    } else if per_conn.is_some_and(|n| n > NOSTR_RS_RELAY_OK_QUEUE) {
+        format!(
+            "The relay stored these events but sent no OK, late or at all, with up to {} outstanding per connection: some relays drop OK replies beyond a queue depth (nostr-rs-relay beyond ~{NOSTR_RS_RELAY_OK_QUEUE}). Lower --per-conn-in-flight below it and compare.",
+            per_conn.unwrap_or(0)
+        )
+    } else {
+        "The relay stored these events but sent no OK, late or at all: clients will retry or report failure. Look at its reply path (a queue that drops replies, a writer that acknowledges before it stores) and its log.".to_owned()
+    };
     share_check(
         r,
         "missing_acks",
-        r.errors.stored_unacked,
-        "events stored without an OK",
-        String::new(),
-        "The relay drops OK replies when many events are outstanding on one connection (nostr-rs-relay beyond ~128): clients will retry or report failure. Fix the reply queue, or lower --per-conn-in-flight to see the relay's real ack latency.",
+        stored,
+        "events stored without an OK in time",
+        format!("; {late} OKs arrived after the timeout"),
+        &action,
         65,
     )
 }

@@ -207,6 +207,11 @@ pub struct Trailer {
     pub unparseable_frames: u64,
     pub oversized_frames: u64,
     pub notices: u64,
+    /// OKs that came after their record's timeout (the record is already `timeout`, or
+    /// `stored_unacked` / `lost` after reconciliation): answered late, not dropped. Absent
+    /// from files written before it was kept (read as 0).
+    #[serde(default)]
+    pub late_acks: u64,
 }
 
 pub struct ResultsWriter<W: Write> {

@@ -213,8 +213,9 @@ pub fn run(
         unparseable_frames: shared.unparseable.load(Ordering::Relaxed),
         oversized_frames: shared.oversized.load(Ordering::Relaxed),
         notices: shared.notices.load(Ordering::Relaxed),
+        late_acks: shared.late_acks.load(Ordering::Relaxed),
     };
-    let late_acks = shared.late_acks.load(Ordering::Relaxed);
+    let late_acks = trailer.late_acks;
     drop(shared);
     let writer = write_thread
         .join()
