@@ -1422,3 +1422,32 @@ fn events_acknowledged_late_are_not_called_dropped() {
         );
     }
 }
+
+/// Issue #17: a report never tells a user to pass a flag they passed: with --relay-pid
+/// given but no relay samples, it says the samples failed.
+#[test]
+fn a_relay_pid_given_but_unsampled_is_not_told_to_pass_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..100)
+        .map(|i| row(i, view(), i * MS, 0, Some(2 * MS), Outcome::Ok))
+        .collect();
+    for (given, want) in [
+        ("true", "although --relay-pid was given"),
+        ("false", "(replay with --relay-pid)"),
+    ] {
+        let path = dir.path().join(format!("pid-{given}.ltr"));
+        write_with(&path, "f1", &[("relay_pid_sampled", given)], 0, &rows);
+        let r = analyze(&path);
+        assert!(r.resources.relay.is_none());
+        let md = lt::analyze::markdown::render(&r);
+        assert!(md.contains(want), "{given}: {md}");
+        let cpu = r.rules.iter().find(|c| c.id == "cpu_bound").unwrap();
+        assert!(
+            cpu.not_evaluated.as_deref().unwrap().contains(want),
+            "{cpu:?}"
+        );
+        if given == "true" {
+            assert!(!md.contains("replay with --relay-pid"), "{md}");
+        }
+    }
+}

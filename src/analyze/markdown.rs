@@ -470,10 +470,7 @@ fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
             num(relay.rss_growth_mb),
             num(relay.rss_slope_mb_per_min)
         )?,
-        None => writeln!(
-            s,
-            "Relay CPU and memory were not sampled (replay with `--relay-pid`)."
-        )?,
+        None => writeln!(s, "Not measured: {}.", super::report::relay_not_sampled(r))?,
     }
     writeln!(s)?;
     chart(s, r, "resources", "Relay and lt CPU over time")?;

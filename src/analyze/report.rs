@@ -372,6 +372,21 @@ pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles>
     })
 }
 
+/// Why a report has no relay CPU and memory: never a flag the user passed. With
+/// `--relay-pid` given (the replay checked the process was there), the samples failed.
+pub fn relay_not_sampled(r: &Report) -> &'static str {
+    if r.config
+        .options
+        .get("relay_pid_sampled")
+        .map(String::as_str)
+        == Some("true")
+    {
+        "relay CPU and memory could not be read although --relay-pid was given (the relay process ended, or its /proc entries were unreadable)"
+    } else {
+        "relay CPU and memory not sampled (replay with --relay-pid)"
+    }
+}
+
 /// Response, service and lag over every request of `t`, as the report's `latency.overall`.
 pub fn latency_overall(t: &Tally) -> LatencySet {
     latency_set(&t.overall())

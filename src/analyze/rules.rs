@@ -28,8 +28,6 @@ pub const RSS_MIN_RUN_S: f64 = 60.0;
 /// Replies a latency window needs before its p99 is a percentile rather than its maximum
 /// (at 100, the p99 is the second-highest reply).
 pub const MIN_WINDOW_REPLIES: u64 = 100;
-/// Why a rule that reads the relay's CPU or memory could not be judged.
-const NOT_SAMPLED: &str = "relay CPU and memory not sampled (replay with --relay-pid)";
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RuleCheck {
@@ -290,7 +288,7 @@ fn machine_saturated(r: &Report) -> Check {
             .resources
             .relay
             .is_none()
-            .then(|| NOT_SAMPLED.to_owned()),
+            .then(|| super::report::relay_not_sampled(r).to_owned()),
         fired: r.resources.relay.is_some() && share >= MACHINE_CPU_BOUND_PCT,
         value: share,
         threshold: MACHINE_CPU_BOUND_PCT,
@@ -335,7 +333,7 @@ fn cpu_bound(r: &Report) -> Check {
     let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
     Check {
         id: "cpu_bound",
-        not_evaluated: cpu.is_none().then(|| NOT_SAMPLED.to_owned()),
+        not_evaluated: cpu.is_none().then(|| super::report::relay_not_sampled(r).to_owned()),
         fired,
         value: cpu.unwrap_or(0.0),
         threshold: RELAY_CPU_BOUND_PCT,
@@ -346,7 +344,7 @@ fn cpu_bound(r: &Report) -> Check {
                 fmt(share),
                 fmt(c)
             ),
-            None => "relay CPU not sampled (replay without --relay-pid)".into(),
+            None => super::report::relay_not_sampled(r).into(),
         },
         action: format!(
             "The relay is CPU-bound at about {} succeeded records/s: profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
@@ -707,7 +705,7 @@ fn rss_growth(r: &Report) -> Check {
         .map_or((0.0, 0.0), |x| (x.rss_growth_mb, x.rss_slope_mb_per_min));
     let long_enough = r.config.duration_s >= RSS_MIN_RUN_S;
     let not_evaluated = if r.resources.relay.is_none() {
-        Some(NOT_SAMPLED.to_owned())
+        Some(super::report::relay_not_sampled(r).to_owned())
     } else if !long_enough {
         Some(format!(
             "the run lasted {} s; a memory trend needs at least {RSS_MIN_RUN_S} s",
