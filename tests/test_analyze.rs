@@ -1451,3 +1451,35 @@ fn a_relay_pid_given_but_unsampled_is_not_told_to_pass_it() {
         }
     }
 }
+
+/// Issue #17: merging runs of different speeds (or relays, or an interrupted one) is said,
+/// not silently labelled with the first file's options.
+#[test]
+fn merging_unlike_runs_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = Scenario::default().rows();
+    let (a, b) = (dir.path().join("a.ltr"), dir.path().join("b.ltr"));
+    write(&a, "f1", &rows);
+    write_with(&b, "f1", &[("speed", "4x")], 0, &rows);
+    let out = lt()
+        .current_dir(dir.path())
+        .args(["analyze", "a.ltr", "b.ltr", "--out-dir", "rep"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let want = "replay option speed differs: 1x in the first file, 4x in b.ltr";
+    assert!(stdout.contains(&format!("warning: {want}")), "{stdout}");
+    let runs = lt::analyze::read_merged(&[a.clone(), b]).unwrap();
+    let r = report::build(&runs, &Ids::new(), Vec::new());
+    assert_eq!(
+        r.config.merge_warnings,
+        vec![want.replace("b.ltr", &dir.path().join("b.ltr").display().to_string())]
+    );
+    assert!(lt::analyze::markdown::render(&r).contains("- ⚠️ replay option speed differs"));
+    // Alike runs merge without a word.
+    let alike = dir.path().join("c.ltr");
+    write(&alike, "f1", &rows);
+    let runs = lt::analyze::read_merged(&[a, alike]).unwrap();
+    assert!(runs.merge_warnings.is_empty(), "{:?}", runs.merge_warnings);
+}

@@ -365,17 +365,6 @@ fn side_summary(s: &Side) -> SideSummary {
     }
 }
 
-/// Replay options that change the load itself.
-const LOAD_OPTIONS: [&str; 7] = [
-    "speed",
-    "clients",
-    "max_in_flight",
-    "per_conn_in_flight",
-    "on_overload",
-    "timeout_ms",
-    "duration_s",
-];
-
 fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let mut w = Vec::new();
     for s in [a, b] {
@@ -401,7 +390,7 @@ fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let first = &a.merged.header.options;
     for (side, s) in [("A", a), ("B", b)] {
         for (r, f) in s.runs.iter().zip(s.files()) {
-            for key in LOAD_OPTIONS {
+            for key in super::LOAD_OPTIONS {
                 let (want, got) = (first.get(key), r.config.options.get(key));
                 if want != got {
                     w.push(format!(

@@ -49,6 +49,13 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(s, "> - {}", cell(reason))?;
     }
     writeln!(s)?;
+    // Merged runs that are not alike: said before any figure that adds them up.
+    for w in &c.merge_warnings {
+        writeln!(s, "- ⚠️ {}", cell(w))?;
+    }
+    if !c.merge_warnings.is_empty() {
+        writeln!(s)?;
+    }
     summary(s, r)?;
     remediation(s, r)?;
     config(s, r)?;

@@ -32,6 +32,46 @@ pub struct Runs {
     pub header: Header,
     pub files: Vec<PathBuf>,
     pub tally: Tally,
+    /// What makes the merged files unlike one another (another speed, another relay), said
+    /// in the report: their sum is labelled with the first file's options.
+    pub merge_warnings: Vec<String>,
+}
+
+/// Replay options that change the load itself: runs that differ in one are not repeats.
+pub const LOAD_OPTIONS: [&str; 7] = [
+    "speed",
+    "clients",
+    "max_in_flight",
+    "per_conn_in_flight",
+    "on_overload",
+    "timeout_ms",
+    "duration_s",
+];
+
+/// How `header` (of `path`) differs from `first` in what a merge or comparison assumes
+/// alike: the load options and the target.
+pub fn differences(first: &Header, header: &Header, path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in LOAD_OPTIONS {
+        let (want, got) = (first.options.get(key), header.options.get(key));
+        if want != got {
+            out.push(format!(
+                "replay option {key} differs: {} in the first file, {} in {}",
+                want.map_or("unset", String::as_str),
+                got.map_or("unset", String::as_str),
+                path.display()
+            ));
+        }
+    }
+    if first.target != header.target {
+        out.push(format!(
+            "{} replayed into {}, the first file into {}",
+            path.display(),
+            header.target,
+            first.target
+        ));
+    }
+    out
 }
 
 /// Reads every file into one tally; refuses files of different traces.
@@ -58,21 +98,41 @@ pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyho
         if let Some(runs) = &merged {
             same_trace(&runs.header, &runs.files[0], &header, path)?;
         }
+        let mut warnings = Vec::new();
+        if tally.trailers.iter().any(|t| t.interrupted) {
+            warnings.push(format!(
+                "{} is an interrupted run (Ctrl-C or SIGTERM)",
+                path.display()
+            ));
+        }
         let one = Runs {
             header,
             files: vec![path.clone()],
             tally,
+            merge_warnings: Vec::new(),
         };
         each(&one);
         match &mut merged {
-            None => merged = Some(one),
+            None => {
+                let mut first = one;
+                first.merge_warnings = warnings;
+                merged = Some(first);
+            }
             Some(runs) => {
+                runs.merge_warnings.extend(warnings);
+                runs.merge_warnings
+                    .extend(differences(&runs.header, &one.header, path));
                 runs.files.push(path.clone());
                 runs.tally.merge(one.tally);
             }
         }
     }
-    merged.ok_or_else(|| anyhow!("no results file given"))
+    let mut merged = merged.ok_or_else(|| anyhow!("no results file given"))?;
+    if merged.files.len() == 1 {
+        // Nothing merged: an interrupted run is said by the report itself.
+        merged.merge_warnings.clear();
+    }
+    Ok(merged)
 }
 
 /// Results of different traces never add up or compare.

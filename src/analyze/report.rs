@@ -85,6 +85,9 @@ pub struct Config {
     pub files: Vec<String>,
     /// Any run stopped by Ctrl-C or SIGTERM.
     pub interrupted: bool,
+    /// When several files were merged: how they differ (load options, target) or that one
+    /// was interrupted. Their sum is labelled with the first file's options.
+    pub merge_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -439,6 +442,7 @@ pub fn build(runs: &Runs, ids: &Ids, charts: Vec<String>) -> Report {
             })
             .collect(),
         interrupted: t.trailers.iter().any(|tr| tr.interrupted),
+        merge_warnings: runs.merge_warnings.clone(),
     };
     let mut report = Report {
         report_version: REPORT_VERSION,

@@ -106,6 +106,9 @@ fn print_summary(w: &Written) {
     for reason in &r.trust.reasons {
         outln!("  - {reason}");
     }
+    for w in &r.config.merge_warnings {
+        outln!("warning: {w}");
+    }
     for h in &r.summary {
         outln!("{:<28} {:>14} {}", h.label, markdown::num(h.value), h.unit);
     }
