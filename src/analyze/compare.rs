@@ -390,17 +390,10 @@ fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let first = &a.merged.header.options;
     for (side, s) in [("A", a), ("B", b)] {
         for (r, f) in s.runs.iter().zip(s.files()) {
-            for key in super::LOAD_OPTIONS {
-                let (want, got) = (first.get(key), r.config.options.get(key));
-                if want != got {
-                    w.push(format!(
-                        "replay option {key} differs: {} in A's first run, {} in {side}'s {}",
-                        want.map_or("unset", String::as_str),
-                        got.map_or("unset", String::as_str),
-                        f.display()
-                    ));
-                }
-            }
+            w.extend(super::option_differences(
+                (first, "A's first run"),
+                (&r.config.options, &format!("{side}'s {}", f.display())),
+            ));
         }
     }
     w

@@ -16,6 +16,7 @@ pub mod thresholds;
 pub mod timeline;
 pub mod verdict;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -48,21 +49,33 @@ pub const LOAD_OPTIONS: [&str; 7] = [
     "duration_s",
 ];
 
-/// How `header` (of `path`) differs from `first` in what a merge or comparison assumes
-/// alike: the load options and the target.
-pub fn differences(first: &Header, header: &Header, path: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for key in LOAD_OPTIONS {
-        let (want, got) = (first.options.get(key), header.options.get(key));
-        if want != got {
-            out.push(format!(
-                "replay option {key} differs: {} in the first file, {} in {}",
-                want.map_or("unset", String::as_str),
-                got.map_or("unset", String::as_str),
-                path.display()
-            ));
-        }
-    }
+/// The load options in which `other` differs from `first`, each side given with the name
+/// the message calls it by.
+pub fn option_differences(
+    (first, first_name): (&BTreeMap<String, String>, &str),
+    (other, name): (&BTreeMap<String, String>, &str),
+) -> Vec<String> {
+    LOAD_OPTIONS
+        .iter()
+        .filter(|key| first.get(**key) != other.get(**key))
+        .map(|key| {
+            let show = |v: Option<&String>| v.map_or("unset", String::as_str).to_owned();
+            format!(
+                "replay option {key} differs: {} in {first_name}, {} in {name}",
+                show(first.get(*key)),
+                show(other.get(*key))
+            )
+        })
+        .collect()
+}
+
+/// How `header` (of `path`) differs from `first` in what a merge assumes alike: the load
+/// options and the target.
+fn differences(first: &Header, header: &Header, path: &Path) -> Vec<String> {
+    let mut out = option_differences(
+        (&first.options, "the first file"),
+        (&header.options, &path.display().to_string()),
+    );
     if first.target != header.target {
         out.push(format!(
             "{} replayed into {}, the first file into {}",
