@@ -1477,6 +1477,19 @@ fn merging_unlike_runs_is_warned() {
         vec![want.replace("b.ltr", &dir.path().join("b.ltr").display().to_string())]
     );
     assert!(lt::analyze::markdown::render(&r).contains("- ⚠️ replay option speed differs"));
+    // lt compare says the same of its sides, through the same check.
+    let out = lt()
+        .current_dir(dir.path())
+        .args(["compare", "--out-dir", "cmp", "a.ltr", "--", "b.ltr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .contains("warning: replay option speed differs: 1x in A's first run, 4x in B's b.ltr"),
+        "{stdout}"
+    );
     // Alike runs merge without a word.
     let alike = dir.path().join("c.ltr");
     write(&alike, "f1", &rows);
