@@ -731,6 +731,15 @@ fn remediation_ranks_fired_rules_first_and_cites_their_figures() {
         "{}",
         r.remediation[1].evidence
     );
+    // Issue #17: a capacity figure says what it measures (it was the whole run's average,
+    // drain included, beside another rule's last-third figure).
+    assert!(
+        r.remediation[0]
+            .action
+            .contains("succeeded records/s (while the trace was played, not counting the drain"),
+        "{}",
+        r.remediation[0].action
+    );
 }
 
 /// The rows of the Markdown table under `## Summary`: label → value.

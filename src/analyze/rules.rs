@@ -347,8 +347,8 @@ fn cpu_bound(r: &Report) -> Check {
             None => super::report::relay_not_sampled(r).into(),
         },
         action: format!(
-            "The relay is CPU-bound at about {} succeeded records/s: profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
-            fmt(r.throughput.ok_per_s)
+            "The relay is CPU-bound at about {} succeeded records/s (while the trace was played, not counting the drain after it): profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
+            fmt(per_s(r, played_seconds(r), |s| s.ok))
         ),
         priority: 80,
     }
@@ -361,6 +361,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The seconds of the run in which records were scheduled: the played part, without the
+/// drain after it (capacity figures are rates over this, or a named part of it).
+fn played_seconds(r: &Report) -> &[super::report::SecondCounts] {
+    let secs = &r.throughput.per_second;
+    let span = secs
+        .iter()
+        .rposition(|s| s.scheduled > 0)
+        .map_or(0, |i| i + 1);
+    &secs[..span]
+}
+
+/// A per-second count averaged over `secs`, per run when runs are merged.
+fn per_s(
+    r: &Report,
+    secs: &[super::report::SecondCounts],
+    f: fn(&super::report::SecondCounts) -> u64,
+) -> f64 {
+    if secs.is_empty() {
+        return 0.0;
+    }
+    let runs = r.config.files.len().max(1) as f64;
+    secs.iter().map(|s| f(s) as f64).sum::<f64>() / secs.len() as f64 / runs
 }
 
 fn latency_rising(r: &Report) -> Check {
@@ -400,21 +424,9 @@ fn latency_rising(r: &Report) -> Check {
     };
     // What the relay completed per second over the last third of the schedule (not the
     // drain after it): its capacity while the backlog grew. Per run when runs are merged.
-    let secs = &r.throughput.per_second;
-    let span = secs
-        .iter()
-        .rposition(|s| s.scheduled > 0)
-        .map_or(0, |i| i + 1);
-    let tail = &secs[span - span / 3..span];
-    let runs = r.config.files.len().max(1) as f64;
-    let per_s = |f: fn(&super::report::SecondCounts) -> u64| {
-        if tail.is_empty() {
-            0.0
-        } else {
-            tail.iter().map(|s| f(s) as f64).sum::<f64>() / tail.len() as f64 / runs
-        }
-    };
-    let (capacity, offered) = (per_s(|s| s.ok), per_s(|s| s.scheduled));
+    let played = played_seconds(r);
+    let tail = &played[played.len() - played.len() / 3..];
+    let (capacity, offered) = (per_s(r, tail, |s| s.ok), per_s(r, tail, |s| s.scheduled));
     Check {
         id: "latency_rising",
         not_evaluated,
@@ -429,7 +441,7 @@ fn latency_rising(r: &Report) -> Check {
             fmt(ratio)
         ),
         action: format!(
-            "Offered load is above capacity: {} records/s were scheduled and about {} records/s completed in the last third, so a backlog builds. Estimated capacity ≈ {} records/s; run below it, or find what limits throughput (CPU, database writes, locks).",
+            "Offered load is above capacity: {} records/s were scheduled and about {} records/s completed in the last third of the played part, so a backlog builds. Estimated capacity ≈ {} records/s (the last third's completion rate); run below it, or find what limits throughput (CPU, database writes, locks).",
             fmt(offered),
             fmt(capacity),
             fmt(capacity)
