@@ -437,7 +437,7 @@ fn a_healthy_run_fires_no_rule_and_says_so() {
         .collect();
     assert!(fired.is_empty(), "{fired:?}");
     assert!(r.trust.trustworthy);
-    assert_eq!(r.rules.len(), 17);
+    assert_eq!(r.rules.len(), 18);
     // Three items: "no bottleneck" first, with the next rate, then headroom notes.
     assert_eq!(r.remediation.len(), 3);
     assert!(r.remediation[0]
@@ -491,6 +491,19 @@ fn each_rule_fires_on_its_case_and_not_on_its_near_miss() {
             },
             Scenario {
                 views: vec![(1, Outcome::StoredUnacked)],
+                ..base.clone()
+            },
+        ),
+        (
+            // Issue #17: answers fall behind the schedule by half a second per second: a
+            // third of what was offered is unanswered while the trace plays.
+            "overload",
+            Scenario {
+                latency_ms: |t| 2.0 + t * 500.0,
+                ..base.clone()
+            },
+            Scenario {
+                latency_ms: |t| 2.0 + t * 50.0,
                 ..base.clone()
             },
         ),

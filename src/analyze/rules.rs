@@ -182,11 +182,12 @@ impl From<Check> for RuleCheck {
 
 /// Every rule, fired or not.
 pub fn check(r: &Report) -> Vec<RuleCheck> {
-    let rules: [fn(&Report) -> Check; 17] = [
+    let rules: [fn(&Report) -> Check; 18] = [
         harness_bottleneck,
         machine_saturated,
         lost_events,
         cpu_bound,
+        overload,
         latency_rising,
         timeouts_not_cpu,
         rate_limited,
@@ -486,6 +487,51 @@ fn rate_limited(r: &Report) -> Check {
         "The relay's rate limiter, not its capacity, answered: raise or disable it for the test (nostr-rs-relay [limits] messages_per_sec / subscriptions_per_min; rnostr [rate_limiter]) or spread the trace over more clients.",
         70,
     )
+}
+
+/// Share of the offered rate (percent) left unanswered while the trace played at or above
+/// which the relay did not keep up: a backlog builds whatever the run's length.
+pub const BACKLOG_BOUND_PCT: f64 = 10.0;
+/// Share of records (percent) the relay held lt back for at or above which it, not the
+/// schedule, set the pace.
+pub const HELD_BOUND_PCT: f64 = 10.0;
+
+/// Judged on any run from what is always measured: the rate offered and the rate answered
+/// (OK, EOSE, CLOSED, rejections included) over the part of the run that was played, and
+/// the time the relay held lt back. A 20 s overload at 4x got "no bottleneck observed"
+/// before: too short for a trend, and the CPU rule's other condition unmet.
+fn overload(r: &Report) -> Check {
+    let played = played_seconds(r);
+    let offered = per_s(r, played, |s| s.scheduled);
+    let answered = per_s(r, played, |s| s.ok + s.rejected);
+    let backlog = if offered > 0.0 {
+        (100.0 - answered * 100.0 / offered).max(0.0)
+    } else {
+        0.0
+    };
+    let held = r.latency.relay_held.share_pct;
+    Check {
+        id: "overload",
+        not_evaluated: played.is_empty().then(|| "no record was scheduled".to_owned()),
+        fired: backlog >= BACKLOG_BOUND_PCT || held >= HELD_BOUND_PCT,
+        value: backlog,
+        threshold: BACKLOG_BOUND_PCT,
+        unit: "% of offered unanswered",
+        evidence: format!(
+            "{} records/s offered over the {} s played, {} answered per second in that time: {}% unanswered (fires at ≥ {BACKLOG_BOUND_PCT}%); the relay held lt back for {}% of records (fires at ≥ {HELD_BOUND_PCT}%)",
+            fmt(offered),
+            played.len(),
+            fmt(answered),
+            fmt(backlog),
+            fmt(held)
+        ),
+        action: format!(
+            "The relay did not keep up with the offered load: it answered about {} records/s of {} offered while the trace played (its capacity at this load). Run below that rate, or find what limits throughput (CPU, database writes, locks).",
+            fmt(answered),
+            fmt(offered)
+        ),
+        priority: 78,
+    }
 }
 
 /// nostr-rs-relay 0.8.12 drops OKs beyond about this many outstanding on one connection
