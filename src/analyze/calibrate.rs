@@ -124,7 +124,7 @@ pub fn calibrate(
         "{false_sessions} of {compared} A/A session(s) called a difference that is not there"
     );
     let verdict_line = match &resampled {
-        Some(r) if r.rate > FAMILY_ALPHA * 1.5 => format!(
+        Some(r) if r.rate > over_budget(r.sessions) => format!(
             "{real}; resampled from {} runs, {:.1}% of sessions did, over the {}% the rule allows: this machine's runs are noisier than the rule assumes (run-to-run drift, a busy machine): keep it idle, or use longer traces and more runs.",
             r.runs_pooled,
             r.rate * 100.0,
@@ -154,6 +154,13 @@ pub fn calibrate(
         figures: pool.to_vec(),
         attempted,
     }
+}
+
+/// A resampled rate above this is over the budget beyond the rate's own noise: the budget
+/// plus two standard errors of a proportion over `sessions` (5% + 1.0% at 2,000).
+fn over_budget(sessions: u32) -> f64 {
+    let n = f64::from(sessions.max(1));
+    FAMILY_ALPHA + 2.0 * (FAMILY_ALPHA * (1.0 - FAMILY_ALPHA) / n).sqrt()
 }
 
 pub fn render(c: &Calibration) -> String {

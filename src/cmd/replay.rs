@@ -352,11 +352,11 @@ pub fn render(
         ));
     }
     let t = &s.trailer;
-    if s.connect_failures + t.unparseable_frames + t.oversized_frames + t.notices + s.late_acks > 0
+    if s.connect_failures + t.unparseable_frames + t.oversized_frames + t.notices + t.late_acks > 0
     {
         out.push_str(&format!(
             "also          {} failed connects · {} unparseable and {} oversized relay frames · {} NOTICEs · {} late OKs\n",
-            s.connect_failures, t.unparseable_frames, t.oversized_frames, t.notices, s.late_acks
+            s.connect_failures, t.unparseable_frames, t.oversized_frames, t.notices, t.late_acks
         ));
     }
     if let Some(e) = &s.reconcile_error {

@@ -77,7 +77,6 @@ pub struct Summary {
     /// Schedule lag less the time the relay held lt back.
     pub own_lag_us: Histogram<u64>,
     pub connect_failures: u64,
-    pub late_acks: u64,
     pub reconcile_error: Option<String>,
     pub harness_cpu_max_pct: f32,
 }
@@ -215,7 +214,6 @@ pub fn run(
         notices: shared.notices.load(Ordering::Relaxed),
         late_acks: shared.late_acks.load(Ordering::Relaxed),
     };
-    let late_acks = trailer.late_acks;
     drop(shared);
     let writer = write_thread
         .join()
@@ -237,7 +235,6 @@ pub fn run(
         lag_us,
         own_lag_us,
         connect_failures: extra.connect_failures,
-        late_acks,
         reconcile_error: extra.reconcile_error,
         harness_cpu_max_pct: extra.harness_cpu_max_pct,
     })
