@@ -236,6 +236,11 @@ pub struct AnalyzeArgs {
     /// Also write the latency distributions in HdrHistogram's percentile format (.hgrm).
     #[arg(long)]
     pub hgrm: bool,
+
+    /// Read a results file that ends early (lt killed, disk full) up to its last complete
+    /// block; the report is marked partial and not trustworthy.
+    #[arg(long)]
+    pub partial: bool,
 }
 
 #[derive(Debug, Args)]

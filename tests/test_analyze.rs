@@ -1518,3 +1518,120 @@ fn merging_unlike_runs_is_warned() {
     let runs = lt::analyze::read_merged(&[a, alike]).unwrap();
     assert!(runs.merge_warnings.is_empty(), "{:?}", runs.merge_warnings);
 }
+
+/// Writes `blocks` blocks of 100 view records each (with a sample after each, as replay
+/// does), then 50 records never flushed, and no trailer: a replay killed mid-run. The trace
+/// has 400 records. Returns the byte offset at which each block ends.
+fn write_cut_short(path: &Path, blocks: u64) -> Vec<u64> {
+    let mut w = ResultsWriter::new(File::create(path).unwrap(), &header("f1", 400)).unwrap();
+    let mut ends = Vec::new();
+    for b in 0..blocks {
+        for i in b * 100..(b + 1) * 100 {
+            w.push(&row(i, view(), i * 10 * MS, 0, Some(2 * MS), Outcome::Ok))
+                .unwrap();
+        }
+        w.push(&Row::Sample(Sample {
+            at_ns: (b + 1) * S,
+            relay_cpu_pct: None,
+            relay_rss_bytes: None,
+            harness_cpu_pct: 5.0,
+            harness_rss_bytes: 10 << 20,
+            lag_max_us: 100,
+            connections_open: 10,
+            in_flight: 1,
+            sent: (b + 1) * 100,
+            completed: (b + 1) * 100,
+        }))
+        .unwrap();
+        w.flush().unwrap();
+        ends.push(std::fs::metadata(path).unwrap().len());
+    }
+    for i in blocks * 100..blocks * 100 + 50 {
+        w.push(&row(i, view(), i * 10 * MS, 0, Some(2 * MS), Outcome::Ok))
+            .unwrap();
+    }
+    drop(w);
+    ends
+}
+
+/// Issue #17: a results file without its trailer (lt killed, disk full) is refused by
+/// `lt analyze` with a pointer to `--partial`; with it, every complete block is read and
+/// the report says first, in JSON, Markdown and on stdout, that it is partial, how much it
+/// covers and why; it is not trustworthy and gives no all-clear.
+#[test]
+fn a_results_file_cut_short_is_read_with_partial_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.ltr");
+    let ends = write_cut_short(&cut, 3);
+    // The same run torn inside its third block, as a full disk leaves it.
+    let torn = dir.path().join("torn.ltr");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&torn, &bytes[..(ends[1] + ends[2]) as usize / 2]).unwrap();
+
+    let plain = lt().arg("analyze").arg(&cut).output().unwrap();
+    let line = one_line_error(&plain);
+    assert!(
+        line.contains("cut.ltr") && line.contains("no trailer"),
+        "{line}"
+    );
+    assert!(line.contains("--partial"), "{line}");
+
+    for (file, outcomes, why) in [(&cut, 300, "no trailer"), (&torn, 200, "truncated")] {
+        let out_dir = dir.path().join(format!("reports-{outcomes}"));
+        let run = lt()
+            .arg("analyze")
+            .arg(file)
+            .arg("--partial")
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let stdout = text(&run.stdout);
+        assert!(
+            stdout.starts_with(&format!(
+                "PARTIAL: {} ends before its trailer; {outcomes} of 400",
+                file.file_name().unwrap().to_string_lossy()
+            )),
+            "{stdout}"
+        );
+        let find = |ext: &str| {
+            std::fs::read_dir(&out_dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == ext))
+                .unwrap()
+        };
+        let (json, md) = (find("json"), find("md"));
+        let value = check_report_files(&json, &md);
+        let partial = &value["config"]["partial"][0];
+        assert_eq!(partial["outcome_rows"], outcomes, "{partial}");
+        assert_eq!(partial["trace_records"], 400);
+        assert!(
+            partial["reason"].as_str().unwrap().contains(why),
+            "{partial}"
+        );
+        assert_eq!(value["totals"]["attempted"], outcomes);
+        assert_eq!(value["trust"]["trustworthy"], false);
+        let remediation = value["remediation"].as_array().unwrap();
+        assert_eq!(remediation[0]["rule"], "partial");
+        assert!(remediation.iter().all(|r| r["rule"] != "none"));
+        let text = std::fs::read_to_string(&md).unwrap();
+        let banner = text.find("PARTIAL RESULTS").expect("a banner");
+        assert!(banner < text.find("NOT TRUSTWORTHY").unwrap());
+    }
+
+    // A complete file read with --partial is simply complete.
+    let whole = dir.path().join("whole.ltr");
+    write(&whole, "f1", &Scenario::default().rows());
+    let runs = lt::analyze::read_merged_each(
+        std::slice::from_ref(&whole),
+        lt::analyze::Completeness::AllowPartial,
+        |_| {},
+    )
+    .unwrap();
+    assert!(runs.partial.is_empty());
+    let r = report::build(&runs, &Ids::new(), Vec::new());
+    assert!(r.config.partial.is_empty());
+    assert!(r.trust.trustworthy, "{:?}", r.trust);
+}

@@ -29,7 +29,7 @@ impl Side {
     /// Reads each file once: a report per run, and one tally merged over all.
     pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<Side> {
         let mut runs = Vec::new();
-        let merged = super::read_merged_each(paths, |one| {
+        let merged = super::read_merged_each(paths, super::Completeness::Required, |one| {
             runs.push(report::build(one, &report::Ids::new(), Vec::new()));
         })?;
         Ok(Side {

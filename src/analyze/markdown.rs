@@ -43,6 +43,20 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
         cell(&r.generated_by)
     )?;
     writeln!(s)?;
+    // Before anything else: every figure below covers only part of the run.
+    for p in &c.partial {
+        writeln!(
+            s,
+            "> ⛔ **PARTIAL RESULTS: {}** ends before its trailer ({}). {} of the trace's {} records have an outcome ({} rows), covering the first {} s of the run; figures below cover only that part.",
+            cell(&p.file),
+            cell(&p.reason),
+            p.outcome_rows,
+            p.trace_records,
+            p.rows,
+            num(p.covered_s)
+        )?;
+        writeln!(s)?;
+    }
     let mark = if r.trust.trustworthy { "✅" } else { "⚠️" };
     writeln!(s, "> {mark} **{}**", cell(&r.trust.verdict))?;
     for reason in &r.trust.reasons {
@@ -153,6 +167,14 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "| Duration | {} s |", num(c.duration_s))?;
     writeln!(s, "| Files | {} |", cell(&c.files.join(", ")))?;
     writeln!(s, "| Interrupted | {} |", c.interrupted)?;
+    if !c.partial.is_empty() {
+        let files: Vec<&str> = c.partial.iter().map(|p| p.file.as_str()).collect();
+        writeln!(
+            s,
+            "| Partial (read with --partial) | {} |",
+            cell(&files.join(", "))
+        )?;
+    }
     writeln!(s)
 }
 

@@ -36,6 +36,35 @@ pub struct Runs {
     /// What makes the merged files unlike one another (another speed, another relay), said
     /// in the report: their sum is labelled with the first file's options.
     pub merge_warnings: Vec<String>,
+    /// Files read with `--partial` that had no trailer: what each covers and why it ends.
+    pub partial: Vec<Partial>,
+}
+
+/// Whether a results file without its trailer (lt killed, disk full) is an error or is read
+/// up to its last complete block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// Every file must end with its trailer, and hold an outcome for every trace record.
+    Required,
+    /// `lt analyze --partial`: read every complete block of a file that ends early.
+    AllowPartial,
+}
+
+/// A results file read up to its last complete block (`lt analyze --partial`): what the
+/// report covers of that run, and why it stops there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Partial {
+    /// The file's name.
+    pub file: String,
+    /// Why the file ends early, with the byte offset of its end.
+    pub reason: String,
+    /// Complete rows read, and how many of them are outcome rows (one per trace record).
+    pub rows: u64,
+    pub outcome_rows: u64,
+    /// Records in the trace: `trace_records - outcome_rows` have no outcome in this file.
+    pub trace_records: u64,
+    /// Seconds of the run the complete rows cover (the last per-second sample).
+    pub covered_s: f64,
 }
 
 /// Replay options that change the load itself: runs that differ in one are not repeats.
@@ -89,12 +118,16 @@ fn differences(first: &Header, header: &Header, path: &Path) -> Vec<String> {
 
 /// Reads every file into one tally; refuses files of different traces.
 pub fn read_merged(paths: &[PathBuf]) -> anyhow::Result<Runs> {
-    read_merged_each(paths, |_| {})
+    read_merged_each(paths, Completeness::Required, |_| {})
 }
 
 /// As [`read_merged`], showing `each` every file's own tally before it is added in (for
 /// per-run figures without reading a file twice).
-pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyhow::Result<Runs> {
+pub fn read_merged_each(
+    paths: &[PathBuf],
+    completeness: Completeness,
+    mut each: impl FnMut(&Runs),
+) -> anyhow::Result<Runs> {
     let mut merged: Option<Runs> = None;
     let mut seen = std::collections::HashSet::new();
     for path in paths {
@@ -107,7 +140,7 @@ pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyho
                 path.display()
             ));
         }
-        let (header, tally) = read_file(path)?;
+        let (header, tally, partial) = read_file(path, completeness)?;
         if let Some(runs) = &merged {
             same_trace(&runs.header, &runs.files[0], &header, path)?;
         }
@@ -123,6 +156,7 @@ pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyho
             files: vec![path.clone()],
             tally,
             merge_warnings: Vec::new(),
+            partial: partial.into_iter().collect(),
         };
         each(&one);
         match &mut merged {
@@ -136,6 +170,7 @@ pub fn read_merged_each(paths: &[PathBuf], mut each: impl FnMut(&Runs)) -> anyho
                 runs.merge_warnings
                     .extend(differences(&runs.header, &one.header, path));
                 runs.files.push(path.clone());
+                runs.partial.extend(one.partial);
                 runs.tally.merge(one.tally);
             }
         }
@@ -168,8 +203,13 @@ fn short(fingerprint: &str) -> &str {
 
 /// One pass over one file. This thread reads, checks and decompresses blocks; decoder
 /// threads (one per core) decode rows into tallies of their own, added up at the end, since
-/// a tally does not depend on row order.
-pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
+/// a tally does not depend on row order. With [`Completeness::AllowPartial`], a file that
+/// ends early (no trailer, or a last block cut off or damaged) is read up to its last
+/// complete block and said to be [`Partial`].
+pub fn read_file(
+    path: &Path,
+    completeness: Completeness,
+) -> anyhow::Result<(Header, Tally, Option<Partial>)> {
     // The ordinary reader checks the prefix and the header; the blocks after it are ours.
     let (header, mut blocks) = ResultsReader::open(path)?.into_blocks();
     let timeout_ns = header
@@ -189,8 +229,21 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
             .context("starting a decoder thread")?;
         workers.push(worker);
     }
-    let (trailer_block, rows, read_error) = feed(&mut blocks, &tx);
+    let (trailer_block, rows, mut read_error) = feed(&mut blocks, &tx);
     drop(tx);
+    // A file cut short ends in a torn or damaged block; with --partial that is where the
+    // readable part ends, not an error.
+    let cut = match (&read_error, completeness) {
+        (Some(e), Completeness::AllowPartial)
+            if matches!(
+                e.kind(),
+                ErrorKind::Truncated { .. } | ErrorKind::Corrupt { .. }
+            ) =>
+        {
+            read_error.take()
+        }
+        _ => None,
+    };
     let mut tally = Tally::with_timeout(timeout_ns);
     tally.begin_file();
     let mut first_error: Option<Error> = None;
@@ -213,10 +266,16 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
         return Err(anyhow!(e.with_path(path)));
     }
     let Some(block) = trailer_block else {
+        if completeness == Completeness::AllowPartial {
+            let partial = partial(path, &header, &tally, rows, blocks.bytes(), cut);
+            let trailer = stand_in_trailer(&tally, rows, &partial);
+            tally.end_file(trailer);
+            return Ok((header, tally, Some(partial)));
+        }
         return Err(anyhow!(Error::at(
             ErrorKind::Truncated {
                 what: format!(
-                    "no trailer: file ends at byte {} after {rows} complete rows",
+                    "no trailer: file ends at byte {} after {rows} complete rows; `lt analyze --partial` reads them",
                     blocks.bytes()
                 ),
             },
@@ -255,7 +314,57 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Header, Tally)> {
         ));
     }
     tally.end_file(trailer);
-    Ok((header, tally))
+    Ok((header, tally, None))
+}
+
+/// What a file read up to its last complete block covers, and why it ends there.
+fn partial(
+    path: &Path,
+    header: &Header,
+    tally: &Tally,
+    rows: u64,
+    end: u64,
+    cut: Option<Error>,
+) -> Partial {
+    let reason = match cut {
+        Some(e) => format!("{e}; read up to byte {end}"),
+        None => format!("no trailer: the file ends at byte {end}, after a complete block"),
+    };
+    let covered_ns = tally
+        .samples
+        .last()
+        .and_then(|series| series.iter().map(|s| s.at_ns).max())
+        .unwrap_or(0);
+    Partial {
+        file: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        reason,
+        rows,
+        outcome_rows: tally.outcomes,
+        trace_records: header.trace_records,
+        covered_s: (covered_ns / 1_000_000) as f64 / 1000.0,
+    }
+}
+
+/// The trailer a partial file lacks, from what its rows say. The counts only the trailer
+/// keeps (NOTICEs, unparseable and oversized frames, late OKs) are unknown, so 0; the
+/// report says the run is partial.
+fn stand_in_trailer(tally: &Tally, rows: u64, partial: &Partial) -> results::Trailer {
+    results::Trailer {
+        rows,
+        outcomes: tally.outcomes,
+        by_outcome: tally.by_outcome.clone(),
+        samples: tally.samples.last().map_or(0, |s| s.len() as u64),
+        finished_at: String::new(),
+        elapsed_ns: (partial.covered_s * 1e9) as u64,
+        interrupted: false,
+        unparseable_frames: 0,
+        oversized_frames: 0,
+        notices: 0,
+        late_acks: 0,
+    }
 }
 
 fn byte_of(e: &Error) -> u64 {

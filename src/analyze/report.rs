@@ -88,6 +88,11 @@ pub struct Config {
     /// When several files were merged: how they differ (load options, target) or that one
     /// was interrupted. Their sum is labelled with the first file's options.
     pub merge_warnings: Vec<String>,
+    /// Files read with `lt analyze --partial` that end before their trailer: the report
+    /// covers only their complete blocks and is not trustworthy. Absent when every file
+    /// was complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<super::Partial>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -443,6 +448,7 @@ pub fn build(runs: &Runs, ids: &Ids, charts: Vec<String>) -> Report {
             .collect(),
         interrupted: t.trailers.iter().any(|tr| tr.interrupted),
         merge_warnings: runs.merge_warnings.clone(),
+        partial: runs.partial.clone(),
     };
     let mut report = Report {
         report_version: REPORT_VERSION,

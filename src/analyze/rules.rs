@@ -78,8 +78,61 @@ fn fmt(x: f64) -> String {
     }
 }
 
-/// Whether lt itself got in the way: lag, its own CPU, dropped records.
+/// The one trust verdict, for `lt analyze` and the replay summary alike: whether lt itself
+/// got in the way (lag, its own CPU, dropped records) and whether the results are whole.
 pub fn trust(r: &Report) -> super::report::Trust {
+    let (mut reasons, held_note) = harness_reasons(r);
+    let harness_bound = !reasons.is_empty();
+    let partial = partial_reasons(r);
+    reasons.extend(partial.iter().cloned());
+    let trustworthy = reasons.is_empty();
+    let mut verdict = match (harness_bound, partial.is_empty()) {
+        (false, true) => "Trustworthy: lt kept the schedule; the figures measure the relay.",
+        (true, true) => {
+            "NOT TRUSTWORTHY: lt itself was a bottleneck, so these figures understate the relay."
+        }
+        (false, false) => {
+            "NOT TRUSTWORTHY: these results are partial (read with --partial), so every figure covers only part of the run."
+        }
+        (true, false) => {
+            "NOT TRUSTWORTHY: these results are partial (read with --partial), and lt itself was a bottleneck."
+        }
+    }
+    .to_owned();
+    if let Some(note) = held_note {
+        verdict.push_str(&note);
+    }
+    if r.config.interrupted {
+        verdict.push_str(" The run was interrupted: records not sent are excluded.");
+    }
+    super::report::Trust {
+        trustworthy,
+        verdict,
+        reasons,
+    }
+}
+
+/// One reason per partial file: where it ends and how much of the run it covers.
+fn partial_reasons(r: &Report) -> Vec<String> {
+    r.config
+        .partial
+        .iter()
+        .map(|p| {
+            format!(
+                "{} is partial ({}): {} of the trace's {} records have an outcome, over the first {} s; NOTICEs, bad frames and late OKs are unknown",
+                p.file,
+                p.reason,
+                p.outcome_rows,
+                p.trace_records,
+                fmt(p.covered_s)
+            )
+        })
+        .collect()
+}
+
+/// What lt itself did to the figures (each a reason the run is not trustworthy), and a
+/// note when the relay held lt back (a finding about the relay, not a reason).
+fn harness_reasons(r: &Report) -> (Vec<String>, Option<String>) {
     let mut reasons = Vec::new();
     let cores = f64::from(r.config.machine.cores.max(1));
     // Said in the verdict, not a reason: the relay holding lt back is a finding about the
@@ -132,24 +185,7 @@ pub fn trust(r: &Report) -> super::report::Trust {
             r.totals.dropped
         ));
     }
-    let trustworthy = reasons.is_empty();
-    let mut verdict = if trustworthy {
-        "Trustworthy: lt kept the schedule; the figures measure the relay.".to_owned()
-    } else {
-        "NOT TRUSTWORTHY: lt itself was a bottleneck, so these figures understate the relay."
-            .to_owned()
-    };
-    if let Some(note) = held_note {
-        verdict.push_str(&note);
-    }
-    if r.config.interrupted {
-        verdict.push_str(" The run was interrupted: records not sent are excluded.");
-    }
-    super::report::Trust {
-        trustworthy,
-        verdict,
-        reasons,
-    }
+    (reasons, held_note)
 }
 
 struct Check {
@@ -258,20 +294,21 @@ fn harness_bottleneck(r: &Report) -> Check {
         .as_ref()
         .or(r.latency.overall.schedule_lag_ms.as_ref())
         .map_or(0.0, |p| p.p99);
+    let (reasons, _) = harness_reasons(r);
     Check {
         id: "harness_bottleneck",
         not_evaluated: None,
-        fired: !r.trust.trustworthy,
+        fired: !reasons.is_empty(),
         value: lag,
         threshold: LAG_P99_BOUND_MS,
         unit: "ms",
-        evidence: if r.trust.reasons.is_empty() {
+        evidence: if reasons.is_empty() {
             format!(
                 "lt's own schedule lag p99 {} ms (fires above {LAG_P99_BOUND_MS} ms, or when lt's CPU binds or records were dropped)",
                 fmt(lag)
             )
         } else {
-            r.trust.reasons.join("; ")
+            reasons.join("; ")
         },
         action: "Lower --speed, use --on-overload wait rather than drop, or run lt on its own cores or machine; then measure again.".into(),
         priority: 100,
@@ -819,6 +856,19 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
             action: c.action.clone(),
         })
         .collect();
+    if !r.config.partial.is_empty() {
+        // First, and never an all-clear: the rules saw only part of the run.
+        items.insert(
+            0,
+            Remediation {
+                rank: 0,
+                rule: "partial".into(),
+                fired: true,
+                evidence: partial_reasons(r).join("; "),
+                action: "These results are partial: the rules judged only the part of the run the file kept. Replay again to the end (one Ctrl-C stops cleanly and keeps a complete file) before acting on them.".into(),
+            },
+        );
+    }
     let unjudged: Vec<&RuleCheck> = checks
         .iter()
         .filter(|c| c.not_evaluated.is_some())

@@ -255,6 +255,11 @@ impl<W: Write> ResultsWriter<W> {
         self.outcomes
     }
 
+    /// Rows pushed so far, of every kind.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     pub fn by_outcome(&self) -> &BTreeMap<String, u64> {
         &self.by_outcome
     }

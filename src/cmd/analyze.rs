@@ -8,7 +8,7 @@ use anyhow::anyhow;
 
 use crate::analyze::output::{self, Names};
 use crate::analyze::report::{self, Ids, Report};
-use crate::analyze::{markdown, Runs};
+use crate::analyze::{markdown, Completeness, Runs};
 use crate::capture::{Completion, TraceReader};
 use crate::cli::AnalyzeArgs;
 
@@ -20,7 +20,12 @@ pub struct Written {
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let runs = crate::analyze::read_merged(&args.files)?;
+    let completeness = if args.partial {
+        Completeness::AllowPartial
+    } else {
+        Completeness::Required
+    };
+    let runs = crate::analyze::read_merged_each(&args.files, completeness, |_| {})?;
     let dir = args
         .out_dir
         .clone()
@@ -102,6 +107,15 @@ fn example_ids(runs: &Runs, trace: &Path) -> anyhow::Result<Ids> {
 
 fn print_summary(w: &Written) {
     let r = &w.report;
+    for p in &r.config.partial {
+        outln!(
+            "PARTIAL: {} ends before its trailer; {} of {} records have an outcome, over the first {} s",
+            p.file,
+            p.outcome_rows,
+            p.trace_records,
+            markdown::num(p.covered_s)
+        );
+    }
     outln!("{}", r.trust.verdict);
     for reason in &r.trust.reasons {
         outln!("  - {reason}");

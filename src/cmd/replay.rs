@@ -9,14 +9,10 @@ use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::fmt;
+use crate::analyze::report::Report;
 use crate::cli::{LoadArgs, ReplayArgs};
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Config, Plan, Speed, Summary};
-
-/// Schedule lag p99 above this means lt itself could not keep the schedule.
-pub const LAG_P99_BOUND_US: u64 = 5_000;
-/// Harness CPU above this (percent of all cores) means lt itself was saturated.
-pub const HARNESS_CPU_BOUND_PCT: f32 = 90.0;
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     no_huge_pages();
@@ -58,15 +54,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         replay::run(&args.trace, &plan, &out, cfg, progress.clone())
     })?;
     progress.finish_and_clear();
-    // The summary's latency is analyze's, read back from the file just written: one
-    // definition of each figure (records unanswered in time count at the timeout; CLOSEs
-    // have no latency), so the two never disagree about one run.
-    let analyzed = crate::analyze::read_merged(std::slice::from_ref(&summary.results))
-        .map(|runs| crate::analyze::report::latency_overall(&runs.tally));
-    if let Err(e) = &analyzed {
+    // The summary's figures and trust verdict are analyze's, from the file just written:
+    // one definition of each (records unanswered in time count at the timeout; CLOSEs have
+    // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
+    let report = crate::analyze::read_merged(std::slice::from_ref(&summary.results)).map(|runs| {
+        crate::analyze::report::build(&runs, &crate::analyze::report::Ids::new(), Vec::new())
+    });
+    if let Err(e) = &report {
         eprintln!("lt: reading the results back for the summary: {e:#}");
     }
-    out!("{}", render(&summary, &plan, analyzed.ok().as_ref()));
+    out!("{}", render(&summary, &plan, report.ok().as_ref()));
     if summary.trailer.interrupted {
         eprintln!(
             "lt: interrupted; results so far are in {} (records not sent are marked not_sent)",
@@ -264,11 +261,6 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     }
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
-
-/// The end-of-run summary; warnings about the harness come first.
 /// `--on-overload` as the user spells it.
 fn overload_word(o: replay::Overload) -> &'static str {
     match o {
@@ -277,42 +269,16 @@ fn overload_word(o: replay::Overload) -> &'static str {
     }
 }
 
-pub fn render(
-    s: &Summary,
-    plan: &Plan,
-    analyzed: Option<&crate::analyze::report::LatencySet>,
-) -> String {
+/// The end-of-run summary: analyze's trust verdict first (when the results could be read
+/// back), then counts by outcome and analyze's latency figures.
+pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
     let mut out = String::new();
-    let lag_p99 = s.lag_us.value_at_quantile(0.99);
-    let dropped = s.trailer.by_outcome.get("dropped").copied().unwrap_or(0);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
-    let cpu_share = s.harness_cpu_max_pct / cores;
-    let own_p99 = s.own_lag_us.value_at_quantile(0.99);
-    if !s.lag_us.is_empty() && lag_p99 > LAG_P99_BOUND_US {
-        if own_p99 > LAG_P99_BOUND_US {
-            out.push_str(&format!(
-                "WARNING: lt could not keep the schedule: lag p99 {}, lt's own part {} > {} — latency figures are not trustworthy\n",
-                ms(lag_p99),
-                ms(own_p99),
-                ms(LAG_P99_BOUND_US)
-            ));
-        } else {
-            out.push_str(&format!(
-                "NOTE: the relay held lt back: lag p99 {}, but lt's own part only {} (the rest waited for the relay's full socket or an in-flight cap); response times include the wait\n",
-                ms(lag_p99),
-                ms(own_p99)
-            ));
+    if let Some(r) = report {
+        let warn = if r.trust.trustworthy { "" } else { "WARNING: " };
+        out.push_str(&format!("{warn}{}\n", r.trust.verdict));
+        for reason in &r.trust.reasons {
+            out.push_str(&format!("  - {reason}\n"));
         }
-    }
-    if cpu_share >= HARNESS_CPU_BOUND_PCT {
-        out.push_str(&format!(
-            "WARNING: lt itself used {cpu_share:.0}% of the machine's CPU at peak — it may have been the bottleneck\n"
-        ));
-    }
-    if dropped > 0 {
-        out.push_str(&format!(
-            "WARNING: {dropped} records dropped at the in-flight cap\n"
-        ));
     }
     if let Some(capped) = plan.clients_capped() {
         out.push_str(&format!("NOTE: {capped}\n"));
@@ -330,7 +296,8 @@ pub fn render(
             100.0 * *n as f64 / plan.records.max(1) as f64
         ));
     }
-    if let Some(p) = analyzed.and_then(|l| l.response_ms.as_ref()) {
+    let latency = report.map(|r| &r.latency);
+    if let Some(p) = latency.and_then(|l| l.overall.response_ms.as_ref()) {
         let bound = match p.at_timeout {
             0 => String::new(),
             n => format!(", {} at the timeout (a lower bound)", fmt::count(n)),
@@ -343,13 +310,13 @@ pub fn render(
             fmt::count(p.count)
         ));
     }
-    if !s.lag_us.is_empty() {
-        out.push_str(&format!(
-            "schedule lag  p99 {} · max {} (sent − intended) · lt's own part p99 {}\n",
-            ms(lag_p99),
-            ms(s.lag_us.max()),
-            ms(own_p99)
-        ));
+    if let Some(l) = latency {
+        if let (Some(lag), Some(own)) = (&l.overall.schedule_lag_ms, &l.own_lag_ms) {
+            out.push_str(&format!(
+                "schedule lag  p99 {} ms · max {} ms (sent − intended) · lt's own part p99 {} ms\n",
+                lag.p99, lag.max, own.p99
+            ));
+        }
     }
     let t = &s.trailer;
     if s.connect_failures + t.unparseable_frames + t.oversized_frames + t.notices + t.late_acks > 0

@@ -361,10 +361,8 @@ impl Conn {
                 (d.held_ns + here).min(sent_ns.saturating_sub(d.ready_ns))
             })
             .collect();
-        self.shared.record_sent(
-            batch.iter().zip(&held).map(|(d, &h)| (d.ready_ns, h)),
-            sent_ns,
-        );
+        self.shared
+            .record_sent(batch.iter().map(|d| d.ready_ns), sent_ns);
         for ((d, bytes), held_ns) in batch.into_iter().zip(bytes).zip(held) {
             let key = d.key;
             let flight = InFlight {

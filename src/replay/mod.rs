@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -73,12 +72,8 @@ pub struct Config {
 pub struct Summary {
     pub results: PathBuf,
     pub trailer: Trailer,
-    pub lag_us: Histogram<u64>,
-    /// Schedule lag less the time the relay held lt back.
-    pub own_lag_us: Histogram<u64>,
     pub connect_failures: u64,
     pub reconcile_error: Option<String>,
-    pub harness_cpu_max_pct: f32,
 }
 
 /// How many network threads (shards) a replay of `plan` runs, `asked` being `--threads`.
@@ -186,20 +181,7 @@ pub fn run(
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (shared, extra) = match outcome {
         Ok(v) => v,
-        Err(e) => {
-            // The writer ends when its channel closes; keep its error if it has one.
-            let _ = write_thread.join();
-            return Err(e);
-        }
-    };
-    // Take what the summary needs, then let go of the shared state: it holds the row
-    // sender, and the writer finishes only once every sender is gone.
-    let (lag_us, own_lag_us) = {
-        let h = shared
-            .hists
-            .lock()
-            .map_err(|_| anyhow!("histogram lock poisoned"))?;
-        (h.lag_us.clone(), h.own_lag_us.clone())
+        Err(e) => return Err(abandon(write_thread, out, e)),
     };
     let trailer = Trailer {
         rows: 0,
@@ -217,7 +199,8 @@ pub fn run(
     drop(shared);
     let writer = write_thread
         .join()
-        .map_err(|_| anyhow!("the results writer panicked"))??;
+        .map_err(|_| anyhow!("the results writer panicked"))?
+        .map_err(|e| anyhow!("{e:#}; {}", partial_hint(out)))?;
     let (_, trailer) = writer
         .finish(trailer)
         .with_context(|| format!("writing {}", out.display()))?;
@@ -232,18 +215,52 @@ pub fn run(
     Ok(Summary {
         results: out.to_owned(),
         trailer,
-        lag_us,
-        own_lag_us,
         connect_failures: extra.connect_failures,
         reconcile_error: extra.reconcile_error,
-        harness_cpu_max_pct: extra.harness_cpu_max_pct,
     })
+}
+
+/// A run that failed before it finished: the rows gathered so far go into the file as a last
+/// complete block, readable with `lt analyze --partial`; a file that got no row at all (no
+/// connection opened, nothing sent) is removed rather than left as a header alone.
+fn abandon(
+    write_thread: std::thread::JoinHandle<anyhow::Result<ResultsWriter<BufWriter<File>>>>,
+    out: &Path,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    // The writer ends when its channel closes (every task has ended).
+    let hint = |error: anyhow::Error| anyhow!("{error:#}; {}", partial_hint(out));
+    let Ok(Ok(mut writer)) = write_thread.join() else {
+        return hint(error);
+    };
+    if writer.rows() == 0 {
+        drop(writer);
+        return match std::fs::remove_file(out) {
+            Ok(()) => anyhow!(
+                "{error:#}; nothing was sent, so no results file was kept ({} removed)",
+                out.display()
+            ),
+            Err(_) => error,
+        };
+    }
+    // The rows gathered since the last block would be lost with the writer.
+    let _ = writer.flush();
+    drop(writer);
+    hint(error)
+}
+
+/// What to do with a results file a failed run left behind.
+fn partial_hint(out: &Path) -> String {
+    format!(
+        "the run did not finish: {} keeps every complete block; read it with `lt analyze --partial {}`",
+        out.display(),
+        out.display()
+    )
 }
 
 struct Extra {
     connect_failures: u64,
     reconcile_error: Option<String>,
-    harness_cpu_max_pct: f32,
 }
 
 async fn drive(
@@ -387,13 +404,11 @@ async fn drive(
         }
     }
     sampler.abort();
-    let harness_cpu_max_pct = f32::from_bits(shared.harness_cpu_max_bits.load(Ordering::Relaxed));
     Ok((
         shared,
         Extra {
             connect_failures,
             reconcile_error,
-            harness_cpu_max_pct,
         },
     ))
 }
@@ -443,7 +458,7 @@ async fn watch_signals(shared: Arc<Shared>, quit_hook: Option<Arc<dyn Fn() + Sen
                 shared.timeout
             );
         } else {
-            eprintln!("\nlt: quitting at once; the results file is readable up to its last complete block");
+            eprintln!("\nlt: quitting at once; the results file ends at its last complete block (no trailer): read it with `lt analyze --partial`");
             if let Some(hook) = &quit_hook {
                 hook();
             }
@@ -469,7 +484,6 @@ async fn sample_loop(
         Duration::from_secs(1),
     );
     let mut last = (shared.t0, 0u64);
-    let mut cpu_max = 0f32;
     loop {
         tick.tick().await;
         let (cpu, rss) = me.read();
@@ -478,10 +492,6 @@ async fn sample_loop(
         } else {
             (None, None)
         };
-        cpu_max = cpu_max.max(cpu.unwrap_or(0.0));
-        shared
-            .harness_cpu_max_bits
-            .store(cpu_max.to_bits(), Ordering::Relaxed);
         let sent = shared.sent.load(Ordering::Relaxed);
         let completed = shared.completed.load(Ordering::Relaxed);
         shared.emit(Row::Sample(Sample {

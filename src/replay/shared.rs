@@ -70,14 +70,11 @@ impl Dispatch {
 /// naps at higher rates.
 pub const ROWS_BACKLOG_MAX: usize = 8_192;
 
-/// Response time (completed − intended) for the progress line, schedule lag
-/// (sent − intended) and lt's own part of it (less the time the relay held lt back) for the
-/// trust check, in microseconds. The summary's latency figures are analyze's, read back from
-/// the results file (one definition of each figure).
+/// Response time (completed − intended) for the progress line, in microseconds. Every
+/// figure of the summary is analyze's, read back from the results file (one definition of
+/// each figure).
 pub struct Histograms {
     pub response_us: Histogram<u64>,
-    pub lag_us: Histogram<u64>,
-    pub own_lag_us: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -89,8 +86,6 @@ impl Histograms {
     pub fn new() -> Histograms {
         Histograms {
             response_us: histogram(),
-            lag_us: histogram(),
-            own_lag_us: histogram(),
         }
     }
 }
@@ -117,8 +112,6 @@ pub struct Shared {
     pub unparseable: AtomicU64,
     pub oversized: AtomicU64,
     pub notices: AtomicU64,
-    /// Highest CPU% of lt itself in any 1-second sample (f32 bits).
-    pub harness_cpu_max_bits: AtomicU32,
     /// Largest schedule lag since the sampler last looked, ns.
     pub lag_window_max_ns: AtomicU64,
     pub hists: Mutex<Histograms>,
@@ -160,7 +153,6 @@ impl Shared {
             unparseable: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             notices: AtomicU64::new(0),
-            harness_cpu_max_bits: AtomicU32::new(0),
             lag_window_max_ns: AtomicU64::new(0),
             hists: Mutex::new(Histograms::new()),
             slot_freed: Notify::new(),
@@ -195,24 +187,14 @@ impl Shared {
         let _ = self.rows.send(rows);
     }
 
-    /// Records written in one batch at `sent_ns`, each as (the time it was ready to go,
-    /// how long of that the relay held lt back).
-    pub fn record_sent(&self, ready_held: impl Iterator<Item = (u64, u64)> + Clone, sent_ns: u64) {
-        let lags = ready_held.map(|(ready, held)| {
-            let lag = sent_ns.saturating_sub(ready);
-            (lag, lag.saturating_sub(held))
+    /// Records written in one batch at `sent_ns`, each given by the time it was ready to go:
+    /// counted, and their largest lag kept for the next per-second sample.
+    pub fn record_sent(&self, ready: impl Iterator<Item = u64>, sent_ns: u64) {
+        let (n, max) = ready.fold((0u64, 0u64), |(n, m), ready| {
+            (n + 1, m.max(sent_ns.saturating_sub(ready)))
         });
-        let (n, max) = lags
-            .clone()
-            .fold((0u64, 0u64), |(n, m), (l, _)| (n + 1, m.max(l)));
         self.sent.fetch_add(n, Ordering::Relaxed);
         self.lag_window_max_ns.fetch_max(max, Ordering::Relaxed);
-        if let Ok(mut h) = self.hists.lock() {
-            for (lag, own) in lags {
-                h.lag_us.saturating_record((lag / 1000).max(1));
-                h.own_lag_us.saturating_record((own / 1000).max(1));
-            }
-        }
     }
 
     /// A dispatched record is done: count it, free its in-flight slot, write its row (or
