@@ -5,6 +5,7 @@ mod relay;
 mod test_ab;
 mod test_analyze;
 mod test_capture;
+mod test_golden;
 mod test_inspect_export;
 mod test_nostr;
 mod test_peer;
