@@ -151,6 +151,11 @@ pub fn load_beside(results: &Path) -> Option<Profile> {
     serde_json::from_str(&text).ok()
 }
 
+/// The profiles kept beside any of `results` (none for runs that were not profiled).
+pub fn load_all_beside(results: &[PathBuf]) -> Vec<Profile> {
+    results.iter().filter_map(|r| load_beside(r)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use lt::analyze::report::{self, Ids, Report};
+use lt::analyze::report::{self, Report};
+use lt::analyze::Ids;
 use lt::capture::results::{
     self, ConnectRow, Header, Machine, Outcome, OutcomeRow, ResultsWriter, Row, Sample, Trailer,
 };
@@ -122,7 +123,8 @@ fn row(index: u64, op: Op, intended: u64, lag: u64, latency: Option<u64>, outcom
 
 fn analyze(path: &Path) -> Report {
     let runs = lt::analyze::read_merged(&[path.to_owned()]).unwrap();
-    report::build(&runs, &Ids::new(), Vec::new())
+    let profiles = lt::profile::load_all_beside(&runs.files);
+    report::build(&runs, &Ids::new(), &profiles)
 }
 
 fn close_to(got: f64, want: f64) {
@@ -152,7 +154,7 @@ fn percentiles_are_exact_within_hdr_precision() {
         .collect();
     write(&path, "f1", &rows);
     let r = analyze(&path);
-    let resp = r.latency.overall.response_ms.as_ref().unwrap();
+    let resp = r.measured.latency.overall.response_ms.as_ref().unwrap();
     assert_eq!(resp.count, 1000);
     close_to(resp.p50, 500.0);
     close_to(resp.p90, 900.0);
@@ -161,15 +163,15 @@ fn percentiles_are_exact_within_hdr_precision() {
     close_to(resp.max, 1000.0);
     close_to(resp.mean, 500.5);
     // Service time = response − lag.
-    let service = r.latency.overall.service_ms.as_ref().unwrap();
+    let service = r.measured.latency.overall.service_ms.as_ref().unwrap();
     close_to(service.p50, 499.9);
-    let lag = r.latency.overall.schedule_lag_ms.as_ref().unwrap();
+    let lag = r.measured.latency.overall.schedule_lag_ms.as_ref().unwrap();
     close_to(lag.p99, 0.1);
-    assert_eq!(r.totals.attempted, 1000);
-    assert_eq!(r.totals.success_rate_pct, 100.0);
-    let views = &r.latency.by_type["view"];
+    assert_eq!(r.measured.totals.attempted, 1000);
+    assert_eq!(r.measured.totals.success_rate_pct, 100.0);
+    let views = &r.measured.latency.by_type["view"];
     close_to(views.response_ms.as_ref().unwrap().p50, 500.0);
-    assert!(r.latency.by_type["read"].response_ms.is_none());
+    assert!(r.measured.latency.by_type["read"].response_ms.is_none());
 }
 
 #[test]
@@ -242,7 +244,7 @@ fn totals_and_taxonomy_count_every_outcome() {
     }));
     write(&path, "f1", &rows);
     let r = analyze(&path);
-    let t = &r.totals;
+    let t = &r.measured.totals;
     // Requests only: the CLOSE is neither attempted nor succeeded.
     assert_eq!(t.attempted, 50 + 7 + 10 + 4 + 5 + 3 + 2 + 6 + 1 + 1);
     // Issue #17: stored_unacked is stored, but the client waited out its timeout: failed.
@@ -250,7 +252,12 @@ fn totals_and_taxonomy_count_every_outcome() {
     assert_eq!(t.failed, t.attempted - t.succeeded);
     assert_eq!(t.failed_by_class["stored_unacked"], 6);
     assert_eq!(t.failed_by_class.values().sum::<u64>(), t.failed);
-    let timeouts = r.summary.iter().find(|h| h.id == "timeouts").unwrap();
+    let timeouts = r
+        .measured
+        .summary
+        .iter()
+        .find(|h| h.id == "timeouts")
+        .unwrap();
     assert_eq!(
         timeouts.value,
         (5 + 6 + 1) as f64,
@@ -263,7 +270,7 @@ fn totals_and_taxonomy_count_every_outcome() {
     assert_eq!(t.failed_by_class["disconnected"], 5);
     assert_eq!(t.failed_by_class["lost"], 1);
     assert_eq!(t.by_outcome.values().sum::<u64>(), n + 4);
-    let e = &r.errors;
+    let e = &r.measured.errors;
     assert_eq!(e.rejected_by_prefix["rate-limited"], 10);
     assert_eq!(e.rejected_by_prefix["invalid"], 4);
     assert_eq!(e.closed_by_prefix["error"], 1);
@@ -279,8 +286,11 @@ fn totals_and_taxonomy_count_every_outcome() {
     // The first three records that got it, by trace index.
     let ex: Vec<u64> = top.examples.iter().map(|x| x.record).collect();
     assert_eq!(ex, vec![57, 58, 59]);
-    assert_eq!(r.connections.initial_failed, 1);
-    assert_eq!(r.connections.failure_causes[0].text, "connection refused");
+    assert_eq!(r.measured.connections.initial_failed, 1);
+    assert_eq!(
+        r.measured.connections.failure_causes[0].text,
+        "connection refused"
+    );
 }
 
 /// A healthy run the rules below disturb one figure at a time: 60 s at 100 records/s, one
@@ -931,12 +941,12 @@ fn merged_files_add_histograms_not_percentiles() {
     // Different record counts per file would be different traces in real life; here the
     // fingerprint is what merging checks.
     let runs = lt::analyze::read_merged(&[a, b]).unwrap();
-    let r = report::build(&runs, &Ids::new(), Vec::new());
-    let p = r.latency.overall.response_ms.unwrap();
+    let r = report::build(&runs, &Ids::new(), &[]);
+    let p = r.measured.latency.overall.response_ms.unwrap();
     assert_eq!(p.count, 1000);
     close_to(p.p50, 1.0);
     close_to(p.p95, 100.0);
-    assert_eq!(r.config.files.len(), 2);
+    assert_eq!(r.measured.config.files.len(), 2);
 }
 
 #[test]
@@ -1137,9 +1147,9 @@ fn hot_functions_come_only_from_a_profile_beside_the_results() {
     let path = dir.path().join("run.ltr");
     write(&path, "f1", &Scenario::default().rows());
     let r = analyze(&path);
-    assert!(!r.hot_functions.measured);
-    assert_eq!(r.hot_functions.note, "not measured");
-    assert!(r.hot_functions.functions.is_empty());
+    assert!(!r.measured.hot_functions.measured);
+    assert_eq!(r.measured.hot_functions.note, "not measured");
+    assert!(r.measured.hot_functions.functions.is_empty());
 
     let profile = lt::profile::Profile {
         tool: "perf record -F 499 -p 1".into(),
@@ -1165,15 +1175,18 @@ fn hot_functions_come_only_from_a_profile_beside_the_results() {
     )
     .unwrap();
     let r = analyze(&path);
-    assert!(r.hot_functions.measured);
-    assert_eq!(r.hot_functions.functions[0].symbol, "sqlite3VdbeExec");
-    assert_eq!(r.hot_functions.functions[1].percent, 12.25);
-    assert!(
-        r.hot_functions.note.contains("1000 samples"),
-        "{}",
-        r.hot_functions.note
+    assert!(r.measured.hot_functions.measured);
+    assert_eq!(
+        r.measured.hot_functions.functions[0].symbol,
+        "sqlite3VdbeExec"
     );
-    let md = lt::analyze::markdown::render(&r);
+    assert_eq!(r.measured.hot_functions.functions[1].percent, 12.25);
+    assert!(
+        r.measured.hot_functions.note.contains("1000 samples"),
+        "{}",
+        r.measured.hot_functions.note
+    );
+    let md = lt::analyze::render::report::render(&r);
     assert!(
         md.contains("`sqlite3VdbeExec` | nostr-rs-relay | 31.5"),
         "{md}"
@@ -1213,9 +1226,9 @@ fn the_window_table_says_which_windows_it_shows() {
     let path = dir.path().join("run.ltr");
     write(&path, "f1", &Scenario::default().rows());
     let r = analyze(&path);
-    let n = r.latency_over_time.windows.len();
+    let n = r.measured.latency_over_time.windows.len();
     assert!(n > 20, "{n} windows: too few to need thinning");
-    let md = lt::analyze::markdown::render(&r);
+    let md = lt::analyze::render::report::render(&r);
     let want = format!("every {}th of {n} windows shown", n.div_ceil(20));
     assert!(md.contains(&want), "{want}: {md}");
 }
@@ -1236,17 +1249,23 @@ fn unanswered_records_count_in_percentiles_at_the_timeout() {
         .collect();
     write_with(&path, "f1", &[("timeout_ms", "3000")], 0, &rows);
     let r = analyze(&path);
-    let p = r.latency.overall.response_ms.clone().unwrap();
+    let p = r.measured.latency.overall.response_ms.clone().unwrap();
     assert_eq!((p.count, p.at_timeout), (100, 10));
     close_to(p.p50, 2.0);
     // The slowest 10% are at least the timeout: p95 cannot be 2 ms.
     assert!(p.p95 >= 3000.0, "{p:?}");
-    let s = r.latency.overall.service_ms.clone().unwrap();
+    let s = r.measured.latency.overall.service_ms.clone().unwrap();
     assert!(s.p99 >= 3000.0 && s.at_timeout == 10, "{s:?}");
-    let md = lt::analyze::markdown::render(&r);
+    let md = lt::analyze::render::report::render(&r);
     assert!(md.contains("100 (10 at the timeout)"), "{md}");
     // The latency windows the rules read count them too.
-    let counted: u64 = r.latency_over_time.windows.iter().map(|w| w.count).sum();
+    let counted: u64 = r
+        .measured
+        .latency_over_time
+        .windows
+        .iter()
+        .map(|w| w.count)
+        .sum();
     assert_eq!(counted, 100);
 }
 
@@ -1280,8 +1299,8 @@ fn records_cut_off_by_duration_are_not_scheduled() {
         .collect();
     write(&path, "f1", &rows);
     let r = analyze(&path);
-    assert_eq!(r.totals.not_sent, 5000);
-    let seconds = &r.throughput.per_second;
+    assert_eq!(r.measured.totals.not_sent, 5000);
+    let seconds = &r.measured.throughput.per_second;
     assert!(seconds.len() <= 11, "{} seconds charted", seconds.len());
     let scheduled: u64 = seconds.iter().map(|s| s.scheduled).sum();
     assert_eq!(scheduled, 1000);
@@ -1293,7 +1312,7 @@ fn records_cut_off_by_duration_are_not_scheduled() {
         .map(|c| c.id.as_str())
         .collect();
     assert!(!fired.contains(&"latency_rising"), "{fired:?}");
-    let md = lt::analyze::markdown::render(&r);
+    let md = lt::analyze::render::report::render(&r);
     assert!(
         md.contains(
             "**The run was cut short (`--duration`):** 5000 of the trace's records were never sent"
@@ -1334,7 +1353,7 @@ fn a_run_too_short_to_judge_every_rule_gets_no_all_clear() {
         .remediation
         .iter()
         .all(|i| !i.action.contains("No bottleneck observed")));
-    let md = lt::analyze::markdown::render(&r);
+    let md = lt::analyze::render::report::render(&r);
     assert!(
         md.contains("| rss_growth | not evaluated: the run lasted 20"),
         "{md}"
@@ -1427,7 +1446,7 @@ fn events_acknowledged_late_are_not_called_dropped() {
         let path = dir.path().join(format!("late-{late}.ltr"));
         write_with(&path, "f1", &options, late, &rows);
         let r = analyze(&path);
-        assert_eq!(r.errors.late_acks, late);
+        assert_eq!(r.measured.errors.late_acks, late);
         let rule = r.rules.iter().find(|c| c.id == "missing_acks").unwrap();
         assert!(rule.fired, "{rule:?}");
         assert!(rule.action.contains(want), "{late}: {}", rule.action);
@@ -1460,8 +1479,8 @@ fn a_relay_pid_given_but_unsampled_is_not_told_to_pass_it() {
         let path = dir.path().join(format!("pid-{given}.ltr"));
         write_with(&path, "f1", &[("relay_pid_sampled", given)], 0, &rows);
         let r = analyze(&path);
-        assert!(r.resources.relay.is_none());
-        let md = lt::analyze::markdown::render(&r);
+        assert!(r.measured.resources.relay.is_none());
+        let md = lt::analyze::render::report::render(&r);
         assert!(md.contains(want), "{given}: {md}");
         let cpu = r.rules.iter().find(|c| c.id == "cpu_bound").unwrap();
         assert!(
@@ -1493,12 +1512,12 @@ fn merging_unlike_runs_is_warned() {
     let want = "replay option speed differs: 1x in the first file, 4x in b.ltr";
     assert!(stdout.contains(&format!("warning: {want}")), "{stdout}");
     let runs = lt::analyze::read_merged(&[a.clone(), b]).unwrap();
-    let r = report::build(&runs, &Ids::new(), Vec::new());
+    let r = report::build(&runs, &Ids::new(), &[]);
     assert_eq!(
-        r.config.merge_warnings,
+        r.measured.config.merge_warnings,
         vec![want.replace("b.ltr", &dir.path().join("b.ltr").display().to_string())]
     );
-    assert!(lt::analyze::markdown::render(&r).contains("- ⚠️ replay option speed differs"));
+    assert!(lt::analyze::render::report::render(&r).contains("- ⚠️ replay option speed differs"));
     // lt compare says the same of its sides, through the same check.
     let out = lt()
         .current_dir(dir.path())
@@ -1631,7 +1650,7 @@ fn a_results_file_cut_short_is_read_with_partial_and_said_so() {
     )
     .unwrap();
     assert!(runs.partial.is_empty());
-    let r = report::build(&runs, &Ids::new(), Vec::new());
-    assert!(r.config.partial.is_empty());
+    let r = report::build(&runs, &Ids::new(), &[]);
+    assert!(r.measured.config.partial.is_empty());
     assert!(r.trust.trustworthy, "{:?}", r.trust);
 }

@@ -130,7 +130,7 @@ fn stalled_peer_gives_timeouts_and_the_run_still_ends() {
     // Issue #17: the summary's latency is analyze's, unanswered requests at the timeout
     // included, so the two agree about one run (they gave 39 ms and 180 ms for one p50).
     let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
-    let p = lt::analyze::report::latency_overall(&runs.tally)
+    let p = lt::analyze::measure::latency_overall(&runs.tally)
         .response_ms
         .unwrap();
     assert_eq!(p.at_timeout, r.count("timeout"));
@@ -243,11 +243,17 @@ fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
     assert!(!r.stdout.contains("WARNING"), "{}", r.stdout);
 
     let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
-    let report = lt::analyze::report::build(&runs, &lt::analyze::report::Ids::new(), Vec::new());
-    let lag = report.latency.overall.schedule_lag_ms.as_ref().unwrap();
-    let own = report.latency.own_lag_ms.as_ref().unwrap();
+    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let lag = report
+        .measured
+        .latency
+        .overall
+        .schedule_lag_ms
+        .as_ref()
+        .unwrap();
+    let own = report.measured.latency.own_lag_ms.as_ref().unwrap();
     assert!(lag.p99 > 5.0 && own.p99 < 5.0, "lag {lag:?} own {own:?}");
-    assert!(report.latency.relay_held.records > 10);
+    assert!(report.measured.latency.relay_held.records > 10);
     assert!(report.trust.trustworthy, "{:?}", report.trust);
     assert!(
         report.trust.verdict.contains("the relay held lt back"),

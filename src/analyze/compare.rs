@@ -2,39 +2,46 @@
 //! mean over its runs; the decision rule (`verdict`) says whether a difference is real, and
 //! `thresholds` whether it is large enough to count.
 
-use std::fmt::Write;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{cell, num};
-use super::report::{self, Report};
+use super::measure::{self, Measured};
+use super::read::Ids;
+use super::read::Runs;
+use super::report;
 use super::stats::{self, round3};
 use super::tally::Tally;
 use super::thresholds::{self, Thresholds};
+use super::trust::{self, Trust};
 use super::verdict::{self, MetricRuns, FAMILY_ALPHA, POWER};
-use super::Runs;
 
 pub use super::verdict::{Better, Verdict};
 
-/// One side: a name, its runs' reports, and the merged report of all of them.
+/// One side: a name, the figures and trust verdict of each of its runs, and the tally
+/// merged over all.
 pub struct Side {
     pub name: String,
-    pub runs: Vec<Report>,
+    pub runs: Vec<Measured>,
+    /// Each run's trust verdict, in the order of `runs`.
+    pub trust: Vec<Trust>,
     pub merged: Runs,
 }
 
 impl Side {
-    /// Reads each file once: a report per run, and one tally merged over all.
+    /// Reads each file once: the figures of each run, and one tally merged over all.
     pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<Side> {
         let mut runs = Vec::new();
-        let merged = super::read_merged_each(paths, super::Completeness::Required, |one| {
-            runs.push(report::build(one, &report::Ids::new(), Vec::new()));
-        })?;
+        let merged =
+            super::read::read_merged_each(paths, super::read::Completeness::Required, |one| {
+                runs.push(measure::measure(one, &Ids::new(), &[]));
+            })?;
+        let trust = runs.iter().map(trust::trust).collect();
         Ok(Side {
             name: name.into(),
             runs,
+            trust,
             merged,
         })
     }
@@ -145,7 +152,7 @@ pub struct MetricDelta {
     pub reason: String,
 }
 
-fn values(runs: &[Report], id: &str) -> Option<Vec<f64>> {
+fn values(runs: &[Measured], id: &str) -> Option<Vec<f64>> {
     runs.iter()
         .map(|r| r.summary.iter().find(|h| h.id == id).map(|h| h.value))
         .collect()
@@ -167,14 +174,16 @@ pub fn attempted(a: &Side) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Compares B with A, each metric against its threshold (`thresholds`).
+/// Compares B with A, each metric against its threshold (`thresholds`). `charts` are the
+/// chart files written beside the comparison.
 pub fn compare(
     a: &Side,
     b: &Side,
     thresholds: &Thresholds,
     run_order: Vec<String>,
+    charts: Vec<String>,
 ) -> anyhow::Result<Comparison> {
-    super::same_trace(
+    super::read::same_trace(
         &a.merged.header,
         &a.merged.files[0],
         &b.merged.header,
@@ -284,7 +293,7 @@ pub fn compare(
         metrics,
         run_order,
         warnings: warnings(a, b),
-        charts: Vec::new(),
+        charts,
         failed_runs: Vec::new(),
     })
 }
@@ -305,7 +314,7 @@ fn metric_runs(
 }
 
 /// One run's figures for every compared metric, in `thresholds::METRICS` order.
-pub fn figures(r: &Report) -> Vec<Option<f64>> {
+pub fn figures(r: &Measured) -> Vec<Option<f64>> {
     thresholds::METRICS
         .iter()
         .map(|m| r.summary.iter().find(|h| h.id == m.id).map(|h| h.value))
@@ -361,20 +370,20 @@ fn side_summary(s: &Side) -> SideSummary {
         runs: s.runs.len() as u32,
         // Each run's report names its file already.
         files: s.runs.iter().flat_map(|r| r.config.files.clone()).collect(),
-        trustworthy: s.runs.iter().all(|r| r.trust.trustworthy),
+        trustworthy: s.trust.iter().all(|t| t.trustworthy),
     }
 }
 
 fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let mut w = Vec::new();
     for s in [a, b] {
-        for (r, f) in s.runs.iter().zip(s.files()) {
-            if !r.trust.trustworthy {
+        for (t, f) in s.trust.iter().zip(s.files()) {
+            if !t.trustworthy {
                 w.push(format!(
                     "{}: run {} is not trustworthy ({})",
                     s.name,
                     f.display(),
-                    r.trust.reasons.join("; ")
+                    t.reasons.join("; ")
                 ));
             }
         }
@@ -390,174 +399,11 @@ fn warnings(a: &Side, b: &Side) -> Vec<String> {
     let first = &a.merged.header.options;
     for (side, s) in [("A", a), ("B", b)] {
         for (r, f) in s.runs.iter().zip(s.files()) {
-            w.extend(super::option_differences(
+            w.extend(super::read::option_differences(
                 (first, "A's first run"),
                 (&r.config.options, &format!("{side}'s {}", f.display())),
             ));
         }
     }
     w
-}
-
-pub fn render(c: &Comparison) -> String {
-    let mut s = String::new();
-    // Writing into a String cannot fail.
-    let _ = write_comparison(&mut s, c);
-    s
-}
-
-fn opt_num(x: Option<f64>) -> String {
-    x.map_or_else(|| "–".to_owned(), num)
-}
-
-fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
-    writeln!(
-        s,
-        "# Comparison: {} (A) vs {} (B)",
-        cell(&c.a.name),
-        cell(&c.b.name)
-    )?;
-    writeln!(s)?;
-    writeln!(s, "> **Overall: {}.** {}", c.overall, cell(&c.overall_line))?;
-    writeln!(s)?;
-    writeln!(
-        s,
-        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}.",
-        c.trace_fingerprint
-            .get(..16)
-            .unwrap_or(&c.trace_fingerprint),
-        c.a.runs,
-        cell(&c.a.target),
-        c.b.runs,
-        cell(&c.b.target),
-    )?;
-    writeln!(s)?;
-    writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;
-    writeln!(s)?;
-    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
-        let short: Vec<String> = c
-            .metrics
-            .iter()
-            .filter_map(|m| {
-                let need = m.runs_to_resolve?;
-                (need > c.a.runs.min(c.b.runs)).then(|| format!("{} {need}", m.label))
-            })
-            .collect();
-        writeln!(
-            s,
-            "At the noise these runs measured, {n} runs per side would resolve a difference the size of each metric's threshold; the metrics these runs could not resolve, with the runs each needs: {}. Metrics left out need more than 100 runs: their noise, not the run count, is what to work on (longer traces steady the tails).",
-            cell(&short.join(", "))
-        )?;
-        writeln!(s)?;
-    }
-    if !c.warnings.is_empty() {
-        for w in &c.warnings {
-            writeln!(s, "- ⚠️ {}", cell(w))?;
-        }
-        writeln!(s)?;
-    }
-    writeln!(s, "## Metrics")?;
-    writeln!(s)?;
-    writeln!(
-        s,
-        "| Metric | Unit | A | B | Δ | Δ % | noise A | noise B | 95% CI of Δ | Holm p | threshold | detectable | runs needed | Verdict (B) |"
-    )?;
-    writeln!(
-        s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
-    )?;
-    for m in &c.metrics {
-        writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
-            cell(&m.label),
-            cell(&m.unit),
-            num(m.a),
-            num(m.b),
-            num(m.delta),
-            opt_num(m.delta_pct),
-            opt_num(m.a_noise),
-            opt_num(m.b_noise),
-            m.ci95.map_or_else(
-                || "–".to_owned(),
-                |[l, h]| format!("{} … {}", num(l), num(h))
-            ),
-            opt_num(m.p_adjusted),
-            num(m.threshold),
-            opt_num(m.detectable),
-            m.runs_to_resolve
-                .map_or_else(|| "–".to_owned(), |n| n.to_string()),
-            m.verdict.as_str()
-        )?;
-    }
-    writeln!(s)?;
-    writeln!(s, "Why each verdict:")?;
-    writeln!(s)?;
-    for m in &c.metrics {
-        writeln!(
-            s,
-            "- {}: {} ({})",
-            cell(&m.label),
-            m.verdict.as_str(),
-            cell(&m.reason)
-        )?;
-    }
-    writeln!(s)?;
-    writeln!(s, "## Runs")?;
-    writeln!(s)?;
-    if !c.run_order.is_empty() {
-        writeln!(s, "Run order: {}.", cell(&c.run_order.join(" → ")))?;
-        writeln!(s)?;
-    }
-    for side in [&c.a, &c.b] {
-        writeln!(
-            s,
-            "- {} ({}, {}): {}",
-            cell(&side.name),
-            cell(&side.target),
-            if side.trustworthy {
-                "trustworthy"
-            } else {
-                "NOT trustworthy"
-            },
-            cell(&side.files.join(", "))
-        )?;
-    }
-    writeln!(s)?;
-    for m in &c.metrics {
-        if m.a_runs.len() > 1 || m.b_runs.len() > 1 {
-            let join = |v: &[f64]| v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ");
-            writeln!(
-                s,
-                "- {}: A [{}], B [{}]",
-                cell(&m.label),
-                join(&m.a_runs),
-                join(&m.b_runs)
-            )?;
-        }
-    }
-    if !c.failed_runs.is_empty() {
-        writeln!(s)?;
-        writeln!(s, "## Failed runs (left out of the figures)")?;
-        for f in &c.failed_runs {
-            writeln!(s)?;
-            writeln!(
-                s,
-                "Run {} ({} {}): {}",
-                f.run,
-                f.side,
-                cell(&f.name),
-                cell(&f.error)
-            )?;
-            writeln!(s)?;
-            writeln!(s, "```text")?;
-            writeln!(s, "{}", f.log_tail.replace("```", "'''"))?;
-            writeln!(s, "```")?;
-        }
-    }
-    for chart in &c.charts {
-        writeln!(s)?;
-        writeln!(s, "![chart]({chart})")?;
-    }
-    Ok(())
 }

@@ -1,16 +1,14 @@
-//! The trust verdict and the remediation rules: each rule looks at one measured figure,
-//! compares it with a stated threshold, and when it fires says what to change.
+//! The remediation rules: each rule looks at one measured figure, compares it with a stated
+//! threshold (at or above its value fires), and when it fires says what to change; then the
+//! ranked remediation list.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::report::Report;
+use super::measure::{self, Measured, SecondCounts};
+use super::stats::figure;
+use super::trust::{harness_reasons, partial_reasons, LAG_P99_BOUND_MS};
 
-/// Schedule lag p99 above this: lt could not keep the schedule (ms). Other bounds fire at or
-/// above their value.
-pub const LAG_P99_BOUND_MS: f64 = 5.0;
-/// lt's CPU above this share of all cores: lt was saturated (percent).
-pub const HARNESS_CPU_BOUND_PCT: f64 = 90.0;
 /// lt and the relay together above this share of all cores: the machine was (percent).
 pub const MACHINE_CPU_BOUND_PCT: f64 = 90.0;
 /// Relay CPU (percent of one core) at which a relay counts as CPU-bound.
@@ -68,126 +66,6 @@ fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn fmt(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
-/// The one trust verdict, for `lt analyze` and the replay summary alike: whether lt itself
-/// got in the way (lag, its own CPU, dropped records) and whether the results are whole.
-pub fn trust(r: &Report) -> super::report::Trust {
-    let (mut reasons, held_note) = harness_reasons(r);
-    let harness_bound = !reasons.is_empty();
-    let partial = partial_reasons(r);
-    reasons.extend(partial.iter().cloned());
-    let trustworthy = reasons.is_empty();
-    let mut verdict = match (harness_bound, partial.is_empty()) {
-        (false, true) => "Trustworthy: lt kept the schedule; the figures measure the relay.",
-        (true, true) => {
-            "NOT TRUSTWORTHY: lt itself was a bottleneck, so these figures understate the relay."
-        }
-        (false, false) => {
-            "NOT TRUSTWORTHY: these results are partial (read with --partial), so every figure covers only part of the run."
-        }
-        (true, false) => {
-            "NOT TRUSTWORTHY: these results are partial (read with --partial), and lt itself was a bottleneck."
-        }
-    }
-    .to_owned();
-    if let Some(note) = held_note {
-        verdict.push_str(&note);
-    }
-    if r.config.interrupted {
-        verdict.push_str(" The run was interrupted: records not sent are excluded.");
-    }
-    super::report::Trust {
-        trustworthy,
-        verdict,
-        reasons,
-    }
-}
-
-/// One reason per partial file: where it ends and how much of the run it covers.
-fn partial_reasons(r: &Report) -> Vec<String> {
-    r.config
-        .partial
-        .iter()
-        .map(|p| {
-            format!(
-                "{} is partial ({}): {} of the trace's {} records have an outcome, over the first {} s; NOTICEs, bad frames and late OKs are unknown",
-                p.file,
-                p.reason,
-                p.outcome_rows,
-                p.trace_records,
-                fmt(p.covered_s)
-            )
-        })
-        .collect()
-}
-
-/// What lt itself did to the figures (each a reason the run is not trustworthy), and a
-/// note when the relay held lt back (a finding about the relay, not a reason).
-fn harness_reasons(r: &Report) -> (Vec<String>, Option<String>) {
-    let mut reasons = Vec::new();
-    let cores = f64::from(r.config.machine.cores.max(1));
-    // Said in the verdict, not a reason: the relay holding lt back is a finding about the
-    // relay, which response times (measured from the intended time) already include.
-    let mut held_note = None;
-    if let Some(lag) = &r.latency.overall.schedule_lag_ms {
-        if lag.p99 > LAG_P99_BOUND_MS {
-            let own = r.latency.own_lag_ms.as_ref().map_or(lag.p99, |p| p.p99);
-            let held = &r.latency.relay_held;
-            let held_p99 = held.held_ms.as_ref().map_or(0.0, |p| p.p99);
-            if own > LAG_P99_BOUND_MS {
-                let lt_busy = r
-                    .resources
-                    .harness_cpu_pct
-                    .as_ref()
-                    .is_some_and(|c| c.p95 / cores >= HARNESS_CPU_BOUND_PCT);
-                let cause = if lt_busy {
-                    "lt ran out of CPU"
-                } else {
-                    "lt's CPU was not saturated, so its threads waited for a core: the machine was shared (with the relay) or its host was busy"
-                };
-                reasons.push(format!(
-                    "schedule lag p99 {} ms > {LAG_P99_BOUND_MS} ms, lt's own part p99 {} ms: lt sent late; {cause}",
-                    fmt(lag.p99),
-                    fmt(own)
-                ));
-            } else {
-                held_note = Some(format!(
-                    " Schedule lag p99 was {} ms, but lt's own part only {} ms: the relay held lt back ({}% of records waited, p99 {} ms, for its full socket or an in-flight cap); response times include that wait.",
-                    fmt(lag.p99),
-                    fmt(own),
-                    fmt(held.share_pct),
-                    fmt(held_p99)
-                ));
-            }
-        }
-    }
-    if let Some(cpu) = &r.resources.harness_cpu_pct {
-        let share = cpu.p95 / cores;
-        if share >= HARNESS_CPU_BOUND_PCT {
-            reasons.push(format!(
-                "lt CPU p95 {}% of all cores ≥ {HARNESS_CPU_BOUND_PCT}%: lt was saturated",
-                fmt(share)
-            ));
-        }
-    }
-    if r.totals.dropped > 0 {
-        reasons.push(format!(
-            "{} records dropped at lt's in-flight cap (--on-overload drop)",
-            r.totals.dropped
-        ));
-    }
-    (reasons, held_note)
-}
-
 struct Check {
     id: &'static str,
     fired: bool,
@@ -217,8 +95,8 @@ impl From<Check> for RuleCheck {
 }
 
 /// Every rule, fired or not.
-pub fn check(r: &Report) -> Vec<RuleCheck> {
-    let rules: [fn(&Report) -> Check; 18] = [
+pub fn check(r: &Measured) -> Vec<RuleCheck> {
+    let rules: [fn(&Measured) -> Check; 18] = [
         harness_bottleneck,
         machine_saturated,
         lost_events,
@@ -241,12 +119,12 @@ pub fn check(r: &Report) -> Vec<RuleCheck> {
     rules.iter().map(|rule| rule(r).into()).collect()
 }
 
-fn share_of_attempted(r: &Report, n: u64) -> f64 {
+fn share_of_attempted(r: &Measured, n: u64) -> f64 {
     pct(n, r.totals.attempted)
 }
 
 /// `OK false` replies with this NIP-01 prefix.
-fn rejected(r: &Report, prefix: &str) -> u64 {
+fn rejected(r: &Measured, prefix: &str) -> u64 {
     r.errors
         .rejected_by_prefix
         .get(prefix)
@@ -257,7 +135,7 @@ fn rejected(r: &Report, prefix: &str) -> u64 {
 /// A rule that fires when `n` records, described by `what`, reach
 /// [`SHARE_BOUND_PCT`] of those attempted; `more` is appended to the evidence.
 fn share_check(
-    r: &Report,
+    r: &Measured,
     id: &'static str,
     n: u64,
     what: &str,
@@ -275,18 +153,18 @@ fn share_check(
         unit: "% of attempted",
         evidence: format!(
             "{n} {what}: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%){more}",
-            fmt(share)
+            figure(share)
         ),
         action: action.into(),
         priority,
     }
 }
 
-fn relay_cpu_p95(r: &Report) -> Option<f64> {
+fn relay_cpu_p95(r: &Measured) -> Option<f64> {
     r.resources.relay.as_ref().map(|x| x.cpu_pct.p95)
 }
 
-fn harness_bottleneck(r: &Report) -> Check {
+fn harness_bottleneck(r: &Measured) -> Check {
     // lt's own part: time the relay held lt back is the relay's (see the trust verdict).
     let lag = r
         .latency
@@ -305,7 +183,7 @@ fn harness_bottleneck(r: &Report) -> Check {
         evidence: if reasons.is_empty() {
             format!(
                 "lt's own schedule lag p99 {} ms (fires above {LAG_P99_BOUND_MS} ms, or when lt's CPU binds or records were dropped)",
-                fmt(lag)
+                figure(lag)
             )
         } else {
             reasons.join("; ")
@@ -315,7 +193,7 @@ fn harness_bottleneck(r: &Report) -> Check {
     }
 }
 
-fn machine_saturated(r: &Report) -> Check {
+fn machine_saturated(r: &Measured) -> Check {
     let cores = f64::from(r.config.machine.cores.max(1));
     let relay = r.resources.relay.as_ref().map_or(0.0, |x| x.cpu_pct.avg);
     let lt = r.resources.harness_cpu_pct.as_ref().map_or(0.0, |x| x.avg);
@@ -326,24 +204,24 @@ fn machine_saturated(r: &Report) -> Check {
             .resources
             .relay
             .is_none()
-            .then(|| super::report::relay_not_sampled(r).to_owned()),
+            .then(|| measure::relay_not_sampled(r).to_owned()),
         fired: r.resources.relay.is_some() && share >= MACHINE_CPU_BOUND_PCT,
         value: share,
         threshold: MACHINE_CPU_BOUND_PCT,
         unit: "% of all cores",
         evidence: format!(
             "relay {}% + lt {}% of a core on {} cores = {}% of the machine (fires at ≥ {MACHINE_CPU_BOUND_PCT}%)",
-            fmt(relay),
-            fmt(lt),
+            figure(relay),
+            figure(lt),
             cores,
-            fmt(share)
+            figure(share)
         ),
         action: "The relay and lt competed for CPU: pin them to separate cores (taskset) or put the relay on a dedicated test host (--allow-host) before reading latency.".into(),
         priority: 90,
     }
 }
 
-fn lost_events(r: &Report) -> Check {
+fn lost_events(r: &Measured) -> Check {
     let n = r.errors.lost;
     Check {
         id: "lost_events",
@@ -360,18 +238,18 @@ fn lost_events(r: &Report) -> Check {
     }
 }
 
-fn timeouts_share(r: &Report) -> (u64, f64) {
+fn timeouts_share(r: &Measured) -> (u64, f64) {
     let n = r.errors.timeouts + r.errors.lost + r.errors.stored_unacked;
     (n, share_of_attempted(r, n))
 }
 
-fn cpu_bound(r: &Report) -> Check {
+fn cpu_bound(r: &Measured) -> Check {
     let (n, share) = timeouts_share(r);
     let cpu = relay_cpu_p95(r);
     let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
     Check {
         id: "cpu_bound",
-        not_evaluated: cpu.is_none().then(|| super::report::relay_not_sampled(r).to_owned()),
+        not_evaluated: cpu.is_none().then(|| measure::relay_not_sampled(r).to_owned()),
         fired,
         value: cpu.unwrap_or(0.0),
         threshold: RELAY_CPU_BOUND_PCT,
@@ -379,14 +257,14 @@ fn cpu_bound(r: &Report) -> Check {
         evidence: match cpu {
             Some(c) => format!(
                 "{n} records unanswered in time ({}% of attempted, fires at ≥ {SHARE_BOUND_PCT}%) while relay CPU p95 was {}% of a core (fires at ≥ {RELAY_CPU_BOUND_PCT}%)",
-                fmt(share),
-                fmt(c)
+                figure(share),
+                figure(c)
             ),
-            None => super::report::relay_not_sampled(r).into(),
+            None => measure::relay_not_sampled(r).into(),
         },
         action: format!(
             "The relay is CPU-bound at about {} succeeded records/s (while the trace was played, not counting the drain after it): profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
-            fmt(per_s(r, played_seconds(r), |s| s.ok))
+            figure(per_s(r, played_seconds(r), |s| s.ok))
         ),
         priority: 80,
     }
@@ -403,7 +281,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The seconds of the run in which records were scheduled: the played part, without the
 /// drain after it (capacity figures are rates over this, or a named part of it).
-fn played_seconds(r: &Report) -> &[super::report::SecondCounts] {
+fn played_seconds(r: &Measured) -> &[SecondCounts] {
     let secs = &r.throughput.per_second;
     let span = secs
         .iter()
@@ -413,11 +291,7 @@ fn played_seconds(r: &Report) -> &[super::report::SecondCounts] {
 }
 
 /// A per-second count averaged over `secs`, per run when runs are merged.
-fn per_s(
-    r: &Report,
-    secs: &[super::report::SecondCounts],
-    f: fn(&super::report::SecondCounts) -> u64,
-) -> f64 {
+fn per_s(r: &Measured, secs: &[SecondCounts], f: fn(&SecondCounts) -> u64) -> f64 {
     if secs.is_empty() {
         return 0.0;
     }
@@ -425,7 +299,7 @@ fn per_s(
     secs.iter().map(|s| f(s) as f64).sum::<f64>() / secs.len() as f64 / runs
 }
 
-fn latency_rising(r: &Report) -> Check {
+fn latency_rising(r: &Measured) -> Check {
     let w = &r.latency_over_time.windows;
     let third = w.len() / 3;
     // The first tenth is the baseline: a relay that saturates within seconds would already
@@ -474,21 +348,21 @@ fn latency_rising(r: &Report) -> Check {
         unit: "× early p99",
         evidence: format!(
             "p99 response time went from {} ms (first tenth of the run, at least two windows) to {} ms (last third): ×{} (fires at ≥ ×{RISE_FACTOR} and ≥ {RISE_FLOOR_MS} ms)",
-            fmt(early),
-            fmt(late),
-            fmt(ratio)
+            figure(early),
+            figure(late),
+            figure(ratio)
         ),
         action: format!(
             "Offered load is above capacity: {} records/s were scheduled and about {} records/s completed in the last third of the played part, so a backlog builds. Estimated capacity ≈ {} records/s (the last third's completion rate); run below it, or find what limits throughput (CPU, database writes, locks).",
-            fmt(offered),
-            fmt(capacity),
-            fmt(capacity)
+            figure(offered),
+            figure(capacity),
+            figure(capacity)
         ),
         priority: 75,
     }
 }
 
-fn timeouts_not_cpu(r: &Report) -> Check {
+fn timeouts_not_cpu(r: &Measured) -> Check {
     let (n, share) = timeouts_share(r);
     let cpu = relay_cpu_p95(r);
     Check {
@@ -500,15 +374,15 @@ fn timeouts_not_cpu(r: &Report) -> Check {
         unit: "% of attempted",
         evidence: format!(
             "{n} records unanswered in time: {}% of attempted (fires at ≥ {SHARE_BOUND_PCT}%), relay CPU p95 {}",
-            fmt(share),
-            cpu.map_or("not sampled".to_owned(), |c| format!("{}% of a core", fmt(c)))
+            figure(share),
+            cpu.map_or("not sampled".to_owned(), |c| format!("{}% of a core", figure(c)))
         ),
         action: "The relay stalls without using its CPU: look for a serialised write path, lock or disk waits (SQLite writer, fsync), or a per-connection queue that drops replies; compare with --per-conn-in-flight lowered.".into(),
         priority: 72,
     }
 }
 
-fn rate_limited(r: &Report) -> Check {
+fn rate_limited(r: &Measured) -> Check {
     let n = rejected(r, "rate-limited")
         + r.errors
             .closed_by_prefix
@@ -537,7 +411,7 @@ pub const HELD_BOUND_PCT: f64 = 10.0;
 /// (OK, EOSE, CLOSED, rejections included) over the part of the run that was played, and
 /// the time the relay held lt back. A 20 s overload at 4x got "no bottleneck observed"
 /// before: too short for a trend, and the CPU rule's other condition unmet.
-fn overload(r: &Report) -> Check {
+fn overload(r: &Measured) -> Check {
     let played = played_seconds(r);
     let offered = per_s(r, played, |s| s.scheduled);
     let answered = per_s(r, played, |s| s.ok + s.rejected);
@@ -556,16 +430,16 @@ fn overload(r: &Report) -> Check {
         unit: "% of offered unanswered",
         evidence: format!(
             "{} records/s offered over the {} s played, {} answered per second in that time: {}% unanswered (fires at ≥ {BACKLOG_BOUND_PCT}%); the relay held lt back for {}% of records (fires at ≥ {HELD_BOUND_PCT}%)",
-            fmt(offered),
+            figure(offered),
             played.len(),
-            fmt(answered),
-            fmt(backlog),
-            fmt(held)
+            figure(answered),
+            figure(backlog),
+            figure(held)
         ),
         action: format!(
             "The relay did not keep up with the offered load: it answered about {} records/s of {} offered while the trace played (its capacity at this load). Run below that rate, or find what limits throughput (CPU, database writes, locks).",
-            fmt(answered),
-            fmt(offered)
+            figure(answered),
+            figure(offered)
         ),
         priority: 78,
     }
@@ -575,7 +449,7 @@ fn overload(r: &Report) -> Check {
 /// (reference/relays.md).
 const NOSTR_RS_RELAY_OK_QUEUE: u64 = 128;
 
-fn missing_acks(r: &Report) -> Check {
+fn missing_acks(r: &Measured) -> Check {
     let (stored, late) = (r.errors.stored_unacked, r.errors.late_acks);
     let per_conn = r
         .config
@@ -608,7 +482,7 @@ fn missing_acks(r: &Report) -> Check {
     )
 }
 
-fn connect_failures(r: &Report) -> Check {
+fn connect_failures(r: &Measured) -> Check {
     let c = &r.connections;
     let share = pct(c.initial_failed, c.initial);
     Check {
@@ -622,7 +496,7 @@ fn connect_failures(r: &Report) -> Check {
             "{} of {} connections failed at ramp-up ({}%; fires at ≥ 1){}",
             c.initial_failed,
             c.initial,
-            fmt(share),
+            figure(share),
             c.failure_causes
                 .first()
                 .map_or(String::new(), |f| format!(", most often: {}", f.text))
@@ -632,7 +506,7 @@ fn connect_failures(r: &Report) -> Check {
     }
 }
 
-fn disconnects(r: &Report) -> Check {
+fn disconnects(r: &Measured) -> Check {
     let n = r.errors.disconnects;
     let codes: Vec<String> = r
         .errors
@@ -656,7 +530,7 @@ fn disconnects(r: &Report) -> Check {
     }
 }
 
-fn subscription_limits(r: &Report) -> Check {
+fn subscription_limits(r: &Measured) -> Check {
     let closed: u64 = r.errors.closed_by_prefix.values().sum();
     let reads = r
         .totals
@@ -674,7 +548,7 @@ fn subscription_limits(r: &Report) -> Check {
         unit: "% of reads",
         evidence: format!(
             "{closed} of {reads} REQs answered by CLOSED: {}% (fires at ≥ {SHARE_BOUND_PCT}%)",
-            fmt(share)
+            figure(share)
         ),
         action: "Subscription limits refused reads: raise the relay's subscriptions per connection (nostr-rs-relay: fixed at 32; rnostr [limitation] max_subscriptions) or lower the trace's read share per client.".into(),
         priority: 50,
@@ -697,7 +571,7 @@ fn about_size(message: &str) -> bool {
     .any(|w| m.contains(w))
 }
 
-fn oversized(r: &Report) -> Check {
+fn oversized(r: &Measured) -> Check {
     let rejects: u64 = r
         .errors
         .top_messages
@@ -722,7 +596,7 @@ fn oversized(r: &Report) -> Check {
     }
 }
 
-fn invalid_rejects(r: &Report) -> Check {
+fn invalid_rejects(r: &Measured) -> Check {
     share_check(
         r,
         "invalid_rejects",
@@ -734,7 +608,7 @@ fn invalid_rejects(r: &Report) -> Check {
     )
 }
 
-fn policy_rejects(r: &Report) -> Check {
+fn policy_rejects(r: &Measured) -> Check {
     let n = ["blocked", "restricted", "auth-required", "pow"]
         .iter()
         .map(|p| rejected(r, p))
@@ -760,7 +634,7 @@ const COVERED_PREFIXES: [&str; 6] = [
     "pow",
 ];
 
-fn other_rejects(r: &Report) -> Check {
+fn other_rejects(r: &Measured) -> Check {
     let n: u64 = r
         .errors
         .rejected_by_prefix
@@ -792,7 +666,7 @@ fn other_rejects(r: &Report) -> Check {
     )
 }
 
-fn rss_growth(r: &Report) -> Check {
+fn rss_growth(r: &Measured) -> Check {
     let (growth, slope) = r
         .resources
         .relay
@@ -800,11 +674,11 @@ fn rss_growth(r: &Report) -> Check {
         .map_or((0.0, 0.0), |x| (x.rss_growth_mb, x.rss_slope_mb_per_min));
     let long_enough = r.config.duration_s >= RSS_MIN_RUN_S;
     let not_evaluated = if r.resources.relay.is_none() {
-        Some(super::report::relay_not_sampled(r).to_owned())
+        Some(measure::relay_not_sampled(r).to_owned())
     } else if !long_enough {
         Some(format!(
             "the run lasted {} s; a memory trend needs at least {RSS_MIN_RUN_S} s",
-            fmt(r.config.duration_s)
+            figure(r.config.duration_s)
         ))
     } else {
         None
@@ -818,16 +692,16 @@ fn rss_growth(r: &Report) -> Check {
         unit: "MB/min",
         evidence: format!(
             "relay RSS grew {} MB, trend {} MB/min over {} s (fires at ≥ {RSS_GROWTH_BOUND_MB} MB and ≥ {RSS_SLOPE_BOUND_MB_PER_MIN} MB/min on runs ≥ {RSS_MIN_RUN_S} s)",
-            fmt(growth),
-            fmt(slope),
-            fmt(r.config.duration_s)
+            figure(growth),
+            figure(slope),
+            figure(r.config.duration_s)
         ),
         action: "Memory grows steadily with traffic: a possible leak or an unbounded cache or queue. Run longer at the same rate to see whether it levels off; take a heap profile.".into(),
         priority: 35,
     }
 }
 
-fn duplicates(r: &Report) -> Check {
+fn duplicates(r: &Measured) -> Check {
     share_check(
         r,
         "duplicates",
@@ -842,7 +716,7 @@ fn duplicates(r: &Report) -> Check {
 /// Fired rules by priority, at most ten. With fewer than three, the rules nearest to firing
 /// follow as headroom notes, each with its figure and threshold; with none, the first item
 /// says no bottleneck was observed and which rate to try next.
-pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
+pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
     let mut fired: Vec<&RuleCheck> = checks.iter().filter(|c| c.fired).collect();
     fired.sort_by_key(|c| std::cmp::Reverse(c.priority));
     let mut items: Vec<Remediation> = fired
@@ -899,13 +773,13 @@ pub fn remediation(checks: &[RuleCheck], r: &Report) -> Vec<Remediation> {
             fired: false,
             evidence: format!(
                 "no rule fired: success rate {}%, response p99 {} ms, {} succeeded/s",
-                fmt(r.totals.success_rate_pct),
+                figure(r.totals.success_rate_pct),
                 r.latency
                     .overall
                     .response_ms
                     .as_ref()
-                    .map_or("n/a".to_owned(), |p| fmt(p.p99)),
-                fmt(r.throughput.ok_per_s)
+                    .map_or("n/a".to_owned(), |p| figure(p.p99)),
+                figure(r.throughput.ok_per_s)
             ),
             action: if speed == "max" {
                 // Twice "as fast as it goes" is no advice.

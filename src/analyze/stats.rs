@@ -72,6 +72,17 @@ pub fn summarize(xs: &[f64]) -> Option<Summary> {
     })
 }
 
+/// A figure for a sentence: whole above 100, one decimal above 10, two below.
+pub fn figure(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::tally::{Class, HIST_MAX_US};
+use super::class::{Class, HIST_MAX_US};
 use crate::capture::results::{Outcome, OutcomeRow};
 
 /// At most this many latency windows.

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use super::{analyze, compare as compare_cmd, replay as replay_cmd};
+use super::{compare as compare_cmd, replay as replay_cmd};
 use crate::ab::supervisor::{self, BuildSpec, RunningRelay};
 use crate::ab::{run_order, Side};
+use crate::analyze::calibrate;
 use crate::analyze::compare::{self, FailedRun};
 use crate::analyze::thresholds::Thresholds;
-use crate::analyze::{calibrate, output};
 use crate::cli::{AbArgs, LoadArgs};
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Plan};
@@ -96,11 +96,9 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let c = calibrate::calibrate(&a.name, args.runs, outcomes, &pool, attempted, &thresholds);
-    let names = output::names(&out, "calibration", "calibration");
-    output::write_json(&names.json, &c)?;
-    output::write_text(&names.markdown, &calibrate::render(&c))?;
+    let md = crate::analyze::write_calibration(&out, &c)?;
     outln!("calibration: {}", c.verdict_line);
-    outln!("calibration report: {}", names.markdown.display());
+    outln!("calibration report: {}", md.display());
     Ok(code)
 }
 
@@ -322,7 +320,8 @@ fn stop_relay(
 
 fn analyze_run(results: &Path, dir: &Path, trace: &Path) -> anyhow::Result<()> {
     let runs = crate::analyze::read_merged(&[results.to_owned()])?;
-    analyze::write_report(&runs, &dir.join("report"), Some(trace), false)?;
+    let ids = crate::analyze::read::example_ids(&runs, trace)?;
+    crate::analyze::write_report(&runs, &dir.join("report"), &ids, false)?;
     Ok(())
 }
 
@@ -376,15 +375,16 @@ fn finish(
         .iter()
         .map(|r| format!("{}{} {}", r.side.letter(), r.number, r.name))
         .collect();
-    let mut c = compare::compare(&side_a, &side_b, thresholds, order)?;
+    let (names, charts) = crate::analyze::comparison_files(&side_a, &side_b, out, "comparison")?;
+    let mut c = compare::compare(&side_a, &side_b, thresholds, order, charts)?;
     c.failed_runs = failed;
     if interrupted {
         c.warnings
             .push("interrupted: not every planned run was made".into());
     }
-    let (c, md) = compare_cmd::write_comparison(c, &side_a, &side_b, out, "comparison")?;
+    crate::analyze::write_comparison(&names, &c)?;
     compare_cmd::print_summary(&c);
-    outln!("comparison report: {}", md.display());
+    outln!("comparison report: {}", names.markdown.display());
     let figures = [&side_a, &side_b]
         .iter()
         .flat_map(|s| s.runs.iter().map(compare::figures))

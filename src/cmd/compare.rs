@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::analyze::compare::{self, Comparison, Side};
-use crate::analyze::output;
 use crate::analyze::thresholds::Thresholds;
+use crate::analyze::{self, output};
 use crate::cli::CompareArgs;
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -23,27 +23,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
     let thresholds = Thresholds::new(args.threshold.clone());
-    let c = compare::compare(&a, &b, &thresholds, Vec::new())?;
-    let (c, md) = write_comparison(c, &a, &b, &dir, "compare-report")?;
+    let (names, charts) = analyze::comparison_files(&a, &b, &dir, "compare-report")?;
+    let c = compare::compare(&a, &b, &thresholds, Vec::new(), charts)?;
+    analyze::write_comparison(&names, &c)?;
     print_summary(&c);
-    outln!("report: {}", md.display());
+    outln!("report: {}", names.markdown.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `<stem>-DATE.{json,md}` (and a percentile chart) into `dir`.
-pub fn write_comparison(
-    mut c: Comparison,
-    a: &Side,
-    b: &Side,
-    dir: &std::path::Path,
-    stem: &str,
-) -> anyhow::Result<(Comparison, PathBuf)> {
-    output::ensure_dir(dir)?;
-    let names = output::names(dir, stem, stem);
-    c.charts = output::write_compare_chart(&names, a, b)?;
-    output::write_json(&names.json, &c)?;
-    output::write_text(&names.markdown, &compare::render(&c))?;
-    Ok((c, names.markdown))
 }
 
 pub fn print_summary(c: &Comparison) {

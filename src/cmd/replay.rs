@@ -57,9 +57,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The summary's figures and trust verdict are analyze's, from the file just written:
     // one definition of each (records unanswered in time count at the timeout; CLOSEs have
     // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
-    let report = crate::analyze::read_merged(std::slice::from_ref(&summary.results)).map(|runs| {
-        crate::analyze::report::build(&runs, &crate::analyze::report::Ids::new(), Vec::new())
-    });
+    let report = crate::analyze::read_merged(std::slice::from_ref(&summary.results))
+        .map(|runs| crate::analyze::report::build(&runs, &crate::analyze::Ids::new(), &[]));
     if let Err(e) = &report {
         eprintln!("lt: reading the results back for the summary: {e:#}");
     }
@@ -296,7 +295,7 @@ pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
             100.0 * *n as f64 / plan.records.max(1) as f64
         ));
     }
-    let latency = report.map(|r| &r.latency);
+    let latency = report.map(|r| &r.measured.latency);
     if let Some(p) = latency.and_then(|l| l.overall.response_ms.as_ref()) {
         let bound = match p.at_timeout {
             0 => String::new(),

@@ -109,6 +109,25 @@ fn sub_bucket_count(h: &Histogram<u64>) -> u64 {
     (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
 }
 
+/// The overall response, service and schedule-lag distributions of `tally` in this format
+/// (ms, 5 lines per halving), each with the name its file ends in.
+pub fn overall(tally: &crate::analyze::tally::Tally) -> io::Result<Vec<(&'static str, String)>> {
+    let overall = tally.overall();
+    let mut files = Vec::new();
+    for (what, h) in [
+        ("response", &overall.response),
+        ("service", &overall.service),
+        ("schedule-lag", &overall.lag),
+    ] {
+        let mut text = Vec::new();
+        write_percentiles(h, 1_000.0, 5, &mut text)?;
+        let text =
+            String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        files.push((what, text));
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

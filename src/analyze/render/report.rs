@@ -1,25 +1,14 @@
-//! The Markdown rendering of a [`Report`]. Every figure is printed from the report itself
-//! (already rounded), so the Markdown and the JSON hold the same numbers.
+//! The Markdown of a [`Report`]. Every figure is printed from the report itself (already
+//! rounded), so the Markdown and the JSON hold the same numbers.
 
 use std::fmt::Write;
 
-use super::report::{Dist, LatencySet, Percentiles, Report};
-
-/// A report figure as the JSON has it: shortest form that reads back to the same value.
-pub fn num(x: f64) -> String {
-    format!("{x}")
-}
+use super::{cell, num};
+use crate::analyze::measure::{Dist, LatencySet, Percentiles};
+use crate::analyze::report::Report;
 
 fn opt(p: &Option<Percentiles>, f: fn(&Percentiles) -> f64) -> String {
     p.as_ref().map_or_else(|| "–".to_owned(), |p| num(f(p)))
-}
-
-/// Escapes what would break a table cell or inline text.
-pub fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('`', "\\`")
-        .replace(['\n', '\r'], " ")
 }
 
 pub fn render(r: &Report) -> String {
@@ -30,7 +19,7 @@ pub fn render(r: &Report) -> String {
 }
 
 fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
-    let c = &r.config;
+    let c = &r.measured.config;
     writeln!(s, "# Load test report: {}", cell(&c.target))?;
     writeln!(s)?;
     writeln!(
@@ -81,12 +70,12 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     resources(s, r)?;
     writeln!(s, "## Hot functions")?;
     writeln!(s)?;
-    if r.hot_functions.measured {
-        writeln!(s, "{}.", cell(&r.hot_functions.note))?;
+    if r.measured.hot_functions.measured {
+        writeln!(s, "{}.", cell(&r.measured.hot_functions.note))?;
         writeln!(s)?;
         writeln!(s, "| Function | Object | % of samples |")?;
         writeln!(s, "|---|---|---:|")?;
-        for f in &r.hot_functions.functions {
+        for f in &r.measured.hot_functions.functions {
             writeln!(
                 s,
                 "| `{}` | {} | {} |",
@@ -96,7 +85,7 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
             )?;
         }
     } else {
-        writeln!(s, "{}", cell(&r.hot_functions.note))?;
+        writeln!(s, "{}", cell(&r.measured.hot_functions.note))?;
     }
     writeln!(s)?;
     rules(s, r)
@@ -111,7 +100,7 @@ fn summary(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(s, "| Metric | Value | Unit |")?;
     writeln!(s, "|---|---:|---|")?;
-    for h in &r.summary {
+    for h in &r.measured.summary {
         writeln!(
             s,
             "| {} | {} | {} |",
@@ -141,7 +130,7 @@ fn remediation(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn config(s: &mut String, r: &Report) -> std::fmt::Result {
-    let c = &r.config;
+    let c = &r.measured.config;
     writeln!(s, "## Configuration")?;
     writeln!(s)?;
     writeln!(s, "| | |")?;
@@ -179,7 +168,7 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
-    let t = &r.totals;
+    let t = &r.measured.totals;
     writeln!(s, "## Totals")?;
     writeln!(s)?;
     writeln!(
@@ -195,7 +184,7 @@ fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     if t.not_sent > 0 {
         // Said where the figures are read: every rate and chart covers the played part only.
-        let why = if r.config.interrupted {
+        let why = if r.measured.config.interrupted {
             "interrupted (Ctrl-C)"
         } else {
             "cut short (`--duration`)"
@@ -276,7 +265,7 @@ fn chart(s: &mut String, r: &Report, stem: &str, title: &str) -> std::fmt::Resul
 }
 
 fn latency(s: &mut String, r: &Report) -> std::fmt::Result {
-    let l = &r.latency;
+    let l = &r.measured.latency;
     writeln!(s, "## Latency (ms)")?;
     writeln!(s)?;
     writeln!(s, "{}", cell(&l.note))?;
@@ -318,7 +307,7 @@ fn latency(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn throughput(s: &mut String, r: &Report) -> std::fmt::Result {
-    let t = &r.throughput;
+    let t = &r.measured.throughput;
     writeln!(s, "## Throughput")?;
     writeln!(s)?;
     writeln!(
@@ -330,7 +319,7 @@ fn throughput(s: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     writeln!(s)?;
     chart(s, r, "throughput", "Throughput over time")?;
-    let w = &r.latency_over_time;
+    let w = &r.measured.latency_over_time;
     if !w.windows.is_empty() {
         // A readable table: about 20 rows whatever the run's length, saying which ones.
         let step = w.windows.len().div_ceil(20).max(1);
@@ -366,7 +355,7 @@ fn throughput(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn errors(s: &mut String, r: &Report) -> std::fmt::Result {
-    let e = &r.errors;
+    let e = &r.measured.errors;
     writeln!(s, "## Errors")?;
     writeln!(s)?;
     writeln!(s, "| Class | Count |")?;
@@ -438,7 +427,7 @@ fn errors(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn connections(s: &mut String, r: &Report) -> std::fmt::Result {
-    let c = &r.connections;
+    let c = &r.measured.connections;
     writeln!(s, "## Connections")?;
     writeln!(s)?;
     writeln!(
@@ -471,7 +460,7 @@ fn dist_row(s: &mut String, name: &str, d: &Option<Dist>) -> std::fmt::Result {
 }
 
 fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
-    let x = &r.resources;
+    let x = &r.measured.resources;
     writeln!(s, "## Resources")?;
     writeln!(s)?;
     writeln!(s, "{} samples (one per second per run).", x.samples)?;
@@ -499,7 +488,11 @@ fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
             num(relay.rss_growth_mb),
             num(relay.rss_slope_mb_per_min)
         )?,
-        None => writeln!(s, "Not measured: {}.", super::report::relay_not_sampled(r))?,
+        None => writeln!(
+            s,
+            "Not measured: {}.",
+            crate::analyze::measure::relay_not_sampled(&r.measured)
+        )?,
     }
     writeln!(s)?;
     chart(s, r, "resources", "Relay and lt CPU over time")?;

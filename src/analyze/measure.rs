@@ -1,0 +1,895 @@
+//! What was measured: every figure of a report, built from the tally of the runs and the
+//! relay profiles passed in, without I/O and without judging it (that is the next step, `judge`).
+//!
+//! Times are milliseconds, rounded to 3 decimals (microseconds) when the figures are built,
+//! so the Markdown prints exactly the numbers the JSON holds.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::class::Class;
+use super::read::Ids;
+use super::read::Runs;
+use super::stats::{self, round3};
+use super::tally::{Latencies, Tally};
+use crate::capture::results::{Machine, Sample};
+use crate::profile::Profile;
+
+// Every measured section of a report, in the order the JSON has them (after `trust`). Not a
+// doc comment: the report's schema flattens this struct, and would take it as its own.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Measured {
+    /// The headline figures, in the order the Markdown summary shows them.
+    pub summary: Vec<Headline>,
+    pub config: Config,
+    pub totals: Totals,
+    pub latency: LatencyReport,
+    pub throughput: Throughput,
+    pub latency_over_time: LatencyOverTime,
+    pub errors: Errors,
+    pub connections: Connections,
+    pub resources: Resources,
+    pub hot_functions: HotFunctions,
+}
+
+/// Measures `runs`. `ids` resolves example records (empty when no trace is at hand);
+/// `profiles` are the relay profiles kept beside the results files (`replay --profile`).
+pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
+    let t = &runs.tally;
+    let h = &runs.header;
+    let duration_s = t
+        .trailers
+        .iter()
+        .map(|tr| tr.elapsed_ns as f64 / 1e9)
+        .fold(0.0, f64::max);
+    let config = Config {
+        target: h.target.clone(),
+        trace_fingerprint: h.trace_fingerprint.clone(),
+        trace_records: h.trace_records,
+        trace_header: serde_json::to_value(&h.trace_header).unwrap_or(serde_json::Value::Null),
+        options: h.options.clone(),
+        lt_version: h.lt_version.clone(),
+        machine: machine(&h.machine),
+        started_at: h.started_at.clone(),
+        duration_s: round3(duration_s),
+        files: runs
+            .files
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+            })
+            .collect(),
+        interrupted: t.trailers.iter().any(|tr| tr.interrupted),
+        merge_warnings: runs.merge_warnings.clone(),
+        partial: runs.partial.clone(),
+    };
+    let mut m = Measured {
+        summary: Vec::new(),
+        config,
+        totals: totals(t),
+        latency: latency(t),
+        throughput: throughput(t, duration_s),
+        latency_over_time: latency_over_time(t),
+        errors: errors(t, ids),
+        connections: connections(t),
+        resources: resources(t),
+        hot_functions: hot_functions(runs.files.len(), profiles),
+    };
+    m.summary = summary(&m);
+    m
+}
+
+/// A headline figure: `value` in `unit`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Headline {
+    pub id: String,
+    pub label: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Config {
+    /// `host:port` of the relay only: never userinfo, path or query.
+    pub target: String,
+    pub trace_fingerprint: String,
+    pub trace_records: u64,
+    /// The trace's header: seed and every synth option.
+    pub trace_header: serde_json::Value,
+    /// Replay options as given.
+    pub options: BTreeMap<String, String>,
+    /// lt that ran the replay.
+    pub lt_version: String,
+    pub machine: MachineInfo,
+    pub started_at: String,
+    /// Longest run, seconds.
+    pub duration_s: f64,
+    /// Results files merged into this report (file names only).
+    pub files: Vec<String>,
+    /// Any run stopped by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+    /// When several files were merged: how they differ (load options, target) or that one
+    /// was interrupted. Their sum is labelled with the first file's options.
+    pub merge_warnings: Vec<String>,
+    /// Files read with `lt analyze --partial` that end before their trailer: the report
+    /// covers only their complete blocks and is not trustworthy. Absent when every file
+    /// was complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<super::Partial>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MachineInfo {
+    pub cores: u32,
+    pub kernel: String,
+    pub cpu: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Totals {
+    /// Requests sent to the relay: events and REQs, but not `not_sent` or `dropped` ones
+    /// (CLOSE frames are written, never answered, and count in no total).
+    pub attempted: u64,
+    /// Requests answered in time as asked: `ok` and `duplicate`. Not `stored_unacked`: the
+    /// relay has the event, but the client waited out its timeout.
+    pub succeeded: u64,
+    /// Attempted requests that did not succeed.
+    pub failed: u64,
+    /// Failed records by class: `rejected`, `closed`, `timeout`, `disconnected`, `lost`,
+    /// `stored_unacked`.
+    pub failed_by_class: BTreeMap<String, u64>,
+    /// Records lt did not send: `--duration`, Ctrl-C (`not_sent`), or the in-flight cap with
+    /// `--on-overload drop` (`dropped`).
+    pub not_sent: u64,
+    pub dropped: u64,
+    /// succeeded / attempted, percent.
+    pub success_rate_pct: f64,
+    /// Every outcome label with its count (they add up to the trace's records × runs).
+    pub by_outcome: BTreeMap<String, u64>,
+    pub by_type: Vec<TypeTotals>,
+    /// Frame bytes sent.
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TypeTotals {
+    /// `view`, `video_post`, `mirror`, `read`, `close`.
+    pub record_type: String,
+    pub records: u64,
+    pub succeeded: u64,
+}
+
+/// Percentiles of a histogram. Latencies in milliseconds; for `events_returned`, counts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Percentiles {
+    /// Records the percentiles cover.
+    pub count: u64,
+    /// Of `count`, records never answered within the timeout, counted at the timeout (their
+    /// real time is at least that, so every percentile above them is a lower bound too).
+    pub at_timeout: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LatencySet {
+    /// completed − intended: free of coordinated omission.
+    pub response_ms: Option<Percentiles>,
+    /// completed − sent: the relay's share.
+    pub service_ms: Option<Percentiles>,
+    /// sent − intended: lt's own delay in keeping the schedule.
+    pub schedule_lag_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LatencyReport {
+    /// Every record type but CLOSE (which nothing answers).
+    pub overall: LatencySet,
+    /// Keyed by record type: `view`, `video_post`, `mirror`, `read`, `close`.
+    pub by_type: BTreeMap<String, LatencySet>,
+    /// Overall schedule lag with the time the relay held lt back taken out: lt's own part.
+    /// The same as `overall.schedule_lag_ms` when the relay never held lt back.
+    pub own_lag_ms: Option<Percentiles>,
+    /// Records the relay held back for part of their schedule lag.
+    pub relay_held: RelayHeld,
+    /// REQ → EOSE (service time of reads) and the events returned before EOSE.
+    pub reads: Reads,
+    /// What the latency figures include.
+    pub note: String,
+}
+
+/// When lt may not write what is due because of the relay: the relay has not read what lt
+/// wrote (its socket is full: TCP backpressure), or has not answered enough records (an
+/// in-flight cap is reached). The wait shows as schedule lag, but it is the relay setting
+/// the pace, not lt falling behind; response times include it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RelayHeld {
+    /// Records sent at their own time (as for overall schedule lag) that were held.
+    pub records: u64,
+    /// Their share of those records, percent.
+    pub share_pct: f64,
+    /// How long they were held.
+    pub held_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Reads {
+    pub req_to_eose_ms: Option<Percentiles>,
+    pub events_returned: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Throughput {
+    /// Succeeded records per second over the run.
+    pub ok_per_s: f64,
+    /// Highest number of records scheduled in one second (summed over runs when merged).
+    pub peak_scheduled_per_s: u64,
+    /// Highest number of records succeeding in one second (summed over runs when merged).
+    pub peak_ok_per_s: u64,
+    /// Per second of the run's clock (summed over runs when several files are merged).
+    pub per_second: Vec<SecondCounts>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SecondCounts {
+    pub t_s: u64,
+    pub scheduled: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LatencyOverTime {
+    /// Window width in seconds.
+    pub window_s: u64,
+    pub windows: Vec<LatencyWindow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LatencyWindow {
+    /// Start of the window, seconds from t0 (by intended send time).
+    pub t_s: u64,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Errors {
+    /// `OK false` replies by NIP-01 prefix (`rate-limited`, `invalid`, …).
+    pub rejected_by_prefix: BTreeMap<String, u64>,
+    /// REQs answered by `CLOSED`, by prefix.
+    pub closed_by_prefix: BTreeMap<String, u64>,
+    /// `OK true "duplicate: …"`.
+    pub duplicates: u64,
+    pub timeouts: u64,
+    pub disconnects: u64,
+    /// Disconnected records by WebSocket close code (`none`: the socket just died).
+    pub close_codes: BTreeMap<String, u64>,
+    pub dropped: u64,
+    pub not_sent: u64,
+    /// Events with no OK that the relay stored (found by reconciliation).
+    pub stored_unacked: u64,
+    /// Events with no OK that the relay does not have.
+    pub lost: u64,
+    pub notices: u64,
+    /// NOTICE texts with their counts, most frequent first.
+    pub notice_texts: Vec<TextCount>,
+    /// The most frequent reply messages, with example records.
+    pub top_messages: Vec<MessageSummary>,
+    /// Occurrences of messages beyond the distinct ones kept.
+    pub other_messages: u64,
+    pub unparseable_frames: u64,
+    pub oversized_frames: u64,
+    /// OKs that arrived after their record's timeout: answered late, not dropped.
+    pub late_acks: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TextCount {
+    pub text: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MessageSummary {
+    /// `rejected <prefix>` or `closed <prefix>`.
+    pub outcome: String,
+    pub message: String,
+    pub count: u64,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Example {
+    /// Index of the record in the trace.
+    pub record: u64,
+    /// The event id (or subscription id of a REQ), when the trace was at hand.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Connections {
+    pub initial: u64,
+    pub initial_failed: u64,
+    pub reconnects: u64,
+    pub reconnects_failed: u64,
+    pub connect_ms: Option<Percentiles>,
+    pub failure_causes: Vec<TextCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Dist {
+    pub avg: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RelayResources {
+    /// Percent of one core.
+    pub cpu_pct: Dist,
+    pub rss_mb: Dist,
+    /// Last sample minus first, MB (largest over runs).
+    pub rss_growth_mb: f64,
+    /// Least-squares trend of RSS, MB per minute (largest over runs).
+    pub rss_slope_mb_per_min: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Resources {
+    /// Samples taken (one per second per run).
+    pub samples: u64,
+    /// `None` unless replay sampled the relay (`--relay-pid`).
+    pub relay: Option<RelayResources>,
+    /// lt's CPU, percent of one core.
+    pub harness_cpu_pct: Option<Dist>,
+    pub harness_rss_mb: Option<Dist>,
+    /// Worst schedule lag per second, ms.
+    pub schedule_lag_max_ms: Option<Dist>,
+    pub connections_open: Option<Dist>,
+    pub in_flight: Option<Dist>,
+    /// Per sample, every run (`run` counts from 0 in file order).
+    pub series: Vec<ResourcePoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ResourcePoint {
+    pub run: u32,
+    pub t_s: f64,
+    pub relay_cpu_pct: Option<f64>,
+    pub relay_rss_mb: Option<f64>,
+    pub harness_cpu_pct: f64,
+    pub schedule_lag_max_ms: f64,
+    pub connections_open: u32,
+    pub in_flight: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HotFunctions {
+    pub measured: bool,
+    /// "not measured" unless a real profiler run was attached (`--profile`); otherwise how.
+    pub note: String,
+    /// Share of the relay's samples, averaged over the profiled runs; most first.
+    pub functions: Vec<crate::profile::HotFunction>,
+}
+
+pub fn percentiles_ms(h: &Histogram<u64>) -> Option<Percentiles> {
+    percentiles_scaled(h, 1_000.0)
+}
+
+pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles> {
+    if h.is_empty() {
+        return None;
+    }
+    let q = |q: f64| round3(h.value_at_quantile(q) as f64 / scale);
+    Some(Percentiles {
+        count: h.len(),
+        at_timeout: 0,
+        p50: q(0.5),
+        p90: q(0.9),
+        p95: q(0.95),
+        p99: q(0.99),
+        p99_9: q(0.999),
+        max: round3(h.max() as f64 / scale),
+        mean: round3(h.mean() / scale),
+    })
+}
+
+/// Why a report has no relay CPU and memory: never a flag the user passed. With
+/// `--relay-pid` given (the replay checked the process was there), the samples failed.
+pub fn relay_not_sampled(r: &Measured) -> &'static str {
+    if r.config
+        .options
+        .get("relay_pid_sampled")
+        .map(String::as_str)
+        == Some("true")
+    {
+        "relay CPU and memory could not be read although --relay-pid was given (the relay process ended, or its /proc entries were unreadable)"
+    } else {
+        "relay CPU and memory not sampled (replay with --relay-pid)"
+    }
+}
+
+/// Response, service and lag over every request of `t`, as the report's `latency.overall`.
+pub fn latency_overall(t: &Tally) -> LatencySet {
+    latency_set(&t.overall())
+}
+
+fn latency_set(l: &Latencies) -> LatencySet {
+    let bounded = |h| {
+        percentiles_ms(h).map(|p| Percentiles {
+            at_timeout: l.at_timeout,
+            ..p
+        })
+    };
+    LatencySet {
+        response_ms: bounded(&l.response),
+        service_ms: bounded(&l.service),
+        schedule_lag_ms: percentiles_ms(&l.lag),
+    }
+}
+
+/// Functions listed in a report.
+const HOT_FUNCTIONS: usize = 15;
+
+/// From the profiles kept beside the results files (`replay --profile`), if any, of `runs`
+/// runs.
+fn hot_functions(runs: usize, profiles: &[Profile]) -> HotFunctions {
+    if profiles.is_empty() {
+        return HotFunctions {
+            measured: false,
+            note: "not measured".into(),
+            functions: Vec::new(),
+        };
+    }
+    let mut by_fn: BTreeMap<(String, String), (f64, u64)> = BTreeMap::new();
+    for p in profiles {
+        for f in &p.functions {
+            let e = by_fn.entry((f.symbol.clone(), f.dso.clone())).or_default();
+            e.0 += f.percent / profiles.len() as f64;
+            e.1 += f.samples;
+        }
+    }
+    let mut functions: Vec<crate::profile::HotFunction> = by_fn
+        .into_iter()
+        .map(
+            |((symbol, dso), (percent, samples))| crate::profile::HotFunction {
+                symbol,
+                dso,
+                percent: round3(percent),
+                samples,
+            },
+        )
+        .collect();
+    functions.sort_by(|a, b| b.percent.total_cmp(&a.percent));
+    functions.truncate(HOT_FUNCTIONS);
+    let samples: u64 = profiles.iter().map(|p| p.samples).sum();
+    HotFunctions {
+        measured: true,
+        note: format!(
+            "{} of {} run(s) profiled ({}), {samples} samples of the relay",
+            profiles.len(),
+            runs,
+            profiles[0].tool
+        ),
+        functions,
+    }
+}
+
+fn machine(m: &Machine) -> MachineInfo {
+    MachineInfo {
+        cores: m.cores,
+        kernel: m.kernel.clone(),
+        cpu: m.cpu.clone(),
+    }
+}
+
+fn totals(t: &Tally) -> Totals {
+    let not_sent = t.count("not_sent");
+    let dropped = t.count("dropped");
+    // Requests only: a CLOSE frame is never answered, so it cannot succeed or fail.
+    let attempted: u64 = t.requests().map(|c| c.attempted).sum();
+    let succeeded: u64 = t.requests().map(|c| c.succeeded).sum();
+    let mut failed_by_class = BTreeMap::new();
+    for (label, n) in &t.by_outcome {
+        let class = match label.as_str() {
+            l if l.starts_with("rejected") => "rejected",
+            l if l.starts_with("closed") => "closed",
+            "timeout" => "timeout",
+            "disconnected" => "disconnected",
+            "lost" => "lost",
+            // Stored, but the client was never told: failed as the client saw it.
+            "stored_unacked" => "stored_unacked",
+            _ => continue,
+        };
+        *failed_by_class.entry(class.to_owned()).or_insert(0) += n;
+    }
+    Totals {
+        attempted,
+        succeeded,
+        failed: attempted.saturating_sub(succeeded),
+        failed_by_class,
+        not_sent,
+        dropped,
+        success_rate_pct: if attempted == 0 {
+            0.0
+        } else {
+            round3(succeeded as f64 * 100.0 / attempted as f64)
+        },
+        by_outcome: t.by_outcome.clone(),
+        by_type: Class::ALL
+            .iter()
+            .map(|&c| TypeTotals {
+                record_type: c.label().into(),
+                records: t.class(c).records,
+                succeeded: t.class(c).succeeded,
+            })
+            .collect(),
+        bytes_sent: t.bytes_sent,
+    }
+}
+
+fn latency(t: &Tally) -> LatencyReport {
+    let read = t.class(Class::Read);
+    let overall = t.overall();
+    LatencyReport {
+        overall: latency_set(&overall),
+        own_lag_ms: percentiles_ms(&t.held.own_lag(&overall.lag)),
+        relay_held: RelayHeld {
+            records: t.held.records,
+            share_pct: round3(if overall.lag.is_empty() {
+                0.0
+            } else {
+                t.held.records as f64 * 100.0 / overall.lag.len() as f64
+            }),
+            held_ms: percentiles_ms(&t.held.held),
+        },
+        by_type: Class::ALL
+            .iter()
+            .map(|&c| (c.label().to_owned(), latency_set(&t.class(c).latency)))
+            .collect(),
+        reads: Reads {
+            req_to_eose_ms: percentiles_ms(&read.latency.service),
+            events_returned: percentiles_scaled(&t.events_returned, 1.0),
+        },
+        note: "Response and service times cover records the relay answered (OK, EOSE, CLOSED), \
+               and records it did not answer within the timeout (timeout, stored_unacked, lost) \
+               at the timeout itself, a lower bound (`at_timeout` says how many); disconnected \
+               records have no time and are counted under errors. \
+               Overall schedule lag covers records sent at their own time (views, video posts, \
+               reads): mirrors wait for their post's OK and CLOSEs for their REQ's EOSE, so their \
+               lag, shown per type, is the relay's answer time. Own lag is schedule lag less \
+               the time the relay held lt back (its socket full, or an in-flight cap reached)."
+            .into(),
+    }
+}
+
+fn throughput(t: &Tally, duration_s: f64) -> Throughput {
+    let s = &t.timeline.seconds;
+    let ok: u64 = s.iter().map(|x| x.ok).sum();
+    Throughput {
+        ok_per_s: if duration_s > 0.0 {
+            round3(ok as f64 / duration_s / f64::from(t.files.max(1)))
+        } else {
+            0.0
+        },
+        peak_scheduled_per_s: s.iter().map(|x| x.scheduled).max().unwrap_or(0),
+        peak_ok_per_s: s.iter().map(|x| x.ok).max().unwrap_or(0),
+        per_second: s
+            .iter()
+            .enumerate()
+            .map(|(i, x)| SecondCounts {
+                t_s: i as u64,
+                scheduled: x.scheduled,
+                sent: x.sent,
+                ok: x.ok,
+                rejected: x.rejected,
+                failed: x.failed,
+            })
+            .collect(),
+    }
+}
+
+fn latency_over_time(t: &Tally) -> LatencyOverTime {
+    let w = t.timeline.window_s;
+    LatencyOverTime {
+        window_s: w,
+        windows: t
+            .timeline
+            .windows
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(i, h)| LatencyWindow {
+                t_s: i as u64 * w,
+                count: h.len(),
+                p50_ms: round3(h.value_at_quantile(0.5) as f64 / 1_000.0),
+                p99_ms: round3(h.value_at_quantile(0.99) as f64 / 1_000.0),
+            })
+            .collect(),
+    }
+}
+
+/// Top messages listed in a report.
+const TOP_MESSAGES: usize = 10;
+
+fn errors(t: &Tally, ids: &Ids) -> Errors {
+    let mut rejected_by_prefix = BTreeMap::new();
+    let mut closed_by_prefix = BTreeMap::new();
+    for (label, n) in &t.by_outcome {
+        // Labels carry the prefix as NIP-01 writes it (`rejected rate-limited:`).
+        if let Some(p) = label.strip_prefix("rejected ") {
+            rejected_by_prefix.insert(p.trim_end_matches(':').to_owned(), *n);
+        } else if let Some(p) = label.strip_prefix("closed ") {
+            closed_by_prefix.insert(p.trim_end_matches(':').to_owned(), *n);
+        }
+    }
+    let mut top: Vec<MessageSummary> = t
+        .messages
+        .by_text
+        .iter()
+        .map(|((outcome, message), m)| MessageSummary {
+            outcome: outcome.clone(),
+            message: message.clone(),
+            count: m.count,
+            examples: m
+                .examples
+                .iter()
+                .map(|&record| Example {
+                    record,
+                    id: ids.get(&record).cloned(),
+                })
+                .collect(),
+        })
+        .collect();
+    top.sort_by(|a, b| b.count.cmp(&a.count).then(a.message.cmp(&b.message)));
+    let kept: u64 = top.iter().skip(TOP_MESSAGES).map(|m| m.count).sum();
+    top.truncate(TOP_MESSAGES);
+    let sum = |f: fn(&crate::capture::results::Trailer) -> u64| t.trailers.iter().map(f).sum();
+    Errors {
+        rejected_by_prefix,
+        closed_by_prefix,
+        duplicates: t.count("duplicate"),
+        timeouts: t.count("timeout"),
+        disconnects: t.count("disconnected"),
+        close_codes: t.close_codes.clone(),
+        dropped: t.count("dropped"),
+        not_sent: t.count("not_sent"),
+        stored_unacked: t.count("stored_unacked"),
+        lost: t.count("lost"),
+        notices: sum(|tr| tr.notices),
+        notice_texts: by_count(&t.notices),
+        top_messages: top,
+        other_messages: t.messages.other + kept,
+        unparseable_frames: sum(|tr| tr.unparseable_frames),
+        oversized_frames: sum(|tr| tr.oversized_frames),
+        late_acks: sum(|tr| tr.late_acks),
+    }
+}
+
+fn by_count(map: &BTreeMap<String, u64>) -> Vec<TextCount> {
+    let mut v: Vec<TextCount> = map
+        .iter()
+        .map(|(text, &count)| TextCount {
+            text: text.clone(),
+            count,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.text.cmp(&b.text)));
+    v.truncate(TOP_MESSAGES);
+    v
+}
+
+fn connections(t: &Tally) -> Connections {
+    let c = &t.connects;
+    Connections {
+        initial: c.initial,
+        initial_failed: c.initial_failed,
+        reconnects: c.reconnects,
+        reconnects_failed: c.reconnects_failed,
+        connect_ms: percentiles_ms(&c.latency),
+        failure_causes: by_count(&c.causes),
+    }
+}
+
+fn dist(xs: &[f64]) -> Option<Dist> {
+    stats::summarize(xs).map(|s| Dist {
+        avg: round3(s.avg),
+        p95: round3(s.p95),
+        max: round3(s.max),
+    })
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+fn resources(t: &Tally) -> Resources {
+    let all: Vec<&Sample> = t.samples.iter().flatten().collect();
+    let col = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<f64> {
+        all.iter().filter_map(|s| f(s)).collect()
+    };
+    let relay_cpu = col(&|s| s.relay_cpu_pct.map(f64::from));
+    let relay_rss = col(&|s| s.relay_rss_bytes.map(|b| b as f64 / MB));
+    let relay = match (dist(&relay_cpu), dist(&relay_rss)) {
+        (Some(cpu_pct), Some(rss_mb)) => {
+            let (growth, slope) = rss_trend(&t.samples);
+            Some(RelayResources {
+                cpu_pct,
+                rss_mb,
+                rss_growth_mb: round3(growth),
+                rss_slope_mb_per_min: round3(slope),
+            })
+        }
+        _ => None,
+    };
+    let series = t
+        .samples
+        .iter()
+        .enumerate()
+        .flat_map(|(run, ss)| {
+            ss.iter().map(move |s| ResourcePoint {
+                run: run as u32,
+                t_s: round3(s.at_ns as f64 / 1e9),
+                relay_cpu_pct: s.relay_cpu_pct.map(|c| round3(f64::from(c))),
+                relay_rss_mb: s.relay_rss_bytes.map(|b| round3(b as f64 / MB)),
+                harness_cpu_pct: round3(f64::from(s.harness_cpu_pct)),
+                schedule_lag_max_ms: round3(s.lag_max_us as f64 / 1_000.0),
+                connections_open: s.connections_open,
+                in_flight: s.in_flight,
+            })
+        })
+        .collect();
+    Resources {
+        samples: all.len() as u64,
+        relay,
+        harness_cpu_pct: dist(&col(&|s| Some(f64::from(s.harness_cpu_pct)))),
+        harness_rss_mb: dist(&col(&|s| Some(s.harness_rss_bytes as f64 / MB))),
+        schedule_lag_max_ms: dist(&col(&|s| Some(s.lag_max_us as f64 / 1_000.0))),
+        connections_open: dist(&col(&|s| Some(f64::from(s.connections_open)))),
+        in_flight: dist(&col(&|s| Some(f64::from(s.in_flight)))),
+        series,
+    }
+}
+
+/// Largest RSS growth (last − first, MB) and trend (MB/min) over the runs.
+fn rss_trend(runs: &[Vec<Sample>]) -> (f64, f64) {
+    let mut growth = f64::MIN;
+    let mut slope = f64::MIN;
+    for ss in runs {
+        let pts: Vec<(f64, f64)> = ss
+            .iter()
+            .filter_map(|s| Some((s.at_ns as f64 / 60e9, s.relay_rss_bytes? as f64 / MB)))
+            .collect();
+        if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
+            growth = growth.max(last.1 - first.1);
+        }
+        if let Some(s) = stats::slope(&pts) {
+            slope = slope.max(s);
+        }
+    }
+    (
+        if growth == f64::MIN { 0.0 } else { growth },
+        if slope == f64::MIN { 0.0 } else { slope },
+    )
+}
+
+fn headline(id: &str, label: &str, value: f64, unit: &str) -> Headline {
+    Headline {
+        id: id.into(),
+        label: label.into(),
+        value,
+        unit: unit.into(),
+    }
+}
+
+/// The figures the Markdown summary shows first (and `lt compare` compares).
+fn summary(r: &Measured) -> Vec<Headline> {
+    let mut v = vec![
+        headline(
+            "attempted",
+            "Records attempted",
+            r.totals.attempted as f64,
+            "records",
+        ),
+        headline(
+            "succeeded",
+            "Records succeeded",
+            r.totals.succeeded as f64,
+            "records",
+        ),
+        headline(
+            "failed",
+            "Records failed",
+            r.totals.failed as f64,
+            "records",
+        ),
+        headline(
+            "success_rate",
+            "Success rate",
+            r.totals.success_rate_pct,
+            "%",
+        ),
+        headline(
+            "ok_per_s",
+            "Succeeded per second",
+            r.throughput.ok_per_s,
+            "records/s",
+        ),
+    ];
+    let overall = &r.latency.overall;
+    if let Some(p) = &overall.response_ms {
+        v.push(headline("response_p50", "Response time p50", p.p50, "ms"));
+        v.push(headline("response_p90", "Response time p90", p.p90, "ms"));
+        v.push(headline("response_p99", "Response time p99", p.p99, "ms"));
+        v.push(headline(
+            "response_p99_9",
+            "Response time p99.9",
+            p.p99_9,
+            "ms",
+        ));
+        v.push(headline("response_max", "Response time max", p.max, "ms"));
+    }
+    if let Some(p) = &overall.service_ms {
+        v.push(headline("service_p50", "Service time p50", p.p50, "ms"));
+        v.push(headline("service_p99", "Service time p99", p.p99, "ms"));
+    }
+    if let Some(p) = &r.latency.reads.req_to_eose_ms {
+        v.push(headline("eose_p50", "REQ → EOSE p50", p.p50, "ms"));
+        v.push(headline("eose_p99", "REQ → EOSE p99", p.p99, "ms"));
+    }
+    // lt's own part of the lag (less the time the relay held it back): what the label
+    // says. The whole lag is in the latency table.
+    if let Some(p) = r
+        .latency
+        .own_lag_ms
+        .as_ref()
+        .or(overall.schedule_lag_ms.as_ref())
+    {
+        v.push(headline(
+            "lag_p99",
+            "lt's own schedule lag p99",
+            p.p99,
+            "ms",
+        ));
+    }
+    // Every request the client would have timed out on, whatever reconciliation found
+    // later: a stored_unacked event is a timeout the relay happened to keep.
+    v.push(headline(
+        "timeouts",
+        "Timeouts (no answer in time)",
+        (r.errors.timeouts + r.errors.stored_unacked + r.errors.lost) as f64,
+        "records",
+    ));
+    if let Some(relay) = &r.resources.relay {
+        v.push(headline(
+            "relay_cpu_avg",
+            "Relay CPU avg",
+            relay.cpu_pct.avg,
+            "% of a core",
+        ));
+        v.push(headline(
+            "relay_cpu_max",
+            "Relay CPU max",
+            relay.cpu_pct.max,
+            "% of a core",
+        ));
+        v.push(headline(
+            "relay_rss_max",
+            "Relay RSS max",
+            relay.rss_mb.max,
+            "MB",
+        ));
+    }
+    v
+}

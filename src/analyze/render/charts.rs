@@ -1,0 +1,144 @@
+//! What each chart shows: the data of a report's charts and of a comparison's, as
+//! [`Chart`]s for [`super::svg`] to draw.
+
+use hdrhistogram::Histogram;
+
+use super::svg::{Chart, Series, XAxis};
+use crate::analyze::compare::Side;
+use crate::analyze::measure::{Measured, ResourcePoint, SecondCounts};
+use crate::analyze::tally::Tally;
+
+/// `(percentile, ms)` points of a histogram for a percentile-spectrum chart.
+pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(5)
+        .map(|v| {
+            (
+                v.quantile_iterated_to() * 100.0,
+                v.value_iterated_to() as f64 / 1_000.0,
+            )
+        })
+        .filter(|(p, _)| *p < 100.0)
+        .collect()
+}
+
+fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
+    Series {
+        name: name.into(),
+        points,
+    }
+}
+
+/// A report's charts, each with the name its file ends in (`throughput`, …), in the order
+/// the report lists them. The percentile spectrum comes from the histograms in `tally`.
+pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
+    let overall = tally.overall();
+    let per_s = &m.throughput.per_second;
+    let col = |f: fn(&SecondCounts) -> u64| -> Vec<(f64, f64)> {
+        per_s.iter().map(|s| (s.t_s as f64, f(s) as f64)).collect()
+    };
+    let w = &m.latency_over_time.windows;
+    let pts = &m.resources.series;
+    let first_run = |f: fn(&ResourcePoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        pts.iter()
+            .filter(|p| p.run == 0)
+            .filter_map(|p| Some((p.t_s, f(p)?)))
+            .collect()
+    };
+    vec![
+        (
+            "throughput",
+            Chart {
+                title: "Throughput per second".into(),
+                x_label: "seconds from start".into(),
+                y_label: "records / s".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("scheduled", col(|s| s.scheduled)),
+                    series("sent", col(|s| s.sent)),
+                    series("ok", col(|s| s.ok)),
+                    series("rejected", col(|s| s.rejected)),
+                    series("failed", col(|s| s.failed)),
+                ],
+            },
+        ),
+        (
+            "latency-over-time",
+            Chart {
+                title: format!(
+                    "Response time per {} s window",
+                    m.latency_over_time.window_s
+                ),
+                x_label: "seconds from start (intended send time)".into(),
+                y_label: "ms".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("p50", w.iter().map(|x| (x.t_s as f64, x.p50_ms)).collect()),
+                    series("p99", w.iter().map(|x| (x.t_s as f64, x.p99_ms)).collect()),
+                ],
+            },
+        ),
+        (
+            "percentiles",
+            Chart {
+                title: "Latency by percentile (all records but CLOSE)".into(),
+                x_label: "percentile".into(),
+                y_label: "ms".into(),
+                x_axis: XAxis::PercentileLog,
+                series: vec![
+                    series("response", spectrum(&overall.response)),
+                    series("service", spectrum(&overall.service)),
+                    series("schedule lag", spectrum(&overall.lag)),
+                ],
+            },
+        ),
+        (
+            "resources",
+            Chart {
+                title: "CPU over time (first run)".into(),
+                x_label: "seconds from start".into(),
+                y_label: "% of a core".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("relay CPU", first_run(|p| p.relay_cpu_pct)),
+                    series("lt CPU", first_run(|p| Some(p.harness_cpu_pct))),
+                ],
+            },
+        ),
+        (
+            "memory",
+            Chart {
+                title: "Relay RSS over time (first run)".into(),
+                x_label: "seconds from start".into(),
+                y_label: "MB".into(),
+                x_axis: XAxis::Linear,
+                series: vec![series("relay RSS", first_run(|p| p.relay_rss_mb))],
+            },
+        ),
+    ]
+}
+
+/// A comparison's chart: response-time percentiles of both sides, runs merged.
+pub fn comparison(a: &Side, b: &Side) -> (&'static str, Chart) {
+    (
+        "percentiles",
+        Chart {
+            title: "Response time by percentile, A vs B (runs merged)".into(),
+            x_label: "percentile".into(),
+            y_label: "ms".into(),
+            x_axis: XAxis::PercentileLog,
+            series: vec![
+                series(
+                    &format!("A: {}", a.name),
+                    spectrum(&a.tally().overall().response),
+                ),
+                series(
+                    &format!("B: {}", b.name),
+                    spectrum(&b.tally().overall().response),
+                ),
+            ],
+        },
+    )
+}

@@ -1,0 +1,169 @@
+//! The Markdown of a [`Comparison`].
+
+use std::fmt::Write;
+
+use super::{cell, num};
+use crate::analyze::compare::Comparison;
+
+pub fn render(c: &Comparison) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_comparison(&mut s, c);
+    s
+}
+
+fn opt_num(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_owned(), num)
+}
+
+fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
+    writeln!(
+        s,
+        "# Comparison: {} (A) vs {} (B)",
+        cell(&c.a.name),
+        cell(&c.b.name)
+    )?;
+    writeln!(s)?;
+    writeln!(s, "> **Overall: {}.** {}", c.overall, cell(&c.overall_line))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}.",
+        c.trace_fingerprint
+            .get(..16)
+            .unwrap_or(&c.trace_fingerprint),
+        c.a.runs,
+        cell(&c.a.target),
+        c.b.runs,
+        cell(&c.b.target),
+    )?;
+    writeln!(s)?;
+    writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;
+    writeln!(s)?;
+    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
+        let short: Vec<String> = c
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let need = m.runs_to_resolve?;
+                (need > c.a.runs.min(c.b.runs)).then(|| format!("{} {need}", m.label))
+            })
+            .collect();
+        writeln!(
+            s,
+            "At the noise these runs measured, {n} runs per side would resolve a difference the size of each metric's threshold; the metrics these runs could not resolve, with the runs each needs: {}. Metrics left out need more than 100 runs: their noise, not the run count, is what to work on (longer traces steady the tails).",
+            cell(&short.join(", "))
+        )?;
+        writeln!(s)?;
+    }
+    if !c.warnings.is_empty() {
+        for w in &c.warnings {
+            writeln!(s, "- ⚠️ {}", cell(w))?;
+        }
+        writeln!(s)?;
+    }
+    writeln!(s, "## Metrics")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Metric | Unit | A | B | Δ | Δ % | noise A | noise B | 95% CI of Δ | Holm p | threshold | detectable | runs needed | Verdict (B) |"
+    )?;
+    writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+    )?;
+    for m in &c.metrics {
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
+            cell(&m.label),
+            cell(&m.unit),
+            num(m.a),
+            num(m.b),
+            num(m.delta),
+            opt_num(m.delta_pct),
+            opt_num(m.a_noise),
+            opt_num(m.b_noise),
+            m.ci95.map_or_else(
+                || "–".to_owned(),
+                |[l, h]| format!("{} … {}", num(l), num(h))
+            ),
+            opt_num(m.p_adjusted),
+            num(m.threshold),
+            opt_num(m.detectable),
+            m.runs_to_resolve
+                .map_or_else(|| "–".to_owned(), |n| n.to_string()),
+            m.verdict.as_str()
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(s, "Why each verdict:")?;
+    writeln!(s)?;
+    for m in &c.metrics {
+        writeln!(
+            s,
+            "- {}: {} ({})",
+            cell(&m.label),
+            m.verdict.as_str(),
+            cell(&m.reason)
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(s, "## Runs")?;
+    writeln!(s)?;
+    if !c.run_order.is_empty() {
+        writeln!(s, "Run order: {}.", cell(&c.run_order.join(" → ")))?;
+        writeln!(s)?;
+    }
+    for side in [&c.a, &c.b] {
+        writeln!(
+            s,
+            "- {} ({}, {}): {}",
+            cell(&side.name),
+            cell(&side.target),
+            if side.trustworthy {
+                "trustworthy"
+            } else {
+                "NOT trustworthy"
+            },
+            cell(&side.files.join(", "))
+        )?;
+    }
+    writeln!(s)?;
+    for m in &c.metrics {
+        if m.a_runs.len() > 1 || m.b_runs.len() > 1 {
+            let join = |v: &[f64]| v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ");
+            writeln!(
+                s,
+                "- {}: A [{}], B [{}]",
+                cell(&m.label),
+                join(&m.a_runs),
+                join(&m.b_runs)
+            )?;
+        }
+    }
+    if !c.failed_runs.is_empty() {
+        writeln!(s)?;
+        writeln!(s, "## Failed runs (left out of the figures)")?;
+        for f in &c.failed_runs {
+            writeln!(s)?;
+            writeln!(
+                s,
+                "Run {} ({} {}): {}",
+                f.run,
+                f.side,
+                cell(&f.name),
+                cell(&f.error)
+            )?;
+            writeln!(s)?;
+            writeln!(s, "```text")?;
+            writeln!(s, "{}", f.log_tail.replace("```", "'''"))?;
+            writeln!(s, "```")?;
+        }
+    }
+    for chart in &c.charts {
+        writeln!(s)?;
+        writeln!(s, "![chart]({chart})")?;
+    }
+    Ok(())
+}
