@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::Sender;
 
+use super::dispatch::{Dispatch, Key};
 use super::pace::Speed;
 use super::shard;
-use super::shared::{Dispatch, Key, Shared};
+use super::shared::Shared;
 use crate::capture::results::{Outcome, Row};
 use crate::capture::{Completion, Record, TraceReader};
 

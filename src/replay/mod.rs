@@ -8,7 +8,9 @@
 //! - the results writer (compression off the network path);
 //! - the main thread: signals, the sampler, the progress line, reconciliation.
 
+mod book;
 mod conn;
+mod dispatch;
 mod feed;
 mod hold;
 pub mod pace;

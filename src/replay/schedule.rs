@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
+use super::dispatch::Dispatch;
 use super::feed::unsent;
 use super::hold::Holds;
 use super::shard;
-use super::shared::{Dispatch, Shared, ROWS_BACKLOG_MAX};
+use super::shared::{Shared, ROWS_BACKLOG_MAX};
 use super::timer::Deadline;
 use crate::capture::results::Outcome;
 

@@ -15,9 +15,10 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::conn::{self, Conn};
+use super::dispatch::Dispatch;
 use super::feed::BATCHES_QUEUED;
 use super::schedule::{self, Schedule};
-use super::shared::{Dispatch, Shared};
+use super::shared::Shared;
 use crate::guard::Target;
 
 /// Records per second one shard carries. Measured on the 2-core VM lt is developed on, into
