@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::analyze::compare::{self, FailedRun};
 use crate::analyze::thresholds::Thresholds;
 use crate::cli::{AbArgs, LoadArgs};
 use crate::guard::{self, AllowList};
-use crate::replay::{self, Plan};
+use crate::replay::{self, Plan, Stop};
 
 /// How long a relay may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -54,12 +54,19 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     let thresholds = Thresholds::new(args.threshold.clone());
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
     let out = out_dir(&args, &a, &b)?;
-    // Ctrl-C between runs stops after the current step; during a replay, replay itself
-    // handles it (and a second one ends lt at once, after stopping the relay).
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
-    }
+    // Ctrl-C stops the replay under way (or, between runs, after the current step); a
+    // second one kills the relay lt started and ends lt at once.
+    let stop = Stop::new();
+    let relay_group = Arc::new(AtomicI32::new(0));
+    let group = relay_group.clone();
+    super::on_interrupt(stop.clone(), args.load.timeout, move || {
+        let pid = group.load(Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill(2) on the process group lt started for the relay.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    })?;
+    let stop = Interrupt { stop, relay_group };
     if !args.aa {
         let done = session(&args, &a, &b, &thresholds, &plan, &out, &stop)?;
         return Ok(done.code);
@@ -71,7 +78,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     let sessions = args.sessions.unwrap_or(1);
     for n in 1..=sessions {
-        if stop.load(Ordering::Relaxed) {
+        if stop.stop.requested() {
             break;
         }
         let (dir, folder) = if sessions == 1 {
@@ -128,7 +135,7 @@ fn session(
     thresholds: &Thresholds,
     plan: &Plan,
     out: &Path,
-    stop: &AtomicBool,
+    stop: &Interrupt,
 ) -> anyhow::Result<Session> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let order = run_order(args.runs);
@@ -142,7 +149,7 @@ fn session(
     );
     let mut runs = Vec::new();
     for (i, side) in order.iter().enumerate() {
-        if stop.load(Ordering::Relaxed) {
+        if stop.stop.requested() {
             eprintln!("lt: interrupted; {} of {} runs done", i, order.len());
             break;
         }
@@ -168,7 +175,7 @@ fn session(
         }
         runs.push(run);
     }
-    finish(a, b, thresholds, &runs, out, stop.load(Ordering::Relaxed))
+    finish(a, b, thresholds, &runs, out, stop.stop.requested())
 }
 
 /// `--out`, or `reports/ab/<A>-vs-<B>-<UTC>`; an existing folder must be empty.
@@ -194,7 +201,7 @@ fn one_run(
     args: &AbArgs,
     plan: &Plan,
     out: &Path,
-    stop: &AtomicBool,
+    stop: &Interrupt,
 ) -> Run {
     let dir = out
         .join("runs")
@@ -222,7 +229,7 @@ fn one_run(
     for w in &relay.warnings {
         eprintln!("lt: {}: {w}", spec.name);
     }
-    if stop.load(Ordering::Relaxed) {
+    if stop.stop.requested() {
         // Ctrl-C while the relay was starting: no replay into it.
         let error = "interrupted before the replay".to_owned();
         run.failure = stop_relay(relay, Some((error, String::new())));
@@ -240,7 +247,7 @@ fn one_run(
     let results = dir.join("results.ltr");
     let pid = Some(relay.relay_pid).filter(|_| args.profile);
     let replayed = replay_cmd::profiled(pid, &results, || {
-        replay_into(&relay, &args.load, &args.trace, plan, &results)
+        replay_into(&relay, &args.load, &args.trace, plan, &results, stop)
     });
     match replayed {
         Ok(results) => run.results = Some(results),
@@ -265,20 +272,22 @@ fn replay_into(
     trace: &Path,
     plan: &Plan,
     results: &Path,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<PathBuf> {
     // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
     let target = guard::check(&relay.url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
-    let mut cfg = replay_cmd::config(load, target, Some(relay.relay_pid));
-    let group = relay.pid;
-    cfg.quit_hook = Some(Arc::new(move || {
-        // SAFETY: kill(2) on the process group lt started for this relay.
-        unsafe { libc::kill(-(group as libc::pid_t), libc::SIGKILL) };
-    }));
-    let progress = replay_cmd::progress_bar(plan.records);
-    let summary = replay::run(trace, plan, results, cfg, progress.clone())?;
-    progress.finish_and_clear();
+    let cfg = replay_cmd::config(load, target, Some(relay.relay_pid));
+    // What a second Ctrl-C kills before lt ends (see `run`).
+    interrupt
+        .relay_group
+        .store(relay.pid as i32, Ordering::Relaxed);
+    let progress = super::ProgressLine::new(plan.records);
+    let summary = replay::run(trace, plan, results, cfg, &interrupt.stop, progress.clone());
+    progress.finish();
+    interrupt.relay_group.store(0, Ordering::Relaxed);
+    let summary = summary?;
     if summary.trailer.interrupted {
         return Err(anyhow!(
             "interrupted; results so far are in {}",
@@ -286,6 +295,13 @@ fn replay_into(
         ));
     }
     Ok(results.to_owned())
+}
+
+/// How a Ctrl-C reaches an `lt ab` session: the stop handle of the replays, and the process
+/// group of the relay being replayed into (0 between replays), which a second one kills.
+struct Interrupt {
+    stop: Stop,
+    relay_group: Arc<AtomicI32>,
 }
 
 /// Stops the relay; a relay that died during the run makes the run a failure, with its log.

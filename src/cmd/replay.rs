@@ -1,12 +1,10 @@
 //! `lt replay`: guard the target, plan, then play the trace and summarise.
 
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::fmt;
 use crate::analyze::report::Report;
@@ -48,12 +46,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| default_output(&args.trace));
     let cfg = config(&args.load, target, args.relay_pid);
-    let progress = progress_bar(plan.records);
+    let stop = replay::Stop::new();
+    super::on_interrupt(stop.clone(), args.load.timeout, || {})?;
+    let progress = super::ProgressLine::new(plan.records);
     let pid = args.relay_pid.filter(|_| args.profile);
     let summary = profiled(pid, &out, || {
-        replay::run(&args.trace, &plan, &out, cfg, progress.clone())
+        replay::run(&args.trace, &plan, &out, cfg, &stop, progress.clone())
     })?;
-    progress.finish_and_clear();
+    progress.finish();
     // The summary's figures and trust verdict are analyze's, from the file just written:
     // one definition of each (records unanswered in time count at the timeout; CLOSEs have
     // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
@@ -134,7 +134,6 @@ pub fn config(load: &LoadArgs, target: guard::Target, relay_pid: Option<u32>) ->
         reconcile,
         relay_pid,
         options: options_text(load, reconcile, relay_pid),
-        quit_hook: None,
     }
 }
 
@@ -168,20 +167,6 @@ fn options_text(
     o.insert("reconcile".into(), reconcile.to_string());
     o.insert("relay_pid_sampled".into(), relay_pid.is_some().to_string());
     o
-}
-
-pub fn progress_bar(records: u64) -> ProgressBar {
-    if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(records);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} replay [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile: bool) {

@@ -4,7 +4,6 @@
 //! connection's [`Book`], which this loop tells what happened.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,7 +101,7 @@ impl Conn {
     pub fn new(id: u32, shared: Arc<Shared>, target: Arc<Target>, ws: Option<Ws>) -> Conn {
         let link = match ws {
             Some(ws) => {
-                shared.open_conns.fetch_add(1, Ordering::Relaxed);
+                shared.conn_opened();
                 let (sink, stream) = ws.split();
                 Link::Up { sink, stream }
             }
@@ -113,8 +112,8 @@ impl Conn {
         };
         let book = Book::new(
             id,
-            shared.per_conn_in_flight,
-            shared.timeout.as_nanos() as u64,
+            shared.per_conn_in_flight(),
+            shared.timeout().as_nanos() as u64,
         );
         Conn {
             id,
@@ -147,7 +146,7 @@ impl Conn {
             let deadline = self
                 .book
                 .next_deadline()
-                .map(|ns| Instant::from_std(self.shared.t0 + Duration::from_nanos(ns)));
+                .map(|ns| Instant::from_std(self.shared.t0() + Duration::from_nanos(ns)));
             let retry = match &self.link {
                 Link::Down { retry_at, .. } => Some(*retry_at),
                 Link::Up { .. } => None,
@@ -205,7 +204,7 @@ impl Conn {
             },
         ) {
             let _ = sink.close().await;
-            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.shared.conn_closed();
         }
     }
 
@@ -311,19 +310,19 @@ impl Conn {
                 return;
             }
             Message::Binary(_) => {
-                self.shared.unparseable.fetch_add(1, Ordering::Relaxed);
+                self.shared.count_unparseable();
                 return;
             }
             _ => return,
         };
         if text.len() > OVERSIZED_BYTES {
-            self.shared.oversized.fetch_add(1, Ordering::Relaxed);
+            self.shared.count_oversized();
             return;
         }
         let parsed = match RelayMessage::parse(text) {
             Ok(m) => m,
             Err(_) => {
-                self.shared.unparseable.fetch_add(1, Ordering::Relaxed);
+                self.shared.count_unparseable();
                 return;
             }
         };
@@ -336,7 +335,7 @@ impl Conn {
                 let now = self.shared.now_ns();
                 if !self.book.on_ok(&id, accepted, message, now) {
                     // An OK for nothing in flight here: late (after its timeout) or unknown.
-                    self.shared.late_acks.fetch_add(1, Ordering::Relaxed);
+                    self.shared.count_late_ack();
                 }
             }
             RelayMessage::Eose(sub) => self.book.on_eose(&sub, self.shared.now_ns()),
@@ -345,7 +344,7 @@ impl Conn {
             }
             RelayMessage::Event { sub, .. } => self.book.on_event(&sub),
             RelayMessage::Notice(text) => {
-                self.shared.notices.fetch_add(1, Ordering::Relaxed);
+                self.shared.count_notice();
                 if self.notices_kept < NOTICE_ROWS_PER_CONN {
                     self.notices_kept += 1;
                     let row = Row::Notice(NoticeRow {
@@ -369,7 +368,7 @@ impl Conn {
     /// The socket is gone: count it closed and retry after the first backoff.
     fn link_down(&mut self) {
         if self.up() {
-            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.shared.conn_closed();
         }
         self.link = Link::Down {
             retry_at: Instant::now() + BACKOFF_START,
@@ -390,7 +389,7 @@ impl Conn {
             Ok(ws) => {
                 let (sink, stream) = ws.split();
                 self.link = Link::Up { sink, stream };
-                self.shared.open_conns.fetch_add(1, Ordering::Relaxed);
+                self.shared.conn_opened();
                 None
             }
             Err(e) => {

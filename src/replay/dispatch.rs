@@ -52,3 +52,13 @@ impl Dispatch {
         }
     }
 }
+
+/// The shard (network thread) that owns connection `conn` of a replay on `shards` shards.
+pub fn owner(conn: u32, shards: usize) -> usize {
+    conn as usize % shards
+}
+
+/// Where connection `conn` sits among its shard's connections.
+pub fn local_index(conn: u32, shards: usize) -> usize {
+    conn as usize / shards
+}

@@ -6,18 +6,16 @@
 //! Records that will never be sent (`--duration`, a stop request) get their row here, so
 //! every record leaves exactly one row.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use tokio::sync::mpsc::Sender;
 
-use super::dispatch::{Dispatch, Key};
+use super::dispatch::{self, Dispatch, Key};
 use super::pace::Speed;
-use super::shard;
 use super::shared::Shared;
-use crate::capture::results::{Outcome, Row};
+use crate::capture::results::Outcome;
 use crate::capture::{Completion, Record, TraceReader};
 
 /// How often, at most, the feeder wakes when it is ahead of the clock. Records due within
@@ -27,9 +25,6 @@ use crate::capture::{Completion, Record, TraceReader};
 const TICK_NS: u64 = 50_000_000;
 /// Most records in one hand-over.
 const BATCH_MAX: usize = 256;
-/// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
-/// max`) without starving a shard.
-pub const BATCHES_QUEUED: usize = 4;
 
 pub struct Feed {
     pub speed: Speed,
@@ -50,13 +45,6 @@ fn key(r: &Record) -> Result<Key, String> {
     })
 }
 
-/// Writes the row of a record that never took an in-flight slot.
-pub fn unsent(shared: &Shared, d: &Dispatch, outcome: Outcome) {
-    let row = d.unsent_row(outcome);
-    shared.record(&row);
-    shared.emit(Row::Outcome(row));
-}
-
 struct Outbox {
     shards: Vec<Sender<Vec<Dispatch>>>,
     pending: Vec<Vec<Dispatch>>,
@@ -73,7 +61,7 @@ impl Outbox {
         let batch = std::mem::replace(&mut self.pending[s], Vec::with_capacity(BATCH_MAX));
         if let Err(e) = self.shards[s].blocking_send(batch) {
             for d in e.0 {
-                unsent(shared, &d, Outcome::Disconnected { code: None });
+                shared.finish_unsent(&d, Outcome::Disconnected { code: None });
             }
         }
     }
@@ -119,8 +107,8 @@ pub fn run<R: std::io::Read>(
             held_mark: 0,
         };
         index += 1;
-        if late || shared.stop.load(Ordering::Relaxed) {
-            unsent(&shared, &d, Outcome::NotSent);
+        if late || shared.stopping() {
+            shared.finish_unsent(&d, Outcome::NotSent);
             continue;
         }
         if intended_ns > horizon {
@@ -132,12 +120,12 @@ pub fn run<R: std::io::Read>(
                 .max(horizon.saturating_sub(TICK_NS));
             wait_until(&shared, wake_ns);
             horizon = shared.now_ns().max(wake_ns) + 2 * TICK_NS;
-            if shared.stop.load(Ordering::Relaxed) {
-                unsent(&shared, &d, Outcome::NotSent);
+            if shared.stopping() {
+                shared.finish_unsent(&d, Outcome::NotSent);
                 continue;
             }
         }
-        let s = shard::owner(conn, n);
+        let s = dispatch::owner(conn, n);
         out.pending[s].push(d);
         if out.pending[s].len() >= BATCH_MAX {
             out.flush(s, &shared);
@@ -152,7 +140,7 @@ pub fn run<R: std::io::Read>(
 fn wait_until(shared: &Shared, ns: u64) {
     loop {
         let now = shared.now_ns();
-        if now >= ns || shared.stop.load(Ordering::Relaxed) {
+        if now >= ns || shared.stopping() {
             return;
         }
         thread::sleep(Duration::from_nanos(ns - now).min(Duration::from_millis(50)));

@@ -6,10 +6,14 @@
 //! - one shard per core, each a single-threaded tokio runtime owning a share of the
 //!   connections and a scheduler that sends each record at its exact time (`shard`);
 //! - the results writer (compression off the network path);
-//! - the main thread: signals, the sampler, the progress line, reconciliation.
+//! - the main thread: the sampler, the observer's progress, reconciliation.
+//!
+//! The caller steers and watches a replay through [`control`]: a [`Stop`] handle and an
+//! [`Observer`]. Signals and the process's exit are the caller's (`cmd/replay.rs`).
 
 mod book;
 mod conn;
+pub mod control;
 mod dispatch;
 mod feed;
 mod hold;
@@ -31,9 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use indicatif::ProgressBar;
 use tokio::sync::{mpsc, Semaphore};
 
+pub use control::{Observer, Progress, Quiet, Stop};
 pub use pace::Speed;
 pub use plan::Plan;
 pub use schedule::Overload;
@@ -43,7 +47,7 @@ use crate::capture::results::{self, ConnectRow, Header, ResultsWriter, Row, Samp
 use crate::capture::TraceReader;
 use crate::guard::Target;
 use sample::ProcessMeter;
-use shared::Shared;
+use shared::{Setup, Shared};
 
 /// From the end of the connect phase to t0.
 const START_MARGIN: Duration = Duration::from_millis(100);
@@ -67,8 +71,6 @@ pub struct Config {
     pub relay_pid: Option<u32>,
     /// The options as given, for the results header.
     pub options: BTreeMap<String, String>,
-    /// Called before a second Ctrl-C ends the process at once (`lt ab` stops its relay).
-    pub quit_hook: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub struct Summary {
@@ -90,13 +92,15 @@ pub fn network_threads(plan: &Plan, asked: Option<usize>, speed: Speed) -> usize
     )
 }
 
-/// Replays `trace` (already planned: verified and fingerprinted) into the results file `out`.
+/// Replays `trace` (already planned: verified and fingerprinted) into the results file `out`,
+/// until done or until `stop` is requested; `observer` is told its progress.
 pub fn run(
     trace: &Path,
     plan: &Plan,
     out: &Path,
     cfg: Config,
-    progress: ProgressBar,
+    stop: &Stop,
+    observer: Arc<dyn Observer>,
 ) -> anyhow::Result<Summary> {
     // The plan pass hashed every frame already; a changed file still fails at its trailer.
     let reader = TraceReader::open(trace)?.with_verified_fingerprint(&plan.fingerprint);
@@ -175,9 +179,12 @@ pub fn run(
         plan,
         threads,
         cfg,
-        rows_tx,
-        rows_pending,
-        progress,
+        stop.clone(),
+        shared::ToWriter {
+            rows: rows_tx,
+            pending: rows_pending,
+        },
+        observer,
     ));
     // Ends every task, so nothing but `shared` below still holds the row sender.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -185,6 +192,7 @@ pub fn run(
         Ok(v) => v,
         Err(e) => return Err(abandon(write_thread, out, e)),
     };
+    let frames = shared.frame_counts();
     let trailer = Trailer {
         rows: 0,
         outcomes: 0,
@@ -192,11 +200,11 @@ pub fn run(
         samples: 0,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         elapsed_ns: started.elapsed().as_nanos() as u64,
-        interrupted: shared.stop.load(Ordering::Relaxed),
-        unparseable_frames: shared.unparseable.load(Ordering::Relaxed),
-        oversized_frames: shared.oversized.load(Ordering::Relaxed),
-        notices: shared.notices.load(Ordering::Relaxed),
-        late_acks: shared.late_acks.load(Ordering::Relaxed),
+        interrupted: shared.stopping(),
+        unparseable_frames: frames.unparseable,
+        oversized_frames: frames.oversized,
+        notices: frames.notices,
+        late_acks: frames.late_acks,
     };
     drop(shared);
     let writer = write_thread
@@ -270,9 +278,9 @@ async fn drive(
     plan: &Plan,
     shard_count: usize,
     cfg: Config,
-    rows: mpsc::UnboundedSender<Vec<Row>>,
-    rows_pending: Arc<std::sync::atomic::AtomicUsize>,
-    progress: ProgressBar,
+    stop: Stop,
+    to_writer: shared::ToWriter,
+    observer: Arc<dyn Observer>,
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
@@ -296,7 +304,7 @@ async fn drive(
     }
 
     // Connect phase (in the shards): wait for every attempt.
-    progress.set_message(format!("connecting {conns} connections"));
+    observer.phase(&format!("connecting {conns} connections"));
     let mut connected = Vec::with_capacity(conns as usize);
     let mut lost_shard = None;
     for (id, s) in shards.iter_mut().enumerate() {
@@ -326,12 +334,14 @@ async fn drive(
     // already with their shards when their time comes.
     let t0 = Instant::now() + START_MARGIN;
     let shared = Arc::new(Shared::new(
-        t0,
-        cfg.timeout,
-        cfg.per_conn_in_flight.max(1),
-        cfg.reconcile,
-        rows,
-        rows_pending,
+        Setup {
+            t0,
+            timeout: cfg.timeout,
+            per_conn_in_flight: cfg.per_conn_in_flight.max(1),
+            reconcile: cfg.reconcile,
+            stop,
+        },
+        to_writer,
     ));
     shared.emit_all(
         connected
@@ -348,13 +358,10 @@ async fn drive(
             .collect(),
     );
 
-    // Ctrl-C / SIGTERM: the first stops scheduling and drains; the second exits at once
-    // (the results file stays readable up to its last complete block).
-    let signals = tokio::spawn(watch_signals(shared.clone(), cfg.quit_hook.clone()));
     let sampler = tokio::spawn(sample_loop(
         shared.clone(),
         cfg.relay_pid,
-        progress.clone(),
+        observer.clone(),
         plan.records,
     ));
 
@@ -385,20 +392,14 @@ async fn drive(
     // On a feeder error (a damaged trace mid-run) the feeds are closed: connections drain
     // what they have, then the error is reported.
     let joined = join_threads(threads).await;
-    signals.abort();
     let records = fed??;
     joined?;
     debug_assert_eq!(records, plan.records);
 
-    let held = std::mem::take(
-        &mut *shared
-            .unacked
-            .lock()
-            .map_err(|_| anyhow!("unacked list lock poisoned"))?,
-    );
+    let held = shared.take_unacked()?;
     let mut reconcile_error = None;
     if !held.is_empty() {
-        progress.set_message(format!("reconciling {} unacknowledged events", held.len()));
+        observer.phase(&format!("reconciling {} unacknowledged events", held.len()));
         let (rows, err) = reconcile::reconcile(&target, held).await;
         reconcile_error = err;
         for row in rows {
@@ -441,40 +442,12 @@ async fn join_threads(
     .context("joining the network threads")?
 }
 
-async fn watch_signals(shared: Arc<Shared>, quit_hook: Option<Arc<dyn Fn() + Send + Sync>>) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let mut stops = 0;
-    loop {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            _ = term.recv() => {}
-        }
-        stops += 1;
-        if stops == 1 {
-            shared.stop.store(true, Ordering::Relaxed);
-            eprintln!(
-                "\nlt: stopping: no new records; waiting up to {:?} for replies in flight (again to quit at once)",
-                shared.timeout
-            );
-        } else {
-            eprintln!("\nlt: quitting at once; the results file ends at its last complete block (no trailer): read it with `lt analyze --partial`");
-            if let Some(hook) = &quit_hook {
-                hook();
-            }
-            std::process::exit(130);
-        }
-    }
-}
-
-/// Every second: a sample row (which also makes the writer flush a block) and the progress
-/// line.
+/// Every second: a sample row (which also makes the writer flush a block) and the
+/// observer's progress.
 async fn sample_loop(
     shared: Arc<Shared>,
     relay_pid: Option<u32>,
-    progress: ProgressBar,
+    observer: Arc<dyn Observer>,
     records: u64,
 ) {
     let mut me = ProcessMeter::new(None);
@@ -482,10 +455,10 @@ async fn sample_loop(
     // From t0: a first sample taken earlier would show the connections of only the shards
     // started by then, at a time before the clock's zero.
     let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::from_std(shared.t0),
+        tokio::time::Instant::from_std(shared.t0()),
         Duration::from_secs(1),
     );
-    let mut last = (shared.t0, 0u64);
+    let mut last = (shared.t0(), 0u64);
     loop {
         tick.tick().await;
         let (cpu, rss) = me.read();
@@ -494,34 +467,30 @@ async fn sample_loop(
         } else {
             (None, None)
         };
-        let sent = shared.sent.load(Ordering::Relaxed);
-        let completed = shared.completed.load(Ordering::Relaxed);
+        let c = shared.counts();
         shared.emit(Row::Sample(Sample {
             at_ns: shared.now_ns(),
             relay_cpu_pct: relay_cpu,
             relay_rss_bytes: relay_rss,
             harness_cpu_pct: cpu.unwrap_or(0.0),
             harness_rss_bytes: rss.unwrap_or(0),
-            lag_max_us: shared.lag_window_max_ns.swap(0, Ordering::Relaxed) / 1000,
-            connections_open: shared.open_conns.load(Ordering::Relaxed),
-            in_flight: shared.in_flight.load(Ordering::Relaxed) as u32,
-            sent,
-            completed,
+            lag_max_us: shared.take_lag_window_max() / 1000,
+            connections_open: c.open_conns,
+            in_flight: c.in_flight,
+            sent: c.sent,
+            completed: c.completed,
         }));
         let now = Instant::now();
-        let rate = (sent - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
-        last = (now, sent);
-        let p99 = shared
-            .hists
-            .lock()
-            .map(|h| h.response_us.value_at_quantile(0.99))
-            .unwrap_or(0);
-        progress.set_position(completed.min(records));
-        progress.set_message(format!(
-            "sent {sent} · ok {} · errors {} · {rate:.0}/s · p99 {:.1} ms",
-            shared.succeeded.load(Ordering::Relaxed),
-            shared.failed.load(Ordering::Relaxed),
-            p99 as f64 / 1000.0
-        ));
+        let per_s = (c.sent - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+        last = (now, c.sent);
+        observer.tick(&Progress {
+            records,
+            completed: c.completed.min(records),
+            sent: c.sent,
+            succeeded: c.succeeded,
+            failed: c.failed,
+            sent_per_s: per_s,
+            response_p99_ms: shared.response_p99_us() as f64 / 1000.0,
+        });
     }
 }

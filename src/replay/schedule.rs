@@ -8,17 +8,14 @@
 //! through its own poll, so the connection task that writes the record runs on the same
 //! thread in the same wake-up.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
-use super::dispatch::Dispatch;
-use super::feed::unsent;
+use super::dispatch::{self, Dispatch};
 use super::hold::Holds;
-use super::shard;
-use super::shared::{Shared, ROWS_BACKLOG_MAX};
+use super::shared::Shared;
 use super::timer::Deadline;
 use crate::capture::results::Outcome;
 
@@ -49,7 +46,7 @@ pub struct Schedule {
 const WAIT_SLICE_NS: u64 = 50_000_000;
 
 /// Dispatches every record fed to this shard to its connection (`conns` in
-/// [`shard::local_index`] order). Records that are not sent (stop, dropped) get their row
+/// [`dispatch::local_index`] order). Records that are not sent (stop, dropped) get their row
 /// here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
@@ -58,13 +55,13 @@ pub async fn run(
     shared: Arc<Shared>,
     s: Schedule,
 ) -> std::io::Result<()> {
-    let mut timer = Deadline::new(shared.t0)?;
+    let mut timer = Deadline::new(shared.t0())?;
     // When this shard waited at the global in-flight cap.
     let mut holds = Holds::default();
     while let Some(batch) = feed.recv().await {
         for mut d in batch {
-            if shared.stop.load(Ordering::Relaxed) {
-                unsent(&shared, &d, Outcome::NotSent);
+            if shared.stopping() {
+                shared.finish_unsent(&d, Outcome::NotSent);
                 continue;
             }
             let now = shared.now_ns();
@@ -74,23 +71,21 @@ pub async fn run(
             }
             wait_until(&mut timer, d.intended_ns, &shared).await?;
             if s.unpaced && s.stop_after_ns.is_some_and(|limit| shared.now_ns() > limit) {
-                unsent(&shared, &d, Outcome::NotSent);
+                shared.finish_unsent(&d, Outcome::NotSent);
                 continue;
             }
-            while shared.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
-                && !shared.stop.load(Ordering::Relaxed)
-            {
+            while shared.writer_behind() && !shared.stopping() {
                 // lt's own writer is behind: from here the delay is not the relay's.
                 holds.end(shared.now_ns());
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             if !take_slot(&shared, s, &mut holds).await {
-                let outcome = if shared.stop.load(Ordering::Relaxed) {
+                let outcome = if shared.stopping() {
                     Outcome::NotSent
                 } else {
                     Outcome::Dropped
                 };
-                unsent(&shared, &d, outcome);
+                shared.finish_unsent(&d, outcome);
                 continue;
             }
             d.dispatched_ns = shared.now_ns();
@@ -101,7 +96,7 @@ pub async fn run(
             d.held_ns = holds.within(d.ready_ns, d.dispatched_ns);
             // Records come in intended order: no earlier moment is asked about again.
             holds.forget_before(d.ready_ns);
-            let conn = shard::local_index(d.conn, shards);
+            let conn = dispatch::local_index(d.conn, shards);
             if let Err(e) = conns[conn].send(d) {
                 // The connection's task is gone (it only ends after the scheduler): count
                 // the record rather than lose it.
@@ -118,7 +113,7 @@ async fn wait_until(timer: &mut Deadline, ns: u64, shared: &Shared) -> std::io::
     loop {
         // Not `now_ns() >= ns`: before t0 `now_ns` reads 0, which would let a record due
         // at t0 (every one at --speed max) go before it, with its times clamped to 0.
-        if shared.reached(ns) || shared.stop.load(Ordering::Relaxed) {
+        if shared.reached(ns) || shared.stopping() {
             return Ok(());
         }
         timer.wait(ns.min(shared.now_ns() + WAIT_SLICE_NS)).await?;
@@ -131,30 +126,17 @@ async fn wait_until(timer: &mut Deadline, ns: u64, shared: &Shared) -> std::io::
 /// the scheduler has caught up with its schedule (see `run`).
 async fn take_slot(shared: &Shared, s: Schedule, holds: &mut Holds) -> bool {
     loop {
-        if shared.stop.load(Ordering::Relaxed) {
+        if shared.stopping() {
             return false;
         }
-        let took = shared
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < s.max_in_flight).then_some(n + 1)
-            });
-        if took.is_ok() {
+        if shared.try_take_slot(s.max_in_flight) {
             return true;
         }
         if s.overload == Overload::Drop {
             return false;
         }
         holds.start(shared.now_ns());
-        // Woken by the next completion anywhere (see `Shared::complete_all`); the timeout
-        // covers a completion that slipped in between the check and the wait.
-        let freed = shared.slot_freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        shared.slot_waiters.fetch_add(1, Ordering::AcqRel);
-        if shared.in_flight.load(Ordering::Acquire) >= s.max_in_flight {
-            let _ = tokio::time::timeout(Duration::from_millis(1), freed).await;
-        }
-        shared.slot_waiters.fetch_sub(1, Ordering::AcqRel);
+        // Woken by the next completion anywhere (see `Shared::complete_all`).
+        shared.slot_freed(s.max_in_flight).await;
     }
 }

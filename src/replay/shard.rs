@@ -15,8 +15,7 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::conn::{self, Conn};
-use super::dispatch::Dispatch;
-use super::feed::BATCHES_QUEUED;
+use super::dispatch::{owner, Dispatch};
 use super::schedule::{self, Schedule};
 use super::shared::Shared;
 use crate::guard::Target;
@@ -47,15 +46,9 @@ pub fn count(
     wanted.clamp(1, conns.max(1) as usize)
 }
 
-/// The shard that owns connection `conn`.
-pub fn owner(conn: u32, shards: usize) -> usize {
-    conn as usize % shards
-}
-
-/// Where connection `conn` sits among its shard's connections.
-pub fn local_index(conn: u32, shards: usize) -> usize {
-    conn as usize / shards
-}
+/// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
+/// max`) without starving a shard.
+pub const BATCHES_QUEUED: usize = 4;
 
 pub struct Setup {
     pub id: usize,

@@ -1,8 +1,9 @@
 //! State shared by the feeder, the shards (schedulers and connection tasks) and the sampler:
-//! counters (atomics, read by the progress line and the sampler) and the histograms the
-//! summary uses.
+//! the clock's zero, the stop handle, the global in-flight slots, counters (atomics, read by
+//! the sampler), and the channel to the results writer. Fields are private; each use has a
+//! method that says what it is for.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 
+use super::control::Stop;
+use super::dispatch::Dispatch;
 use crate::capture::results::{Outcome, OutcomeRow, Row};
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
@@ -20,79 +23,90 @@ use crate::capture::results::{Outcome, OutcomeRow, Row};
 /// naps at higher rates.
 pub const ROWS_BACKLOG_MAX: usize = 8_192;
 
-/// Response time (completed − intended) for the progress line, in microseconds. Every
-/// figure of the summary is analyze's, read back from the results file (one definition of
-/// each figure).
-pub struct Histograms {
-    pub response_us: Histogram<u64>,
-}
-
+/// Response time (completed − intended) for the progress line, microseconds, 1 µs to one
+/// hour at 3 significant digits. Every figure of the summary is analyze's, read back from
+/// the results file (one definition of each figure); this one only shows progress.
 fn histogram() -> Histogram<u64> {
-    // 1 µs to 1 hour at 3 significant digits; larger values saturate at the top.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
-impl Histograms {
-    pub fn new() -> Histograms {
-        Histograms {
-            response_us: histogram(),
-        }
-    }
+/// Counters of what the relay sent that no record owns, for the results trailer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameCounts {
+    pub unparseable: u64,
+    pub oversized: u64,
+    pub notices: u64,
+    /// OKs that came after their record's timeout.
+    pub late_acks: u64,
 }
 
-impl Default for Histograms {
-    fn default() -> Self {
-        Self::new()
-    }
+/// One reading of the counters, for a per-second sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    pub sent: u64,
+    pub completed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub open_conns: u32,
+    pub in_flight: u32,
 }
 
 pub struct Shared {
+    t0: Instant,
+    timeout: Duration,
+    per_conn_in_flight: usize,
+    reconcile: bool,
+    stop: Stop,
+    in_flight: AtomicUsize,
+    sent: AtomicU64,
+    completed: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    open_conns: AtomicU32,
+    late_acks: AtomicU64,
+    unparseable: AtomicU64,
+    oversized: AtomicU64,
+    notices: AtomicU64,
+    /// Largest schedule lag since the sampler last looked, ns.
+    lag_window_max_ns: AtomicU64,
+    response_us: Mutex<Histogram<u64>>,
+    /// Signalled when in-flight slots are freed while a scheduler waits at the global cap
+    /// (`slot_waiters` > 0), so completions cost nothing extra when nobody waits.
+    slot_freed: Notify,
+    slot_waiters: AtomicUsize,
+    /// Rows handed to the results writer and not yet written; the scheduler waits while
+    /// this is above [`ROWS_BACKLOG_MAX`], so memory stays bounded when lt outruns its
+    /// own writer (the wait shows as schedule lag, as it should).
+    rows_pending: Arc<AtomicUsize>,
+    /// Events that timed out, held back until reconciliation decides their outcome.
+    unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
+    rows: UnboundedSender<Vec<Row>>,
+}
+
+/// The way to the results writer: the channel rows go by, and how many it has not written
+/// yet (it counts them down as it writes).
+pub struct ToWriter {
+    pub rows: UnboundedSender<Vec<Row>>,
+    pub pending: Arc<AtomicUsize>,
+}
+
+/// What a replay's threads share, fixed at t0.
+pub struct Setup {
     pub t0: Instant,
     pub timeout: Duration,
     pub per_conn_in_flight: usize,
     pub reconcile: bool,
-    pub stop: AtomicBool,
-    pub in_flight: AtomicUsize,
-    pub sent: AtomicU64,
-    pub completed: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub open_conns: AtomicU32,
-    pub late_acks: AtomicU64,
-    pub unparseable: AtomicU64,
-    pub oversized: AtomicU64,
-    pub notices: AtomicU64,
-    /// Largest schedule lag since the sampler last looked, ns.
-    pub lag_window_max_ns: AtomicU64,
-    pub hists: Mutex<Histograms>,
-    /// Signalled when in-flight slots are freed while a scheduler waits at the global cap
-    /// (`slot_waiters` > 0), so completions cost nothing extra when nobody waits.
-    pub slot_freed: Notify,
-    pub slot_waiters: AtomicUsize,
-    /// Rows handed to the results writer and not yet written; the scheduler waits while
-    /// this is above [`ROWS_BACKLOG_MAX`], so memory stays bounded when lt outruns its
-    /// own writer (the wait shows as schedule lag, as it should).
-    pub rows_pending: Arc<AtomicUsize>,
-    /// Events that timed out, held back until reconciliation decides their outcome.
-    pub unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
-    rows: UnboundedSender<Vec<Row>>,
+    pub stop: Stop,
 }
 
 impl Shared {
-    pub fn new(
-        t0: Instant,
-        timeout: Duration,
-        per_conn_in_flight: usize,
-        reconcile: bool,
-        rows: UnboundedSender<Vec<Row>>,
-        rows_pending: Arc<AtomicUsize>,
-    ) -> Shared {
+    pub fn new(setup: Setup, to_writer: ToWriter) -> Shared {
         Shared {
-            t0,
-            timeout,
-            per_conn_in_flight,
-            reconcile,
-            stop: AtomicBool::new(false),
+            t0: setup.t0,
+            timeout: setup.timeout,
+            per_conn_in_flight: setup.per_conn_in_flight,
+            reconcile: setup.reconcile,
+            stop: setup.stop,
             in_flight: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
@@ -104,13 +118,25 @@ impl Shared {
             oversized: AtomicU64::new(0),
             notices: AtomicU64::new(0),
             lag_window_max_ns: AtomicU64::new(0),
-            hists: Mutex::new(Histograms::new()),
+            response_us: Mutex::new(histogram()),
             slot_freed: Notify::new(),
             slot_waiters: AtomicUsize::new(0),
-            rows_pending,
+            rows_pending: to_writer.pending,
             unacked: Mutex::new(Vec::new()),
-            rows,
+            rows: to_writer.rows,
         }
+    }
+
+    pub fn t0(&self) -> Instant {
+        self.t0
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn per_conn_in_flight(&self) -> usize {
+        self.per_conn_in_flight
     }
 
     /// ns since t0; 0 before it.
@@ -121,6 +147,113 @@ impl Shared {
     /// Whether `ns` after t0 has come (false before t0, even for `ns` 0).
     pub fn reached(&self, ns: u64) -> bool {
         Instant::now() >= self.t0 + Duration::from_nanos(ns)
+    }
+
+    /// Whether the caller asked the replay to stop (see [`Stop`]).
+    pub fn stopping(&self) -> bool {
+        self.stop.requested()
+    }
+
+    /// Whether lt's own results writer is so far behind that the scheduler should wait.
+    pub fn writer_behind(&self) -> bool {
+        self.rows_pending.load(Ordering::Relaxed) > ROWS_BACKLOG_MAX
+    }
+
+    /// Takes one of `max` in-flight slots if one is free.
+    pub fn try_take_slot(&self, max: usize) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Waits until a completion frees an in-flight slot (when all `max` are taken), or at
+    /// most a millisecond, which covers a completion that slipped in between the caller's
+    /// check and this wait.
+    pub async fn slot_freed(&self, max: usize) {
+        let freed = self.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        self.slot_waiters.fetch_add(1, Ordering::AcqRel);
+        if self.in_flight.load(Ordering::Acquire) >= max {
+            let _ = tokio::time::timeout(Duration::from_millis(1), freed).await;
+        }
+        self.slot_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn conn_opened(&self) {
+        self.open_conns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn conn_closed(&self) {
+        self.open_conns.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn count_late_ack(&self) {
+        self.late_acks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_unparseable(&self) {
+        self.unparseable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_oversized(&self) {
+        self.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_notice(&self) {
+        self.notices.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn frame_counts(&self) -> FrameCounts {
+        FrameCounts {
+            unparseable: self.unparseable.load(Ordering::Relaxed),
+            oversized: self.oversized.load(Ordering::Relaxed),
+            notices: self.notices.load(Ordering::Relaxed),
+            late_acks: self.late_acks.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            open_conns: self.open_conns.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed) as u32,
+        }
+    }
+
+    /// The largest schedule lag since the last call, ns.
+    pub fn take_lag_window_max(&self) -> u64 {
+        self.lag_window_max_ns.swap(0, Ordering::Relaxed)
+    }
+
+    /// Response time p99 so far, µs (for the progress line only).
+    pub fn response_p99_us(&self) -> u64 {
+        self.response_us
+            .lock()
+            .map(|h| h.value_at_quantile(0.99))
+            .unwrap_or(0)
+    }
+
+    /// The events that timed out, for reconciliation.
+    pub fn take_unacked(&self) -> anyhow::Result<Vec<([u8; 32], OutcomeRow)>> {
+        let mut held = self
+            .unacked
+            .lock()
+            .map_err(|_| anyhow::anyhow!("unacked list lock poisoned"))?;
+        Ok(std::mem::take(&mut *held))
+    }
+
+    /// Writes the row of a record that never took an in-flight slot (not sent, dropped, or
+    /// due on a connection that was gone).
+    pub fn finish_unsent(&self, d: &Dispatch, outcome: Outcome) {
+        let row = d.unsent_row(outcome);
+        self.record(&row);
+        self.emit(Row::Outcome(row));
     }
 
     /// Sends a row to the results writer. A writer that is gone has already failed the
@@ -178,14 +311,14 @@ impl Shared {
     }
 
     /// Counts a row that never took an in-flight slot (not sent, dropped).
-    pub fn record(&self, row: &OutcomeRow) {
+    fn record(&self, row: &OutcomeRow) {
         self.count(std::iter::once(row));
     }
 
     /// Counts finished rows and adds their latencies, under one lock.
     fn count<'a>(&self, rows: impl Iterator<Item = &'a OutcomeRow>) {
         let (mut n, mut ok, mut failed) = (0, 0, 0);
-        let mut h = self.hists.lock().ok();
+        let mut h = self.response_us.lock().ok();
         for row in rows {
             n += 1;
             if row.outcome.succeeded() {
@@ -194,8 +327,7 @@ impl Shared {
                 failed += 1;
             }
             if let (Some(h), Some(done), Some(_)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
-                h.response_us
-                    .saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
+                h.saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
             }
         }
         drop(h);
