@@ -1,25 +1,20 @@
-//! Starts the real relays lt is tested against (nostr-rs-relay, rnostr) on free loopback ports,
-//! each with a fresh data directory, and stops them when dropped.
+//! The real relays lt is tested against (nostr-rs-relay, rnostr), started on free loopback
+//! ports with fresh data directories by the launcher `lt ab` ships (`lt::ab::relay`), from
+//! the config templates in `scripts/relay-configs/`, and stopped when dropped.
 //!
 //! The binaries come from `scripts/install-relays` (into `.relays/bin/` or
-//! `$LT_RELAYS_DIR/bin/`); how each relay is configured and behaves is in
-//! `docs/relays.md`. Each relay runs in its own process group so that a test that panics
-//! still leaves nothing behind: `Drop` signals the whole group.
+//! `$LT_RELAYS_DIR/bin/`); this is the one place tests look for them, and a missing one fails
+//! the test that needs it.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a relay may take to answer its NIP-11 document (both take ~0.1 s here).
+use lt::ab::relay::{self, BuildSpec, RunningRelay};
+
+/// How long a relay may take to answer (both take ~0.1 s here).
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a relay may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Sizes the raised limits allow: far above anything lt's traces contain.
-const RAISED_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayKind {
@@ -42,8 +37,9 @@ impl RelayKind {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RelayOptions {
-    /// Lift rate, size and subscription limits (for tests that push volume or large events);
-    /// otherwise each relay runs with its defaults, the behaviour users meet.
+    /// Lift rate, size and subscription limits (for tests that push volume or large events):
+    /// `scripts/relay-configs/NAME.toml`, as `lt ab` users get. Otherwise each relay runs with
+    /// its defaults (`NAME-defaults.toml`), the behaviour users meet.
     pub raise_limits: bool,
 }
 
@@ -53,10 +49,11 @@ pub struct Relay {
     /// `ws://127.0.0.1:PORT/`
     pub url: String,
     pub port: u16,
+    /// The relay process itself (to sample with `--relay-pid`).
     pub pid: u32,
-    child: Child,
-    /// Holds `config.toml`, `relay.log` and `data/` (the database).
-    data_dir: tempfile::TempDir,
+    running: Option<RunningRelay>,
+    /// The run directory: the filled-in config, `relay.log` and `data/` (the database).
+    run_dir: tempfile::TempDir,
 }
 
 /// `$LT_RELAYS_DIR/bin/NAME`, else `<crate>/.relays/bin/NAME`, if it exists.
@@ -69,231 +66,81 @@ pub fn binary(name: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// The installed binary `name`; panics, naming the install script, when it is missing.
+pub fn installed(name: &str) -> PathBuf {
+    binary(name).unwrap_or_else(|| {
+        panic!("relay binary {name} not found: run scripts/install-relays (or set LT_RELAYS_DIR)")
+    })
+}
+
+/// `scripts/relay-configs/NAME.toml` (raised limits) or `NAME-defaults.toml`.
+pub fn config_template(kind: RelayKind, opts: RelayOptions) -> PathBuf {
+    let variant = if opts.raise_limits { "" } else { "-defaults" };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/relay-configs")
+        .join(format!("{}{variant}.toml", kind.binary_name()))
+}
+
+/// The command `lt ab` users give for `kind` (as in the README), with the installed binary.
+pub fn command(kind: RelayKind) -> String {
+    let bin = installed(kind.binary_name());
+    let bin = relay::shell_quote(bin.to_str().expect("UTF-8 relay path"));
+    match kind {
+        // Both log a line per stored event at INFO: too much under load.
+        RelayKind::NostrRsRelay => {
+            format!("RUST_LOG=warn exec {bin} --config {{config}} --db {{dir}}")
+        }
+        RelayKind::Rnostr => {
+            format!("RUST_LOG=warn RNOSTR_DATA__PATH={{dir}} exec {bin} relay -c {{config}}")
+        }
+    }
+}
+
 impl Relay {
-    /// Starts `kind` and waits until it answers NIP-11. Panics with the relay's log tail if
-    /// the binary is missing, it exits, or it is not ready within 15 s.
+    /// Starts `kind` and waits until it answers. Panics with the launcher's error (and the
+    /// relay's log tail) if the binary is missing, the relay exits, or it is not ready within
+    /// 15 s.
     pub fn start(kind: RelayKind, opts: RelayOptions) -> Relay {
         let name = kind.binary_name();
-        let bin = binary(name)
-            .unwrap_or_else(|| panic!("relay binary {name} not found: run scripts/install-relays"));
-        // Another test may take the free port between our probe and the relay's bind; a
-        // fresh port makes that a retry instead of a failure.
-        let mut attempt = 1;
-        loop {
-            let mut relay = Relay::spawn(kind, &bin, opts);
-            match relay.wait_ready() {
-                Ok(()) => return relay,
-                Err(Failure::AddrInUse) if attempt < 3 => attempt += 1,
-                Err(Failure::AddrInUse) => panic!(
-                    "{name}: port {} stayed in use after {attempt} tries\n--- log tail ---\n{}",
-                    relay.port,
-                    relay.log_tail(40)
-                ),
-                Err(Failure::Exited(status)) => panic!(
-                    "{name} exited before it was ready ({status})\n--- log tail ---\n{}",
-                    relay.log_tail(40)
-                ),
-                Err(Failure::Timeout(last)) => panic!(
-                    "{name} not ready on port {} within {READY_TIMEOUT:?} (last: {last})\n\
-                     --- log tail ---\n{}",
-                    relay.port,
-                    relay.log_tail(40)
-                ),
-            }
-        }
-    }
-
-    fn spawn(kind: RelayKind, bin: &Path, opts: RelayOptions) -> Relay {
-        let data_dir = tempfile::Builder::new()
-            .prefix(&format!("lt-{}-", kind.binary_name()))
+        let spec = BuildSpec::parse(
+            &format!("{name}={}", command(kind)),
+            Some(config_template(kind, opts)),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let run_dir = tempfile::Builder::new()
+            .prefix(&format!("lt-{name}-"))
             .tempdir()
-            .expect("create relay temp dir");
-        let port = free_port();
-        let db = data_dir.path().join("data");
-        std::fs::create_dir_all(&db).expect("create relay data dir");
-        let config = data_dir.path().join("config.toml");
-        std::fs::write(&config, config_toml(kind, port, opts)).expect("write relay config");
-        let log = File::create(data_dir.path().join("relay.log")).expect("create relay log");
-        let log_err = log.try_clone().expect("clone relay log handle");
-
-        let mut cmd = Command::new(bin);
-        match kind {
-            // --db must exist or it exits.
-            RelayKind::NostrRsRelay => cmd.arg("--config").arg(&config).arg("--db").arg(&db),
-            // It creates data/events itself; every config key can also be set by env.
-            RelayKind::Rnostr => cmd
-                .arg("relay")
-                .arg("-c")
-                .arg(&config)
-                .env("RNOSTR_DATA__PATH", &db),
-        };
-        cmd.current_dir(data_dir.path())
-            // Both log a line per stored event at INFO: too much under load.
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own group, so Drop can signal everything it started.
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+            .expect("create relay run dir");
+        let running = relay::start(&spec, run_dir.path(), READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
         Relay {
             kind,
-            url: format!("ws://127.0.0.1:{port}/"),
-            port,
-            pid: child.id(),
-            child,
-            data_dir,
+            url: running.url.clone(),
+            port: running.port,
+            pid: running.relay_pid,
+            running: Some(running),
+            run_dir,
         }
     }
 
-    /// Polls NIP-11 every 50 ms: the relay is ready when it answers 200 with a JSON object.
-    fn wait_ready(&mut self) -> Result<(), Failure> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = self.log_tail(40);
-                return Err(if log.contains("ddress already in use") {
-                    Failure::AddrInUse
-                } else {
-                    Failure::Exited(status.to_string())
-                });
-            }
-            let last = match nip11(self.port) {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            if Instant::now() > deadline {
-                return Err(Failure::Timeout(last));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The temp directory: `config.toml`, `relay.log`, and `data/` with the database.
+    /// The run directory: the config, `relay.log`, and `data/` with the database.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+        self.run_dir.path()
     }
 
     /// The last `lines` lines of the relay's stdout and stderr.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = match std::fs::read(self.data_dir.path().join("relay.log")) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => return format!("(no log: {e})"),
-        };
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.running
+            .as_ref()
+            .map_or_else(String::new, |r| r.log_tail(lines))
     }
 }
 
 impl Drop for Relay {
-    /// SIGTERM to the group, up to 3 s to exit, then SIGKILL; always reaps the child so its
-    /// pid is really gone when this returns.
+    /// SIGTERM to the group, up to 3 s to exit, then SIGKILL (see `RunningRelay::stop`).
     fn drop(&mut self) {
-        let group = -(self.pid as libc::pid_t);
-        // SAFETY: kill(2) with a negative pid signals the process group we created for the
-        // relay (process_group(0) makes its pid the group id); it touches no memory.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(running) = self.running.take() {
+            let _ = running.stop(STOP_TIMEOUT);
         }
-        // SAFETY: as above. Also catches anything the relay left in its group.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-enum Failure {
-    AddrInUse,
-    Exited(String),
-    Timeout(String),
-}
-
-/// A port nothing listens on right now (the kernel's pick for :0).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-fn config_toml(kind: RelayKind, port: u16, opts: RelayOptions) -> String {
-    match kind {
-        RelayKind::NostrRsRelay => {
-            let mut c = format!(
-                "[info]\nrelay_url = \"ws://127.0.0.1:{port}/\"\n\
-                 [database]\nengine = \"sqlite\"\n\
-                 [network]\naddress = \"127.0.0.1\"\nport = {port}\n\
-                 [options]\nreject_future_seconds = 1800\n"
-            );
-            if opts.raise_limits {
-                // Keys from nostr-rs-relay 0.8.12 `src/config.rs` (`Limits`). 0 means no rate
-                // limit; sizes default to 262144. Subscriptions per connection are fixed at 32
-                // in its source, not configurable.
-                c.push_str(&format!(
-                    "[limits]\nmessages_per_sec = 0\nsubscriptions_per_min = 0\n\
-                     max_event_bytes = {RAISED_BYTES}\nmax_ws_message_bytes = {RAISED_BYTES}\n\
-                     max_ws_frame_bytes = {RAISED_BYTES}\nbroadcast_buffer = 65536\n\
-                     event_persist_buffer = 16384\n"
-                ));
-            }
-            c
-        }
-        RelayKind::Rnostr => {
-            let mut c = format!(
-                "[network]\nhost = \"127.0.0.1\"\nport = {port}\n\
-                 [metrics]\nenabled = false\n\
-                 [rate_limiter]\nenabled = false\n"
-            );
-            if opts.raise_limits {
-                // Keys from nostr-relay 0.4.8 `src/setting.rs` (`Limitation`, read by rnostr
-                // 0.4.8); defaults are 524288 bytes per message (also its WebSocket frame
-                // size), 20 subscriptions per connection, 10 filters per REQ, a filter's
-                // `limit` clamped to 300 (and set to 300 when absent), 100-byte subscription
-                // ids, 5000 tags. The created_at window stays as it is.
-                c.push_str(&format!(
-                    "[limitation]\nmax_message_length = {RAISED_BYTES}\n\
-                     max_subscriptions = 10000\nmax_filters = 1000\nmax_limit = 100000\n\
-                     max_subid_length = 1024\nmax_event_tags = 100000\n"
-                ));
-            }
-            c
-        }
-    }
-}
-
-/// One NIP-11 request over a plain socket: `Ok` on 200 with a JSON object as the body.
-fn nip11(port: u16) -> Result<(), String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/nostr+json\r\n\
-         Connection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let resp = String::from_utf8_lossy(&resp);
-    let status = resp.lines().next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(format!("status {status:?}"));
-    }
-    // The body may be chunked; the JSON object sits between the first '{' and the last '}'.
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json = match (body.find('{'), body.rfind('}')) {
-        (Some(a), Some(b)) if a < b => &body[a..=b],
-        _ => return Err(format!("no JSON object in {body:?}")),
-    };
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(v) if v.is_object() => Ok(()),
-        _ => Err(format!("not a JSON object: {json:?}")),
     }
 }

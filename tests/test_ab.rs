@@ -7,15 +7,15 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::relay::binary;
+use crate::relay::{self, RelayKind, RelayOptions};
 use crate::util::{lt, synth, text};
 
 fn relay_bin() -> PathBuf {
-    binary("nostr-rs-relay").expect("nostr-rs-relay installed by scripts/install-relays")
+    relay::installed("nostr-rs-relay")
 }
 
 fn config_template() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/relay-configs/nostr-rs-relay.toml")
+    relay::config_template(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true })
 }
 
 /// A 20 s trace over 40 clients; at 4x each run takes about 5 s of traffic.

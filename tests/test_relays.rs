@@ -247,3 +247,151 @@ async fn nostr_rs_relay_default_limits() {
 async fn rnostr_default_limits() {
     defaults_refuse_a_large_event(RelayKind::Rnostr).await;
 }
+
+// The launcher `lt ab` ships (`lt::ab::relay`), with the commands its docs give: started,
+// probed and stopped as a whole process group. (Moved from its unit tests, which passed
+// without a word when the relays were not installed.)
+
+/// `kill(-pgid, 0)` fails with ESRCH: no process is left in the group.
+fn group_gone(pgid: u32) -> bool {
+    // SAFETY: signal 0 only asks whether the group exists; nothing is delivered.
+    let rc = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Processes of group `pgid` that still run (zombies, which init reaps in its own time,
+/// are not counted).
+fn running_in_group(pgid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid pgrp …: the fields after the last ')'.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z"
+        })
+        .count()
+}
+
+/// The command from the `lt ab` docs (no `exec`: dash then forks the relay as its child).
+fn docs_spec(kind: RelayKind) -> lt::ab::relay::BuildSpec {
+    let name = kind.binary_name();
+    let bin = lt::ab::relay::shell_quote(relay::installed(name).to_str().expect("UTF-8 path"));
+    let command = match kind {
+        RelayKind::NostrRsRelay => format!("{bin} --config {{config}} --db {{dir}}"),
+        RelayKind::Rnostr => format!("RNOSTR_DATA__PATH={{dir}} {bin} relay -c {{config}}"),
+    };
+    lt::ab::relay::BuildSpec::parse(
+        &format!("{name}={command}"),
+        Some(relay::config_template(
+            kind,
+            RelayOptions { raise_limits: true },
+        )),
+    )
+    .expect("parse the documented command")
+}
+
+/// A run dir with a space in its path, as users' folders have.
+fn run_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lt ab-")
+        .tempdir()
+        .expect("create temp run dir")
+}
+
+const READY: Duration = Duration::from_secs(15);
+
+#[test]
+fn the_launcher_starts_probes_and_stops_each_real_relay() {
+    for kind in RelayKind::ALL {
+        let name = kind.binary_name();
+        let tmp = run_dir();
+        let mut relay = lt::ab::relay::start(&docs_spec(kind), tmp.path(), READY)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(relay.url, format!("ws://127.0.0.1:{}/", relay.port));
+        // The template binds loopback only, and the listener is the relay's own.
+        assert!(relay.warnings.is_empty(), "{name}: {:?}", relay.warnings);
+        assert!(relay.exposed.is_empty(), "{name}: {:?}", relay.exposed);
+        let config = std::fs::read_to_string(relay.config.clone().expect("config written"))
+            .expect("read written config");
+        assert!(
+            config.contains(&format!("port = {}\n", relay.port)),
+            "{config}"
+        );
+        assert!(relay.is_alive());
+        // The pid to sample is the relay's, not the shell's that started it.
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", relay.relay_pid)).expect("comm");
+        assert!(
+            name.starts_with(comm.trim()),
+            "{name}: sampled pid runs {comm:?}"
+        );
+        assert_ne!(relay.relay_pid, relay.pid, "{name}: dash forks the relay");
+        let (pgid, log, dir) = (relay.pid, relay.log.clone(), relay.dir.clone());
+        let exit = relay.stop(lt::ab::relay::DEFAULT_GRACE).expect("stop");
+        assert!(!exit.killed, "{name} needed SIGKILL: {exit:?}");
+        assert!(!exit.exited_before_stop);
+        assert!(group_gone(pgid), "processes left in group {pgid}");
+        assert!(log.is_file());
+        // The relay really used `{dir}` for its database.
+        let stored = std::fs::read_dir(&dir).map(|mut d| d.next().is_some());
+        assert!(
+            matches!(stored, Ok(true)),
+            "{name} wrote nothing into {}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn a_relay_killed_mid_run_is_not_alive() {
+    let tmp = run_dir();
+    let mut relay = lt::ab::relay::start(&docs_spec(RelayKind::Rnostr), tmp.path(), READY)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Kill the relay alone, as a crash would; the shell that forked it stays.
+    // SAFETY: kill(2) on the relay process this test started; touches no memory.
+    unsafe { libc::kill(relay.relay_pid as libc::pid_t, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while relay.is_alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!relay.is_alive());
+    let pgid = relay.pid;
+    let exit = relay.stop(Duration::from_secs(1)).expect("stop");
+    assert!(exit.exited_before_stop);
+    assert!(!exit.killed);
+    // The shell reports the relay's death by SIGKILL as 128 + 9.
+    assert_eq!(exit.status.code(), Some(137));
+    assert!(group_gone(pgid));
+}
+
+#[test]
+fn stop_kills_a_group_that_ignores_sigterm() {
+    use std::os::unix::process::ExitStatusExt;
+    let bin = relay::installed("rnostr");
+    let bin = lt::ab::relay::shell_quote(bin.to_str().expect("UTF-8 path"));
+    // The relay runs in the background; the shell then ignores SIGTERM and so do the
+    // sleeps it forks, so only SIGKILL ends the group.
+    let arg = format!(
+        "stubborn=RNOSTR_DATA__PATH={{dir}} {bin} relay -c {{config}} & \
+         trap '' TERM; while :; do sleep 0.05; done"
+    );
+    let template = relay::config_template(RelayKind::Rnostr, RelayOptions { raise_limits: true });
+    let spec = lt::ab::relay::BuildSpec::parse(&arg, Some(template)).expect("parse");
+    let tmp = run_dir();
+    let relay = lt::ab::relay::start(&spec, tmp.path(), READY).unwrap_or_else(|e| panic!("{e}"));
+    let pgid = relay.pid;
+    let began = std::time::Instant::now();
+    let exit = relay.stop(Duration::from_millis(300)).expect("stop");
+    assert!(exit.killed, "{exit:?}");
+    assert_eq!(exit.status.signal(), Some(libc::SIGKILL));
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    // Nothing runs; what the killed shell left are zombies that init reaps in its own time.
+    assert_eq!(running_in_group(pgid), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !group_gone(pgid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(group_gone(pgid));
+}

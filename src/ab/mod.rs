@@ -1,8 +1,8 @@
 //! `lt ab`: compare two relay builds by replaying the same trace into each, started fresh
-//! for every run. The supervisor starts and stops relays; the order of runs is here; the
-//! command (`cmd::ab`) ties them to replay, analyze and compare.
+//! for every run. [`relay`] starts, probes and stops one relay; the order of runs is here;
+//! the command (`cmd::ab`) ties them to replay, analyze and compare.
 
-pub mod supervisor;
+pub mod relay;
 
 /// One of the two builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

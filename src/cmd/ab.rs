@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 
 use super::{compare as compare_cmd, replay as replay_cmd};
-use crate::ab::supervisor::{self, BuildSpec, RunningRelay};
+use crate::ab::relay::{self, BuildSpec, RunningRelay};
 use crate::ab::{run_order, Side};
 use crate::analyze::calibrate;
 use crate::analyze::compare::{self, FailedRun};
@@ -217,7 +217,7 @@ fn one_run(
         run.failure = Some((format!("creating {}: {e}", dir.display()), String::new()));
         return run;
     }
-    let relay = match supervisor::start(spec, &dir, args.ready_timeout) {
+    let relay = match relay::start(spec, &dir, args.ready_timeout) {
         Ok(r) => r,
         Err(e) => {
             let text = e.to_string();

@@ -1,5 +1,6 @@
-//! Starts real processes: fake relays made of shell commands, and the two real relays from
-//! `$LT_RELAYS_DIR/bin` (or `.relays/bin`) with the templates in `scripts/relay-configs/`.
+//! Starts real processes: fake relays made of shell commands. The two real relays are
+//! started by this launcher in the integration tests (`tests/relay.rs`, `tests/test_relays.rs`),
+//! where the installed binaries are found, and a missing one fails the test.
 
 use super::error::describe;
 use super::*;
@@ -23,35 +24,6 @@ fn plain_run_dir() -> tempfile::TempDir {
         .expect("create temp run dir")
 }
 
-fn relay_bin(name: &str) -> Option<PathBuf> {
-    let root = match std::env::var_os("LT_RELAYS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".relays"),
-    };
-    let path = root.join("bin").join(name);
-    if !path.is_file() {
-        eprintln!(
-            "SKIPPED: {} not found: run scripts/install-relays or set LT_RELAYS_DIR",
-            path.display()
-        );
-        return None;
-    }
-    Some(path)
-}
-
-fn config_template(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts/relay-configs")
-        .join(format!("{name}.toml"))
-}
-
-/// `kill(-pgid, 0)` fails with ESRCH: no process is left in the group.
-fn group_gone(pgid: u32) -> bool {
-    // SAFETY: signal 0 only asks whether the group exists; nothing is delivered.
-    let rc = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
-    rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
 fn process_gone(pid: u32) -> bool {
     // SAFETY: signal 0 only asks whether the process exists; nothing is delivered.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
@@ -60,128 +32,6 @@ fn process_gone(pid: u32) -> bool {
 
 fn first_line(err: &StartError) -> String {
     err.to_string().lines().next().unwrap_or("").to_string()
-}
-
-/// The command from the `lt ab` docs, with the installed binary.
-fn real_spec(name: &str) -> Option<BuildSpec> {
-    let bin = spec::shell_quote(relay_bin(name)?.to_str()?);
-    let command = match name {
-        "nostr-rs-relay" => format!("{bin} --config {{config}} --db {{dir}}"),
-        _ => format!("RNOSTR_DATA__PATH={{dir}} {bin} relay -c {{config}}"),
-    };
-    let arg = format!("{name}={command}");
-    Some(BuildSpec::parse(&arg, Some(config_template(name))).expect("parse real spec"))
-}
-
-fn start_and_stop_real_relay(name: &str) {
-    let Some(spec) = real_spec(name) else { return };
-    let tmp = plain_run_dir();
-    let mut relay = start(&spec, tmp.path(), READY).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(relay.url, format!("ws://127.0.0.1:{}/", relay.port));
-    // The template binds loopback only, and the listener is the relay's own.
-    assert!(relay.warnings.is_empty(), "{:?}", relay.warnings);
-    let report = procfs::inspect_port(relay.port, relay.pid);
-    assert_eq!(report.owner, procfs::Owner::Group);
-    probe::nip11(relay.port, Duration::from_secs(2)).expect("a NIP-11 answer on the port");
-    let config = fs::read_to_string(relay.config.clone().expect("config written"))
-        .expect("read written config");
-    assert!(
-        config.contains(&format!("port = {}\n", relay.port)),
-        "{config}"
-    );
-    assert!(relay.is_alive());
-    // The pid to sample is the relay's, not the shell's that started it.
-    let comm = fs::read_to_string(format!("/proc/{}/comm", relay.relay_pid)).expect("comm");
-    assert!(
-        name.starts_with(comm.trim()),
-        "{name}: sampled pid runs {comm:?}"
-    );
-    let (pgid, log, dir) = (relay.pid, relay.log.clone(), relay.dir.clone());
-
-    let began = Instant::now();
-    let exit = relay.stop(DEFAULT_GRACE).expect("stop");
-    eprintln!("{name} stopped in {:?}: {exit:?}", began.elapsed());
-    assert!(!exit.killed, "{name} needed SIGKILL: {exit:?}");
-    assert!(!exit.exited_before_stop);
-    assert!(group_gone(pgid), "processes left in group {pgid}");
-    assert!(log.is_file());
-    // The relay really used `{dir}` for its database.
-    let stored = fs::read_dir(&dir).map(|mut d| d.next().is_some());
-    assert!(
-        matches!(stored, Ok(true)),
-        "{name} wrote nothing into {}",
-        dir.display()
-    );
-}
-
-#[test]
-fn nostr_rs_relay_starts_answers_and_stops() {
-    start_and_stop_real_relay("nostr-rs-relay");
-}
-
-#[test]
-fn rnostr_starts_answers_and_stops() {
-    start_and_stop_real_relay("rnostr");
-}
-
-#[test]
-fn a_relay_killed_mid_run_is_not_alive() {
-    let Some(spec) = real_spec("rnostr") else {
-        return;
-    };
-    let tmp = plain_run_dir();
-    let mut relay = start(&spec, tmp.path(), READY).unwrap_or_else(|e| panic!("{e}"));
-    // dash forks the relay as its child; kill the relay alone, as a crash would.
-    let members = procfs::group_members(relay.pid).expect("read /proc");
-    let child = members
-        .iter()
-        .find(|m| m.pid != relay.pid)
-        .expect("relay under the shell");
-    // SAFETY: kill(2) on the relay process this test started; touches no memory.
-    unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while relay.is_alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(!relay.is_alive());
-    let pgid = relay.pid;
-    let exit = relay.stop(Duration::from_secs(1)).expect("stop");
-    assert!(exit.exited_before_stop);
-    assert!(!exit.killed);
-    // The shell reports the relay's death by SIGKILL as 128 + 9.
-    assert_eq!(exit.status.code(), Some(137));
-    assert!(group_gone(pgid));
-}
-
-#[test]
-fn stop_kills_a_group_that_ignores_sigterm() {
-    let Some(bin) = relay_bin("rnostr") else {
-        return;
-    };
-    let bin = spec::shell_quote(bin.to_str().expect("UTF-8 path"));
-    // The relay runs in the background; the shell then ignores SIGTERM and so do the
-    // sleeps it forks, so only SIGKILL ends the group.
-    let arg = format!(
-        "stubborn=RNOSTR_DATA__PATH={{dir}} {bin} relay -c {{config}} & \
-         trap '' TERM; while :; do sleep 0.05; done"
-    );
-    let spec = BuildSpec::parse(&arg, Some(config_template("rnostr"))).expect("parse");
-    let tmp = plain_run_dir();
-    let relay = start(&spec, tmp.path(), READY).unwrap_or_else(|e| panic!("{e}"));
-    let pgid = relay.pid;
-    let began = Instant::now();
-    let exit = relay.stop(Duration::from_millis(300)).expect("stop");
-    assert!(exit.killed, "{exit:?}");
-    assert_eq!(exit.status.signal(), Some(libc::SIGKILL));
-    assert!(began.elapsed() >= Duration::from_millis(300));
-    // Nothing runs; what the killed shell left are zombies that init reaps in its own time.
-    assert_eq!(procfs::running_members(pgid), Some(0));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !group_gone(pgid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("group {pgid} gone {:?} after stop", began.elapsed());
-    assert!(group_gone(pgid));
 }
 
 #[test]

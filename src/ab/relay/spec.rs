@@ -224,7 +224,7 @@ fn quote(value: &str, quoting: Quoting) -> String {
 }
 
 /// One shell word holding exactly `s`: single quotes, each `'` written as `'\''`.
-pub(super) fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

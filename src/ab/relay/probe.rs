@@ -1,5 +1,5 @@
 //! Is a relay answering on `127.0.0.1:PORT`? A NIP-11 request, else a WebSocket upgrade
-//! (some relays serve no NIP-11 document). Plain blocking sockets: the supervisor is
+//! (some relays serve no NIP-11 document). Plain blocking sockets: starting a relay is
 //! synchronous and runs before any load starts.
 
 use std::io::{ErrorKind, Read, Write};

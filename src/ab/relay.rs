@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use error::io_error;
 pub use error::{LogTail, StartError, StopError};
-pub use spec::BuildSpec;
+pub use spec::{shell_quote, BuildSpec};
 use spec::{Quoting, Values};
 use template::Template;
 
@@ -462,7 +462,7 @@ impl Drop for RunningRelay {
 
 /// Sends `signal` to the process group `pgid`. A group that is already gone (ESRCH) is fine.
 fn signal_group(pgid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) with a negative pid signals the process group the supervisor created
+    // SAFETY: kill(2) with a negative pid signals the process group lt created
     // (process_group(0) makes the shell's pid the group id); it touches no memory.
     unsafe { libc::kill(-(pgid as libc::pid_t), signal) };
 }
