@@ -521,6 +521,30 @@ pub fn parse_epoch(s: &str) -> Result<u64, String> {
         })
 }
 
+impl LoadArgs {
+    /// The load options as the replay takes them (the "high" arguments: flags resolved).
+    pub fn load(&self) -> crate::replay::Load {
+        crate::replay::Load {
+            speed: self.speed,
+            clients: self.clients,
+            threads: self.threads,
+            connect_concurrency: self.connect_concurrency,
+            max_in_flight: self.max_in_flight,
+            per_conn_in_flight: self.per_conn_in_flight,
+            overload: self.on_overload,
+            timeout: self.timeout,
+            duration_s: self.duration,
+            reconcile: if self.no_reconcile {
+                Some(false)
+            } else if self.reconcile {
+                Some(true)
+            } else {
+                None
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,4 +14,6 @@ pub mod peer;
 pub mod profile;
 pub mod replay;
 pub mod synth;
+pub mod terminal;
+pub mod units;
 pub mod workload;

@@ -156,6 +156,32 @@ pub fn load_all_beside(results: &[PathBuf]) -> Vec<Profile> {
     results.iter().filter_map(|r| load_beside(r)).collect()
 }
 
+/// Runs `f` (a replay into `results`) with `perf record` attached to `pid`, when given; the
+/// profile goes beside the results. A profiler that cannot run costs a warning, not the run.
+pub fn around<T>(
+    pid: Option<u32>,
+    results: &std::path::Path,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(pid) = pid else { return f() };
+    let mut data = results.as_os_str().to_owned();
+    data.push(".perf.data");
+    let profiler = match start(pid, std::path::Path::new(&data)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("lt: not profiling: {e}");
+            None
+        }
+    };
+    let out = f();
+    if let Some(p) = profiler {
+        if let Err(e) = p.finish(&beside(results)) {
+            eprintln!("lt: profile not kept: {e}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

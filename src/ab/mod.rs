@@ -1,8 +1,10 @@
 //! `lt ab`: compare two relay builds by replaying the same trace into each, started fresh
-//! for every run. [`relay`] starts, probes and stops one relay; the order of runs is here;
-//! the command (`cmd::ab`) ties them to replay, analyze and compare.
+//! for every run. [`relay`] starts, probes and stops one relay; [`session`] runs both
+//! builds in the order given here, replays, analyzes and compares; the command (`cmd::ab`)
+//! maps its arguments to a session and prints what it says.
 
 pub mod relay;
+pub mod session;
 
 /// One of the two builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

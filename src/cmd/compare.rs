@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::analyze::compare::{self, Comparison, Side};
+use crate::analyze::compare::{self, Side};
+use crate::analyze::render;
 use crate::analyze::thresholds::Thresholds;
 use crate::analyze::{self, output};
 use crate::cli::CompareArgs;
@@ -26,31 +27,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let (names, charts) = analyze::comparison_files(&a, &b, &dir, "compare-report")?;
     let c = compare::compare(&a, &b, &thresholds, Vec::new(), charts)?;
     analyze::write_comparison(&names, &c)?;
-    print_summary(&c);
+    out!("{}", render::comparison::summary(&c));
     outln!("report: {}", names.markdown.display());
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn print_summary(c: &Comparison) {
-    outln!("overall: {} — {}", c.overall, c.overall_line);
-    // Warnings qualify the verdict, so they come before the table, as in the report.
-    for w in &c.warnings {
-        outln!("warning: {w}");
-    }
-    for m in &c.metrics {
-        outln!(
-            "{:<28} A {:>12}  B {:>12}  {:>10}  {}",
-            m.label,
-            m.a,
-            m.b,
-            m.delta_pct
-                .map_or_else(|| "–".to_owned(), |p| format!("{p:+}%")),
-            m.verdict.as_str()
-        );
-    }
-    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
-        outln!(
-            "runs: at this noise, {n} runs per side would resolve a difference the size of each metric's threshold"
-        );
-    }
 }

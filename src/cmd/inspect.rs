@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 
-use super::fmt;
 use crate::capture::{Op, Record, Role, TraceReader};
 use crate::cli::InspectArgs;
 use crate::nostr::{ClientMessage, Event};
+use crate::units;
 
 struct KindStats {
     sizes: Histogram<u64>,
@@ -34,7 +34,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(path)?;
     let h = reader.header().clone();
     let o = &h.options;
-    outln!("file         {} ({})", path.display(), fmt::bytes(size));
+    outln!("file         {} ({})", path.display(), units::bytes(size));
     outln!(
         "format       lt trace v{}, written by lt {}",
         h.format_version,
@@ -94,9 +94,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let span = t.last_offset_us as f64 / 1e6;
     outln!(
         "records      {} ({} events) over {span:.1} s; peak {} records in second {peak_second}",
-        fmt::count(t.records),
-        fmt::count(t.events),
-        fmt::count(peak)
+        units::count(t.records),
+        units::count(t.events),
+        units::count(peak)
     );
     outln!(
         "trailer      verified: record count and fingerprint sha256:{}",
@@ -105,7 +105,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if args.verify {
         outln!(
             "signatures   verified: every event's id and BIP-340 signature ({})",
-            fmt::count(verified)
+            units::count(verified)
         );
     }
     outln!(
@@ -124,13 +124,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         outln!(
             "  {:<22} {:>10} {:>6.1}% {:>8} {:>8} {:>8} {:>8} {:>10}",
             op.label(),
-            fmt::count(n),
+            units::count(n),
             100.0 * n as f64 / t.records.max(1) as f64,
             st.sizes.min(),
             st.sizes.value_at_quantile(0.5),
             st.sizes.value_at_quantile(0.9),
             st.sizes.max(),
-            fmt::bytes(st.bytes)
+            units::bytes(st.bytes)
         );
     }
     let count = |f: &dyn Fn(&Op) -> bool| -> u64 {

@@ -1,16 +1,16 @@
 //! `lt replay`: guard the target, plan, then play the trace and summarise.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
 
-use super::fmt;
 use crate::analyze::report::Report;
-use crate::cli::{LoadArgs, ReplayArgs};
+use crate::cli::ReplayArgs;
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Config, Plan, Speed, Summary};
+use crate::terminal;
+use crate::units;
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     no_huge_pages();
@@ -36,7 +36,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
-    let reconcile = reconcile_for(&args.load, &target);
+    let load = args.load.load();
+    let reconcile = load.reconcile_for(&target);
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile);
         return Ok(ExitCode::SUCCESS);
@@ -45,15 +46,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.trace));
-    let cfg = config(&args.load, target, args.relay_pid);
+    let cfg = Config::new(&load, target, args.relay_pid);
     let stop = replay::Stop::new();
-    super::on_interrupt(stop.clone(), args.load.timeout, || {})?;
-    let progress = super::ProgressLine::new(plan.records);
+    terminal::on_interrupt(stop.clone(), load.timeout, || {})?;
     let pid = args.relay_pid.filter(|_| args.profile);
-    let summary = profiled(pid, &out, || {
-        replay::run(&args.trace, &plan, &out, cfg, &stop, progress.clone())
+    let summary = crate::profile::around(pid, &out, || {
+        replay::run(
+            &args.trace,
+            &plan,
+            &out,
+            cfg,
+            &stop,
+            terminal::ProgressLine::new(plan.records),
+        )
     })?;
-    progress.finish();
     // The summary's figures and trust verdict are analyze's, from the file just written:
     // one definition of each (records unanswered in time count at the timeout; CLOSEs have
     // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
@@ -81,94 +87,6 @@ fn default_output(trace: &std::path::Path) -> PathBuf {
     PathBuf::from("reports/runs").join(format!("{stem}-{now}.ltr"))
 }
 
-/// Runs `f` (a replay into `results`) with `perf record` attached to `pid`, when given; the
-/// profile goes beside the results. A profiler that cannot run costs a warning, not the run.
-pub fn profiled<T>(
-    pid: Option<u32>,
-    results: &std::path::Path,
-    f: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let Some(pid) = pid else { return f() };
-    let mut data = results.as_os_str().to_owned();
-    data.push(".perf.data");
-    let profiler = match crate::profile::start(pid, std::path::Path::new(&data)) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            eprintln!("lt: not profiling: {e}");
-            None
-        }
-    };
-    let out = f();
-    if let Some(p) = profiler {
-        if let Err(e) = p.finish(&crate::profile::beside(results)) {
-            eprintln!("lt: profile not kept: {e}");
-        }
-    }
-    out
-}
-
-/// Reconciliation is on by default for loopback targets only: asking a shared host for
-/// every unacknowledged id is more load than the user asked for.
-fn reconcile_for(load: &LoadArgs, target: &guard::Target) -> bool {
-    if load.no_reconcile {
-        false
-    } else {
-        load.reconcile || target.loopback
-    }
-}
-
-/// The replay configuration for `target` (already through the guard); `replay` and `ab`
-/// share it so both record the same options.
-pub fn config(load: &LoadArgs, target: guard::Target, relay_pid: Option<u32>) -> Config {
-    let reconcile = reconcile_for(load, &target);
-    Config {
-        target,
-        speed: load.speed,
-        threads: load.threads,
-        connect_concurrency: load.connect_concurrency,
-        max_in_flight: load.max_in_flight,
-        per_conn_in_flight: load.per_conn_in_flight,
-        overload: load.on_overload,
-        timeout: load.timeout,
-        duration: load.duration.map(std::time::Duration::from_secs_f64),
-        reconcile,
-        relay_pid,
-        options: options_text(load, reconcile, relay_pid),
-    }
-}
-
-fn options_text(
-    load: &LoadArgs,
-    reconcile: bool,
-    relay_pid: Option<u32>,
-) -> BTreeMap<String, String> {
-    let mut o = BTreeMap::new();
-    o.insert("speed".into(), load.speed.to_string());
-    if let Some(c) = load.clients {
-        o.insert("clients".into(), c.to_string());
-    }
-    if let Some(t) = load.threads {
-        o.insert("threads".into(), t.to_string());
-    }
-    o.insert(
-        "connect_concurrency".into(),
-        load.connect_concurrency.to_string(),
-    );
-    o.insert("max_in_flight".into(), load.max_in_flight.to_string());
-    o.insert(
-        "per_conn_in_flight".into(),
-        load.per_conn_in_flight.to_string(),
-    );
-    o.insert("on_overload".into(), overload_word(load.on_overload).into());
-    o.insert("timeout_ms".into(), load.timeout.as_millis().to_string());
-    if let Some(d) = load.duration {
-        o.insert("duration_s".into(), d.to_string());
-    }
-    o.insert("reconcile".into(), reconcile.to_string());
-    o.insert("relay_pid_sampled".into(), relay_pid.is_some().to_string());
-    o
-}
-
 fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile: bool) {
     outln!("dry run: nothing sent, no socket opened");
     outln!(
@@ -187,9 +105,9 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     );
     outln!(
         "records       {} ({} events), {} of frames",
-        fmt::count(plan.records),
-        fmt::count(plan.events),
-        fmt::bytes(plan.frame_bytes)
+        units::count(plan.records),
+        units::count(plan.events),
+        units::bytes(plan.frame_bytes)
     );
     outln!(
         "connections   {} on {} network thread(s){}",
@@ -223,7 +141,7 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     };
     outln!(
         "peak rate     {} records in second {} (at {at})",
-        fmt::count(plan.peak_per_s),
+        units::count(plan.peak_per_s),
         plan.peak_second
     );
     outln!("largest gap   {:.3} s (at {at})", plan.largest_gap_s);
@@ -231,7 +149,7 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
         "in flight     at most {} overall, {} per connection; at the cap: {}; timeout {:?}; reconcile {}",
         args.load.max_in_flight,
         args.load.per_conn_in_flight,
-        overload_word(args.load.on_overload),
+        replay::config::overload_word(args.load.on_overload),
         args.load.timeout,
         if reconcile { "on" } else { "off" }
     );
@@ -239,17 +157,9 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
     for (kind, n) in &plan.by_kind {
         outln!(
             "  {kind:<22} {:>10} {:>6.1}%",
-            fmt::count(*n),
+            units::count(*n),
             100.0 * *n as f64 / plan.records.max(1) as f64
         );
-    }
-}
-
-/// `--on-overload` as the user spells it.
-fn overload_word(o: replay::Overload) -> &'static str {
-    match o {
-        replay::Overload::Wait => "wait",
-        replay::Overload::Drop => "drop",
     }
 }
 
@@ -270,13 +180,13 @@ pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
     out.push_str(&format!("results       {}\n", s.results.display()));
     out.push_str(&format!(
         "records       {} in {:.1} s\n",
-        fmt::count(s.trailer.outcomes),
+        units::count(s.trailer.outcomes),
         s.trailer.elapsed_ns as f64 / 1e9
     ));
     for (label, n) in &s.trailer.by_outcome {
         out.push_str(&format!(
             "  {label:<24} {:>10} {:>6.1}%\n",
-            fmt::count(*n),
+            units::count(*n),
             100.0 * *n as f64 / plan.records.max(1) as f64
         ));
     }
@@ -284,14 +194,14 @@ pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
     if let Some(p) = latency.and_then(|l| l.overall.response_ms.as_ref()) {
         let bound = match p.at_timeout {
             0 => String::new(),
-            n => format!(", {} at the timeout (a lower bound)", fmt::count(n)),
+            n => format!(", {} at the timeout (a lower bound)", units::count(n)),
         };
         out.push_str(&format!(
             "response time p50 {} ms · p99 {} ms · max {} ms (completed − intended; {} requests{bound})\n",
             p.p50,
             p.p99,
             p.max,
-            fmt::count(p.count)
+            units::count(p.count)
         ));
     }
     if let Some(l) = latency {

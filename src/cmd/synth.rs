@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::fmt;
 use crate::capture::Op;
 use crate::cli::SynthArgs;
 use crate::synth::{self, Summary};
+use crate::units;
 use crate::workload::{default_creators, Options};
 
 /// rnostr 0.4.8 refuses events more than three years old; warn a little before that.
@@ -142,11 +142,11 @@ fn render(opts: &Options, s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "  records      {} ({} events) in {:.2} s on {} threads, {} records/s\n",
-        fmt::count(t.records),
-        fmt::count(t.events),
+        units::count(t.records),
+        units::count(t.events),
         secs,
         s.threads,
-        fmt::count((t.records as f64 / secs) as u64),
+        units::count((t.records as f64 / secs) as u64),
     ));
     out.push_str(&format!(
         "  traffic      {span_s:.1} s, {:.1} events/s (asked {}), {} clients, seed {}\n",
@@ -157,8 +157,8 @@ fn render(opts: &Options, s: &Summary) -> String {
     ));
     out.push_str(&format!(
         "  size         {} on disk for {} of frames ({:.1} bytes/record)\n",
-        fmt::bytes(s.bytes),
-        fmt::bytes(t.frame_bytes),
+        units::bytes(s.bytes),
+        units::bytes(t.frame_bytes),
         s.bytes as f64 / t.records.max(1) as f64
     ));
     out.push_str(&format!("  fingerprint  sha256:{}\n", t.fingerprint));
@@ -167,7 +167,7 @@ fn render(opts: &Options, s: &Summary) -> String {
         out.push_str(&format!(
             "    {:<22} {:>12} {:>6.1}%  avg {:>6} B\n",
             op.label(),
-            fmt::count(st.records),
+            units::count(st.records),
             100.0 * st.records as f64 / t.records.max(1) as f64,
             st.frame_bytes / st.records.max(1)
         ));

@@ -12,6 +12,7 @@
 //! [`Observer`]. Signals and the process's exit are the caller's (`cmd/replay.rs`).
 
 mod book;
+pub mod config;
 mod conn;
 pub mod control;
 mod dispatch;
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, Semaphore};
 
+pub use config::{Config, Load};
 pub use control::{Observer, Progress, Quiet, Stop};
 pub use pace::Speed;
 pub use plan::Plan;
@@ -45,7 +47,6 @@ use schedule::Schedule;
 
 use crate::capture::results::{self, ConnectRow, Header, ResultsWriter, Row, Sample, Trailer};
 use crate::capture::TraceReader;
-use crate::guard::Target;
 use sample::ProcessMeter;
 use shared::{Setup, Shared};
 
@@ -54,24 +55,6 @@ const START_MARGIN: Duration = Duration::from_millis(100);
 /// How long the results writer sleeps when it has caught up: each wake-up costs CPU that
 /// shows in lt's cost per event at low rates; the row backlog cap bounds what piles up.
 const WRITER_NAP: Duration = Duration::from_millis(20);
-
-pub struct Config {
-    pub target: Target,
-    pub speed: Speed,
-    /// Network threads (`--threads`); `None` sizes them from the plan ([`shard::count`]).
-    pub threads: Option<usize>,
-    pub connect_concurrency: usize,
-    pub max_in_flight: usize,
-    pub per_conn_in_flight: usize,
-    pub overload: Overload,
-    pub timeout: Duration,
-    /// Stop sending records due after this long.
-    pub duration: Option<Duration>,
-    pub reconcile: bool,
-    pub relay_pid: Option<u32>,
-    /// The options as given, for the results header.
-    pub options: BTreeMap<String, String>,
-}
 
 pub struct Summary {
     pub results: PathBuf,

@@ -167,3 +167,39 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     }
     Ok(())
 }
+
+/// The comparison as `lt compare` and `lt ab` print it: the verdict, the warnings that
+/// qualify it, a line per metric, and how many runs would resolve the thresholds.
+pub fn summary(c: &Comparison) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_summary(&mut s, c);
+    s
+}
+
+fn write_summary(s: &mut String, c: &Comparison) -> std::fmt::Result {
+    writeln!(s, "overall: {} — {}", c.overall, c.overall_line)?;
+    // Warnings qualify the verdict, so they come before the table, as in the report.
+    for w in &c.warnings {
+        writeln!(s, "warning: {w}")?;
+    }
+    for m in &c.metrics {
+        writeln!(
+            s,
+            "{:<28} A {:>12}  B {:>12}  {:>10}  {}",
+            m.label,
+            m.a,
+            m.b,
+            m.delta_pct
+                .map_or_else(|| "–".to_owned(), |p| format!("{p:+}%")),
+            m.verdict.as_str()
+        )?;
+    }
+    if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
+        writeln!(
+            s,
+            "runs: at this noise, {n} runs per side would resolve a difference the size of each metric's threshold"
+        )?;
+    }
+    Ok(())
+}

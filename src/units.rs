@@ -1,4 +1,4 @@
-//! Number formatting for terminal output.
+//! Counts and sizes as people read them (`1,234,567`, `1.5 KiB`), for what lt prints.
 
 /// `1234567` → `1,234,567`.
 pub fn count(n: u64) -> String {
