@@ -2,7 +2,7 @@
 //! measured in the same run.
 //!
 //! 1. ceiling: events/s `lt replay --speed max` pushes into a minimal ack-only WebSocket peer
-//!    (`lt::peer`), against a bare tokio-tungstenite client with the same connections and
+//!    (`tests/peer.rs`), against a bare tokio-tungstenite client with the same connections and
 //!    window into the same peer (goal ≥ 0.8);
 //! 2. schedule lag p99 replaying 20k events/s over 1000 connections into that peer
 //!    (goal ≤ 1 ms), beside the machine's own floor: how late a bare timerfd loop at 20k
@@ -25,7 +25,7 @@
 //! (`ceiling`, `lag`, `cpu`, `memory`).
 
 #[path = "../tests/relay.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod relay;
 
 use std::collections::HashMap;
@@ -39,7 +39,11 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use lt::capture::results::{Outcome, ResultsReader, Row};
 use lt::capture::TraceReader;
-use lt::peer::{Behavior, Peer};
+// The fault peer is a test aid, not part of the product library: shared from the tests.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/peer.rs"]
+mod peer;
+use peer::{Behavior, Peer};
 use tokio_tungstenite::tungstenite::Message;
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");

@@ -4,7 +4,11 @@
 //!
 //! `LT_PEER_THREADS` (default 2) sets its worker threads.
 
-use lt::peer::{Behavior, Peer};
+// The fault peer is a test aid, not part of the product library: shared from the tests.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/peer.rs"]
+mod peer;
+use peer::{Behavior, Peer};
 
 fn main() -> std::io::Result<()> {
     let threads = std::env::var("LT_PEER_THREADS")

@@ -10,7 +10,6 @@ pub mod cli;
 pub mod cmd;
 pub mod guard;
 pub mod nostr;
-pub mod peer;
 pub mod profile;
 pub mod replay;
 pub mod synth;

@@ -1,12 +1,12 @@
-//! The in-process relay peer (`lt::peer`): each behavior as a real WebSocket client sees it.
+//! The in-process relay peer (`tests/peer.rs`): each behavior as a real WebSocket client sees it.
 
 use std::time::{Duration, Instant};
 
+use crate::peer::{Behavior, Peer, PeerStats};
 use futures_util::{SinkExt, StreamExt};
 use lt::nostr::keys;
 use lt::nostr::message::{close_frame, event_frame, req_frame};
 use lt::nostr::{Event, RelayMessage, Unsigned};
-use lt::peer::{Behavior, Peer, PeerStats};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;

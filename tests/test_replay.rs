@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::peer::{Behavior, Peer};
 use lt::capture::results::{ResultsReader, Row};
 use lt::capture::{Op, Role};
-use lt::peer::{Behavior, Peer};
 
 use crate::util::{lt, one_line_error, synth, text};
 

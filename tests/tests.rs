@@ -1,6 +1,7 @@
 //! One integration-test binary (as ripgrep does): the real `lt` binary and the library,
 //! no mocks.
 
+mod peer;
 mod relay;
 mod test_ab;
 mod test_analyze;

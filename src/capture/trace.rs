@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use super::container::{FileKind, PREFIX_LEN};
 use super::error::{Error, ErrorKind, Position, Result};
 use super::stream::{Reader, Writer};
-use crate::workload::Options;
 
 /// Trace format version this lt writes and the newest it reads.
 pub const VERSION: u16 = 1;
@@ -25,7 +24,34 @@ pub struct Header {
     /// Where the event shapes come from.
     pub schema_source: String,
     /// Every option that shaped the trace, seed, epoch and client count included.
-    pub options: Options,
+    pub options: SynthOptions,
+}
+
+/// How `lt synth` made a trace: every option that shaped it, seed, epoch and client count
+/// included. The traffic model (`workload::Options`) gives them their defaults and checks;
+/// here they are what the header stores (named fields, so the header reads back as it
+/// grows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthOptions {
+    pub seed: u64,
+    /// Connections the trace is spread over.
+    pub clients: u32,
+    /// Length of the arrival process in seconds.
+    pub duration_s: f64,
+    /// Mean EVENT frames per second over the trace (Poisson arrivals).
+    pub rate_eps: f64,
+    /// Share of publish actions that are view events; the rest are video bundles (`MIX`).
+    pub view_share: f64,
+    /// Share of arrivals that are reads (REQ … CLOSE) rather than publish actions.
+    pub read_share: f64,
+    /// Share of video bundles that edit an existing video instead of publishing a new one.
+    pub edit_share: f64,
+    /// Share of new hosted videos that also get a NIP-71 (34235/34236) mirror.
+    pub nip71_share: f64,
+    /// Distinct creator keys publishing videos.
+    pub creators: u32,
+    /// `created_at` of the trace start, unix seconds.
+    pub epoch: u64,
 }
 
 /// One thing to send.

@@ -1,7 +1,9 @@
-//! The options that shape a trace. They are written into the trace header, so a trace says
-//! how it was made.
+//! The options that shape a trace: their defaults and their checks. The type itself is the
+//! capture format's ([`crate::capture::trace::SynthOptions`]): the trace header keeps them,
+//! so a trace says how it was made, and the format does not depend on the model.
 
-use serde::{Deserialize, Serialize};
+/// The options of the traffic model, as the trace header keeps them.
+pub use crate::capture::trace::SynthOptions as Options;
 
 /// `created_at` base used unless `--epoch` says otherwise: 2026-02-02T02:40:00Z, the `T0` of
 /// the platform's reference events. A fixed default keeps traces byte-identical whatever day
@@ -14,29 +16,6 @@ pub const DEFAULT_EPOCH: u64 = 1_770_000_000;
 /// 10 and 20; nostr-rs-relay's single SQLite writer tops out near 1,000 events/s on a 2-core
 /// machine, so 50/s measures a relay at light load. Raise it to find the knee.
 pub const DEFAULT_RATE_EPS: f64 = 50.0;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Options {
-    pub seed: u64,
-    /// Connections the trace is spread over.
-    pub clients: u32,
-    /// Length of the arrival process in seconds.
-    pub duration_s: f64,
-    /// Mean EVENT frames per second over the trace (Poisson arrivals).
-    pub rate_eps: f64,
-    /// Share of publish actions that are view events; the rest are video bundles (`MIX`).
-    pub view_share: f64,
-    /// Share of arrivals that are reads (REQ … CLOSE) rather than publish actions.
-    pub read_share: f64,
-    /// Share of video bundles that edit an existing video instead of publishing a new one.
-    pub edit_share: f64,
-    /// Share of new hosted videos that also get a NIP-71 (34235/34236) mirror.
-    pub nip71_share: f64,
-    /// Distinct creator keys publishing videos.
-    pub creators: u32,
-    /// `created_at` of the trace start, unix seconds.
-    pub epoch: u64,
-}
 
 impl Default for Options {
     fn default() -> Self {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::nostr::message::{ClientMessage, RelayMessage};
+use lt::nostr::message::{ClientMessage, RelayMessage};
 
 /// Largest message and frame the peer accepts: far above any relay's limit, so the peer never
 /// is the reason a big event fails.
