@@ -43,7 +43,7 @@ pub fn header(opts: &Options) -> Header {
     Header {
         format_version: VERSION,
         lt_version: env!("CARGO_PKG_VERSION").to_owned(),
-        generator: "lt synth (workload model v1)".to_owned(),
+        generator: format!("lt synth (workload model v{})", model::MODEL_VERSION),
         schema_source: model::SCHEMA_SOURCE.to_owned(),
         options: opts.clone(),
     }

@@ -1,6 +1,7 @@
 //! `lt synth`: determinism, the workload's shapes and proportions, key hygiene.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use lt::capture::{Completion, Op, Role, TraceReader};
 use lt::nostr::keys;
@@ -63,7 +64,8 @@ fn seed_env_var_is_the_fallback_for_the_flag() {
 
 /// The issue's acceptance check on a trace of ~100k records: every event verifies with an
 /// independent verifier, the kinds come in the configured proportions, and every view
-/// points at a video published earlier in the same trace.
+/// points at a video published earlier in the same trace and not reverted since: after a
+/// tombstone no view, view-count read or edit points at the video (docs/workload.md §4.6).
 #[test]
 fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
     let _machine = crate::util::busy();
@@ -84,6 +86,9 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
     );
     let mut reader = TraceReader::open(&path).unwrap();
     let mut published = HashSet::new();
+    // Videos a tombstone reverted: no later record may point at them.
+    let mut reverted = HashSet::new();
+    let (mut tombstones, mut edits_checked) = (0u64, 0u64);
     let mut events = Vec::new();
     let (mut views, mut posts, mut new_posts, mut nip94, mut records) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -108,6 +113,7 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
                             published.contains(a),
                             "view points at {a}, not published earlier"
                         );
+                        assert!(!reverted.contains(a), "view of reverted video {a}");
                         let pk = ev["pubkey"].as_str().unwrap();
                         let day = ev["created_at"].as_u64().unwrap() / 86400;
                         assert_eq!(ev["tags"][2][1], format!("a:{a}:{pk}:{day}"));
@@ -116,7 +122,19 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
                         posts += 1;
                         new_posts += u64::from(role == Role::VideoPost);
                         let d = ev["tags"][1][1].as_str().unwrap();
-                        published.insert(format!("30078:{}:{d}", ev["pubkey"].as_str().unwrap()));
+                        let a = format!("30078:{}:{d}", ev["pubkey"].as_str().unwrap());
+                        assert!(!reverted.contains(&a), "{role:?} of reverted video {a}");
+                        if role == Role::VideoPost {
+                            published.insert(a);
+                        } else {
+                            edits_checked += 1;
+                            assert!(published.contains(&a), "{role:?} of unknown video {a}");
+                            if role == Role::Tombstone {
+                                tombstones += 1;
+                                published.remove(&a);
+                                reverted.insert(a);
+                            }
+                        }
                     }
                     Role::Nip94Mirror => nip94 += 1,
                     Role::Nip71Mirror => {}
@@ -128,11 +146,27 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
                     panic!()
                 };
                 assert!(subs.insert(sub.clone()), "subscription ids are unique");
+                // A view-count read names its video in `#a`.
+                let frame: serde_json::Value = serde_json::from_str(&r.frame).unwrap();
+                for filter in frame.as_array().unwrap().iter().skip(2) {
+                    for a in filter["#a"].as_array().into_iter().flatten() {
+                        let a = a.as_str().unwrap();
+                        assert!(
+                            !reverted.contains(a),
+                            "view-count read of reverted video {a}"
+                        );
+                    }
+                }
             }
             Op::Close => assert!(r.after.is_some(), "a CLOSE follows its REQ"),
         }
     }
     assert!((95_000..=115_000).contains(&records), "{records} records");
+    // The check above had something to catch.
+    assert!(
+        tombstones > 5 && edits_checked > tombstones,
+        "{tombstones} tombstones"
+    );
     let share = views as f64 / (views + posts) as f64;
     assert!((share - 0.9).abs() <= 0.02, "view share {share}");
     // Only hosted videos (all but the 10% magnet-only) get a NIP-94 mirror.
@@ -263,4 +297,69 @@ fn synth_refuses_to_replace_a_capture_unless_forced() {
     assert_eq!(sha256_file(&path), before, "left as it was");
     assert!(again(&["--force"]).status.success());
     assert_ne!(sha256_file(&path), before, "replaced");
+}
+
+/// Issue #13: what a seed produces is pinned. Swapping two random draws in the planner
+/// changes every trace; that must come with a new workload model version (in the header and
+/// in docs/workload.md), never silently. `tests/fixtures/trace-fingerprint.txt` holds
+/// `<model version> <fingerprint>` of the trace below; after a deliberate model change, bump
+/// `workload::model::MODEL_VERSION` and docs/workload.md, then run
+/// `LT_UPDATE_FINGERPRINT=1 cargo test pinned_fingerprint` (which refuses to re-pin under
+/// the same version).
+#[test]
+fn a_seeded_trace_keeps_its_pinned_fingerprint() {
+    use lt::workload::model::MODEL_VERSION;
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(
+        dir.path(),
+        "pinned",
+        &[
+            "--seed",
+            "7",
+            "--duration",
+            "20",
+            "--rate",
+            "60",
+            "--clients",
+            "40",
+        ],
+    );
+    let mut reader = TraceReader::open(&path).unwrap();
+    while reader.next_record().unwrap().is_some() {}
+    let fingerprint = reader.trailer().unwrap().fingerprint.clone();
+    let header = reader.header().clone();
+    assert_eq!(
+        header.generator,
+        format!("lt synth (workload model v{MODEL_VERSION})")
+    );
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workload.md"))
+            .unwrap();
+    assert!(
+        docs.lines()
+            .next()
+            .is_some_and(|l| l.contains(&format!("(workload model v{MODEL_VERSION})"))),
+        "docs/workload.md's title names another model version than {MODEL_VERSION}"
+    );
+    let pin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trace-fingerprint.txt");
+    let pinned = std::fs::read_to_string(&pin).unwrap_or_default();
+    let (version, pinned_fingerprint) = pinned
+        .trim()
+        .split_once(' ')
+        .map(|(v, f)| (v.parse::<u32>().unwrap_or(0), f.to_owned()))
+        .unwrap_or((0, String::new()));
+    if std::env::var_os("LT_UPDATE_FINGERPRINT").is_some() && pinned_fingerprint != fingerprint {
+        assert_ne!(
+            version, MODEL_VERSION,
+            "the trace changed but the workload model version did not: bump MODEL_VERSION first"
+        );
+        std::fs::write(&pin, format!("{MODEL_VERSION} {fingerprint}\n")).unwrap();
+        return;
+    }
+    assert_eq!(
+        (version, pinned_fingerprint.as_str()),
+        (MODEL_VERSION, fingerprint.as_str()),
+        "the seeded trace changed: if the model changed on purpose, bump MODEL_VERSION and \
+         docs/workload.md, then LT_UPDATE_FINGERPRINT=1 cargo test pinned_fingerprint"
+    );
 }

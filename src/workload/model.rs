@@ -6,6 +6,12 @@
 
 use rand::Rng;
 
+/// Version of the workload model. Any change to what a seed produces (the order of random
+/// draws, a share, an event's shape) changes every trace, so it comes with a new version here
+/// and in docs/workload.md; `tests/fixtures/trace-fingerprint.txt` pins a seeded trace's
+/// fingerprint to the version that made it.
+pub const MODEL_VERSION: u32 = 1;
+
 /// Where every event shape in a trace comes from; written into the trace header.
 pub const SCHEMA_SOURCE: &str = "bitvid 126a613527de36942aa9ff3d16be8722c20d0a98 \
      (js/nostrEventSchemas.js, js/nostr/videoPayloadBuilder.js, js/nostr/viewEvents.js, \
