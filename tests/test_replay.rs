@@ -420,6 +420,18 @@ fn at_speed_max_latency_is_measured_from_each_records_slot() {
     );
 }
 
+/// `lt replay TRACE --relay URL -o OUT` in the background, its output captured.
+fn spawn_replay(trace: &Path, url: &str, out: &Path) -> std::process::Child {
+    lt().arg("replay")
+        .arg(trace)
+        .args(["--relay", url, "-o"])
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
     let _machine = crate::util::busy();
@@ -428,15 +440,7 @@ fn sigint_mid_run_leaves_readable_results_whose_counts_add_up() {
     let rt = runtime();
     let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
     let out = dir.path().join("r.ltr");
-    let child = lt()
-        .arg("replay")
-        .arg(&trace)
-        .args(["--relay", &peer.url(), "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_replay(&trace, &peer.url(), &out);
     std::thread::sleep(Duration::from_secs(3));
     // Mid-run, replay has asked the kernel for no transparent huge pages (see
     // `no_huge_pages`); kernels that report it say so in the status file.
@@ -581,15 +585,7 @@ fn a_run_quit_at_once_is_read_with_partial() {
     let rt = runtime();
     let peer = rt.block_on(Peer::start(Behavior::AckAll)).unwrap();
     let out = dir.path().join("r.ltr");
-    let child = lt()
-        .arg("replay")
-        .arg(&trace)
-        .args(["--relay", &peer.url(), "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_replay(&trace, &peer.url(), &out);
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: signalling our own child, twice.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::judge::{self, Verdicts};
 use super::measure::{self, Measured};
-use super::read::Ids;
-use super::read::Runs;
+use super::read::{Ids, Runs};
 use super::rules::{Remediation, RuleCheck};
 use super::trust::Trust;
 use crate::profile::Profile;

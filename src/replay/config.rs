@@ -34,6 +34,13 @@ impl Load {
     pub fn reconcile_for(&self, target: &Target) -> bool {
         self.reconcile.unwrap_or(target.loopback)
     }
+
+    /// `--duration` as ns after t0: records due later are not sent.
+    pub fn stop_after_ns(&self) -> Option<u64> {
+        self.duration_s
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(|d| d.as_nanos() as u64)
+    }
 }
 
 /// `--on-overload` as the user spells it.
@@ -45,18 +52,12 @@ pub fn overload_word(o: Overload) -> &'static str {
 }
 
 pub struct Config {
+    /// The relay, through the guard.
     pub target: Target,
-    pub speed: Speed,
-    /// Network threads (`--threads`); `None` sizes them from the plan (see `shard::count`).
-    pub threads: Option<usize>,
-    pub connect_concurrency: usize,
-    pub max_in_flight: usize,
-    pub per_conn_in_flight: usize,
-    pub overload: Overload,
-    pub timeout: Duration,
-    /// Stop sending records due after this long.
-    pub duration: Option<Duration>,
+    pub load: Load,
+    /// Whether events left unacknowledged are looked up afterwards (see `reconcile`).
     pub reconcile: bool,
+    /// The relay process, sampled every second.
     pub relay_pid: Option<u32>,
     /// The options as given, for the results header.
     pub options: BTreeMap<String, String>,
@@ -69,14 +70,7 @@ impl Config {
         let reconcile = load.reconcile_for(&target);
         Config {
             target,
-            speed: load.speed,
-            threads: load.threads,
-            connect_concurrency: load.connect_concurrency,
-            max_in_flight: load.max_in_flight,
-            per_conn_in_flight: load.per_conn_in_flight,
-            overload: load.overload,
-            timeout: load.timeout,
-            duration: load.duration_s.map(Duration::from_secs_f64),
+            load: load.clone(),
             reconcile,
             relay_pid,
             options: options_text(load, reconcile, relay_pid),

@@ -87,7 +87,7 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     // The plan pass hashed every frame already; a changed file still fails at its trailer.
     let reader = TraceReader::open(trace)?.with_verified_fingerprint(&plan.fingerprint);
-    let threads = network_threads(plan, cfg.threads, cfg.speed);
+    let threads = network_threads(plan, cfg.load.threads, cfg.load.speed);
     let header = Header {
         format_version: results::VERSION,
         lt_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -267,12 +267,12 @@ async fn drive(
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
-    let connect_limiter = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    let connect_limiter = Arc::new(Semaphore::new(cfg.load.connect_concurrency.max(1)));
     let schedule = Schedule {
-        max_in_flight: cfg.max_in_flight.max(1),
-        overload: cfg.overload,
-        unpaced: cfg.speed == Speed::Max,
-        stop_after_ns: cfg.duration.map(|d| d.as_nanos() as u64),
+        max_in_flight: cfg.load.max_in_flight.max(1),
+        overload: cfg.load.overload,
+        unpaced: cfg.load.speed == Speed::Max,
+        stop_after_ns: cfg.load.stop_after_ns(),
     };
     let mut shards = Vec::with_capacity(shard_count);
     for id in 0..shard_count {
@@ -319,8 +319,8 @@ async fn drive(
     let shared = Arc::new(Shared::new(
         Setup {
             t0,
-            timeout: cfg.timeout,
-            per_conn_in_flight: cfg.per_conn_in_flight.max(1),
+            timeout: cfg.load.timeout,
+            per_conn_in_flight: cfg.load.per_conn_in_flight.max(1),
             reconcile: cfg.reconcile,
             stop,
         },
@@ -357,8 +357,8 @@ async fn drive(
         threads.push(s.thread);
     }
     let feed = feed::Feed {
-        speed: cfg.speed,
-        stop_after_ns: cfg.duration.map(|d| d.as_nanos() as u64),
+        speed: cfg.load.speed,
+        stop_after_ns: cfg.load.stop_after_ns(),
         conns,
     };
     let feed_shared = shared.clone();
