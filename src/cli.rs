@@ -241,6 +241,25 @@ pub struct AnalyzeArgs {
     /// block; the report is marked partial and not trustworthy.
     #[arg(long)]
     pub partial: bool,
+
+    /// A gate on the report: `METRIC OP VALUE`, e.g. 'response.p99 < 50ms', 'success >=
+    /// 99.5%', 'timeouts == 0'. Any number in the JSON report by its path, or an alias
+    /// (docs/reports.md). Repeatable; lt analyze exits 1 when one fails.
+    #[arg(long = "check", value_name = "EXPR", value_parser = parse_check)]
+    pub checks: Vec<crate::analyze::checks::Expr>,
+
+    /// Checks listed in a file: TOML `checks = [...]` or JSON `{"checks": [...]}`.
+    #[arg(long = "checks", value_name = "FILE")]
+    pub checks_file: Option<PathBuf>,
+
+    /// Let checks pass on a run that is not trustworthy (lt itself the bottleneck, partial
+    /// results); by default such a run fails every gate.
+    #[arg(long)]
+    pub allow_untrusted: bool,
+}
+
+fn parse_check(s: &str) -> Result<crate::analyze::checks::Expr, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]

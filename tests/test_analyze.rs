@@ -1654,3 +1654,111 @@ fn a_results_file_cut_short_is_read_with_partial_and_said_so() {
     assert!(r.measured.config.partial.is_empty());
     assert!(r.trust.trustworthy, "{:?}", r.trust);
 }
+
+/// Issue #18: `--check` gates a CI job on the report. Exit 0 when every check passes, 1 when
+/// one fails, 2 for a bad expression (nothing written); the report keeps each check with its
+/// figure; `--checks FILE` reads TOML or JSON; a run that is not trustworthy (here partial)
+/// fails the gate unless `--allow-untrusted`.
+#[test]
+fn checks_gate_the_exit_code_and_are_kept_in_the_report() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, file: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let o = lt()
+            .arg("analyze")
+            .arg(golden.join(file))
+            .arg("--out-dir")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let json_of = |out: &Path| {
+        let find = |ext: &str| {
+            std::fs::read_dir(out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == ext))
+                .unwrap()
+        };
+        (
+            check_report_files(&find("json"), &find("md")),
+            std::fs::read_to_string(find("md")).unwrap(),
+        )
+    };
+
+    // a1: a healthy real run into nostr-rs-relay (p99 44.671 ms, success 100%).
+    let (o, out) = run(
+        "pass",
+        "a1.ltr",
+        &[
+            "--check",
+            "response.p99 < 50ms",
+            "--check",
+            "success >= 99.5%",
+            "--check",
+            "timeouts == 0",
+            "--check",
+            "own_lag.p99 < 5ms",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("checks: 4 of 4 passed"));
+    let (json, md) = json_of(&out);
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4);
+    assert_eq!(checks[0]["metric"], "latency.overall.response_ms.p99");
+    assert_eq!(checks[0]["observed"], 44.671);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    assert!(
+        md.contains("## Checks") && md.contains("4 of 4 passed"),
+        "{md}"
+    );
+
+    let (o, out) = run("fail", "a1.ltr", &["--check", "response.p99 < 40ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("check FAIL: response.p99 < 40ms — observed 44.671ms"));
+    let (json, md) = json_of(&out);
+    assert_eq!(json["checks"][0]["passed"], false);
+    assert!(md.contains("the gate fails"), "{md}");
+
+    let (o, out) = run("typo", "a1.ltr", &["--check", "respons.p99 < 40ms"]);
+    let line = one_line_error(&o);
+    assert!(line.contains("nearest: response.p99"), "{line}");
+    assert!(!out.exists(), "nothing is written for a bad gate");
+    let (o, _) = run("unit", "a1.ltr", &["--check", "success >= 99.5"]);
+    assert!(one_line_error(&o).contains("percent"));
+
+    let toml = dir.path().join("gate.toml");
+    std::fs::write(
+        &toml,
+        "checks = [\"response.p99 < 50ms\", \"failed == 0\"]\n",
+    )
+    .unwrap();
+    let (o, _) = run("toml", "a1.ltr", &["--checks", toml.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let json_file = dir.path().join("gate.json");
+    std::fs::write(&json_file, r#"{"checks": ["response.p99 < 1ms"]}"#).unwrap();
+    let (o, _) = run("json", "a1.ltr", &["--checks", json_file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+
+    // A partial run is not trustworthy: its gate fails, however good its figures.
+    let (o, out) = run(
+        "partial",
+        "partial.ltr",
+        &["--partial", "--check", "failed == 0"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let (json, _) = json_of(&out);
+    let last = json["checks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["metric"], "trust.trustworthy");
+    assert_eq!(last["passed"], false);
+    let (o, _) = run(
+        "allowed",
+        "partial.ltr",
+        &["--partial", "--check", "failed == 0", "--allow-untrusted"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}

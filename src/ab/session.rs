@@ -365,7 +365,11 @@ fn stop_relay(
 fn analyze_run(results: &Path, dir: &Path, trace: &Path) -> anyhow::Result<()> {
     let runs = crate::analyze::read_merged(&[results.to_owned()])?;
     let ids = crate::analyze::read::example_ids(&runs, trace)?;
-    crate::analyze::write_report(&runs, &dir.join("report"), &ids, false)?;
+    let asked = crate::analyze::Asked {
+        ids,
+        ..Default::default()
+    };
+    crate::analyze::write_report(&runs, &dir.join("report"), &asked)?;
     Ok(())
 }
 

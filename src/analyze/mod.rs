@@ -11,6 +11,7 @@
 //! [`thresholds`]) and A/A calibrations ([`calibrate`]) reuse steps 1–2.
 
 pub mod calibrate;
+pub mod checks;
 pub mod class;
 pub mod compare;
 pub mod judge;
@@ -44,27 +45,55 @@ pub struct Written {
     pub report: Report,
 }
 
-/// The report of `runs`, measured, judged, rendered and written into `dir`: JSON, Markdown,
-/// charts, and the `.hgrm` distributions when asked. `ids` names example records.
-pub fn write_report(runs: &Runs, dir: &Path, ids: &Ids, hgrm: bool) -> anyhow::Result<Written> {
-    output::ensure_dir(dir)?;
+/// What a report is asked for beyond its figures.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// Event (or subscription) ids of example records, read from the trace.
+    pub ids: Ids,
+    /// Also write the `.hgrm` distributions.
+    pub hgrm: bool,
+    /// The gate (`--check`), and whether an untrustworthy run may pass it.
+    pub checks: Vec<checks::Expr>,
+    pub allow_untrusted: bool,
+}
+
+/// The report of `runs`, measured, judged, checked, rendered and written into `dir`: JSON,
+/// Markdown, charts, and what `asked` adds. A check naming no metric of the report is an
+/// error before anything is written.
+pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Written> {
     let profiles = crate::profile::load_all_beside(&runs.files);
-    let measured = measure::measure(runs, ids, &profiles);
+    let measured = measure::measure(runs, &asked.ids, &profiles);
     let verdicts = judge::judge(&measured);
     let names = output::names(dir, "load-report", "load-test-report");
-    let mut charts = Vec::new();
-    for (what, chart) in render::charts::report(&measured, &runs.tally) {
-        let svg = render::svg::render(&chart);
-        charts.push(output::write_beside(&names, &format!("{what}.svg"), &svg)?);
+    let charts: Vec<(String, String)> = render::charts::report(&measured, &runs.tally)
+        .into_iter()
+        .map(|(what, chart)| {
+            (
+                names.beside(&format!("{what}.svg")),
+                render::svg::render(&chart),
+            )
+        })
+        .collect();
+    let mut report = Report::new(
+        measured,
+        verdicts,
+        charts.iter().map(|(file, _)| file.clone()).collect(),
+    );
+    // Checked before any file is written: a gate with a typo writes nothing.
+    report
+        .check(&asked.checks, asked.allow_untrusted)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    output::ensure_dir(dir)?;
+    for (file, svg) in &charts {
+        output::write_text(&names.dir.join(file), svg)?;
     }
-    if hgrm {
+    if asked.hgrm {
         let texts = render::hgrm::overall(&runs.tally)
             .map_err(|e| anyhow::anyhow!("rendering the .hgrm files: {e}"))?;
         for (what, text) in texts {
             output::write_beside(&names, &format!("{what}.hgrm"), &text)?;
         }
     }
-    let report = Report::new(measured, verdicts, charts);
     output::write_json(&names.json, &report)?;
     output::write_text(&names.markdown, &render::report::render(&report))?;
     Ok(Written {

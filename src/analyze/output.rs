@@ -76,10 +76,17 @@ pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+impl Names {
+    /// The name of the file `<stem>-<what>` beside the report, relative to it.
+    pub fn beside(&self, what: &str) -> String {
+        format!("{}-{what}", self.stem)
+    }
+}
+
 /// Writes `text` as the file `<stem>-<what>` beside the report; returns its name relative
 /// to the report.
 pub fn write_beside(names: &Names, what: &str, text: &str) -> anyhow::Result<String> {
-    let file = format!("{}-{what}", names.stem);
+    let file = names.beside(what);
     write_text(&names.dir.join(&file), text)?;
     Ok(file)
 }

@@ -5,6 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::checks::{self, CheckResult, Expr};
 use super::judge::{self, Verdicts};
 use super::measure::{self, Measured};
 use super::read::{Ids, Runs};
@@ -23,6 +24,10 @@ pub struct Report {
     pub generated_at: String,
     /// Whether the figures measure the relay, or lt got in the way. Read this first.
     pub trust: Trust,
+    /// The gate's checks (`lt analyze --check`), each with its figure and whether it
+    /// passed; absent when none were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
     /// Every figure, as measured.
     #[serde(flatten)]
     pub measured: Measured,
@@ -48,6 +53,7 @@ impl Report {
             generated_by: format!("lt {}", env!("CARGO_PKG_VERSION")),
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             trust,
+            checks: Vec::new(),
             measured,
             rules,
             remediation,
@@ -61,4 +67,21 @@ pub fn build(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Report {
     let measured = measure::measure(runs, ids, profiles);
     let verdicts = judge::judge(&measured);
     Report::new(measured, verdicts, Vec::new())
+}
+
+impl Report {
+    /// Evaluates `gate` against this report (see [`checks::evaluate`]) and keeps the results.
+    pub fn check(&mut self, gate: &[Expr], allow_untrusted: bool) -> Result<(), String> {
+        if gate.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        self.checks = checks::evaluate(gate, &json, allow_untrusted)?;
+        Ok(())
+    }
+
+    /// Whether every check passed (true when there were none).
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
 }

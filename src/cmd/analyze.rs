@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::analyze::render::num;
 use crate::analyze::Ids;
-use crate::analyze::{self, output, Completeness, Written};
+use crate::analyze::{self, output, Asked, Completeness, Written};
 use crate::cli::AnalyzeArgs;
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -15,17 +15,31 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         Completeness::Required
     };
     let runs = analyze::read_merged_each(&args.files, completeness, |_| {})?;
-    let ids = match &args.trace {
-        Some(trace) => analyze::read::example_ids(&runs, trace)?,
-        None => Ids::new(),
+    let mut checks = args.checks.clone();
+    if let Some(file) = &args.checks_file {
+        checks.extend(analyze::checks::read_file(file).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    let asked = Asked {
+        ids: match &args.trace {
+            Some(trace) => analyze::read::example_ids(&runs, trace)?,
+            None => Ids::new(),
+        },
+        hgrm: args.hgrm,
+        checks,
+        allow_untrusted: args.allow_untrusted,
     };
     let dir = args
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
-    let w = analyze::write_report(&runs, &dir, &ids, args.hgrm)?;
+    let w = analyze::write_report(&runs, &dir, &asked)?;
     print_summary(&w);
-    Ok(ExitCode::SUCCESS)
+    // 1 for a failed gate, as a CI job reads it; 2 stays for errors.
+    Ok(if w.report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_summary(w: &Written) {
@@ -42,6 +56,30 @@ fn print_summary(w: &Written) {
     outln!("{}", r.trust.verdict);
     for reason in &r.trust.reasons {
         outln!("  - {reason}");
+    }
+    for c in &r.checks {
+        let observed = c.observed.map_or_else(
+            || "not measured".to_owned(),
+            |x| format!("{}{}", num(x), c.unit),
+        );
+        let note = c
+            .note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        outln!(
+            "check {}: {} — observed {observed}{note}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.expression
+        );
+    }
+    if !r.checks.is_empty() {
+        let failed = r.checks.iter().filter(|c| !c.passed).count();
+        outln!(
+            "checks: {} of {} passed",
+            r.checks.len() - failed,
+            r.checks.len()
+        );
     }
     for w in &r.measured.config.merge_warnings {
         outln!("warning: {w}");

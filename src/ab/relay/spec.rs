@@ -101,8 +101,8 @@ pub(super) fn check_known(slots: &[Slot<'_>], known: &[&str]) -> Result<(), Stri
     let list: Vec<String> = known.iter().map(|k| format!("{{{k}}}")).collect();
     let hint = known
         .iter()
-        .filter(|k| edit_distance(k, bad.name) <= 2)
-        .min_by_key(|k| edit_distance(k, bad.name))
+        .filter(|k| strsim::levenshtein(k, bad.name) <= 2)
+        .min_by_key(|k| strsim::levenshtein(k, bad.name))
         .map(|k| format!("; did you mean {{{k}}}?"))
         .unwrap_or_default();
     Err(format!(
@@ -226,22 +226,6 @@ fn quote(value: &str, quoting: Quoting) -> String {
 /// One shell word holding exactly `s`: single quotes, each `'` written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Levenshtein distance, for "did you mean" (names are a few bytes long).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -379,13 +363,5 @@ mod tests {
             "port = 9\npath = \"/d/x\"\nt = { a = 1 }\nenv = \"${HOME}\"\n"
         );
         assert!(fill("{config}", values, Quoting::Raw).is_err());
-    }
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("port", "prot"), 2);
-        assert_eq!(edit_distance("dir", "dirs"), 1);
-        assert_eq!(edit_distance("config", "config"), 0);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

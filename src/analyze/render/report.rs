@@ -52,6 +52,9 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(s, "> - {}", cell(reason))?;
     }
     writeln!(s)?;
+    if !r.checks.is_empty() {
+        checks(s, r)?;
+    }
     // Merged runs that are not alike: said before any figure that adds them up.
     for w in &c.merge_warnings {
         writeln!(s, "- ⚠️ {}", cell(w))?;
@@ -525,4 +528,38 @@ fn rules(s: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+fn checks(s: &mut String, r: &Report) -> std::fmt::Result {
+    let failed = r.checks.iter().filter(|c| !c.passed).count();
+    writeln!(s, "## Checks")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} of {} passed{}.",
+        r.checks.len() - failed,
+        r.checks.len(),
+        if failed > 0 {
+            ": **the gate fails**"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| Check | Observed | Result | Note |")?;
+    writeln!(s, "|---|---:|---|---|")?;
+    for c in &r.checks {
+        let observed = c
+            .observed
+            .map_or_else(|| "–".to_owned(), |x| format!("{}{}", num(x), c.unit));
+        writeln!(
+            s,
+            "| `{}` | {} | {} | {} |",
+            cell(&c.expression),
+            cell(&observed),
+            if c.passed { "pass" } else { "**FAIL**" },
+            cell(c.note.as_deref().unwrap_or(""))
+        )?;
+    }
+    writeln!(s)
 }
