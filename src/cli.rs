@@ -262,6 +262,10 @@ fn parse_check(s: &str) -> Result<crate::analyze::checks::Expr, String> {
     s.parse()
 }
 
+fn parse_fail_on(s: &str) -> Result<crate::analyze::gate::FailOn, String> {
+    s.parse()
+}
+
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Results files of side A, then `--`, then those of side B (same trace).
@@ -285,6 +289,11 @@ pub struct CompareArgs {
     /// `failed=25`). Repeatable; defaults in docs/comparing-builds.md.
     #[arg(long, value_name = "[METRIC=]VALUE")]
     pub threshold: Vec<crate::analyze::thresholds::Override>,
+
+    /// A release gate: exit 1 when B is worse on any metric (`worse`: overall worse or
+    /// mixed), or on any of the listed ones (`response_p99,success_rate`).
+    #[arg(long, value_name = "worse|METRIC,…", value_parser = parse_fail_on)]
+    pub fail_on: Option<crate::analyze::gate::FailOn>,
 
     /// Folder for the reports [default: reports/load-test].
     #[arg(long)]
@@ -344,6 +353,11 @@ pub struct AbArgs {
     /// `failed=25`). Repeatable; defaults in docs/comparing-builds.md.
     #[arg(long, value_name = "[METRIC=]VALUE")]
     pub threshold: Vec<crate::analyze::thresholds::Override>,
+
+    /// A release gate: exit 1 when B is worse on any metric (`worse`: overall worse or
+    /// mixed), or on any of the listed ones (`response_p99,success_rate`).
+    #[arg(long, value_name = "worse|METRIC,…", value_parser = parse_fail_on)]
+    pub fail_on: Option<crate::analyze::gate::FailOn>,
 
     /// Profile each relay with `perf record` during its runs (hot functions per run report).
     #[arg(long)]

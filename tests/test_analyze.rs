@@ -1762,3 +1762,51 @@ fn checks_gate_the_exit_code_and_are_kept_in_the_report() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
 }
+
+/// Issue #18: `lt compare --fail-on` is a release gate on two real sides (nostr-rs-relay
+/// against rnostr, two runs each): rnostr is worse on success rate, so `worse` and
+/// `success_rate` fail it (exit 1) and a metric it is not worse on passes (exit 0); the
+/// comparison keeps the gate and names the metrics; an unknown metric is a one-line error.
+#[test]
+fn fail_on_gates_a_comparison() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let dir = tempfile::tempdir().unwrap();
+    let compare = |name: &str, fail_on: &str| {
+        let out = dir.path().join(name);
+        let o = lt()
+            .current_dir(&golden)
+            .args(["compare", "--fail-on", fail_on, "--out-dir"])
+            .arg(&out)
+            .args(["a1.ltr", "a2.ltr", "--", "b1.ltr", "b2.ltr"])
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    for (fail_on, code, failed) in [
+        ("worse", 1, Some("success_rate")),
+        ("success_rate,response_p99", 1, Some("success_rate")),
+        ("response_p99", 0, None),
+    ] {
+        let (o, out) = compare(fail_on, fail_on);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{fail_on}: {}",
+            text(&o.stderr)
+        );
+        let c = newest_comparison(&out);
+        assert_eq!(c["gate"]["fail_on"], fail_on);
+        assert_eq!(c["gate"]["passed"], code == 0);
+        if let Some(m) = failed {
+            assert!(c["gate"]["failed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == m));
+            assert!(text(&o.stdout).contains("gate: Gate FAILED"));
+        }
+    }
+    let (o, _) = compare("typo", "succes_rate");
+    let line = one_line_error(&o);
+    assert!(line.contains("success_rate"), "{line}");
+}

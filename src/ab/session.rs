@@ -15,6 +15,7 @@ use super::relay::{self, BuildSpec, RunningRelay};
 use super::{run_order, Side};
 use crate::analyze::calibrate::{self, Calibration};
 use crate::analyze::compare::{self, Comparison, FailedRun};
+use crate::analyze::gate::{self, FailOn};
 use crate::analyze::thresholds::Thresholds;
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Load, Plan, Stop};
@@ -38,6 +39,8 @@ pub struct Setup<'a> {
     /// Profile each relay with `perf record` during its run.
     pub profile: bool,
     pub thresholds: &'a Thresholds,
+    /// The release gate on the comparison, if any.
+    pub fail_on: Option<&'a FailOn>,
 }
 
 /// How the caller stops a session: the stop handle of its replays (between runs it ends the
@@ -167,21 +170,32 @@ pub fn session(
     Ok(done)
 }
 
+/// What an A/A calibration left.
+pub struct Calibrated {
+    pub calibration: Calibration,
+    /// The calibration's Markdown report.
+    pub markdown: PathBuf,
+    pub interrupted: bool,
+    /// Sessions whose comparison failed its gate (`--fail-on`): a build failing a gate
+    /// against itself.
+    pub gates_failed: u32,
+}
+
 /// A/A calibration: `sessions` whole sessions of A against itself (B is [`again`]`(A)`),
 /// each in a folder of its own when there are several; a failed session is recorded and
-/// the others go on. Writes the calibration report into `out`; returns it, the Markdown's
-/// path, and whether it was interrupted.
+/// the others go on. Writes the calibration report into `out`.
 pub fn calibrate(
     setup: &Setup,
     sessions: u32,
     out: &Path,
     interrupt: &Interrupt,
     observer: &dyn Observer,
-) -> anyhow::Result<(Calibration, PathBuf, bool)> {
+) -> anyhow::Result<Calibrated> {
     let mut outcomes = Vec::new();
     let mut pool = Vec::new();
     let mut attempted = 0.0;
     let mut interrupted = false;
+    let mut gates_failed = 0;
     for n in 1..=sessions {
         if interrupt.stop.requested() {
             interrupted = true;
@@ -200,6 +214,7 @@ pub fn calibrate(
                 pool.extend(done.figures);
                 attempted = done.attempted;
                 interrupted |= done.interrupted;
+                gates_failed += u32::from(done.comparison.gate.as_ref().is_some_and(|g| !g.passed));
             }
             // One failed session (a relay that would not start) leaves the others' figures.
             Err(e) => {
@@ -216,8 +231,13 @@ pub fn calibrate(
         attempted,
         setup.thresholds,
     );
-    let md = crate::analyze::write_calibration(out, &c)?;
-    Ok((c, md, interrupted))
+    let markdown = crate::analyze::write_calibration(out, &c)?;
+    Ok(Calibrated {
+        calibration: c,
+        markdown,
+        interrupted,
+        gates_failed,
+    })
 }
 
 fn one_run(
@@ -430,6 +450,7 @@ fn finish(
         c.warnings
             .push("interrupted: not every planned run was made".into());
     }
+    c.gate = setup.fail_on.map(|f| gate::apply(&c, f));
     crate::analyze::write_comparison(&names, &c)?;
     let figures = [&side_a, &side_b]
         .iter()

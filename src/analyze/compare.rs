@@ -87,6 +87,9 @@ pub struct Comparison {
     pub charts: Vec<String>,
     /// Runs that did not complete (`lt ab`): left out of the figures above.
     pub failed_runs: Vec<FailedRun>,
+    /// The release gate (`--fail-on`), when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<super::gate::Gate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -294,6 +297,7 @@ pub fn compare(
         run_order,
         warnings: warnings(a, b),
         charts,
+        gate: None,
         failed_runs: Vec::new(),
     })
 }

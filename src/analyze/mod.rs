@@ -14,6 +14,7 @@ pub mod calibrate;
 pub mod checks;
 pub mod class;
 pub mod compare;
+pub mod gate;
 pub mod judge;
 pub mod measure;
 pub mod output;

@@ -25,6 +25,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
             "--sessions counts A/A calibration sessions: it needs --aa"
         ));
     }
+
     let a = BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
     let b = match &args.b {
         Some(b) => BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?,
@@ -61,6 +62,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         profile: args.profile,
         thresholds: &thresholds,
+        fail_on: args.fail_on.as_ref(),
     };
     let code = |interrupted: bool| {
         if interrupted {
@@ -71,13 +73,27 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     };
     if !args.aa {
         let done = session::session(&setup, &out, &interrupt, &Shown)?;
+        if done.comparison.gate.as_ref().is_some_and(|g| !g.passed) && !done.interrupted {
+            return Ok(ExitCode::from(1));
+        }
         return Ok(code(done.interrupted));
     }
-    let (c, md, interrupted) =
-        session::calibrate(&setup, args.sessions.unwrap_or(1), &out, &interrupt, &Shown)?;
-    outln!("calibration: {}", c.verdict_line);
-    outln!("calibration report: {}", md.display());
-    Ok(code(interrupted))
+    let done = session::calibrate(&setup, args.sessions.unwrap_or(1), &out, &interrupt, &Shown)?;
+    outln!("calibration: {}", done.calibration.verdict_line);
+    outln!("calibration report: {}", done.markdown.display());
+    if done.gates_failed > 0 && !done.interrupted {
+        // A build failing a gate against itself: the gate is tighter than this noise.
+        eprintln!(
+            "lt: {} A/A session(s) failed --fail-on {} against the same build",
+            done.gates_failed,
+            args.fail_on
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(code(done.interrupted))
 }
 
 /// A session as `lt ab` shows it: a line per run and the comparison on stdout, warnings on

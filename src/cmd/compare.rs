@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::analyze::compare::{self, Side};
-use crate::analyze::render;
 use crate::analyze::thresholds::Thresholds;
 use crate::analyze::{self, output};
+use crate::analyze::{gate, render};
 use crate::cli::CompareArgs;
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -25,9 +25,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
     let thresholds = Thresholds::new(args.threshold.clone());
     let (names, charts) = analyze::comparison_files(&a, &b, &dir, "compare-report")?;
-    let c = compare::compare(&a, &b, &thresholds, Vec::new(), charts)?;
+    let mut c = compare::compare(&a, &b, &thresholds, Vec::new(), charts)?;
+    c.gate = args.fail_on.as_ref().map(|f| gate::apply(&c, f));
     analyze::write_comparison(&names, &c)?;
     out!("{}", render::comparison::summary(&c));
     outln!("report: {}", names.markdown.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(gate_code(&c))
+}
+
+/// 1 when the comparison's gate failed, as a CI job reads it.
+pub fn gate_code(c: &compare::Comparison) -> ExitCode {
+    if c.gate.as_ref().is_some_and(|g| !g.passed) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -26,6 +26,16 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(s, "> **Overall: {}.** {}", c.overall, cell(&c.overall_line))?;
     writeln!(s)?;
+    if let Some(g) = &c.gate {
+        writeln!(
+            s,
+            "> **Gate `--fail-on {}`: {}.** {}",
+            cell(&g.fail_on),
+            if g.passed { "passed" } else { "FAILED" },
+            cell(&g.line)
+        )?;
+        writeln!(s)?;
+    }
     writeln!(
         s,
         "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}.",
@@ -179,6 +189,9 @@ pub fn summary(c: &Comparison) -> String {
 
 fn write_summary(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s, "overall: {} — {}", c.overall, c.overall_line)?;
+    if let Some(g) = &c.gate {
+        writeln!(s, "gate: {}", g.line)?;
+    }
     // Warnings qualify the verdict, so they come before the table, as in the report.
     for w in &c.warnings {
         writeln!(s, "warning: {w}")?;
