@@ -256,6 +256,17 @@ pub struct AnalyzeArgs {
     /// results); by default such a run fails every gate.
     #[arg(long)]
     pub allow_untrusted: bool,
+
+    /// Write an issue draft (Markdown) per bottleneck found into DIR: evidence, how to
+    /// reproduce, suggested labels; cryptography among the relay's top costs (from a real
+    /// profile) gets one marked requires-security-review.
+    #[arg(long, value_name = "DIR")]
+    pub issues: Option<PathBuf>,
+
+    /// Print only a Markdown block for a pull request's body (`pr`): the safety statement,
+    /// the commands, the config, the results and the next steps.
+    #[arg(long, value_name = "FORMAT", value_parser = ["pr"])]
+    pub summary: Option<String>,
 }
 
 fn parse_check(s: &str) -> Result<crate::analyze::checks::Expr, String> {

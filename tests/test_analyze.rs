@@ -1810,3 +1810,83 @@ fn fail_on_gates_a_comparison() {
     let line = one_line_error(&o);
     assert!(line.contains("success_rate"), "{line}");
 }
+
+/// Issue #18: `--issues DIR` writes a draft per bottleneck the rules found on the relay
+/// (not on lt), each with its evidence, the exact commands to reproduce it and labels; with
+/// no profile, no claim about cryptography. `--summary pr` prints a block for a pull request
+/// with the safety statement, the commands and links to the drafts.
+#[test]
+fn issue_drafts_and_the_pr_summary_carry_evidence_and_commands() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let dir = tempfile::tempdir().unwrap();
+    let drafts_dir = dir.path().join("drafts");
+    // `over`: nostr-rs-relay overloaded at 8x with a 300 ms timeout (lost events, CPU-bound,
+    // overload, missing OKs).
+    let o = lt()
+        .arg("analyze")
+        .arg(golden.join("over.ltr"))
+        .arg("--out-dir")
+        .arg(dir.path().join("rep"))
+        .arg("--issues")
+        .arg(&drafts_dir)
+        .args(["--summary", "pr"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&drafts_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"01-lost-events.md".to_owned()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("cpu-bound.md")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("cryptography")),
+        "no profile, no crypto claim"
+    );
+    for f in &files {
+        let d = std::fs::read_to_string(f).unwrap();
+        assert!(d.starts_with("# "), "{d}");
+        assert!(d.contains("Labels: "), "{d}");
+        assert!(
+            d.contains("## Evidence") && d.contains("## How to reproduce"),
+            "{d}"
+        );
+        assert!(
+            d.contains("lt synth --seed 12 --clients 200 --duration 20")
+                && d.contains("--speed 8x")
+                && d.contains("--timeout 300ms"),
+            "{d}"
+        );
+        assert!(!d.contains("requires-security-review"), "{d}");
+    }
+    let lost = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        lost.contains("Accepted events are not stored: 7 events"),
+        "{lost}"
+    );
+    assert!(lost.contains("Labels: correctness, reliability"), "{lost}");
+
+    let pr = text(&o.stdout);
+    assert!(pr.starts_with("### Load test: 127.0.0.1:"), "{pr}");
+    assert!(
+        pr.contains("does not target public relays; requires RELAY_URL"),
+        "{pr}"
+    );
+    assert!(
+        pr.contains("lt replay trace.ltc --relay ws://127.0.0.1:"),
+        "{pr}"
+    );
+    assert!(pr.contains("| Success rate | 49.836 % |"), "{pr}");
+    assert!(
+        pr.contains("- Issue draft: [Accepted events are not stored"),
+        "{pr}"
+    );
+}

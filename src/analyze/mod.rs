@@ -132,3 +132,19 @@ pub fn write_calibration(dir: &Path, c: &calibrate::Calibration) -> anyhow::Resu
     output::write_text(&names.markdown, &render::calibration::render(c))?;
     Ok(names.markdown)
 }
+
+/// Writes `drafts` into `dir` (created if needed), one Markdown file each; an existing file
+/// is never replaced. Returns each draft's title and path.
+pub fn write_drafts(
+    dir: &Path,
+    drafts: &[render::issues::Draft],
+) -> anyhow::Result<Vec<(String, String)>> {
+    output::ensure_dir(dir)?;
+    let mut written = Vec::new();
+    for d in drafts {
+        let path = dir.join(&d.file);
+        output::write_text(&path, &d.body)?;
+        written.push((d.title.clone(), path.display().to_string()));
+    }
+    Ok(written)
+}

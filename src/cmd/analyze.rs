@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::analyze::render::num;
+use crate::analyze::render::{self, num};
 use crate::analyze::Ids;
 use crate::analyze::{self, output, Asked, Completeness, Written};
 use crate::cli::AnalyzeArgs;
@@ -33,7 +33,18 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
     let w = analyze::write_report(&runs, &dir, &asked)?;
-    print_summary(&w);
+    let drafts = match &args.issues {
+        Some(issues) => analyze::write_drafts(issues, &render::issues::drafts(&w.report))?,
+        None => Vec::new(),
+    };
+    if args.summary.as_deref() == Some("pr") {
+        out!("{}", render::issues::pr_summary(&w.report, &drafts));
+    } else {
+        print_summary(&w);
+        for (title, path) in &drafts {
+            outln!("issue draft: {path} — {title}");
+        }
+    }
     // 1 for a failed gate, as a CI job reads it; 2 stays for errors.
     Ok(if w.report.passed() {
         ExitCode::SUCCESS

@@ -6,6 +6,7 @@ pub mod calibration;
 pub mod charts;
 pub mod comparison;
 pub mod hgrm;
+pub mod issues;
 pub mod report;
 pub mod svg;
 

@@ -1,0 +1,551 @@
+//! From a report to action: an issue draft per bottleneck the rules found (`lt analyze
+//! --issues DIR`), a draft marked for security review when the relay's profile puts
+//! cryptography among its top costs, and a block for a pull request's body (`--summary
+//! pr`). Each draft carries its evidence and the exact commands that reproduce it.
+
+use std::fmt::Write;
+
+use super::{cell, num};
+use crate::analyze::report::Report;
+use crate::analyze::rules::RuleCheck;
+use crate::profile::HotFunction;
+
+/// Rules about lt or the run itself, not the relay: no issue for the relay's team.
+const NOT_THE_RELAYS: [&str; 4] = [
+    "harness_bottleneck",
+    "machine_saturated",
+    "partial",
+    "not_evaluated",
+];
+
+/// Symbols of cryptographic code, as profilers name them (case-insensitive substrings).
+const CRYPTO_SYMBOLS: [&str; 15] = [
+    "secp256k1",
+    "schnorr",
+    "ecdsa",
+    "ecmult",
+    "ed25519",
+    "x25519",
+    "sha256",
+    "sha2::",
+    "sha512",
+    "sha1",
+    "hmac",
+    "blake",
+    "keccak",
+    "aes_",
+    "aesni",
+];
+/// Cryptography counts as a top cost when its functions together rank among the relay's top
+/// this many user-space costs…
+const CRYPTO_TOP_RANK: usize = 5;
+/// … or its functions together take at least this share of the profile (percent).
+const CRYPTO_SHARE_PCT: f64 = 10.0;
+
+/// One issue draft: a file name, a title, labels, and the Markdown body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub file: String,
+    pub title: String,
+    pub labels: Vec<&'static str>,
+    pub body: String,
+}
+
+/// What the relay's profile says about cryptography, when it was profiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CryptoFinding {
+    /// The cryptographic functions among the profile's top functions.
+    pub functions: Vec<HotFunction>,
+    /// Their share of the relay's samples, percent.
+    pub share_pct: f64,
+    /// Where cryptography as a whole ranks among the relay's user-space functions (1 = the
+    /// top cost).
+    pub best_rank: usize,
+}
+
+fn is_crypto(symbol: &str) -> bool {
+    let s = symbol.to_ascii_lowercase();
+    CRYPTO_SYMBOLS.iter().any(|c| s.contains(c))
+}
+
+/// Cryptography among the relay's top costs, from a real profile only: without one, no such
+/// claim is made.
+pub fn crypto_finding(r: &Report) -> Option<CryptoFinding> {
+    let hot = &r.measured.hot_functions;
+    if !hot.measured {
+        return None;
+    }
+    // Cryptography as a whole (a signature check spreads over many small field and scalar
+    // functions), ranked among the relay's user-space functions: the kernel's scheduling and
+    // network code tops any profile of a relay under load, and says nothing of its own costs.
+    let user: Vec<&HotFunction> = hot
+        .functions
+        .iter()
+        .filter(|f| !f.dso.contains("kernel"))
+        .collect();
+    let (crypto, other): (Vec<&HotFunction>, Vec<&HotFunction>) =
+        user.into_iter().partition(|f| is_crypto(&f.symbol));
+    if crypto.is_empty() {
+        return None;
+    }
+    let share_pct: f64 = crypto.iter().map(|f| f.percent).sum();
+    let best_rank = 1 + other.iter().filter(|f| f.percent > share_pct).count();
+    (best_rank <= CRYPTO_TOP_RANK || share_pct >= CRYPTO_SHARE_PCT).then(|| CryptoFinding {
+        functions: crypto.into_iter().cloned().collect(),
+        share_pct,
+        best_rank,
+    })
+}
+
+/// The labels a rule's draft suggests.
+fn labels(rule: &str) -> Vec<&'static str> {
+    match rule {
+        "cpu_bound" | "latency_rising" | "overload" | "rss_growth" => vec!["performance"],
+        "timeouts_without_cpu" | "missing_acks" | "connect_failures" | "disconnects" => {
+            vec!["reliability"]
+        }
+        "rate_limited" | "subscription_limits" | "message_size" => {
+            vec!["reliability", "configuration"]
+        }
+        "lost_events" => vec!["correctness", "reliability"],
+        _ => vec!["correctness"],
+    }
+}
+
+/// The commands that reproduce the run: the trace, the replay, the analysis.
+pub fn reproduce(r: &Report) -> Vec<String> {
+    let c = &r.measured.config;
+    let mut out = Vec::new();
+    let o = &c.trace_header["options"];
+    let generated = c.trace_header["generator"]
+        .as_str()
+        .is_some_and(|g| g.starts_with("lt synth"));
+    if generated && o.is_object() {
+        let f = |k: &str| o[k].to_string();
+        out.push(format!(
+            "lt synth --seed {} --clients {} --duration {} --rate {} --mix {} --read-share {} --edit-share {} --nip71-share {} --creators {} --epoch {} -o trace.ltc   # fingerprint {}",
+            f("seed"),
+            f("clients"),
+            f("duration_s"),
+            f("rate_eps"),
+            f("view_share"),
+            f("read_share"),
+            f("edit_share"),
+            f("nip71_share"),
+            f("creators"),
+            f("epoch"),
+            c.trace_fingerprint
+        ));
+    } else {
+        out.push(format!(
+            "# the trace with fingerprint {} ({} records)",
+            c.trace_fingerprint, c.trace_records
+        ));
+    }
+    let opt = |k: &str| c.options.get(k).map(String::as_str);
+    let mut replay = format!("lt replay trace.ltc --relay ws://{}/", c.target);
+    for (key, flag) in [
+        ("speed", "--speed"),
+        ("clients", "--clients"),
+        ("max_in_flight", "--max-in-flight"),
+        ("per_conn_in_flight", "--per-conn-in-flight"),
+        ("on_overload", "--on-overload"),
+        ("duration_s", "--duration"),
+    ] {
+        if let Some(v) = opt(key) {
+            let _ = write!(replay, " {flag} {v}");
+        }
+    }
+    if let Some(ms) = opt("timeout_ms") {
+        let _ = write!(replay, " --timeout {ms}ms");
+    }
+    if opt("relay_pid_sampled") == Some("true") {
+        replay.push_str(" --relay-pid RELAY_PID");
+        if r.measured.hot_functions.measured {
+            replay.push_str(" --profile");
+        }
+    }
+    replay.push_str(" -o results.ltr");
+    out.push(replay);
+    out.push("lt analyze results.ltr".into());
+    out
+}
+
+fn write_reproduce(s: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(s, "## How to reproduce")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "On a machine with the relay on loopback (lt sends load only to loopback or to hosts named as test infrastructure with `--allow-host`):"
+    )?;
+    writeln!(s)?;
+    writeln!(s, "```sh")?;
+    for line in reproduce(r) {
+        writeln!(s, "{line}")?;
+    }
+    writeln!(s, "```")?;
+    writeln!(s)?;
+    let c = &r.measured.config;
+    writeln!(
+        s,
+        "Measured with lt {} on {} ({} cores, kernel {}), started {}. The relay's software and version are not recorded in these results: name the build here.",
+        cell(&c.lt_version),
+        cell(&c.machine.cpu),
+        c.machine.cores,
+        cell(&c.machine.kernel),
+        cell(&c.started_at)
+    )?;
+    writeln!(s)
+}
+
+fn write_context(s: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(s, "## Context")?;
+    writeln!(s)?;
+    let t = &r.measured.totals;
+    writeln!(
+        s,
+        "- {} requests attempted, {}% succeeded, {} failed",
+        t.attempted,
+        num(t.success_rate_pct),
+        t.failed
+    )?;
+    if let Some(p) = &r.measured.latency.overall.response_ms {
+        writeln!(
+            s,
+            "- response time p50 {} ms, p99 {} ms ({} requests, {} at the timeout)",
+            num(p.p50),
+            num(p.p99),
+            p.count,
+            p.at_timeout
+        )?;
+    }
+    if let Some(relay) = &r.measured.resources.relay {
+        writeln!(
+            s,
+            "- relay CPU avg {}%, max {}% of a core; RSS max {} MB",
+            num(relay.cpu_pct.avg),
+            num(relay.cpu_pct.max),
+            num(relay.rss_mb.max)
+        )?;
+    }
+    writeln!(s, "- trust: {}", cell(&r.trust.verdict))?;
+    writeln!(s)
+}
+
+/// A short, file-safe name.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(60).collect()
+}
+
+/// The title of a fired rule's draft: its symptom and its figure.
+fn title(c: &RuleCheck) -> String {
+    let symptom = match c.id.as_str() {
+        "lost_events" => "Accepted events are not stored",
+        "cpu_bound" => "Relay is CPU-bound at this load",
+        "overload" => "Relay does not keep up with the offered rate",
+        "latency_rising" => "Latency rises through the run",
+        "timeouts_without_cpu" => "Requests time out while the relay's CPU is idle",
+        "rate_limited" => "Relay rate-limits ordinary traffic",
+        "missing_acks" => "Events get no OK in time",
+        "connect_failures" => "Connections fail",
+        "disconnects" => "Connections drop mid-run",
+        "subscription_limits" => "Subscriptions are refused",
+        "message_size" => "Events are refused for their size",
+        "invalid_rejects" => "Valid events are rejected as invalid",
+        "policy_rejects" => "Events are refused by policy",
+        "other_rejects" => "Events are rejected",
+        "rss_growth" => "Relay memory grows through the run",
+        "duplicates" => "Events come back as duplicates",
+        other => other,
+    };
+    format!(
+        "{symptom}: {} {} (threshold {} {})",
+        num(c.value),
+        c.unit,
+        num(c.threshold),
+        c.unit
+    )
+}
+
+/// One draft per fired rule about the relay, and one for cryptography among its top costs
+/// (from a real profile). In the order of the remediation list.
+pub fn drafts(r: &Report) -> Vec<Draft> {
+    let crypto = crypto_finding(r);
+    let mut out = Vec::new();
+    let fired = r
+        .remediation
+        .iter()
+        .filter(|item| item.fired && !NOT_THE_RELAYS.contains(&item.rule.as_str()));
+    for item in fired {
+        let Some(rule) = r.rules.iter().find(|c| c.id == item.rule) else {
+            continue;
+        };
+        let mut labels = labels(&rule.id);
+        if rule.id == "cpu_bound" && crypto.is_some() {
+            labels.push("requires-security-review");
+        }
+        let title = title(rule);
+        let mut body = String::new();
+        let _ = write_rule_draft(&mut body, r, rule, &item.action, &title, &labels);
+        out.push(Draft {
+            file: format!("{:02}-{}.md", out.len() + 1, slug(&rule.id)),
+            title,
+            labels,
+            body,
+        });
+    }
+    if let Some(found) = &crypto {
+        let title = format!(
+            "Cryptography among the relay's top costs: {}% of its CPU samples",
+            num((found.share_pct * 10.0).round() / 10.0)
+        );
+        let labels = vec!["performance", "requires-security-review"];
+        let mut body = String::new();
+        let _ = write_crypto_draft(&mut body, r, found, &title, &labels);
+        out.push(Draft {
+            file: format!("{:02}-cryptography.md", out.len() + 1),
+            title,
+            labels,
+            body,
+        });
+    }
+    out
+}
+
+fn write_header(s: &mut String, r: &Report, title: &str, labels: &[&str]) -> std::fmt::Result {
+    writeln!(s, "# {title}")?;
+    writeln!(s)?;
+    writeln!(s, "Labels: {}", labels.join(", "))?;
+    writeln!(s)?;
+    if !r.trust.trustworthy {
+        writeln!(
+            s,
+            "> ⚠️ The run behind this draft is not trustworthy: {} Check the figures before filing.",
+            cell(&r.trust.verdict)
+        )?;
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+fn write_rule_draft(
+    s: &mut String,
+    r: &Report,
+    rule: &RuleCheck,
+    action: &str,
+    title: &str,
+    labels: &[&str],
+) -> std::fmt::Result {
+    write_header(s, r, title, labels)?;
+    writeln!(s, "## Evidence")?;
+    writeln!(s)?;
+    writeln!(s, "{}", cell(&rule.evidence))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Rule `{}` fired: {} {} against a threshold of {} {} (docs/reports.md, section 5).",
+        rule.id,
+        num(rule.value),
+        rule.unit,
+        num(rule.threshold),
+        rule.unit
+    )?;
+    writeln!(s)?;
+    let examples: Vec<String> = r
+        .measured
+        .errors
+        .top_messages
+        .iter()
+        .take(3)
+        .map(|m| {
+            let ids: Vec<String> = m
+                .examples
+                .iter()
+                .map(|e| match &e.id {
+                    Some(id) => format!("`{id}` (record {})", e.record),
+                    None => format!("record {}", e.record),
+                })
+                .collect();
+            format!(
+                "- {} × {} \"{}\": {}",
+                m.count,
+                m.outcome,
+                cell(&m.message),
+                ids.join(", ")
+            )
+        })
+        .collect();
+    if !examples.is_empty() {
+        writeln!(s, "Messages from the relay, with example records:")?;
+        writeln!(s)?;
+        for e in examples {
+            writeln!(s, "{e}")?;
+        }
+        writeln!(s)?;
+    }
+    write_context(s, r)?;
+    writeln!(s, "## Suggested next step")?;
+    writeln!(s)?;
+    writeln!(s, "{}", cell(action))?;
+    writeln!(s)?;
+    write_reproduce(s, r)
+}
+
+fn write_crypto_draft(
+    s: &mut String,
+    r: &Report,
+    found: &CryptoFinding,
+    title: &str,
+    labels: &[&str],
+) -> std::fmt::Result {
+    write_header(s, r, title, labels)?;
+    writeln!(s, "## Evidence")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "A real profile of the relay during the run ({}) puts cryptographic code among its top costs: taken together, #{} of the relay's user-space costs, {}% of the relay's samples (of the functions the report lists).",
+        cell(&r.measured.hot_functions.note),
+        found.best_rank,
+        num((found.share_pct * 1000.0).round() / 1000.0)
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| Function | Object | % of samples |")?;
+    writeln!(s, "|---|---|---:|")?;
+    for f in &found.functions {
+        writeln!(
+            s,
+            "| `{}` | {} | {} |",
+            cell(&f.symbol),
+            cell(&f.dso),
+            num(f.percent)
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(s, "## Requires security review")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "The load test does not change cryptographic code, and this draft proposes no change to it. Signature verification and hashing are what make a Nostr relay trustworthy; any optimisation (batch verification, caching verified ids, another implementation or library) needs a security review before anyone starts on it."
+    )?;
+    writeln!(s)?;
+    write_context(s, r)?;
+    write_reproduce(s, r)
+}
+
+/// A Markdown block for a pull request's body: the safety statement, the commands, the
+/// configuration, the results and the next steps, with links to the drafts written.
+pub fn pr_summary(r: &Report, drafts: &[(String, String)]) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_pr_summary(&mut s, r, drafts);
+    s
+}
+
+fn write_pr_summary(s: &mut String, r: &Report, drafts: &[(String, String)]) -> std::fmt::Result {
+    let c = &r.measured.config;
+    writeln!(s, "### Load test: {}", cell(&c.target))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "**Safety:** does not target public relays; requires RELAY_URL (lt sends load only to loopback or to hosts explicitly named as test infrastructure, and refuses everything else)."
+    )?;
+    writeln!(s)?;
+    writeln!(s, "**Run**")?;
+    writeln!(s)?;
+    writeln!(s, "```sh")?;
+    for line in reproduce(r) {
+        writeln!(s, "{line}")?;
+    }
+    writeln!(s, "```")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "**Config:** trace `{}` ({} records); {} run(s); replay {}; lt {} on {} cores.",
+        c.trace_fingerprint
+            .get(..16)
+            .unwrap_or(&c.trace_fingerprint),
+        c.trace_records,
+        c.files.len(),
+        c.options
+            .iter()
+            .filter(|(k, _)| crate::analyze::LOAD_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        cell(&c.lt_version),
+        c.machine.cores
+    )?;
+    writeln!(s)?;
+    writeln!(s, "**Results:** {}", cell(&r.trust.verdict))?;
+    writeln!(s)?;
+    writeln!(s, "| Figure | Value |")?;
+    writeln!(s, "|---|---:|")?;
+    for h in &r.measured.summary {
+        writeln!(
+            s,
+            "| {} | {} {} |",
+            cell(&h.label),
+            num(h.value),
+            cell(&h.unit)
+        )?;
+    }
+    writeln!(s)?;
+    if !r.checks.is_empty() {
+        let failed = r.checks.iter().filter(|c| !c.passed).count();
+        writeln!(
+            s,
+            "**Checks:** {} of {} passed{}.",
+            r.checks.len() - failed,
+            r.checks.len(),
+            if failed > 0 {
+                " — the gate fails"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(s)?;
+    }
+    writeln!(s, "**Next steps**")?;
+    writeln!(s)?;
+    for item in r.remediation.iter().take(3) {
+        writeln!(s, "- {}", cell(&item.action))?;
+    }
+    for (title, path) in drafts {
+        writeln!(s, "- Issue draft: [{}]({})", cell(title), path)?;
+    }
+    writeln!(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_symbols_are_recognised_and_others_are_not() {
+        for s in [
+            "secp256k1_ecmult_strauss_wnaf",
+            "secp256k1::schnorr::verify",
+            "sha2::sha256::x86::digest_blocks",
+            "sha256_block_data_order_avx2",
+        ] {
+            assert!(is_crypto(s), "{s}");
+        }
+        for s in ["sqlite3VdbeExec", "tokio::runtime::park", "memcpy"] {
+            assert!(!is_crypto(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn slugs_are_file_safe() {
+        assert_eq!(slug("cpu_bound"), "cpu-bound");
+        assert_eq!(slug("A / b: c"), "a-b-c");
+    }
+}
