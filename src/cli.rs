@@ -370,6 +370,11 @@ pub struct AbArgs {
     #[arg(long, value_name = "worse|METRIC,…", value_parser = parse_fail_on)]
     pub fail_on: Option<crate::analyze::gate::FailOn>,
 
+    /// When B is worse: write issue drafts into DIR, the regression (figures, intervals,
+    /// the command that found it) and what the rules found on B's runs.
+    #[arg(long, value_name = "DIR")]
+    pub issues: Option<PathBuf>,
+
     /// Profile each relay with `perf record` during its runs (hot functions per run report).
     #[arg(long)]
     pub profile: bool,

@@ -232,6 +232,17 @@ fn the_ci_gate_fails_a_slower_build() {
     assert_eq!(c["gate"]["passed"], false, "{}", c["gate"]);
     let failed = c["gate"]["failed"].as_array().unwrap();
     assert!(failed.iter().any(|m| m == "response_p50"), "{}", c["gate"]);
+    // The regression's issue draft, with its figures and the command that found it.
+    let regression = std::fs::read_to_string(dir.path().join("issues/00-regression.md")).unwrap();
+    assert!(
+        regression.starts_with("# head is worse than base on"),
+        "{regression}"
+    );
+    assert!(regression.contains("| Response time p50 |"), "{regression}");
+    assert!(
+        regression.contains("lt ab --trace 'ci.ltc' --a 'base="),
+        "{regression}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ use super::{run_order, Side};
 use crate::analyze::calibrate::{self, Calibration};
 use crate::analyze::compare::{self, Comparison, FailedRun};
 use crate::analyze::gate::{self, FailOn};
+use crate::analyze::render::issues;
 use crate::analyze::thresholds::Thresholds;
 use crate::guard::{self, AllowList};
 use crate::replay::{self, Load, Plan, Stop};
@@ -41,6 +42,8 @@ pub struct Setup<'a> {
     pub thresholds: &'a Thresholds,
     /// The release gate on the comparison, if any.
     pub fail_on: Option<&'a FailOn>,
+    /// Where to write issue drafts when B is worse (`--issues`).
+    pub issues: Option<&'a Path>,
 }
 
 /// How the caller stops a session: the stop handle of its replays (between runs it ends the
@@ -452,6 +455,11 @@ fn finish(
     }
     c.gate = setup.fail_on.map(|f| gate::apply(&c, f));
     crate::analyze::write_comparison(&names, &c)?;
+    if let Some(dir) = setup.issues {
+        for (title, path) in write_drafts(setup, &c, &side_b, dir)? {
+            observer.warn(&format!("issue draft: {path} — {title}"));
+        }
+    }
     let figures = [&side_a, &side_b]
         .iter()
         .flat_map(|s| s.runs.iter().map(compare::figures))
@@ -463,4 +471,58 @@ fn finish(
         attempted: compare::attempted(&side_a),
         interrupted,
     })
+}
+
+/// B's drafts when it is worse: the regression (from the comparison) first, then what the
+/// rules found on B's runs merged. Nothing when B is worse on no metric.
+fn write_drafts(
+    setup: &Setup,
+    c: &Comparison,
+    b: &compare::Side,
+    dir: &Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(regression) = issues::regression_draft(c, &reproduce(setup)) else {
+        return Ok(Vec::new());
+    };
+    let profiles = crate::profile::load_all_beside(&b.merged.files);
+    let report = crate::analyze::report::build(&b.merged, &crate::analyze::Ids::new(), &profiles);
+    let mut drafts = vec![regression];
+    drafts.extend(issues::drafts(&report));
+    crate::analyze::write_drafts(dir, &drafts)
+}
+
+/// The `lt ab` command line of this session, as the drafts give it to reproduce.
+fn reproduce(setup: &Setup) -> Vec<String> {
+    let spec = |flag: &str, b: &BuildSpec| {
+        let mut s = format!(
+            " --{flag} {}",
+            relay::shell_quote(&format!("{}={}", b.name, b.command))
+        );
+        if let Some(t) = &b.config_template {
+            s.push_str(&format!(
+                " --{flag}-config {}",
+                relay::shell_quote(&t.display().to_string())
+            ));
+        }
+        s
+    };
+    let l = setup.load;
+    let mut line = format!(
+        "lt ab --trace {}{}{} --runs {} --speed {} --timeout {}ms --max-in-flight {} --per-conn-in-flight {}",
+        relay::shell_quote(&setup.trace.display().to_string()),
+        spec("a", setup.a),
+        spec("b", setup.b),
+        setup.runs,
+        l.speed,
+        l.timeout.as_millis(),
+        l.max_in_flight,
+        l.per_conn_in_flight
+    );
+    if let Some(c) = l.clients {
+        line.push_str(&format!(" --clients {c}"));
+    }
+    if let Some(d) = l.duration_s {
+        line.push_str(&format!(" --duration {d}"));
+    }
+    vec![line]
 }

@@ -63,6 +63,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         profile: args.profile,
         thresholds: &thresholds,
         fail_on: args.fail_on.as_ref(),
+        issues: args.issues.as_deref(),
     };
     let code = |interrupted: bool| {
         if interrupted {

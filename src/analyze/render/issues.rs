@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::{cell, num};
+use crate::analyze::compare::{Comparison, MetricDelta, Verdict};
 use crate::analyze::report::Report;
 use crate::analyze::rules::RuleCheck;
 use crate::profile::HotFunction;
@@ -522,6 +523,140 @@ fn write_pr_summary(s: &mut String, r: &Report, drafts: &[(String, String)]) -> 
         writeln!(s, "- Issue draft: [{}]({})", cell(title), path)?;
     }
     writeln!(s)
+}
+
+/// The draft of a regression that `lt ab` (or `lt compare`) found: B worse than A on some
+/// metric, with each worse metric's figures and interval, and `reproduce` (the commands
+/// that made the comparison). `None` when B is worse on nothing.
+pub fn regression_draft(c: &Comparison, reproduce: &[String]) -> Option<Draft> {
+    let worse: Vec<&MetricDelta> = c
+        .metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Worse)
+        .collect();
+    if worse.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = worse
+        .iter()
+        .take(3)
+        .map(|m| {
+            let pct = m
+                .delta_pct
+                .map(|p| format!(" ({p:+}%)"))
+                .unwrap_or_default();
+            format!("{} {:+} {}{pct}", m.id, m.delta, m.unit)
+        })
+        .collect();
+    let title = format!(
+        "{} is worse than {} on {} metric(s): {}",
+        c.b.name,
+        c.a.name,
+        worse.len(),
+        named.join(", ")
+    );
+    let mut labels = vec!["performance"];
+    if worse
+        .iter()
+        .any(|m| matches!(m.id.as_str(), "success_rate" | "failed" | "timeouts"))
+    {
+        labels.push("reliability");
+    }
+    labels.push("regression");
+    let mut body = String::new();
+    let _ = write_regression(&mut body, c, &worse, &title, &labels, reproduce);
+    Some(Draft {
+        file: "00-regression.md".into(),
+        title,
+        labels,
+        body,
+    })
+}
+
+fn write_regression(
+    s: &mut String,
+    c: &Comparison,
+    worse: &[&MetricDelta],
+    title: &str,
+    labels: &[&str],
+    reproduce: &[String],
+) -> std::fmt::Result {
+    writeln!(s, "# {}", cell(title))?;
+    writeln!(s)?;
+    writeln!(s, "Labels: {}", labels.join(", "))?;
+    writeln!(s)?;
+    if !(c.a.trustworthy && c.b.trustworthy) {
+        writeln!(
+            s,
+            "> ⚠️ Not every run of this comparison was trustworthy; see its warnings before filing."
+        )?;
+        writeln!(s)?;
+    }
+    writeln!(s, "## Evidence")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} ({} runs) against {} ({} runs) on trace `{}`: {}",
+        cell(&c.b.name),
+        c.b.runs,
+        cell(&c.a.name),
+        c.a.runs,
+        c.trace_fingerprint
+            .get(..16)
+            .unwrap_or(&c.trace_fingerprint),
+        cell(&c.overall_line)
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Metric | A | B | Δ | 95% interval of Δ | p (Holm) | Threshold |"
+    )?;
+    writeln!(s, "|---|---:|---:|---:|---|---:|---:|")?;
+    for m in worse {
+        let ci = m.ci95.map_or_else(
+            || "–".to_owned(),
+            |[lo, hi]| format!("{} to {}", num(lo), num(hi)),
+        );
+        writeln!(
+            s,
+            "| {} | {} | {} | {} {} | {} | {} | {} {} |",
+            cell(&m.label),
+            num(m.a),
+            num(m.b),
+            num(m.delta),
+            cell(&m.unit),
+            ci,
+            m.p_adjusted.map_or_else(|| "–".to_owned(), num),
+            num(m.threshold),
+            cell(&m.unit)
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Each is worse beyond run-to-run noise (Welch's t test, one 5% error budget over all metrics) and by at least its threshold: {}",
+        cell(&c.method)
+    )?;
+    writeln!(s)?;
+    for w in &c.warnings {
+        writeln!(s, "- ⚠️ {}", cell(w))?;
+    }
+    if !c.warnings.is_empty() {
+        writeln!(s)?;
+    }
+    writeln!(s, "## How to reproduce")?;
+    writeln!(s)?;
+    writeln!(s, "```sh")?;
+    for line in reproduce {
+        writeln!(s, "{line}")?;
+    }
+    writeln!(s, "```")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "The drafts beside this one come from {}'s own runs: what the rules found on it.",
+        cell(&c.b.name)
+    )
 }
 
 #[cfg(test)]
