@@ -106,6 +106,33 @@ impl Profiler {
     }
 }
 
+/// Symbols of cryptographic code as profilers name them (case-insensitive substrings):
+/// signatures (secp256k1, schnorr, ECDSA, Ed25519), hashing (SHA-1, SHA-2, BLAKE, Keccak),
+/// MACs and AES.
+const CRYPTO_SYMBOLS: [&str; 15] = [
+    "secp256k1",
+    "schnorr",
+    "ecdsa",
+    "ecmult",
+    "ed25519",
+    "x25519",
+    "sha256",
+    "sha2::",
+    "sha512",
+    "sha1",
+    "hmac",
+    "blake",
+    "keccak",
+    "aes_",
+    "aesni",
+];
+
+/// Whether `symbol` is cryptographic code.
+pub fn is_crypto(symbol: &str) -> bool {
+    let s = symbol.to_ascii_lowercase();
+    CRYPTO_SYMBOLS.iter().any(|c| s.contains(c))
+}
+
 /// Parses `perf report --stdio -q --sort dso,symbol --show-nr-samples` lines:
 /// `  12.34%   567  nostr-rs-relay  [.] symbol name   -  -`.
 pub fn parse_report(text: &str, tool: &str) -> Profile {

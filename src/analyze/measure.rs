@@ -383,6 +383,17 @@ pub struct HotFunctions {
     pub note: String,
     /// Share of the relay's samples, averaged over the profiled runs; most first.
     pub functions: Vec<crate::profile::HotFunction>,
+    /// The relay's cryptographic functions (signatures, hashing) taken together, over the
+    /// whole profile, not only the functions listed: percent of its samples, and those
+    /// functions, most first. Absent without a profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto: Option<CryptoShare>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CryptoShare {
+    pub percent: f64,
+    pub functions: Vec<crate::profile::HotFunction>,
 }
 
 pub fn percentiles_ms(h: &Histogram<u64>) -> Option<Percentiles> {
@@ -452,6 +463,7 @@ fn hot_functions(runs: usize, profiles: &[Profile]) -> HotFunctions {
             measured: false,
             note: "not measured".into(),
             functions: Vec::new(),
+            crypto: None,
         };
     }
     let mut by_fn: BTreeMap<(String, String), (f64, u64)> = BTreeMap::new();
@@ -474,6 +486,15 @@ fn hot_functions(runs: usize, profiles: &[Profile]) -> HotFunctions {
         )
         .collect();
     functions.sort_by(|a, b| b.percent.total_cmp(&a.percent));
+    let crypto_functions: Vec<crate::profile::HotFunction> = functions
+        .iter()
+        .filter(|f| crate::profile::is_crypto(&f.symbol))
+        .cloned()
+        .collect();
+    let crypto = CryptoShare {
+        percent: round3(crypto_functions.iter().map(|f| f.percent).sum()),
+        functions: crypto_functions,
+    };
     functions.truncate(HOT_FUNCTIONS);
     let samples: u64 = profiles.iter().map(|p| p.samples).sum();
     HotFunctions {
@@ -485,6 +506,7 @@ fn hot_functions(runs: usize, profiles: &[Profile]) -> HotFunctions {
             profiles[0].tool
         ),
         functions,
+        crypto: Some(crypto),
     }
 }
 

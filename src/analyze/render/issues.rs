@@ -9,7 +9,7 @@ use super::{cell, num};
 use crate::analyze::compare::{Comparison, MetricDelta, Verdict};
 use crate::analyze::report::Report;
 use crate::analyze::rules::RuleCheck;
-use crate::profile::HotFunction;
+use crate::profile::{is_crypto, HotFunction};
 
 /// Rules about lt or the run itself, not the relay: no issue for the relay's team.
 const NOT_THE_RELAYS: [&str; 4] = [
@@ -19,24 +19,6 @@ const NOT_THE_RELAYS: [&str; 4] = [
     "not_evaluated",
 ];
 
-/// Symbols of cryptographic code, as profilers name them (case-insensitive substrings).
-const CRYPTO_SYMBOLS: [&str; 15] = [
-    "secp256k1",
-    "schnorr",
-    "ecdsa",
-    "ecmult",
-    "ed25519",
-    "x25519",
-    "sha256",
-    "sha2::",
-    "sha512",
-    "sha1",
-    "hmac",
-    "blake",
-    "keccak",
-    "aes_",
-    "aesni",
-];
 /// Cryptography counts as a top cost when its functions together rank among the relay's top
 /// this many user-space costs…
 const CRYPTO_TOP_RANK: usize = 5;
@@ -64,11 +46,6 @@ pub struct CryptoFinding {
     pub best_rank: usize,
 }
 
-fn is_crypto(symbol: &str) -> bool {
-    let s = symbol.to_ascii_lowercase();
-    CRYPTO_SYMBOLS.iter().any(|c| s.contains(c))
-}
-
 /// Cryptography among the relay's top costs, from a real profile only: without one, no such
 /// claim is made.
 pub fn crypto_finding(r: &Report) -> Option<CryptoFinding> {
@@ -76,23 +53,20 @@ pub fn crypto_finding(r: &Report) -> Option<CryptoFinding> {
     if !hot.measured {
         return None;
     }
+    let crypto = hot.crypto.as_ref().filter(|c| !c.functions.is_empty())?;
+    let share_pct = crypto.percent;
     // Cryptography as a whole (a signature check spreads over many small field and scalar
-    // functions), ranked among the relay's user-space functions: the kernel's scheduling and
-    // network code tops any profile of a relay under load, and says nothing of its own costs.
-    let user: Vec<&HotFunction> = hot
+    // functions, most too small to be listed alone), ranked among the relay's user-space
+    // functions: the kernel's scheduling and network code tops any profile of a relay
+    // under load, and says nothing of the relay's own costs.
+    let best_rank = 1 + hot
         .functions
         .iter()
-        .filter(|f| !f.dso.contains("kernel"))
-        .collect();
-    let (crypto, other): (Vec<&HotFunction>, Vec<&HotFunction>) =
-        user.into_iter().partition(|f| is_crypto(&f.symbol));
-    if crypto.is_empty() {
-        return None;
-    }
-    let share_pct: f64 = crypto.iter().map(|f| f.percent).sum();
-    let best_rank = 1 + other.iter().filter(|f| f.percent > share_pct).count();
+        .filter(|f| !f.dso.contains("kernel") && !is_crypto(&f.symbol))
+        .filter(|f| f.percent > share_pct)
+        .count();
     (best_rank <= CRYPTO_TOP_RANK || share_pct >= CRYPTO_SHARE_PCT).then(|| CryptoFinding {
-        functions: crypto.into_iter().cloned().collect(),
+        functions: crypto.functions.clone(),
         share_pct,
         best_rank,
     })
@@ -412,7 +386,7 @@ fn write_crypto_draft(
     writeln!(s)?;
     writeln!(
         s,
-        "A real profile of the relay during the run ({}) puts cryptographic code among its top costs: taken together, #{} of the relay's user-space costs, {}% of the relay's samples (of the functions the report lists).",
+        "A real profile of the relay during the run ({}) puts cryptographic code among its top costs: taken together, #{} of the relay's user-space costs, {}% of the relay's samples.",
         cell(&r.measured.hot_functions.note),
         found.best_rank,
         num((found.share_pct * 1000.0).round() / 1000.0)
@@ -665,6 +639,7 @@ mod tests {
 
     #[test]
     fn crypto_symbols_are_recognised_and_others_are_not() {
+        // (`is_crypto` is the profile's; checked here where the drafts depend on it.)
         for s in [
             "secp256k1_ecmult_strauss_wnaf",
             "secp256k1::schnorr::verify",
