@@ -46,6 +46,7 @@ fn make(path: &Path, rows: u64) {
             kernel: "bench".into(),
             cpu: "bench".into(),
         },
+        preflight: None,
     };
     let f = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
     let mut w = ResultsWriter::new(f, &header).expect("header");

@@ -162,6 +162,11 @@ pub struct ReplayArgs {
     /// Check the target and print the plan; open no socket.
     #[arg(long, env = "DRY_RUN", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub dry_run: bool,
+
+    /// With --dry-run: also fetch the relay's NIP-11 document (one HTTP request, no load)
+    /// and predict which records its advertised limits refuse.
+    #[arg(long)]
+    pub preflight: bool,
 }
 
 /// How a trace is played: shared by `replay` and `ab`.
@@ -216,6 +221,11 @@ pub struct LoadArgs {
     /// Do not reconcile unacknowledged events.
     #[arg(long)]
     pub no_reconcile: bool,
+
+    /// Refuse to run when the relay's NIP-11 limits would refuse any record of the trace
+    /// (the preflight's predictions).
+    #[arg(long)]
+    pub strict_limits: bool,
 }
 
 /// Output and analysis options of `analyze`.

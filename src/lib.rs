@@ -9,6 +9,7 @@ pub mod capture;
 pub mod cli;
 pub mod cmd;
 pub mod guard;
+pub mod nip11;
 pub mod nostr;
 pub mod profile;
 pub mod replay;

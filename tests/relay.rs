@@ -101,10 +101,15 @@ impl Relay {
     /// relay's log tail) if the binary is missing, the relay exits, or it is not ready within
     /// 15 s.
     pub fn start(kind: RelayKind, opts: RelayOptions) -> Relay {
+        Relay::start_with_template(kind, &config_template(kind, opts))
+    }
+
+    /// As [`Relay::start`], from another config template (with `{port}` and `{dir}`).
+    pub fn start_with_template(kind: RelayKind, template: &Path) -> Relay {
         let name = kind.binary_name();
         let spec = BuildSpec::parse(
             &format!("{name}={}", command(kind)),
-            Some(config_template(kind, opts)),
+            Some(template.to_owned()),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         let run_dir = tempfile::Builder::new()

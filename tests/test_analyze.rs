@@ -44,6 +44,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
             kernel: "test".into(),
             cpu: "test".into(),
         },
+        preflight: None,
     }
 }
 

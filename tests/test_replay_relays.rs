@@ -347,3 +347,144 @@ fn profile_names_the_relays_hot_functions_when_perf_works() {
         "{crypto}"
     );
 }
+
+/// `url`'s target, through the guard (loopback).
+fn target(url: &str) -> lt::guard::Target {
+    let allow = lt::guard::AllowList::parse(&[]).unwrap();
+    lt::guard::check(url, &allow, &lt::guard::system_resolver).unwrap()
+}
+
+/// Issue #14: both relays' NIP-11 documents are read, whatever fields each serves; the
+/// report and the results header name the build.
+#[test]
+fn both_relays_say_what_they_are_by_nip11() {
+    for kind in RelayKind::ALL {
+        let relay = Relay::start(kind, RelayOptions::default());
+        let p = lt::nip11::fetch(&target(&relay.url));
+        assert!(p.note.is_none(), "{kind:?}: {p:?}");
+        let doc = lt::nip11::Document::parse(p.document.as_deref().unwrap()).unwrap();
+        match kind {
+            RelayKind::NostrRsRelay => {
+                assert_eq!(doc.build().as_deref(), Some("nostr-rs-relay 0.8.12"));
+                assert_eq!(doc.limitation.payment_required, Some(false));
+            }
+            RelayKind::Rnostr => {
+                assert_eq!(doc.version.as_deref(), Some("0.4.8"));
+                assert_eq!(doc.limitation.max_message_length, Some(524_288));
+                assert_eq!(doc.limitation.max_subscriptions, Some(20));
+            }
+        }
+    }
+}
+
+/// Issue #14: rnostr configured with a small message limit advertises it; the preflight
+/// predicts how many records it refuses, the run refuses exactly those, the report sets
+/// the prediction beside what it saw, and `--strict-limits` refuses to run at all.
+#[test]
+fn the_preflight_predicts_the_records_a_small_message_limit_refuses() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    const LIMIT: usize = 1200;
+    let template = dir.path().join("rnostr-small.toml");
+    let base = std::fs::read_to_string(crate::relay::config_template(
+        RelayKind::Rnostr,
+        RelayOptions::default(),
+    ))
+    .unwrap();
+    std::fs::write(
+        &template,
+        format!("{base}\n[limitation]\nmax_message_length = {LIMIT}\n"),
+    )
+    .unwrap();
+    let relay = Relay::start_with_template(RelayKind::Rnostr, &template);
+    let trace = synth(
+        dir.path(),
+        "t",
+        &[
+            "--seed",
+            "9",
+            "--duration",
+            "10",
+            "--clients",
+            "20",
+            "--read-share",
+            "0",
+        ],
+    );
+    let too_long = TraceReader::open(&trace)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .filter(|r| r.frame.len() > LIMIT)
+        .count() as u64;
+    assert!(
+        too_long > 5,
+        "the trace must have frames over {LIMIT} B: {too_long}"
+    );
+
+    let strict = replay(
+        &trace,
+        &relay.url,
+        &dir.path().join("strict.ltr"),
+        &["--strict-limits"],
+    );
+    let line = crate::util::one_line_error(&strict);
+    assert!(line.contains("max_message_length = 1200"), "{line}");
+    assert!(!dir.path().join("strict.ltr").exists());
+
+    let out = dir.path().join("r.ltr");
+    let run = replay(&trace, &relay.url, &out, &["--timeout", "2s"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains(&format!(
+            "predicted   {too_long} records hit max_message_length = {LIMIT}"
+        )),
+        "{}",
+        text(&run.stdout)
+    );
+    let header = ResultsReader::open(&out).unwrap().header().clone();
+    let p = header
+        .preflight
+        .expect("the preflight in the results header");
+    assert_eq!(p.predictions.len(), 1, "{:?}", p.predictions);
+    assert_eq!(p.predictions[0].records, too_long);
+    // What the run saw: exactly the long frames went unaccepted.
+    let mut r = ResultsReader::open(&out).unwrap();
+    let (mut refused_long, mut refused_short) = (0u64, 0u64);
+    while let Some(row) = r.next_row().unwrap() {
+        if let Row::Outcome(o) = row {
+            let accepted = matches!(o.outcome, Outcome::Ok | Outcome::Duplicate);
+            match (o.bytes as usize > LIMIT, accepted) {
+                (true, false) => refused_long += 1,
+                (false, false) => refused_short += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(refused_long, too_long);
+    assert_eq!(refused_short, 0);
+
+    let rep = dir.path().join("rep");
+    let a = lt()
+        .arg("analyze")
+        .arg(&out)
+        .arg("--out-dir")
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let md = std::fs::read_dir(&rep)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "md"))
+        .unwrap();
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("| Relay (NIP-11) | version 0.4.8 |"), "{md}");
+    assert!(
+        md.contains("## Preflight: predicted against observed"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("| `max_message_length` | {LIMIT} | {too_long} |")),
+        "{md}"
+    );
+}

@@ -44,6 +44,8 @@ pub struct Setup<'a> {
     pub fail_on: Option<&'a FailOn>,
     /// Where to write issue drafts when B is worse (`--issues`).
     pub issues: Option<&'a Path>,
+    /// Refuse a run whose relay advertises limits the trace would hit.
+    pub strict_limits: bool,
 }
 
 /// How the caller stops a session: the stop handle of its replays (between runs it ends the
@@ -329,7 +331,11 @@ fn replay_into(
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
     let target = guard::check(&relay.url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
-    let cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
+    let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
+    // Each run asks its relay what it is (a comparison names builds by what they say).
+    let preflight = replay::preflight::run(&cfg.target, setup.trace)?;
+    replay::preflight::refuse_if_strict(&preflight, setup.strict_limits)?;
+    cfg.preflight = Some(preflight);
     interrupt
         .relay_group
         .store(relay.pid as i32, Ordering::Relaxed);

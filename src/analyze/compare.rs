@@ -113,6 +113,9 @@ pub struct SideSummary {
     pub files: Vec<String>,
     /// Whether every run of this side kept its schedule (see a report's `trust`).
     pub trustworthy: bool,
+    /// What the relay says it is (NIP-11 of the side's first run), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -375,6 +378,11 @@ fn side_summary(s: &Side) -> SideSummary {
         // Each run's report names its file already.
         files: s.runs.iter().flat_map(|r| r.config.files.clone()).collect(),
         trustworthy: s.trust.iter().all(|t| t.trustworthy),
+        build: s
+            .runs
+            .first()
+            .and_then(|r| r.config.relay.as_ref())
+            .and_then(|r| r.build.clone()),
     }
 }
 

@@ -66,6 +66,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         interrupted: t.trailers.iter().any(|tr| tr.interrupted),
         merge_warnings: runs.merge_warnings.clone(),
         partial: runs.partial.clone(),
+        relay: h.preflight.as_ref().map(relay_info),
     };
     let mut m = Measured {
         summary: Vec::new(),
@@ -120,6 +121,50 @@ pub struct Config {
     /// was complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partial: Vec<super::Partial>,
+    /// What the relay said it is before the run (NIP-11), and the rejections lt predicted
+    /// from its advertised limits (first run's); absent from results of older lt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayInfo>,
+}
+
+/// The relay's NIP-11 document, as the report shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RelayInfo {
+    /// Where it was asked for.
+    pub url: String,
+    /// "nostr-rs-relay 0.8.12": the software's name and version as the relay gives them.
+    pub build: Option<String>,
+    pub name: Option<String>,
+    pub software: Option<String>,
+    pub version: Option<String>,
+    /// The `limitation` object as served.
+    pub limitation: Option<serde_json::Value>,
+    /// Why there is no document ("not advertised: …").
+    pub note: Option<String>,
+    /// Per advertised limit the trace would hit, the records it would affect.
+    pub predictions: Vec<crate::capture::results::Prediction>,
+}
+
+fn relay_info(p: &crate::capture::results::Preflight) -> RelayInfo {
+    let doc = p
+        .document
+        .as_deref()
+        .and_then(|t| crate::nip11::Document::parse(t).ok());
+    let limitation = p
+        .document
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| v.get("limitation").cloned());
+    RelayInfo {
+        url: p.url.clone(),
+        build: doc.as_ref().and_then(crate::nip11::Document::build),
+        name: doc.as_ref().and_then(|d| d.name.clone()),
+        software: doc.as_ref().and_then(|d| d.software.clone()),
+        version: doc.as_ref().and_then(|d| d.version.clone()),
+        limitation,
+        note: p.note.clone(),
+        predictions: p.predictions.clone(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -35,6 +35,37 @@ pub struct Header {
     /// Wall-clock start, RFC 3339 UTC.
     pub started_at: String,
     pub machine: Machine,
+    /// What the relay said about itself before the run (NIP-11) and what lt predicted from
+    /// it; absent from results written before lt asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Preflight>,
+}
+
+/// The relay information document (NIP-11) fetched before the run, and the records each
+/// limit it advertises would affect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preflight {
+    /// Where it was asked for (http or https, the relay's host and path).
+    pub url: String,
+    /// The document as served (JSON text), when there was one.
+    pub document: Option<String>,
+    /// Why there is none, or what was wrong with it ("not advertised: …").
+    pub note: Option<String>,
+    /// Per advertised limit, the trace records it would affect.
+    pub predictions: Vec<Prediction>,
+}
+
+/// What one advertised limit would do to the trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Prediction {
+    /// The NIP-11 field (`max_message_length`, `auth_required`, …).
+    pub limit: String,
+    /// Its advertised value, as served.
+    pub advertised: String,
+    /// Trace records it would affect.
+    pub records: u64,
+    /// What happens to them, in words ("frames longer than 2000 bytes").
+    pub what: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,6 +64,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         thresholds: &thresholds,
         fail_on: args.fail_on.as_ref(),
         issues: args.issues.as_deref(),
+        strict_limits: args.load.strict_limits,
     };
     let code = |interrupted: bool| {
         if interrupted {

@@ -38,15 +38,33 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
     let load = args.load.load();
     let reconcile = load.reconcile_for(&target);
+    // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
+    let preflight = if !args.dry_run || args.preflight {
+        let p = replay::preflight::run(&target, &args.trace)?;
+        if !args.dry_run {
+            for line in replay::preflight::describe(&p) {
+                outln!("{line}");
+            }
+        }
+        Some(p)
+    } else {
+        None
+    };
     if args.dry_run {
-        print_plan(&args, &plan, &target, reconcile);
+        print_plan(&args, &plan, &target, reconcile, preflight.as_ref());
+    }
+    if let Some(p) = &preflight {
+        replay::preflight::refuse_if_strict(p, args.load.strict_limits)?;
+    }
+    if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
     let out = args
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.trace));
-    let cfg = Config::new(&load, target, args.relay_pid);
+    let mut cfg = Config::new(&load, target, args.relay_pid);
+    cfg.preflight = preflight;
     let stop = replay::Stop::new();
     terminal::on_interrupt(stop.clone(), load.timeout, || {})?;
     let pid = args.relay_pid.filter(|_| args.profile);
@@ -87,8 +105,17 @@ fn default_output(trace: &std::path::Path) -> PathBuf {
     PathBuf::from("reports/runs").join(format!("{stem}-{now}.ltr"))
 }
 
-fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile: bool) {
-    outln!("dry run: nothing sent, no socket opened");
+fn print_plan(
+    args: &ReplayArgs,
+    plan: &Plan,
+    target: &guard::Target,
+    reconcile: bool,
+    preflight: Option<&crate::capture::results::Preflight>,
+) {
+    match preflight {
+        None => outln!("dry run: nothing sent, no socket opened"),
+        Some(_) => outln!("dry run: no load sent; one NIP-11 request (--preflight)"),
+    }
     outln!(
         "target        {} — allowed ({})",
         target.display_host(),
@@ -98,6 +125,12 @@ fn print_plan(args: &ReplayArgs, plan: &Plan, target: &guard::Target, reconcile:
             "on the allow-list of dedicated test hosts"
         }
     );
+    for line in preflight
+        .map(replay::preflight::describe)
+        .unwrap_or_default()
+    {
+        outln!("{line}");
+    }
     outln!(
         "trace         {} (fingerprint sha256:{})",
         args.trace.display(),

@@ -61,6 +61,8 @@ pub struct Config {
     pub relay_pid: Option<u32>,
     /// The options as given, for the results header.
     pub options: BTreeMap<String, String>,
+    /// The relay's NIP-11 document and the predictions made from it, for the header.
+    pub preflight: Option<crate::capture::results::Preflight>,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             reconcile,
             relay_pid,
             options: options_text(load, reconcile, relay_pid),
+            preflight: None,
         }
     }
 }

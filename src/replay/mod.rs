@@ -20,6 +20,7 @@ mod feed;
 mod hold;
 pub mod pace;
 pub mod plan;
+pub mod preflight;
 mod reconcile;
 pub mod sample;
 mod schedule;
@@ -102,6 +103,7 @@ pub fn run(
         target: cfg.target.display_host(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         machine: sample::machine(),
+        preflight: cfg.preflight.clone(),
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

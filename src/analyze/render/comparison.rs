@@ -38,14 +38,22 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     }
     writeln!(
         s,
-        "Trace `{}`. A: {} run(s) on {}; B: {} run(s) on {}.",
+        "Trace `{}`. A: {} run(s) on {}{}; B: {} run(s) on {}{}.",
         c.trace_fingerprint
             .get(..16)
             .unwrap_or(&c.trace_fingerprint),
         c.a.runs,
         cell(&c.a.target),
+        c.a.build
+            .as_deref()
+            .map(|b| format!(" ({}, by NIP-11)", cell(b)))
+            .unwrap_or_default(),
         c.b.runs,
         cell(&c.b.target),
+        c.b.build
+            .as_deref()
+            .map(|b| format!(" ({}, by NIP-11)", cell(b)))
+            .unwrap_or_default(),
     )?;
     writeln!(s)?;
     writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;

@@ -65,6 +65,7 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     summary(s, r)?;
     remediation(s, r)?;
     config(s, r)?;
+    preflight(s, r)?;
     totals(s, r)?;
     latency(s, r)?;
     throughput(s, r)?;
@@ -159,6 +160,17 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "| Duration | {} s |", num(c.duration_s))?;
     writeln!(s, "| Files | {} |", cell(&c.files.join(", ")))?;
     writeln!(s, "| Interrupted | {} |", c.interrupted)?;
+    if let Some(relay) = &c.relay {
+        let said = relay
+            .build
+            .clone()
+            .or_else(|| relay.note.clone())
+            .unwrap_or_else(|| "a document without software or version".into());
+        writeln!(s, "| Relay (NIP-11) | {} |", cell(&said))?;
+        if let Some(l) = &relay.limitation {
+            writeln!(s, "| Advertised limits | `{}` |", cell(&l.to_string()))?;
+        }
+    }
     if !c.partial.is_empty() {
         let files: Vec<&str> = c.partial.iter().map(|p| p.file.as_str()).collect();
         writeln!(
@@ -167,6 +179,44 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
             cell(&files.join(", "))
         )?;
     }
+    writeln!(s)
+}
+
+/// Rejections predicted from the relay's advertised limits, beside what the run saw.
+fn preflight(s: &mut String, r: &Report) -> std::fmt::Result {
+    let Some(relay) = &r.measured.config.relay else {
+        return Ok(());
+    };
+    if relay.predictions.is_empty() {
+        return Ok(());
+    }
+    let e = &r.measured.errors;
+    let refused: u64 =
+        e.rejected_by_prefix.values().sum::<u64>() + e.closed_by_prefix.values().sum::<u64>();
+    writeln!(s, "## Preflight: predicted against observed")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Advertised limit | Value | Records predicted | What happens |"
+    )?;
+    writeln!(s, "|---|---:|---:|---|")?;
+    for p in &relay.predictions {
+        writeln!(
+            s,
+            "| `{}` | {} | {} | {} |",
+            cell(&p.limit),
+            cell(&p.advertised),
+            p.records,
+            cell(&p.what)
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Observed: {refused} rejected or CLOSED, {} unanswered in time (timeout, stored_unacked, lost), {} NOTICEs.",
+        e.timeouts + e.stored_unacked + e.lost,
+        e.notices
+    )?;
     writeln!(s)
 }
 
