@@ -68,6 +68,9 @@ pub enum Behavior {
 pub struct PeerStats {
     /// TCP connections accepted, counted before the WebSocket handshake.
     pub accepted: u64,
+    /// WebSocket handshakes completed (an HTTP request such as lt's NIP-11 preflight is
+    /// accepted but completes none).
+    pub websockets: u64,
     /// Text and binary WebSocket messages received.
     pub messages: u64,
     /// `OK` frames sent.
@@ -81,6 +84,7 @@ pub struct PeerStats {
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
+    websockets: AtomicU64,
     messages: AtomicU64,
     events_acked: AtomicU64,
     reqs_answered: AtomicU64,
@@ -91,6 +95,7 @@ impl Counters {
     fn snapshot(&self) -> PeerStats {
         PeerStats {
             accepted: self.accepted.load(Ordering::Relaxed),
+            websockets: self.websockets.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             events_acked: self.events_acked.load(Ordering::Relaxed),
             reqs_answered: self.reqs_answered.load(Ordering::Relaxed),
@@ -190,6 +195,7 @@ async fn serve(stream: TcpStream, behavior: Arc<Behavior>, counters: Arc<Counter
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
+    counters.websockets.fetch_add(1, Ordering::Relaxed);
     let _ = match *behavior {
         Behavior::Stall => stall(ws, &counters).await,
         Behavior::Delay { delay } => delayed(ws, delay, &counters).await,

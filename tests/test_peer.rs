@@ -119,6 +119,7 @@ async fn ack_all_answers_events_and_reqs() {
         peer.stats(),
         PeerStats {
             accepted: 1,
+            websockets: 1,
             messages: 8,
             events_acked: 4,
             reqs_answered: 2,

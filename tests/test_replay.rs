@@ -104,8 +104,10 @@ fn ack_all_peer_gets_every_record_ok() {
     let r = PeerRun::new(Behavior::AckAll, SMALL, &["--speed", "10x"]);
     assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
     assert!(r.stdout.contains("response time p50"), "{}", r.stdout);
+    // One WebSocket per trace client; the one more TCP connection is the NIP-11 preflight.
+    assert_eq!(r.peer.stats().accepted, 21);
     assert_eq!(
-        r.peer.stats().accepted,
+        r.peer.stats().websockets,
         20,
         "one connection per trace client"
     );

@@ -435,11 +435,11 @@ fn the_preflight_predicts_the_records_a_small_message_limit_refuses() {
     let run = replay(&trace, &relay.url, &out, &["--timeout", "2s"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(
-        text(&run.stdout).contains(&format!(
+        text(&run.stderr).contains(&format!(
             "predicted   {too_long} records hit max_message_length = {LIMIT}"
         )),
         "{}",
-        text(&run.stdout)
+        text(&run.stderr)
     );
     let header = ResultsReader::open(&out).unwrap().header().clone();
     let p = header

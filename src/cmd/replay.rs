@@ -40,13 +40,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let reconcile = load.reconcile_for(&target);
     // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
     let preflight = if !args.dry_run || args.preflight {
-        let p = replay::preflight::run(&target, &args.trace)?;
-        if !args.dry_run {
-            for line in replay::preflight::describe(&p) {
-                outln!("{line}");
-            }
-        }
-        Some(p)
+        Some(replay::preflight::run(&target, &args.trace)?)
     } else {
         None
     };
@@ -58,6 +52,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
+    }
+    // Before the run, on stderr (stdout is the run's summary, verdict first), and only what
+    // a relay said: a relay that serves no document gets its note in the report.
+    if let Some(p) = preflight.as_ref().filter(|p| p.document.is_some()) {
+        for line in replay::preflight::describe(p) {
+            eprintln!("{line}");
+        }
     }
     let out = args
         .output
