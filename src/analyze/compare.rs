@@ -89,7 +89,19 @@ pub struct Comparison {
     pub failed_runs: Vec<FailedRun>,
     /// The release gate (`--fail-on`), when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<super::gate::Gate>,
+    pub gate: Option<Gate>,
+}
+
+/// A release gate's result (`--fail-on`, see `gate`), kept in the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Gate {
+    /// `--fail-on` as given.
+    pub fail_on: String,
+    pub passed: bool,
+    /// The metrics that failed it (worse), by id.
+    pub failed: Vec<String>,
+    /// The result in one sentence.
+    pub line: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -2,10 +2,7 @@
 //! response_p99,success_rate`): which verdicts fail it, and what the comparison says about
 //! the gate.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::compare::{Comparison, Verdict};
+use super::compare::{Comparison, Gate, Verdict};
 use super::thresholds;
 
 /// What fails the gate.
@@ -53,18 +50,6 @@ impl std::fmt::Display for FailOn {
             FailOn::Metrics(ids) => f.write_str(&ids.join(",")),
         }
     }
-}
-
-/// The gate's result, kept in the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Gate {
-    /// `--fail-on` as given.
-    pub fail_on: String,
-    pub passed: bool,
-    /// The metrics that failed it (worse), by id.
-    pub failed: Vec<String>,
-    /// The result in one sentence.
-    pub line: String,
 }
 
 /// Applies `fail_on` to `c`.
