@@ -59,6 +59,8 @@ fn make(path: &Path, rows: u64) {
             initial: true,
             latency_ns: 1_000_000,
             error: None,
+            tcp_ns: None,
+            upgrade_ns: None,
         }))
         .expect("write");
     }

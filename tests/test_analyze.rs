@@ -242,6 +242,8 @@ fn totals_and_taxonomy_count_every_outcome() {
         initial: true,
         latency_ns: 0,
         error: Some("connection refused".into()),
+        tcp_ns: None,
+        upgrade_ns: None,
     }));
     write(&path, "f1", &rows);
     let r = analyze(&path);
@@ -397,6 +399,8 @@ impl Scenario {
                 initial: true,
                 latency_ns: MS,
                 error: (c < self.initial_connect_failures).then(|| "too many open files".into()),
+                tcp_ns: None,
+                upgrade_ns: None,
             }));
         }
         for c in 0..self.reconnect_failures {
@@ -406,6 +410,8 @@ impl Scenario {
                 initial: false,
                 latency_ns: MS,
                 error: Some("connection refused".into()),
+                tcp_ns: None,
+                upgrade_ns: None,
             }));
         }
         rows

@@ -645,3 +645,33 @@ fn late_oks_are_kept_in_the_results() {
         r.counts
     );
 }
+
+/// Issue #14: each connection attempt records its phases, the TCP connect and the
+/// WebSocket upgrade, and the report gives their percentiles beside the whole connect time.
+#[test]
+fn connect_phases_are_timed_apart() {
+    let _machine = crate::util::busy();
+    let r = PeerRun::new(
+        Behavior::AckAll,
+        SMALL,
+        &["--speed", "10x", "--duration", "1"],
+    );
+    let mut rows = ResultsReader::open(&r.out).unwrap();
+    let mut seen = 0;
+    while let Some(row) = rows.next_row().unwrap() {
+        if let Row::Connect(c) = row {
+            let (tcp, up) = (c.tcp_ns.unwrap(), c.upgrade_ns.unwrap());
+            assert!(tcp > 0 && up > 0, "{c:?}");
+            assert!(tcp + up <= c.latency_ns, "{c:?}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 20);
+    let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
+    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let c = &report.measured.connections;
+    assert_eq!(c.tcp_connect_ms.as_ref().unwrap().count, 20);
+    assert_eq!(c.upgrade_ms.as_ref().unwrap().count, 20);
+    let md = lt::analyze::render::report::render(&report);
+    assert!(md.contains("Phases: TCP connect p50"), "{md}");
+}

@@ -170,6 +170,9 @@ pub struct Connects {
     pub reconnects: u64,
     pub reconnects_failed: u64,
     pub latency: Histogram<u64>,
+    /// The phases of successful attempts: TCP connect, then the WebSocket upgrade.
+    pub tcp: Histogram<u64>,
+    pub upgrade: Histogram<u64>,
     /// Failure causes, bounded like messages.
     pub causes: BTreeMap<String, u64>,
 }
@@ -182,6 +185,8 @@ impl Connects {
             reconnects: 0,
             reconnects_failed: 0,
             latency: histogram(),
+            tcp: histogram(),
+            upgrade: histogram(),
             causes: BTreeMap::new(),
         }
     }
@@ -197,7 +202,15 @@ impl Connects {
         }
         match &c.error {
             Some(cause) => bump_bounded(&mut self.causes, cause, 1),
-            None => record_ns(&mut self.latency, c.latency_ns),
+            None => {
+                record_ns(&mut self.latency, c.latency_ns);
+                if let Some(ns) = c.tcp_ns {
+                    record_ns(&mut self.tcp, ns);
+                }
+                if let Some(ns) = c.upgrade_ns {
+                    record_ns(&mut self.upgrade, ns);
+                }
+            }
         }
     }
 
@@ -207,6 +220,8 @@ impl Connects {
         self.reconnects += o.reconnects;
         self.reconnects_failed += o.reconnects_failed;
         let _ = self.latency.add(&o.latency);
+        let _ = self.tcp.add(&o.tcp);
+        let _ = self.upgrade.add(&o.upgrade);
         for (k, v) in &o.causes {
             bump_bounded(&mut self.causes, k, *v);
         }

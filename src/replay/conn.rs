@@ -50,16 +50,27 @@ fn ws_config() -> WebSocketConfig {
         .read_buffer_size(8 << 10)
 }
 
+/// How long each phase of a connection attempt took (`None`: not reached).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    pub tcp_ns: Option<u64>,
+    pub upgrade_ns: Option<u64>,
+}
+
 /// Opens connection `conn` to an address the guard checked (never resolving again), with
-/// `TCP_NODELAY` on: Nagle would add ~40 ms to small frames.
-pub async fn connect(target: &Target, conn: u32) -> Result<Ws, String> {
+/// `TCP_NODELAY` on: Nagle would add ~40 ms to small frames. Times each phase.
+pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases) {
     let addr = target.addrs[conn as usize % target.addrs.len()];
+    let mut phases = Phases::default();
     let attempt = async {
+        let t = std::time::Instant::now();
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+        phases.tcp_ns = Some(t.elapsed().as_nanos() as u64);
         tcp.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let t = std::time::Instant::now();
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             target.url.as_str(),
             tcp,
@@ -67,14 +78,16 @@ pub async fn connect(target: &Target, conn: u32) -> Result<Ws, String> {
         )
         .await
         .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        phases.upgrade_ns = Some(t.elapsed().as_nanos() as u64);
         Ok(ws)
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+    let result = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "connect to {addr} timed out after {CONNECT_TIMEOUT:?}"
         )),
-    }
+    };
+    (result, phases)
 }
 
 enum Link {
@@ -395,7 +408,7 @@ impl Conn {
         };
         let started = self.shared.now_ns();
         let t = std::time::Instant::now();
-        let result = connect(&self.target, self.id).await;
+        let (result, phases) = connect(&self.target, self.id).await;
         let latency_ns = t.elapsed().as_nanos() as u64;
         let error = match result {
             Ok(ws) => {
@@ -419,6 +432,8 @@ impl Conn {
             initial: false,
             latency_ns,
             error,
+            tcp_ns: phases.tcp_ns,
+            upgrade_ns: phases.upgrade_ns,
         }));
     }
 }

@@ -338,6 +338,8 @@ async fn drive(
                     initial: true,
                     latency_ns: c.latency.as_nanos() as u64,
                     error: c.error,
+                    tcp_ns: c.phases.tcp_ns,
+                    upgrade_ns: c.phases.upgrade_ns,
                 })
             })
             .collect(),

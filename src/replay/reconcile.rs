@@ -82,7 +82,7 @@ async fn query(
     round: usize,
 ) -> Result<HashSet<[u8; 32]>, String> {
     let mut found = HashSet::new();
-    let ws = connect(target, 0).await?;
+    let ws = connect(target, 0).await.0?;
     let (mut sink, mut stream) = ws.split();
     for (n, chunk) in ids.chunks(CHUNK).enumerate() {
         let ids: Vec<String> = chunk.iter().map(hex::encode).collect();

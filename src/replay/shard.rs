@@ -66,6 +66,7 @@ pub struct Connected {
     pub conn: u32,
     pub latency: Duration,
     pub error: Option<String>,
+    pub phases: conn::Phases,
 }
 
 /// The control side of a running shard.
@@ -122,18 +123,19 @@ async fn run(
         attempts.push(tokio::spawn(async move {
             let _permit = limiter.acquire_owned().await;
             let t = Instant::now();
-            let r = conn::connect(&target, c).await;
-            (c, t.elapsed(), r)
+            let (r, phases) = conn::connect(&target, c).await;
+            (c, t.elapsed(), r, phases)
         }));
     }
     let mut sockets = Vec::with_capacity(attempts.len());
     let mut report = Vec::with_capacity(attempts.len());
     for a in attempts {
-        let (conn, latency, r) = a.await.context("connect task")?;
+        let (conn, latency, r, phases) = a.await.context("connect task")?;
         report.push(Connected {
             conn,
             latency,
             error: r.as_ref().err().cloned(),
+            phases,
         });
         sockets.push((conn, r.ok()));
     }

@@ -493,6 +493,17 @@ fn connections(s: &mut String, r: &Report) -> std::fmt::Result {
         opt(&c.connect_ms, |p| p.p50),
         opt(&c.connect_ms, |p| p.p99)
     )?;
+    if c.tcp_connect_ms.is_some() || c.upgrade_ms.is_some() {
+        writeln!(s)?;
+        writeln!(
+            s,
+            "Phases: TCP connect p50 {} ms, p99 {} ms; WebSocket upgrade p50 {} ms, p99 {} ms.",
+            opt(&c.tcp_connect_ms, |p| p.p50),
+            opt(&c.tcp_connect_ms, |p| p.p99),
+            opt(&c.upgrade_ms, |p| p.p50),
+            opt(&c.upgrade_ms, |p| p.p99)
+        )?;
+    }
     for f in &c.failure_causes {
         writeln!(s, "- {} × {}", f.count, cell(&f.text))?;
     }
