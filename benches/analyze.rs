@@ -60,6 +60,7 @@ fn make(path: &Path, rows: u64) {
             latency_ns: 1_000_000,
             error: None,
             tcp_ns: None,
+            tls_ns: None,
             upgrade_ns: None,
         }))
         .expect("write");

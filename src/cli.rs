@@ -226,6 +226,17 @@ pub struct LoadArgs {
     /// (the preflight's predictions).
     #[arg(long)]
     pub strict_limits: bool,
+
+    /// For a wss:// relay: a PEM file of CA certificates to trust besides the system's (a
+    /// staging CA, a self-signed certificate). Repeatable. Certificate checks cannot be
+    /// turned off.
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "LT_CA_FILE",
+        value_delimiter = ':'
+    )]
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// Output and analysis options of `analyze`.

@@ -178,6 +178,9 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
     /// Every address is loopback.
     pub loopback: bool,
+    /// For `wss://`: the TLS client configuration (roots, `--ca-file`), set by the caller
+    /// with [`crate::tls::client_config`]; `None` for `ws://`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -331,6 +334,7 @@ pub fn check(
         url: parsed,
         addrs,
         loopback,
+        tls: None,
     })
 }
 

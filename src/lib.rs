@@ -15,5 +15,6 @@ pub mod profile;
 pub mod replay;
 pub mod synth;
 pub mod terminal;
+pub mod tls;
 pub mod units;
 pub mod workload;

@@ -243,6 +243,7 @@ fn totals_and_taxonomy_count_every_outcome() {
         latency_ns: 0,
         error: Some("connection refused".into()),
         tcp_ns: None,
+        tls_ns: None,
         upgrade_ns: None,
     }));
     write(&path, "f1", &rows);
@@ -400,6 +401,7 @@ impl Scenario {
                 latency_ns: MS,
                 error: (c < self.initial_connect_failures).then(|| "too many open files".into()),
                 tcp_ns: None,
+                tls_ns: None,
                 upgrade_ns: None,
             }));
         }
@@ -411,6 +413,7 @@ impl Scenario {
                 latency_ns: MS,
                 error: Some("connection refused".into()),
                 tcp_ns: None,
+                tls_ns: None,
                 upgrade_ns: None,
             }));
         }

@@ -39,7 +39,7 @@ fn results(path: &Path) -> HashMap<u64, Outcome> {
 }
 
 /// Which of `ids` the relay has, asked with plain REQs by id on a fresh connection.
-fn stored(url: &str, ids: &[String]) -> HashSet<String> {
+pub fn stored(url: &str, ids: &[String]) -> HashSet<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,5 +14,7 @@ mod test_relays;
 mod test_replay;
 mod test_replay_relays;
 mod test_synth;
+mod test_tls;
 mod test_verdicts;
+mod tls;
 mod util;

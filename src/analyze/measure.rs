@@ -371,10 +371,13 @@ pub struct Connections {
     pub reconnects: u64,
     pub reconnects_failed: u64,
     pub connect_ms: Option<Percentiles>,
-    /// Its phases: the TCP connect, and the WebSocket upgrade after it (absent when the
-    /// results do not record them).
+    /// Its phases: the TCP connect, the TLS handshake, and the WebSocket upgrade (absent
+    /// when the results do not record them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_connect_ms: Option<Percentiles>,
+    /// The TLS handshake (`wss://` targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_ms: Option<Percentiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_ms: Option<Percentiles>,
     pub failure_causes: Vec<TextCount>,
@@ -774,6 +777,7 @@ fn connections(t: &Tally) -> Connections {
         reconnects_failed: c.reconnects_failed,
         connect_ms: percentiles_ms(&c.latency),
         tcp_connect_ms: percentiles_ms(&c.tcp),
+        tls_handshake_ms: percentiles_ms(&c.tls),
         upgrade_ms: percentiles_ms(&c.upgrade),
         failure_causes: by_count(&c.causes),
     }

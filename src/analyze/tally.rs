@@ -172,6 +172,7 @@ pub struct Connects {
     pub latency: Histogram<u64>,
     /// The phases of successful attempts: TCP connect, then the WebSocket upgrade.
     pub tcp: Histogram<u64>,
+    pub tls: Histogram<u64>,
     pub upgrade: Histogram<u64>,
     /// Failure causes, bounded like messages.
     pub causes: BTreeMap<String, u64>,
@@ -186,6 +187,7 @@ impl Connects {
             reconnects_failed: 0,
             latency: histogram(),
             tcp: histogram(),
+            tls: histogram(),
             upgrade: histogram(),
             causes: BTreeMap::new(),
         }
@@ -207,6 +209,9 @@ impl Connects {
                 if let Some(ns) = c.tcp_ns {
                     record_ns(&mut self.tcp, ns);
                 }
+                if let Some(ns) = c.tls_ns {
+                    record_ns(&mut self.tls, ns);
+                }
                 if let Some(ns) = c.upgrade_ns {
                     record_ns(&mut self.upgrade, ns);
                 }
@@ -221,6 +226,7 @@ impl Connects {
         self.reconnects_failed += o.reconnects_failed;
         let _ = self.latency.add(&o.latency);
         let _ = self.tcp.add(&o.tcp);
+        let _ = self.tls.add(&o.tls);
         let _ = self.upgrade.add(&o.upgrade);
         for (k, v) in &o.causes {
             bump_bounded(&mut self.causes, k, *v);

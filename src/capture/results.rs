@@ -215,10 +215,12 @@ pub struct ConnectRow {
     pub latency_ns: u64,
     /// The cause, when it failed.
     pub error: Option<String>,
-    /// The phases of `latency_ns`: the TCP connect, and the WebSocket upgrade after it
-    /// (`None` for a phase not reached, and in files of older lt).
+    /// The phases of `latency_ns`: the TCP connect, the TLS handshake (`wss://` only), and
+    /// the WebSocket upgrade (`None` for a phase not reached, and in files of older lt).
     #[serde(default)]
     pub tcp_ns: Option<u64>,
+    #[serde(default)]
+    pub tls_ns: Option<u64>,
     #[serde(default)]
     pub upgrade_ns: Option<u64>,
 }

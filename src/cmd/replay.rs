@@ -19,12 +19,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     })?;
     let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
     // The guard runs before anything else touches the network, dry run included.
-    let target = guard::check(&url, &allow, &guard::system_resolver)
+    let mut target = guard::check(&url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
     if target.url.scheme() == "wss" {
+        target.tls = Some(crate::tls::client_config(&args.load.ca_files)?);
+    } else if let Some(file) = args.load.ca_files.first() {
         return Err(anyhow!(
-            "{}: wss:// is not supported by this build yet (no TLS); use a ws:// endpoint of the test relay",
-            target.display_host()
+            "--ca-file {}: the relay is ws://, without TLS; --ca-file is for wss:// targets",
+            file.display()
         ));
     }
     if let Some(pid) = args.relay_pid {

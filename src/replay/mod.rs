@@ -304,6 +304,16 @@ async fn drive(
         let err = join_shards(shards).await.err();
         return Err(err.unwrap_or_else(|| anyhow!("network thread {id} ended while connecting")));
     }
+    // A certificate the client does not accept fails every connection alike: no load.
+    if let Some(e) = connected
+        .iter()
+        .filter_map(|c| c.error.as_deref())
+        .find(|e| e.starts_with("TLS with"))
+    {
+        let e = e.to_owned();
+        let _ = join_shards(shards).await;
+        return Err(anyhow!("{e}; nothing sent"));
+    }
     if connect_failures == u64::from(conns) {
         let first = connected.iter().find_map(|c| c.error.clone());
         // Dropping the start senders ends the shards.
@@ -339,6 +349,7 @@ async fn drive(
                     latency_ns: c.latency.as_nanos() as u64,
                     error: c.error,
                     tcp_ns: c.phases.tcp_ns,
+                    tls_ns: c.phases.tls_ns,
                     upgrade_ns: c.phases.upgrade_ns,
                 })
             })

@@ -494,10 +494,18 @@ fn connections(s: &mut String, r: &Report) -> std::fmt::Result {
         opt(&c.connect_ms, |p| p.p99)
     )?;
     if c.tcp_connect_ms.is_some() || c.upgrade_ms.is_some() {
+        let tls = match &c.tls_handshake_ms {
+            Some(p) => format!(
+                "TLS handshake p50 {} ms, p99 {} ms; ",
+                num(p.p50),
+                num(p.p99)
+            ),
+            None => String::new(),
+        };
         writeln!(s)?;
         writeln!(
             s,
-            "Phases: TCP connect p50 {} ms, p99 {} ms; WebSocket upgrade p50 {} ms, p99 {} ms.",
+            "Phases: TCP connect p50 {} ms, p99 {} ms; {tls}WebSocket upgrade p50 {} ms, p99 {} ms.",
             opt(&c.tcp_connect_ms, |p| p.p50),
             opt(&c.tcp_connect_ms, |p| p.p99),
             opt(&c.upgrade_ms, |p| p.p50),
