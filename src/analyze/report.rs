@@ -84,4 +84,10 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
+
+    /// "3 of 4 passed": the checks in words, for every place that says so.
+    pub fn checks_line(&self) -> String {
+        let passed = self.checks.iter().filter(|c| c.passed).count();
+        format!("{passed} of {} passed", self.checks.len())
+    }
 }

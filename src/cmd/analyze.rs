@@ -85,12 +85,7 @@ fn print_summary(w: &Written) {
         );
     }
     if !r.checks.is_empty() {
-        let failed = r.checks.iter().filter(|c| !c.passed).count();
-        outln!(
-            "checks: {} of {} passed",
-            r.checks.len() - failed,
-            r.checks.len()
-        );
+        outln!("checks: {}", r.checks_line());
     }
     for w in &r.measured.config.merge_warnings {
         outln!("warning: {w}");

@@ -474,18 +474,12 @@ fn write_pr_summary(s: &mut String, r: &Report, drafts: &[(String, String)]) -> 
     }
     writeln!(s)?;
     if !r.checks.is_empty() {
-        let failed = r.checks.iter().filter(|c| !c.passed).count();
-        writeln!(
-            s,
-            "**Checks:** {} of {} passed{}.",
-            r.checks.len() - failed,
-            r.checks.len(),
-            if failed > 0 {
-                " — the gate fails"
-            } else {
-                ""
-            }
-        )?;
+        let fails = if r.passed() {
+            ""
+        } else {
+            " — the gate fails"
+        };
+        writeln!(s, "**Checks:** {}{fails}.", r.checks_line())?;
         writeln!(s)?;
     }
     writeln!(s, "**Next steps**")?;

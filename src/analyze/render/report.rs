@@ -600,20 +600,14 @@ fn rules(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn checks(s: &mut String, r: &Report) -> std::fmt::Result {
-    let failed = r.checks.iter().filter(|c| !c.passed).count();
     writeln!(s, "## Checks")?;
     writeln!(s)?;
-    writeln!(
-        s,
-        "{} of {} passed{}.",
-        r.checks.len() - failed,
-        r.checks.len(),
-        if failed > 0 {
-            ": **the gate fails**"
-        } else {
-            ""
-        }
-    )?;
+    let fails = if r.passed() {
+        ""
+    } else {
+        ": **the gate fails**"
+    };
+    writeln!(s, "{}{fails}.", r.checks_line())?;
     writeln!(s)?;
     writeln!(s, "| Check | Observed | Result | Note |")?;
     writeln!(s, "|---|---:|---|---|")?;
