@@ -3,6 +3,7 @@
 //! and advertised limits. A relay without one, or with an invalid one, is a note, never an
 //! error: the document is optional in NIP-11.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -108,9 +109,33 @@ pub fn url(target: &Target) -> String {
     u.to_string()
 }
 
-/// Fetches the document from the address the guard checked (no second DNS lookup), with the
-/// URL's host in the `Host` header. Never fails: a missing or invalid document is a note.
-pub fn fetch(target: &Target) -> Preflight {
+/// Resolves every name to the addresses the guard checked: the document is fetched from
+/// them and nowhere else, with the URL's host in `Host` and as the TLS server name.
+#[derive(Debug)]
+struct Checked(Vec<std::net::SocketAddr>);
+
+impl ureq::unversioned::resolver::Resolver for Checked {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut out = self.empty();
+        for addr in self.0.iter().take(16) {
+            out.push(*addr);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// Fetches the document from the addresses the guard checked (no second DNS lookup), over
+/// https for a `wss://` relay, trusting the roots of `ca_files` besides the system's. Never
+/// fails: a missing or invalid document is a note.
+pub fn fetch(target: &Target, ca_files: &[PathBuf]) -> Preflight {
     let url = url(target);
     let note = |why: String| Preflight {
         url: url.clone(),
@@ -118,27 +143,33 @@ pub fn fetch(target: &Target) -> Preflight {
         note: Some(format!("not advertised: {why}")),
         predictions: Vec::new(),
     };
-    if target.url.scheme() == "wss" {
-        return note("https is not supported by this build yet".into());
-    }
-    let Some(addr) = target.addrs.first() else {
-        return note("no address".into());
-    };
-    let host = target.url.host_str().unwrap_or_default();
-    let host = match target.url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let direct = format!("http://{addr}{}", target.url.path());
+        .max_redirects(0);
+    if target.url.scheme() == "wss" {
+        let roots = match crate::tls::roots(ca_files) {
+            Ok(r) => r,
+            Err(e) => return note(format!("{e:#}")),
+        };
+        let certs: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    // ureq's `unversioned` resolver seam (pinned by Cargo.lock): no lookup of our own.
+    let agent = ureq::Agent::with_parts(
+        config.build(),
+        ureq::unversioned::transport::DefaultConnector::new(),
+        Checked(target.addrs.clone()),
+    );
     let response = agent
-        .get(&direct)
-        .header("Host", &host)
+        .get(&url)
         .header("Accept", "application/nostr+json")
         .call();
     let mut response = match response {

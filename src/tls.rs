@@ -40,6 +40,16 @@ pub fn client_config(ca_files: &[PathBuf]) -> anyhow::Result<Arc<ClientConfig>> 
     Ok(Arc::new(config))
 }
 
+/// The roots [`client_config`] trusts, as DER: the system's, then every certificate in
+/// `ca_files` (for clients that build their own configuration, such as the NIP-11 fetch).
+pub fn roots(ca_files: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let mut out = rustls_native_certs::load_native_certs().certs;
+    for file in ca_files {
+        out.extend(ca_file(file)?);
+    }
+    Ok(out)
+}
+
 /// Every certificate in a PEM file.
 fn ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

@@ -360,7 +360,7 @@ fn target(url: &str) -> lt::guard::Target {
 fn both_relays_say_what_they_are_by_nip11() {
     for kind in RelayKind::ALL {
         let relay = Relay::start(kind, RelayOptions::default());
-        let p = lt::nip11::fetch(&target(&relay.url));
+        let p = lt::nip11::fetch(&target(&relay.url), &[]);
         assert!(p.note.is_none(), "{kind:?}: {p:?}");
         let doc = lt::nip11::Document::parse(p.document.as_deref().unwrap()).unwrap();
         match kind {

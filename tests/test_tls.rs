@@ -70,6 +70,19 @@ fn wss_with_the_staging_ca_matches_ws_straight_to_a_relay() {
     assert!(!via_tls.is_empty());
     assert_eq!(via_tls, straight);
 
+    // The NIP-11 preflight went over https too, to the same checked address.
+    let header = lt::capture::results::ResultsReader::open(&tls_out)
+        .unwrap()
+        .header()
+        .clone();
+    let preflight = header.preflight.expect("a preflight");
+    assert!(
+        preflight.url.starts_with("https://localhost:"),
+        "{preflight:?}"
+    );
+    let doc = lt::nip11::Document::parse(preflight.document.as_deref().unwrap()).unwrap();
+    assert_eq!(doc.build().as_deref(), Some("nostr-rs-relay 0.8.12"));
+
     let runs = lt::analyze::read_merged(std::slice::from_ref(&tls_out)).unwrap();
     let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
     let tls = report

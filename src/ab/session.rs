@@ -333,7 +333,7 @@ fn replay_into(
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
     let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
     // Each run asks its relay what it is (a comparison names builds by what they say).
-    let preflight = replay::preflight::run(&cfg.target, setup.trace)?;
+    let preflight = replay::preflight::run(&cfg.target, setup.trace, &[])?;
     replay::preflight::refuse_if_strict(&preflight, setup.strict_limits)?;
     cfg.preflight = Some(preflight);
     interrupt

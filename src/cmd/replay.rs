@@ -42,7 +42,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let reconcile = load.reconcile_for(&target);
     // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
     let preflight = if !args.dry_run || args.preflight {
-        Some(replay::preflight::run(&target, &args.trace)?)
+        Some(replay::preflight::run(
+            &target,
+            &args.trace,
+            &args.load.ca_files,
+        )?)
     } else {
         None
     };

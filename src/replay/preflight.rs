@@ -11,9 +11,14 @@ use crate::capture::{Op, TraceReader};
 use crate::guard::Target;
 use crate::nip11::{self, Document, Limitation};
 
-/// Fetches `target`'s NIP-11 document and predicts what its limits do to `trace`, from now.
-pub fn run(target: &Target, trace: &Path) -> anyhow::Result<Preflight> {
-    let mut p = nip11::fetch(target);
+/// Fetches `target`'s NIP-11 document (over https trusting `ca_files` too) and predicts
+/// what its limits do to `trace`, from now.
+pub fn run(
+    target: &Target,
+    trace: &Path,
+    ca_files: &[std::path::PathBuf],
+) -> anyhow::Result<Preflight> {
+    let mut p = nip11::fetch(target, ca_files);
     if let Some(doc) = p.document.as_deref().and_then(|t| Document::parse(t).ok()) {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         p.predictions = predict(trace, &doc.limitation, now)?;
