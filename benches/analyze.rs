@@ -139,6 +139,7 @@ fn make(path: &Path, rows: u64) {
         oversized_frames: 0,
         notices: 0,
         late_acks: 0,
+        connect_phase_ns: None,
     })
     .expect("trailer");
 }

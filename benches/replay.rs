@@ -10,7 +10,9 @@
 //! 3. CPU-µs per published event: lt against nostr-bench 0.4.0, same relay
 //!    (nostr-rs-relay 0.8.12), at nostr-bench's lowest rate (goal ≤ 0.25×), beside two
 //!    floors: a bare open-loop sender, and the same sender also reading every reply;
-//! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×).
+//! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×);
+//! 5. TLS: CPU per event over `wss://` against `ws://` (goal ≤ 1.15×), and the connect
+//!    phase of 1,000 TLS connections at `--connect-concurrency 200` (goal < 2 s).
 //!
 //! 1, 2 and 4 are the median of three rounds, with their range: on a small machine one round
 //! alone is too noisy to compare builds by.
@@ -22,11 +24,14 @@
 //!
 //! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
 //! the large trace of step 4; `LT_BENCH_ONLY` (e.g. `ceiling,lag`) runs only the named steps
-//! (`ceiling`, `lag`, `cpu`, `memory`).
+//! (`ceiling`, `lag`, `cpu`, `memory`, `tls`).
 
 #[path = "../tests/relay.rs"]
 #[allow(dead_code, unused_imports)]
 mod relay;
+#[path = "../tests/tls.rs"]
+#[allow(dead_code, unused_imports)]
+mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -537,6 +542,106 @@ fn main() {
     if wanted("memory") {
         memory(d);
     }
+    if wanted("tls") {
+        tls_costs(d);
+    }
+}
+
+/// Step 5, what TLS costs: lt's CPU per event over `wss://` (nginx terminating TLS in front
+/// of nostr-rs-relay, a test CA) against `ws://` straight to a fresh relay, same trace at
+/// ~2k events/s, median of three rounds (goal ≤ 1.15); and the connect phase of 1,000 TLS
+/// connections at `--connect-concurrency 200` (goal < 2 s).
+fn tls_costs(d: &Path) {
+    let certs = tls::certs(d, &["localhost"]);
+    let trace = d.join("tls.ltc");
+    synth(
+        &trace,
+        &[
+            "--rate",
+            "2000",
+            "--duration",
+            "10",
+            "--clients",
+            "100",
+            "--read-share",
+            "0",
+        ],
+    );
+    let events = |results: &Path| -> u64 {
+        let mut n = 0;
+        let mut r = ResultsReader::open(results).expect("results");
+        while let Some(row) = r.next_row().expect("row") {
+            if let Row::Outcome(o) = row {
+                n += u64::from(o.sent_ns.is_some() && o.op.is_event());
+            }
+        }
+        n
+    };
+    let ca = certs.ca.to_string_lossy().into_owned();
+    let mut ratios = Vec::new();
+    for round in 0..3 {
+        let plain_relay = fresh_relay();
+        let plain = d.join(format!("plain-{round}.ltr"));
+        let u = replay(&trace, &plain_relay.url, &plain, &[]);
+        let plain_us = u.cpu_s * 1e6 / events(&plain).max(1) as f64;
+        drop(plain_relay);
+        let behind = fresh_relay();
+        let nginx = tls::Nginx::start(&certs, behind.port);
+        let wss = d.join(format!("wss-{round}.ltr"));
+        let url = format!("wss://localhost:{}/", nginx.port);
+        let u = replay(&trace, &url, &wss, &["--ca-file", &ca]);
+        let wss_us = u.cpu_s * 1e6 / events(&wss).max(1) as f64;
+        ratios.push((wss_us / plain_us, wss_us, plain_us));
+    }
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, wss_us, plain_us) = ratios[1];
+    println!(
+        "  tls         lt {wss_us:.1} CPU-µs/event over wss:// vs {plain_us:.1} over ws:// (~2k events/s, nostr-rs-relay behind nginx): ratio {ratio:.2}, median of 3 (range {:.2}–{:.2})  (goal <= 1.15)",
+        ratios[0].0, ratios[2].0
+    );
+    // 1,000 connections, one event each, so the run is the connect phase.
+    let many = d.join("handshakes.ltc");
+    synth(
+        &many,
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "10",
+            "--clients",
+            "1000",
+            "--read-share",
+            "0",
+        ],
+    );
+    let behind = fresh_relay();
+    let nginx = tls::Nginx::start(&certs, behind.port);
+    let results = d.join("handshakes.ltr");
+    let url = format!("wss://localhost:{}/", nginx.port);
+    let u = replay(
+        &many,
+        &url,
+        &results,
+        &[
+            "--ca-file",
+            &ca,
+            "--connect-concurrency",
+            "200",
+            "--speed",
+            "10x",
+        ],
+    );
+    let mut r = ResultsReader::open(&results)
+        .unwrap_or_else(|e| panic!("the 1,000-connection replay failed ({e}): {}", u.stdout));
+    while r.next_row().expect("row").is_some() {}
+    let phase_ms = r
+        .trailer()
+        .and_then(|t| t.connect_phase_ns)
+        .map_or(f64::NAN, |ns| ns as f64 / 1e6);
+    println!(
+        "              1,000 TLS connections at --connect-concurrency 200: connect phase {phase_ms:.0} ms  (goal < 2000)"
+    );
+    drop(nginx);
 }
 
 /// Step 1, the ceiling into the ack-only peer. 500k events: over a second of sending per round

@@ -92,6 +92,7 @@ fn write_with(
         oversized_frames: 0,
         notices: 0,
         late_acks,
+        connect_phase_ns: None,
     })
     .unwrap();
 }

@@ -667,6 +667,9 @@ fn connect_phases_are_timed_apart() {
         }
     }
     assert_eq!(seen, 20);
+    // The connect phase as a whole, in the trailer: at least its slowest attempt.
+    let phase = rows.trailer().unwrap().connect_phase_ns.unwrap();
+    assert!(phase > 0, "{phase}");
     let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
     let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
     let c = &report.measured.connections;

@@ -72,9 +72,10 @@ impl Nginx {
         let p = prefix.path().display();
         let conf = format!(
             "worker_processes 1;\n\
+             worker_rlimit_nofile 8192;\n\
              error_log {p}/error.log warn;\n\
              pid {p}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
+             events {{ worker_connections 4096; }}\n\
              http {{\n\
                access_log off;\n\
                client_body_temp_path {p}/body;\n\

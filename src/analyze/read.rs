@@ -353,6 +353,7 @@ fn stand_in_trailer(tally: &Tally, rows: u64, partial: &Partial) -> results::Tra
         oversized_frames: 0,
         notices: 0,
         late_acks: 0,
+        connect_phase_ns: None,
     }
 }
 

@@ -251,6 +251,10 @@ pub struct Trailer {
     /// from files written before it was kept (read as 0).
     #[serde(default)]
     pub late_acks: u64,
+    /// How long the connect phase took (every connection opened or failed, before t0);
+    /// absent from files of older lt.
+    #[serde(default)]
+    pub connect_phase_ns: Option<u64>,
 }
 
 pub struct ResultsWriter<W: Write> {

@@ -190,6 +190,7 @@ pub fn run(
         oversized_frames: frames.oversized,
         notices: frames.notices,
         late_acks: frames.late_acks,
+        connect_phase_ns: Some(extra.connect_phase.as_nanos() as u64),
     };
     drop(shared);
     let writer = write_thread
@@ -256,6 +257,7 @@ fn partial_hint(out: &Path) -> String {
 struct Extra {
     connect_failures: u64,
     reconcile_error: Option<String>,
+    connect_phase: Duration,
 }
 
 async fn drive(
@@ -290,6 +292,7 @@ async fn drive(
 
     // Connect phase (in the shards): wait for every attempt.
     observer.phase(&format!("connecting {conns} connections"));
+    let connecting = Instant::now();
     let mut connected = Vec::with_capacity(conns as usize);
     let mut lost_shard = None;
     for (id, s) in shards.iter_mut().enumerate() {
@@ -299,6 +302,7 @@ async fn drive(
         }
     }
     connected.sort_by_key(|c| c.conn);
+    let connect_phase = connecting.elapsed();
     let connect_failures = connected.iter().filter(|c| c.error.is_some()).count() as u64;
     if let Some(id) = lost_shard {
         let err = join_shards(shards).await.err();
@@ -410,6 +414,7 @@ async fn drive(
         Extra {
             connect_failures,
             reconcile_error,
+            connect_phase,
         },
     ))
 }
