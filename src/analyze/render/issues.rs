@@ -118,7 +118,28 @@ pub fn reproduce(r: &Report) -> Vec<String> {
         ));
     }
     let opt = |k: &str| c.options.get(k).map(String::as_str);
-    let mut replay = format!("lt replay trace.ltc --relay ws://{}/", c.target);
+    // The results keep the host only; the NIP-11 URL says whether it was TLS.
+    let tls = c
+        .relay
+        .as_ref()
+        .is_some_and(|r| r.url.starts_with("https://"));
+    let mut replay = if tls {
+        format!(
+            "lt replay trace.ltc --relay wss://{}/ --ca-file CA.pem",
+            c.target
+        )
+    } else {
+        format!("lt replay trace.ltc --relay ws://{}/", c.target)
+    };
+    // A host that is not loopback must be named as test infrastructure, as it was.
+    let host = c
+        .target
+        .rsplit_once(':')
+        .map_or(c.target.as_str(), |(h, _)| h);
+    let loopback = host.starts_with("127.") || host == "localhost" || host == "[::1]";
+    if !loopback {
+        replay.push_str(&format!(" --allow-host {host}"));
+    }
     for (key, flag) in [
         ("speed", "--speed"),
         ("clients", "--clients"),
