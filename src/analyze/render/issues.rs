@@ -182,9 +182,13 @@ fn write_reproduce(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "```")?;
     writeln!(s)?;
     let c = &r.measured.config;
+    let build = match c.relay.as_ref().and_then(|relay| relay.build.as_deref()) {
+        Some(b) => format!("The relay said it is {} (NIP-11).", cell(b)),
+        None => "The relay's software and version are not recorded in these results: name the build here.".to_owned(),
+    };
     writeln!(
         s,
-        "Measured with lt {} on {} ({} cores, kernel {}), started {}. The relay's software and version are not recorded in these results: name the build here.",
+        "Measured with lt {} on {} ({} cores, kernel {}), started {}. {build}",
         cell(&c.lt_version),
         cell(&c.machine.cpu),
         c.machine.cores,
