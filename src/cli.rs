@@ -366,6 +366,15 @@ pub struct AbArgs {
     #[arg(long)]
     pub b_config: Option<PathBuf>,
 
+    /// A listens with TLS: lt connects to wss://localhost:{port}/ and trusts this CA (PEM)
+    /// for it, besides the system's roots.
+    #[arg(long, value_name = "PEM")]
+    pub a_tls_ca: Option<PathBuf>,
+
+    /// B listens with TLS, as --a-tls-ca.
+    #[arg(long, value_name = "PEM")]
+    pub b_tls_ca: Option<PathBuf>,
+
     /// Runs per build, in ABBA order so slow drift cancels. Three or more measure the noise
     /// between repeats well; two is the least that measures it at all.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -364,3 +364,84 @@ fn ab_refuses_a_relay_listening_beyond_loopback() {
     // Nothing was replayed into it.
     assert!(!dir.path().join("out/runs/01-A-open/results.ltr").exists());
 }
+
+/// Issue #14: a build that listens with TLS (`--b-tls-ca`): lt probes it over TLS, replays
+/// into it over `wss://localhost:{port}/`, fetches its NIP-11 document over https, and the
+/// run's report times the TLS handshakes. B is nostr-rs-relay behind nginx terminating TLS
+/// with a test CA; nginx's config is B's config template.
+#[test]
+fn ab_compares_a_build_that_listens_with_tls() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let certs = crate::tls::certs(dir.path(), &["localhost"]);
+    // B's relay on a fixed free port, named in its own config; nginx takes `{port}`.
+    let inner = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay_cfg = dir.path().join("inner.toml");
+    let template = std::fs::read_to_string(config_template()).unwrap();
+    std::fs::write(&relay_cfg, template.replace("{port}", &inner.to_string())).unwrap();
+    let nginx_tmpl = dir.path().join("nginx.conf");
+    std::fs::write(
+        &nginx_tmpl,
+        format!(
+            "worker_processes 1;\nerror_log {{dir}}/error.log warn;\npid {{dir}}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {{dir}}/body; proxy_temp_path {{dir}}/proxy;\n\
+             fastcgi_temp_path {{dir}}/fastcgi; uwsgi_temp_path {{dir}}/uwsgi; scgi_temp_path {{dir}}/scgi;\n\
+             server {{ listen 127.0.0.1:{{port}} ssl; ssl_certificate {}; ssl_certificate_key {};\n\
+             location / {{ proxy_pass http://127.0.0.1:{inner}; proxy_http_version 1.1;\n\
+             proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";\n\
+             proxy_set_header Host $host; proxy_buffering off; }} }} }}\n",
+            certs.cert.display(),
+            certs.key.display()
+        ),
+    )
+    .unwrap();
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("nginx installed by scripts/install-relays");
+    let tls_build = format!(
+        "tls={} --config {} --db {{dir}} & exec {nginx} -p {{dir}} -c {{config}} -g 'daemon off;'",
+        relay_bin().display(),
+        relay_cfg.display()
+    );
+    let out = ab(
+        dir.path(),
+        &trace,
+        &format!("plain={}", relay_command()),
+        &tls_build,
+        &[
+            "--runs",
+            "1",
+            "--b-config",
+            nginx_tmpl.to_str().unwrap(),
+            "--b-tls-ca",
+            certs.ca.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let c = comparison(dir.path());
+    assert_eq!(c["b"]["build"], "nostr-rs-relay 0.8.12", "{}", c["b"]);
+    let b_report = report_in(&dir.path().join("out/runs/02-B-tls/report"), "load-report");
+    assert_eq!(b_report["config"]["target"], c["b"]["target"]);
+    assert!(
+        b_report["config"]["relay"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://localhost:"),
+        "{}",
+        b_report["config"]["relay"]
+    );
+    assert_eq!(b_report["connections"]["tls_handshake_ms"]["count"], 40);
+    assert_eq!(b_report["totals"]["success_rate_pct"], 100.0);
+}

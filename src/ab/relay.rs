@@ -77,6 +77,8 @@ pub struct RunningRelay {
     pub warnings: Vec<String>,
     /// Addresses other than loopback the relay also listens on (`lt ab` refuses these).
     pub exposed: Vec<std::net::IpAddr>,
+    /// The TLS client configuration for a build that listens with TLS (its CA).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `None` once stopped.
     child: Option<Child>,
 }
@@ -183,6 +185,12 @@ fn start_once(
         .map_err(command_err)?;
     values.config = config_text;
     let command = spec::fill(&spec.command, values, Quoting::Shell).map_err(command_err)?;
+    let tls = spec
+        .tls_ca
+        .as_ref()
+        .map(|ca| crate::tls::client_config(std::slice::from_ref(ca)))
+        .transpose()
+        .map_err(|e| command_err(format!("{e:#}")))?;
     let log = run_dir.join("relay.log");
     let child = spawn(spec, &command, &log)?;
     let mut relay = RunningRelay {
@@ -190,12 +198,18 @@ fn start_once(
         pid: child.id(),
         relay_pid: child.id(),
         port,
-        url: format!("ws://127.0.0.1:{port}/"),
+        url: if spec.tls_ca.is_some() {
+            // The name a test certificate carries; it resolves to 127.0.0.1 here.
+            format!("wss://localhost:{port}/")
+        } else {
+            format!("ws://127.0.0.1:{port}/")
+        },
         log,
         dir: data.clone(),
         config,
         warnings: Vec::new(),
         exposed: Vec::new(),
+        tls,
         child: Some(child),
     };
     // On error `relay` is dropped here, which stops whatever the command started.
@@ -261,7 +275,7 @@ impl RunningRelay {
             let budget = deadline
                 .saturating_duration_since(Instant::now())
                 .clamp(POLL, Duration::from_secs(1));
-            match probe::ready(self.port, budget) {
+            match probe::ready(self.port, budget, self.tls.as_ref()) {
                 Ok(()) => {
                     let report = procfs::inspect_port(self.port, self.pid);
                     let since = *foreign_since.get_or_insert_with(Instant::now);

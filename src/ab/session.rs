@@ -331,9 +331,12 @@ fn replay_into(
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
     let target = guard::check(&relay.url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
+    let mut target = target;
+    target.tls = relay.tls.clone();
+    let cas: Vec<std::path::PathBuf> = spec_ca(setup, &relay.name).into_iter().collect();
     let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
     // Each run asks its relay what it is (a comparison names builds by what they say).
-    let preflight = replay::preflight::run(&cfg.target, setup.trace, &[])?;
+    let preflight = replay::preflight::run(&cfg.target, setup.trace, &cas)?;
     replay::preflight::refuse_if_strict(&preflight, setup.strict_limits)?;
     cfg.preflight = Some(preflight);
     interrupt
@@ -531,4 +534,12 @@ fn reproduce(setup: &Setup) -> Vec<String> {
         line.push_str(&format!(" --duration {d}"));
     }
     vec![line]
+}
+
+/// The CA of the build named `name`, when it listens with TLS.
+fn spec_ca(setup: &Setup, name: &str) -> Option<std::path::PathBuf> {
+    [setup.a, setup.b]
+        .into_iter()
+        .find(|b| b.name == name)
+        .and_then(|b| b.tls_ca.clone())
 }

@@ -26,9 +26,16 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let a = BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
+    let mut a =
+        BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
+    a.tls_ca = args.a_tls_ca.clone();
     let b = match &args.b {
-        Some(b) => BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?,
+        Some(b) => {
+            let mut b =
+                BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?;
+            b.tls_ca = args.b_tls_ca.clone();
+            b
+        }
         None => session::again(&a),
     };
     if a.name == b.name {

@@ -13,8 +13,20 @@ pub(super) enum Miss {
 }
 
 /// `Ok` when the relay answers NIP-11 (200 with a JSON object) or accepts a WebSocket
-/// upgrade (101). `budget` bounds each of the two attempts.
-pub(super) fn ready(port: u16, budget: Duration) -> Result<(), String> {
+/// upgrade (101); a build that listens with TLS (`tls`) must accept a WebSocket upgrade
+/// over TLS for `localhost` with its CA. `budget` bounds each attempt.
+pub(super) fn ready(
+    port: u16,
+    budget: Duration,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<(), String> {
+    if let Some(config) = tls {
+        return match tls_upgrade(port, budget, config) {
+            Ok(()) => Ok(()),
+            Err(Miss::Connect(e)) => Err(format!("connect: {e}")),
+            Err(Miss::Answer(e)) => Err(format!("WebSocket upgrade over TLS: {e}")),
+        };
+    }
     let nip11_miss = match nip11(port, budget) {
         Ok(()) => return Ok(()),
         Err(Miss::Connect(e)) => return Err(format!("connect: {e}")),
@@ -81,6 +93,30 @@ fn upgrade(port: u16, budget: Duration) -> Result<(), Miss> {
         .map_err(|e| Miss::Answer(e.to_string()))
 }
 
+/// A TLS handshake for `localhost` (the build's CA in `config`), then a WebSocket opening
+/// handshake over it.
+fn tls_upgrade(
+    port: u16,
+    budget: Duration,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(), Miss> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let budget = budget.max(Duration::from_millis(10));
+    let tcp =
+        TcpStream::connect_timeout(&addr, budget).map_err(|e| Miss::Connect(e.to_string()))?;
+    let answer = |e: std::io::Error| Miss::Answer(e.to_string());
+    tcp.set_read_timeout(Some(budget)).map_err(answer)?;
+    tcp.set_write_timeout(Some(budget)).map_err(answer)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")
+        .map_err(|e| Miss::Answer(e.to_string()))?;
+    let conn = rustls::ClientConnection::new(config.clone(), name)
+        .map_err(|e| Miss::Answer(e.to_string()))?;
+    let stream = rustls::StreamOwned::new(conn, tcp);
+    tokio_tungstenite::tungstenite::client(format!("wss://localhost:{port}/"), stream)
+        .map(|_| ())
+        .map_err(|e| Miss::Answer(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +128,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let err = ready(port, Duration::from_millis(200)).unwrap_err();
+        let err = ready(port, Duration::from_millis(200), None).unwrap_err();
         assert!(err.starts_with("connect:"), "{err}");
     }
 
@@ -110,7 +146,7 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
             }
         });
-        let err = ready(port, Duration::from_secs(2)).unwrap_err();
+        let err = ready(port, Duration::from_secs(2), None).unwrap_err();
         assert!(err.contains("NIP-11: HTTP status 404"), "{err}");
         assert!(err.contains("WebSocket upgrade"), "{err}");
     }

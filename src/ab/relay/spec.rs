@@ -20,6 +20,9 @@ pub struct BuildSpec {
     pub command: String,
     /// A config file with `{port}` and `{dir}`, filled in per run and passed as `{config}`.
     pub config_template: Option<PathBuf>,
+    /// The build listens with TLS (`wss://localhost:{port}/`), its certificate signed by
+    /// this CA (PEM), trusted besides the system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl BuildSpec {
@@ -37,6 +40,7 @@ impl BuildSpec {
             name: name.to_string(),
             command: command.to_string(),
             config_template: config,
+            tls_ca: None,
         })
     }
 }
