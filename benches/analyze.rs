@@ -36,7 +36,7 @@ fn make(path: &Path, rows: u64) {
             lt_version: "bench".into(),
             generator: "bench".into(),
             schema_source: "bench".into(),
-            options: lt::workload::Options::default(),
+            source: lt::capture::Source::Synth(lt::workload::Options::default()),
         },
         options: BTreeMap::new(),
         target: "127.0.0.1:1".into(),

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use crate::capture::trace::VERSION;
+use crate::capture::trace::{Source, VERSION};
 use crate::capture::{Header, Op, Record, TraceWriter, Trailer};
 use crate::workload::{self, model, Draft, Options, Planner};
 
@@ -45,7 +45,7 @@ pub fn header(opts: &Options) -> Header {
         lt_version: env!("CARGO_PKG_VERSION").to_owned(),
         generator: format!("lt synth (workload model v{})", model::MODEL_VERSION),
         schema_source: model::SCHEMA_SOURCE.to_owned(),
-        options: opts.clone(),
+        source: Source::Synth(opts.clone()),
     }
 }
 

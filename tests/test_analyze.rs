@@ -34,7 +34,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
             lt_version: "test".into(),
             generator: "test".into(),
             schema_source: "test".into(),
-            options: lt::workload::Options::default(),
+            source: lt::capture::Source::Synth(lt::workload::Options::default()),
         },
         options,
         target: "127.0.0.1:7777".into(),

@@ -4,7 +4,9 @@ use std::io::Write;
 
 use lt::capture::container::{BlockWriter, FileKind, Tag};
 use lt::capture::trace::read_all;
-use lt::capture::{Completion, ErrorKind, Header, Op, Query, Record, Role, TraceWriter};
+use lt::capture::{
+    Answer, Completion, ErrorKind, Header, Op, Query, Record, Reply, Role, Source, TraceWriter,
+};
 use lt::workload::Options;
 use proptest::prelude::*;
 
@@ -29,17 +31,22 @@ fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
                 Just(Role::View),
                 Just(Role::VideoPost),
-                Just(Role::Nip94Mirror)
+                Just(Role::Nip94Mirror),
+                Just(Role::Other)
             ]
         )
             .prop_map(|(kind, role)| Op::Event { kind, role }),
         prop_oneof![
             Just(Query::Feed),
             Just(Query::ViewCount),
-            Just(Query::Channel)
+            Just(Query::Channel),
+            Just(Query::Other)
         ]
         .prop_map(|query| Op::Req { query }),
         Just(Op::Close),
+        Just(Op::Count),
+        Just(Op::Auth),
+        Just(Op::Other),
     ]
 }
 
@@ -53,17 +60,40 @@ fn record() -> impl Strategy<Value = Record> {
             "[0-9a-f]{64}".prop_map(|id| Completion::Ok { id }),
             ".{1,20}".prop_map(|sub| Completion::Eose { sub }),
             Just(Completion::Sent),
+            ".{1,20}".prop_map(|sub| Completion::Count { sub }),
+            ".{0,40}".prop_map(|reason| Completion::Skip { reason }),
         ],
         proptest::option::of(any::<u64>()),
+        proptest::option::of(answer()),
     )
-        .prop_map(|(offset_us, client, op, frame, completes, after)| Record {
-            offset_us,
-            client,
-            op,
-            frame,
-            completes,
-            after,
-        })
+        .prop_map(
+            |(offset_us, client, op, frame, completes, after, recorded)| Record {
+                offset_us,
+                client,
+                op,
+                frame,
+                completes,
+                after,
+                recorded,
+            },
+        )
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    (
+        any::<u64>(),
+        prop_oneof![
+            (any::<bool>(), ".{0,200}")
+                .prop_map(|(accepted, message)| Reply::Ok { accepted, message }),
+            any::<u32>().prop_map(|events| Reply::Eose { events }),
+            (any::<u32>(), ".{0,200}")
+                .prop_map(|(events, message)| Reply::Closed { events, message }),
+            any::<u64>().prop_map(|count| Reply::Count { count }),
+            Just(Reply::NotExpected),
+            Just(Reply::None),
+        ],
+    )
+        .prop_map(|(after_us, reply)| Answer { after_us, reply })
 }
 
 proptest! {
@@ -315,4 +345,63 @@ fn a_second_pass_with_a_verified_fingerprint_reads_the_same_and_refuses_another_
         matches!(err.kind(), ErrorKind::FingerprintMismatch { .. }),
         "{err}"
     );
+}
+
+/// A trace written by lt before recorded traces (format 1: synth's options in the header,
+/// records without a recorded answer) reads as a synthesized trace.
+#[test]
+fn a_version_1_trace_reads_as_synthesized() {
+    use serde::Serialize;
+    use sha2::{Digest, Sha256};
+
+    #[derive(Serialize)]
+    struct HeaderV1 {
+        format_version: u16,
+        lt_version: String,
+        generator: String,
+        schema_source: String,
+        options: Options,
+    }
+    #[derive(Serialize)]
+    struct RecordV1 {
+        offset_us: u64,
+        client: u32,
+        op: Op,
+        frame: String,
+        completes: Completion,
+        after: Option<u64>,
+    }
+    let options = Options::default();
+    let header = HeaderV1 {
+        format_version: 1,
+        lt_version: "0.1.0".into(),
+        generator: "lt synth (workload model v1)".into(),
+        schema_source: "reference".into(),
+        options: options.clone(),
+    };
+    let frame = r#"["CLOSE","s1"]"#.to_owned();
+    let record = RecordV1 {
+        offset_us: 5,
+        client: 2,
+        op: Op::Close,
+        frame: frame.clone(),
+        completes: Completion::Sent,
+        after: None,
+    };
+    let mut w = lt::capture::stream::Writer::new(Vec::new(), FileKind::Trace, 1, &header).unwrap();
+    w.push(&record).unwrap();
+    let trailer = lt::capture::Trailer {
+        records: 1,
+        events: 0,
+        frame_bytes: frame.len() as u64,
+        last_offset_us: 5,
+        fingerprint: hex::encode(Sha256::digest(frame.as_bytes())),
+    };
+    let (bytes, _) = w.finish(&trailer).unwrap();
+    let (h, records, _) = read_all(&bytes).unwrap();
+    assert_eq!(h.source, Source::Synth(options));
+    assert_eq!(h.declared_clients(), Some(Options::default().clients));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].recorded, None);
+    assert_eq!(records[0].frame, frame);
 }

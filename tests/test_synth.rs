@@ -138,6 +138,7 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
                     }
                     Role::Nip94Mirror => nip94 += 1,
                     Role::Nip71Mirror => {}
+                    Role::Other => panic!("synth made an event of no platform role: {ev}"),
                 }
                 events.push(ev);
             }
@@ -159,6 +160,7 @@ fn a_100k_record_trace_verifies_independently_and_keeps_its_proportions() {
                 }
             }
             Op::Close => assert!(r.after.is_some(), "a CLOSE follows its REQ"),
+            Op::Count | Op::Auth | Op::Other => panic!("synth made a {} record", r.op.label()),
         }
     }
     assert!((95_000..=115_000).contains(&records), "{records} records");

@@ -16,19 +16,26 @@ pub enum Class {
     VideoPost,
     /// NIP-94 and NIP-71 mirrors of a post.
     Mirror,
-    /// Feed, view-count and channel REQs (completed by EOSE).
+    /// Feed, view-count and channel REQs (completed by EOSE), other REQs and COUNTs.
     Read,
     /// CLOSE frames: nothing answers them, so they have no latency of their own.
     Close,
+    /// Events of kinds the platform model does not name (recorded or imported traces).
+    OtherEvent,
+    /// Frames that are not requests: a recorded AUTH (never replayed) or a frame of
+    /// another type, written and not answered, like a CLOSE.
+    OtherFrame,
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [
+    pub const ALL: [Class; 7] = [
         Class::View,
         Class::VideoPost,
         Class::Mirror,
         Class::Read,
         Class::Close,
+        Class::OtherEvent,
+        Class::OtherFrame,
     ];
 
     pub fn of(op: Op) -> Class {
@@ -37,10 +44,18 @@ impl Class {
                 Role::View => Class::View,
                 Role::VideoPost | Role::VideoEdit | Role::Tombstone => Class::VideoPost,
                 Role::Nip94Mirror | Role::Nip71Mirror => Class::Mirror,
+                Role::Other => Class::OtherEvent,
             },
-            Op::Req { .. } => Class::Read,
+            Op::Req { .. } | Op::Count => Class::Read,
             Op::Close => Class::Close,
+            Op::Auth | Op::Other => Class::OtherFrame,
         }
+    }
+
+    /// A request: something the relay answers, so it counts in totals, rates and latency.
+    /// CLOSE and other frames are written and never answered.
+    pub fn is_request(self) -> bool {
+        !matches!(self, Class::Close | Class::OtherFrame)
     }
 
     pub fn label(self) -> &'static str {
@@ -50,6 +65,8 @@ impl Class {
             Class::Mirror => "mirror",
             Class::Read => "read",
             Class::Close => "close",
+            Class::OtherEvent => "other_event",
+            Class::OtherFrame => "other_frame",
         }
     }
 
@@ -57,7 +74,10 @@ impl Class {
     /// alone. A mirror waits for its post's OK and a CLOSE for its REQ's EOSE, so their
     /// "lag" is the relay's answer time.
     pub fn is_independent(self) -> bool {
-        matches!(self, Class::View | Class::VideoPost | Class::Read)
+        matches!(
+            self,
+            Class::View | Class::VideoPost | Class::Read | Class::OtherEvent
+        )
     }
 
     pub(super) fn index(self) -> usize {

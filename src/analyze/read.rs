@@ -491,8 +491,8 @@ pub fn example_ids(runs: &Runs, trace: &Path) -> anyhow::Result<Ids> {
         if wanted.contains(&index) {
             let id = match r.completes {
                 Completion::Ok { id } => id,
-                Completion::Eose { sub } => sub,
-                Completion::Sent => String::new(),
+                Completion::Eose { sub } | Completion::Count { sub } => sub,
+                Completion::Sent | Completion::Skip { .. } => String::new(),
             };
             ids.insert(index, id);
         }

@@ -316,7 +316,7 @@ impl Tally {
         self.trailers.push(trailer);
     }
 
-    /// Response and service time over every class but CLOSE; schedule lag over the
+    /// Response and service time over requests (not CLOSE and other frames); schedule lag over the
     /// independent classes only (see `Class::is_independent`). Added up from the classes
     /// once, rather than recorded twice per row.
     pub fn overall(&self) -> Latencies {
@@ -324,7 +324,7 @@ impl Tally {
         for c in Class::ALL {
             let l = &self.class(c).latency;
             // Same bounds everywhere, so adding cannot fail.
-            if c != Class::Close {
+            if c.is_request() {
                 let _ = all.response.add(&l.response);
                 let _ = all.service.add(&l.service);
                 all.at_timeout += l.at_timeout;
@@ -336,12 +336,12 @@ impl Tally {
         all
     }
 
-    /// Requests: every class but CLOSE. A CLOSE frame is written, never answered, so it is
-    /// neither a success nor a failure, and counts in no total or rate.
+    /// Requests: every class but CLOSE and other frames. A CLOSE frame is written, never
+    /// answered, so it is neither a success nor a failure, and counts in no total or rate.
     pub fn requests(&self) -> impl Iterator<Item = &ClassTally> {
         Class::ALL
             .iter()
-            .filter(|c| **c != Class::Close)
+            .filter(|c| c.is_request())
             .map(|c| self.class(*c))
     }
 

@@ -74,7 +74,7 @@ impl Timeline {
         // played: records `--duration` or Ctrl-C left unsent were never scheduled (counted
         // as scheduled, they ran the chart on past the end and drove the capacity
         // estimate to 0).
-        if Class::of(o.op) == Class::Close || o.outcome == Outcome::NotSent {
+        if !Class::of(o.op).is_request() || o.outcome == Outcome::NotSent {
             return;
         }
         self.at(o.intended_ns).scheduled += 1;

@@ -8,4 +8,7 @@ pub mod stream;
 pub mod trace;
 
 pub use error::{Error, ErrorKind, Position};
-pub use trace::{Completion, Header, Op, Query, Record, Role, TraceReader, TraceWriter, Trailer};
+pub use trace::{
+    Answer, Completion, Header, Op, Query, Record, Reply, Role, Source, TraceReader, TraceWriter,
+    Trailer,
+};

@@ -16,8 +16,9 @@ use super::trace;
 use crate::capture::Op;
 use crate::nostr::Prefix;
 
-/// Results format version this lt writes and the newest it reads.
-pub const VERSION: u16 = 1;
+/// Results format version this lt writes and the newest it reads. Version 2: the trace
+/// header of trace format 2, and the `skipped` outcome.
+pub const VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -131,6 +132,8 @@ pub enum Outcome {
     StoredUnacked,
     /// No OK, and the relay does not have the event.
     Lost,
+    /// Not replayed by design (a recorded NIP-42 AUTH), with the reason.
+    Skipped { reason: String },
 }
 
 impl Outcome {
@@ -147,6 +150,7 @@ impl Outcome {
             Outcome::NotSent => "not_sent".into(),
             Outcome::StoredUnacked => "stored_unacked".into(),
             Outcome::Lost => "lost".into(),
+            Outcome::Skipped { .. } => "skipped".into(),
         }
     }
 
@@ -178,10 +182,13 @@ impl Outcome {
         matches!(self, Outcome::Ok | Outcome::Duplicate)
     }
 
-    /// lt sent it (or it was due on a dead connection): everything but `not_sent` and
-    /// `dropped`.
+    /// lt sent it (or it was due on a dead connection): everything but `not_sent`,
+    /// `dropped` and `skipped`.
     pub fn attempted(&self) -> bool {
-        !matches!(self, Outcome::NotSent | Outcome::Dropped)
+        !matches!(
+            self,
+            Outcome::NotSent | Outcome::Dropped | Outcome::Skipped { .. }
+        )
     }
 }
 

@@ -12,10 +12,13 @@ use super::container::{FileKind, PREFIX_LEN};
 use super::error::{Error, ErrorKind, Position, Result};
 use super::stream::{Reader, Writer};
 
-/// Trace format version this lt writes and the newest it reads.
-pub const VERSION: u16 = 1;
+/// Trace format version this lt writes and the newest it reads. Version 2 added recorded
+/// and imported traces (the header's `source`, the records' `recorded` answers, and the
+/// `COUNT`, `AUTH` and other frames); version 1 traces are read as synthesized ones.
+pub const VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "HeaderOnDisk")]
 pub struct Header {
     pub format_version: u16,
     pub lt_version: String,
@@ -23,8 +26,117 @@ pub struct Header {
     pub generator: String,
     /// Where the event shapes come from.
     pub schema_source: String,
-    /// Every option that shaped the trace, seed, epoch and client count included.
-    pub options: SynthOptions,
+    /// Where the trace came from, with everything that shaped it.
+    pub source: Source,
+}
+
+/// The header as either version stores it: version 1 kept synth's options in `options`.
+#[derive(Deserialize)]
+struct HeaderOnDisk {
+    format_version: u16,
+    lt_version: String,
+    generator: String,
+    schema_source: String,
+    #[serde(default)]
+    source: Option<Source>,
+    #[serde(default)]
+    options: Option<SynthOptions>,
+}
+
+impl TryFrom<HeaderOnDisk> for Header {
+    type Error = &'static str;
+
+    fn try_from(h: HeaderOnDisk) -> std::result::Result<Self, Self::Error> {
+        let source = match (h.source, h.options) {
+            (Some(source), _) => source,
+            (None, Some(options)) => Source::Synth(options),
+            (None, None) => return Err(
+                "the header says neither where the trace came from (source) nor synth's options",
+            ),
+        };
+        Ok(Header {
+            format_version: h.format_version,
+            lt_version: h.lt_version,
+            generator: h.generator,
+            schema_source: h.schema_source,
+            source,
+        })
+    }
+}
+
+impl Header {
+    /// Connections the trace declares, idle ones included; `None` for a recording, whose
+    /// connections are the clients that sent something (counted from its records).
+    pub fn declared_clients(&self) -> Option<u32> {
+        match &self.source {
+            Source::Synth(o) => Some(o.clients),
+            Source::Imported(i) => Some(i.clients),
+            Source::Recorded(_) => None,
+        }
+    }
+
+    /// Synth's options, for a synthesized trace.
+    pub fn synth_options(&self) -> Option<&SynthOptions> {
+        match &self.source {
+            Source::Synth(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// Where a trace came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `lt synth`: the traffic model and its options.
+    Synth(SynthOptions),
+    /// `lt record`: real clients through the proxy.
+    Recorded(Recording),
+    /// `lt import`: an event dump.
+    Imported(Import),
+}
+
+impl Source {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Source::Synth(_) => "synthesized",
+            Source::Recorded(_) => "recorded",
+            Source::Imported(_) => "imported",
+        }
+    }
+}
+
+/// How `lt record` made a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// `host:port` of the relay the clients were recorded against: never a path, query or
+    /// userinfo.
+    pub upstream: String,
+    /// Wall-clock time of offset 0, RFC 3339 UTC with microseconds.
+    pub started_at: String,
+}
+
+/// How `lt import` made a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Import {
+    /// The input's file name (no directories), or `-` for standard input.
+    pub input: String,
+    pub timing: ImportTiming,
+    /// Connections the events are spread over (one author stays on one).
+    pub clients: u32,
+    /// Whether ids and signatures were checked (lines that failed are not in the trace).
+    pub verified: bool,
+}
+
+/// How `lt import` timed the events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportTiming {
+    /// The events' own `created_at` spacing, in input order, gaps capped at `max_gap_us`;
+    /// events of the same second spread evenly over it.
+    CreatedAt { max_gap_us: u64 },
+    /// Seeded Poisson arrivals at `rate_eps` events per second.
+    Rate { rate_eps: f64, seed: u64 },
 }
 
 /// How `lt synth` made a trace: every option that shaped it, seed, epoch and client count
@@ -71,13 +183,59 @@ pub struct Record {
     /// planner puts it a fixed delay after that record's planned time; a replayer sends it
     /// no earlier than `offset_us` and no earlier than the completion of record `after`.
     pub after: Option<u64>,
+    /// For a recorded trace, what the recorded relay answered (absent in synthesized and
+    /// imported traces, and in version 1).
+    #[serde(default)]
+    pub recorded: Option<Answer>,
 }
+
+/// What the recorded relay answered a record, as the proxy saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// From the client's frame to the answer, microseconds (0 when there was none).
+    pub after_us: u64,
+    pub reply: Reply,
+}
+
+/// The recorded relay's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// `["OK",id,accepted,message]`; the message is kept up to [`MESSAGE_KEPT`] bytes.
+    Ok { accepted: bool, message: String },
+    /// `["EOSE",sub]` after this many stored events.
+    Eose { events: u32 },
+    /// `["CLOSED",sub,message]`, after this many events.
+    Closed { events: u32, message: String },
+    /// `["COUNT",sub,{"count":n}]`.
+    Count { count: u64 },
+    /// Nothing was expected (CLOSE, AUTH, other frames).
+    NotExpected,
+    /// Nothing came before the connection closed or the recording ended.
+    None,
+}
+
+/// Longest relay message a recording keeps per record, in bytes: enough for the prefix and
+/// the reason, and a bound on what one answer can add to a capture.
+pub const MESSAGE_KEPT: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Op {
-    Event { kind: u16, role: Role },
-    Req { query: Query },
+    Event {
+        kind: u16,
+        role: Role,
+    },
+    Req {
+        query: Query,
+    },
     Close,
+    /// NIP-45 `["COUNT",sub,filter…]`, completed by the relay's COUNT (or CLOSED).
+    Count,
+    /// NIP-42 `["AUTH",event]`: recorded, never replayed (it answers a challenge only the
+    /// recorded relay issued).
+    Auth,
+    /// Any other frame a recorded client sent (unknown types, text that is not JSON):
+    /// replayed as it was, complete once written.
+    Other,
 }
 
 /// What an event is in the platform's terms.
@@ -95,6 +253,8 @@ pub enum Role {
     Nip94Mirror,
     /// Kind 34235/34236 NIP-71 addressable mirror of a post.
     Nip71Mirror,
+    /// Any other event (a recorded or imported kind the platform model does not name).
+    Other,
 }
 
 /// Which playback-adjacent read a REQ is.
@@ -106,6 +266,8 @@ pub enum Query {
     ViewCount,
     /// `{"kinds":[30078],"authors":[pk],"#t":["video"],"limit":50}`
     Channel,
+    /// Any other filter (recorded clients).
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +278,10 @@ pub enum Completion {
     Eose { sub: String },
     /// Nothing answers it (CLOSE): complete once written.
     Sent,
+    /// `["COUNT",sub,…]` (or `["CLOSED",sub,…]`) for this subscription.
+    Count { sub: String },
+    /// Not replayed (a NIP-42 AUTH): its outcome is `skipped` with this reason.
+    Skip { reason: String },
 }
 
 impl Op {
@@ -125,6 +291,9 @@ impl Op {
             Op::Event { kind, role } => format!("{} {kind}", role.label()),
             Op::Req { query } => format!("REQ {}", query.label()),
             Op::Close => "CLOSE".into(),
+            Op::Count => "COUNT".into(),
+            Op::Auth => "AUTH".into(),
+            Op::Other => "other frame".into(),
         }
     }
 
@@ -142,6 +311,7 @@ impl Role {
             Role::Tombstone => "tombstone",
             Role::Nip94Mirror => "nip94-mirror",
             Role::Nip71Mirror => "nip71-mirror",
+            Role::Other => "event",
         }
     }
 }
@@ -152,6 +322,7 @@ impl Query {
             Query::Feed => "feed",
             Query::ViewCount => "view-count",
             Query::Channel => "channel",
+            Query::Other => "other",
         }
     }
 }

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 
+use crate::capture::trace::{ImportTiming, Reply, Source};
 use crate::capture::{Op, Record, Role, TraceReader};
 use crate::cli::InspectArgs;
-use crate::nostr::{ClientMessage, Event};
+use crate::nostr::{ClientMessage, Event, Prefix};
 use crate::units;
 
 struct KindStats {
@@ -33,7 +34,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .len();
     let mut reader = TraceReader::open(path)?;
     let h = reader.header().clone();
-    let o = &h.options;
     outln!("file         {} ({})", path.display(), units::bytes(size));
     outln!(
         "format       lt trace v{}, written by lt {}",
@@ -42,27 +42,15 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     );
     outln!("generator    {}", h.generator);
     outln!("schemas      {}", h.schema_source);
-    let epoch_text = chrono::DateTime::from_timestamp(o.epoch as i64, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    outln!(
-        "options      seed {} · clients {} · creators {} · duration {} s · rate {} events/s",
-        o.seed,
-        o.clients,
-        o.creators,
-        o.duration_s,
-        o.rate_eps
-    );
-    outln!(
-        "             mix {} views · read share {} · edit share {} · nip71 share {} · epoch {} ({epoch_text})",
-        o.view_share, o.read_share, o.edit_share, o.nip71_share, o.epoch
-    );
+    print_source(&h.source);
 
     let mut by_op: BTreeMap<Op, KindStats> = BTreeMap::new();
     let mut per_second: u64 = 0;
     let (mut peak, mut peak_second, mut second) = (0u64, 0u64, u64::MAX);
     let mut verified = 0u64;
     let mut shown = 0u64;
+    let mut clients = 0u32;
+    let mut answers: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(r) = reader.next_record()? {
         let index = reader.records_read() - 1;
         if shown < args.frames {
@@ -78,6 +66,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         if per_second > peak {
             peak = per_second;
             peak_second = s;
+        }
+        clients = clients.max(r.client.saturating_add(1));
+        if let Some(a) = &r.recorded {
+            *answers.entry(answer_label(&a.reply)).or_default() += 1;
         }
         let st = by_op.entry(r.op).or_insert_with(KindStats::new);
         st.sizes.saturating_record(r.frame.len() as u64);
@@ -99,9 +91,23 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         units::count(peak)
     );
     outln!(
+        "connections  {} (clients that sent a record)",
+        units::count(u64::from(clients))
+    );
+    outln!(
         "trailer      verified: record count and fingerprint sha256:{}",
         t.fingerprint
     );
+    if !answers.is_empty() {
+        let list: Vec<String> = answers
+            .iter()
+            .map(|(label, n)| format!("{label} {}", units::count(*n)))
+            .collect();
+        outln!(
+            "recorded     the recorded relay answered: {}",
+            list.join(" · ")
+        );
+    }
     if args.verify {
         outln!(
             "signatures   verified: every event's id and BIP-340 signature ({})",
@@ -151,19 +157,91 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     });
     let posts = count(&|op| matches!(op, Op::Event { kind: 30078, .. }));
     if views + posts > 0 {
+        let asked = h.synth_options().map_or(String::new(), |o| {
+            format!(" (asked {:.2}%)", 100.0 * o.view_share)
+        });
         outln!(
-            "\nmix          {:.2}% views among views + video posts (asked {:.2}%)",
+            "\nmix          {:.2}% views among views + video posts{asked}",
             100.0 * views as f64 / (views + posts) as f64,
-            100.0 * o.view_share
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_source(source: &Source) {
+    match source {
+        Source::Synth(o) => {
+            let epoch_text = chrono::DateTime::from_timestamp(o.epoch as i64, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            outln!(
+                "options      seed {} · clients {} · creators {} · duration {} s · rate {} events/s",
+                o.seed,
+                o.clients,
+                o.creators,
+                o.duration_s,
+                o.rate_eps
+            );
+            outln!(
+                "             mix {} views · read share {} · edit share {} · nip71 share {} · epoch {} ({epoch_text})",
+                o.view_share, o.read_share, o.edit_share, o.nip71_share, o.epoch
+            );
+        }
+        Source::Recorded(r) => outln!(
+            "source       recorded by lt record from {}, starting {}",
+            r.upstream,
+            r.started_at
+        ),
+        Source::Imported(i) => {
+            let timing = match &i.timing {
+                ImportTiming::CreatedAt { max_gap_us } => format!(
+                    "created_at spacing, gaps at most {} s",
+                    *max_gap_us as f64 / 1e6
+                ),
+                ImportTiming::Rate { rate_eps, seed } => {
+                    format!("Poisson arrivals at {rate_eps} events/s, seed {seed}")
+                }
+            };
+            outln!(
+                "source       imported by lt import from {} · {timing} · {} clients · signatures {}",
+                i.input,
+                i.clients,
+                if i.verified { "checked" } else { "not checked" }
+            );
+        }
+    }
+}
+
+/// How a recorded answer is counted in the summary: `ok`, `rejected rate-limited:`, `eose`…
+fn answer_label(reply: &Reply) -> String {
+    match reply {
+        Reply::Ok { accepted, message } => {
+            let prefix = Prefix::of(message);
+            match (accepted, prefix) {
+                (true, Prefix::Duplicate) => "duplicate".into(),
+                (true, _) => "ok".into(),
+                (false, p) => format!("rejected {}", p.as_str()),
+            }
+        }
+        Reply::Eose { .. } => "eose".into(),
+        Reply::Closed { message, .. } => format!("closed {}", Prefix::of(message).as_str()),
+        Reply::Count { .. } => "count".into(),
+        Reply::NotExpected => "not expected".into(),
+        Reply::None => "no answer".into(),
+    }
+}
+
 fn print_frame(index: u64, r: &Record) {
     let after = r.after.map_or(String::new(), |a| format!(" after #{a}"));
+    let answer = r.recorded.as_ref().map_or(String::new(), |a| {
+        format!(
+            " · recorded: {} after {:.3} ms",
+            answer_label(&a.reply),
+            a.after_us as f64 / 1e3
+        )
+    });
     outln!(
-        "#{index} +{:.6}s client {} {}{after}\n{}",
+        "#{index} +{:.6}s client {} {}{after}{answer}\n{}",
         r.offset_us as f64 / 1e6,
         r.client,
         r.op.label(),

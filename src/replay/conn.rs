@@ -402,7 +402,9 @@ impl Conn {
                     self.shared.emit(row);
                 }
             }
-            RelayMessage::Auth(_) | RelayMessage::Count { .. } => {}
+            // A COUNT answers its request as an EOSE does a REQ's.
+            RelayMessage::Count { sub, .. } => self.book.on_eose(&sub, self.shared.now_ns()),
+            RelayMessage::Auth(_) => {}
         }
     }
 

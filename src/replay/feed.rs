@@ -35,6 +35,8 @@ pub struct Feed {
 
 fn key(r: &Record) -> Result<Key, String> {
     Ok(match &r.completes {
+        Completion::Count { sub } => Key::Sub(sub.clone()),
+        Completion::Skip { .. } => Key::None,
         Completion::Ok { id } => {
             let mut raw = [0u8; 32];
             hex::decode_to_slice(id, &mut raw).map_err(|e| format!("event id {id:?}: {e}"))?;
@@ -107,6 +109,15 @@ pub fn run<R: std::io::Read>(
             held_mark: 0,
         };
         index += 1;
+        if let Completion::Skip { reason } = &r.completes {
+            shared.finish_unsent(
+                &d,
+                Outcome::Skipped {
+                    reason: reason.clone(),
+                },
+            );
+            continue;
+        }
         if late || shared.stopping() {
             shared.finish_unsent(&d, Outcome::NotSent);
             continue;

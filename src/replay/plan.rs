@@ -51,17 +51,16 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         paced => paced,
     };
     let mut reader = TraceReader::open(path)?;
-    let clients = reader.header().options.clients;
-    let connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);
     let mut p = Plan {
-        connections,
-        trace_clients: clients,
         clients_asked: conns_cap,
         ..Plan::default()
     };
+    // A recording's clients are the connections that sent something.
+    let mut clients = reader.header().declared_clients().unwrap_or(0);
     let (mut second, mut in_second, mut last_ns) = (u64::MAX, 0u64, None::<u64>);
     while let Some(r) = reader.next_record()? {
         p.records += 1;
+        clients = clients.max(r.client.saturating_add(1));
         p.events += u64::from(r.op.is_event());
         p.frame_bytes += r.frame.len() as u64;
         *p.by_kind.entry(r.op.label()).or_default() += 1;
@@ -82,6 +81,8 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         }
     }
     p.duration_s = last_ns.unwrap_or(0) as f64 / 1e9;
+    p.trace_clients = clients;
+    p.connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);
     let trailer = reader
         .trailer()
         .ok_or_else(|| anyhow::anyhow!("{}: no trailer", path.display()))?;

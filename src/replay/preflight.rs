@@ -156,6 +156,9 @@ pub fn predict(trace: &Path, l: &Limitation, now_s: u64) -> anyhow::Result<Vec<P
                     *n = n.saturating_sub(1);
                 }
             }
+            // A COUNT is answered once and holds no subscription open; AUTH is not
+            // replayed; other frames are limited by their length only.
+            Op::Count | Op::Auth | Op::Other => {}
         }
     }
     let mut out = Vec::new();

@@ -50,6 +50,7 @@ pub fn finish(draft: Draft, creators: &[Keypair]) -> Record {
         frame,
         completes,
         after: draft.after,
+        recorded: None,
     }
 }
 

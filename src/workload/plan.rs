@@ -303,6 +303,7 @@ impl Planner {
             Query::Channel
         };
         let filter = match query {
+            Query::Other => unreachable!("the model draws only the queries it names"),
             Query::ViewCount => match self.popular_video() {
                 Some(i) => format!(
                     r##"{{"kinds":[30079],"#t":["view"],"#a":["{}"]}}"##,

@@ -91,11 +91,11 @@ fn labels(rule: &str) -> Vec<&'static str> {
 pub fn reproduce(r: &Report) -> Vec<String> {
     let c = &r.measured.config;
     let mut out = Vec::new();
-    let o = &c.trace_header["options"];
-    let generated = c.trace_header["generator"]
-        .as_str()
-        .is_some_and(|g| g.starts_with("lt synth"));
-    if generated && o.is_object() {
+    let o = c
+        .trace_header
+        .pointer("/source/synth")
+        .unwrap_or(&serde_json::Value::Null);
+    if o.is_object() {
         let f = |k: &str| o[k].to_string();
         out.push(format!(
             "lt synth --seed {} --clients {} --duration {} --rate {} --mix {} --read-share {} --edit-share {} --nip71-share {} --creators {} --epoch {} -o trace.ltc   # fingerprint {}",

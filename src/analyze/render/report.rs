@@ -133,6 +133,29 @@ fn remediation(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s)
 }
 
+/// Where the trace came from, in a few words, from the trace header as the results keep it.
+fn trace_source(h: &serde_json::Value) -> String {
+    let text = |p: &str| {
+        h.pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    if let Some(seed) = h.pointer("/source/synth/seed") {
+        format!("lt synth, seed {seed}")
+    } else if h.pointer("/source/recorded").is_some() {
+        format!(
+            "lt record from {}, started {}",
+            text("/source/recorded/upstream"),
+            text("/source/recorded/started_at")
+        )
+    } else if h.pointer("/source/imported").is_some() {
+        format!("lt import of {}", text("/source/imported/input"))
+    } else {
+        "unknown".into()
+    }
+}
+
 fn config(s: &mut String, r: &Report) -> std::fmt::Result {
     let c = &r.measured.config;
     writeln!(s, "## Configuration")?;
@@ -142,9 +165,11 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "| Relay | {} |", cell(&c.target))?;
     writeln!(s, "| Trace fingerprint | `{}` |", c.trace_fingerprint)?;
     writeln!(s, "| Trace records | {} |", c.trace_records)?;
-    if let Some(seed) = c.trace_header.pointer("/options/seed") {
-        writeln!(s, "| Trace seed | {seed} |")?;
-    }
+    writeln!(
+        s,
+        "| Trace source | {} |",
+        cell(&trace_source(&c.trace_header))
+    )?;
     for (k, v) in &c.options {
         writeln!(s, "| replay {} | {} |", cell(k), cell(v))?;
     }
@@ -258,7 +283,8 @@ fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s)?;
     writeln!(s, "| Record type | Records | Succeeded |")?;
     writeln!(s, "|---|---:|---:|")?;
-    for ty in &t.by_type {
+    // Types the trace has none of are left out (a synthesized trace has no other events).
+    for ty in t.by_type.iter().filter(|ty| ty.records > 0) {
         writeln!(
             s,
             "| {} | {} | {} |",
