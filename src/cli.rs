@@ -24,6 +24,14 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write a capture's events as JSONL (one event object per line, as nak and strfry use).
     Export(ExportArgs),
+    /// Record real clients into a trace: a WebSocket proxy between them and a relay that
+    /// keeps every client frame, its timing and the relay's answer.
+    ///
+    /// The upstream must be loopback or a host named with --allow-host; the proxy listens
+    /// on loopback unless told otherwise.
+    Record(RecordArgs),
+    /// Turn an event dump (JSONL, as `lt export`, nak and strfry write) into a trace.
+    Import(ImportArgs),
     /// Play a trace to a relay, open-loop at scaled time, and record every outcome.
     ///
     /// Only loopback, or hosts named with --allow-host, are ever sent load.
@@ -126,6 +134,96 @@ pub struct ExportArgs {
     /// Output file [default: stdout].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where clients connect: `HOST:PORT`. A non-loopback address must be given on purpose
+    /// and is warned about: the proxy forwards whoever connects to the relay.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+
+    /// The relay the clients are recorded against: `ws://HOST:PORT/` or `wss://…`. Must be
+    /// loopback or a host named with --allow-host.
+    #[arg(long)]
+    pub upstream: String,
+
+    /// Dedicated test hosts lt may connect to besides loopback: exact names, IPs or CIDRs
+    /// (repeat, or separate with commas).
+    #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+
+    /// For a wss:// upstream: a PEM file of CA certificates to trust besides the system's.
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "LT_CA_FILE",
+        value_delimiter = ':'
+    )]
+    pub ca_files: Vec<PathBuf>,
+
+    /// The capture to write (`.ltc`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+
+    /// Stop recording after this long (`90s`, `10m`); without it, Ctrl-C stops.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<f64>,
+
+    /// How long a record waits for the relay's answer before it is written without one.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub answer_timeout: std::time::Duration,
+
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Events, one per line: event objects or `["EVENT",{…}]` frames; `-` for standard
+    /// input. zstd-compressed input is recognised by its magic bytes.
+    pub input: PathBuf,
+
+    /// The capture to write (`.ltc`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+
+    /// Keep the events' own spacing (`created_at`, in input order, gaps capped by
+    /// --max-gap). The default unless --rate is given.
+    #[arg(long, value_enum, conflicts_with = "rate")]
+    pub timing: Option<ImportTimingArg>,
+
+    /// Longest gap kept between consecutive events with --timing created_at.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub max_gap: std::time::Duration,
+
+    /// Spread the events as seeded Poisson arrivals at this many per second instead.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Seed of the arrivals with --rate.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Connections the events are spread over; one author stays on one connection.
+    #[arg(long, default_value_t = 100, value_parser = parse_clients)]
+    pub clients: u32,
+
+    /// Any bad line (not JSON, not an event, a wrong id or signature) is an error with its
+    /// line number, instead of being counted and skipped.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Do not check ids and signatures (faster; a relay will reject what does not verify).
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportTimingArg {
+    #[value(name = "created_at", alias = "created-at")]
+    CreatedAt,
 }
 
 #[derive(Debug, Args)]

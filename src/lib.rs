@@ -1,7 +1,8 @@
 //! lt: record-and-replay load testing for Nostr relays.
 //!
-//! Stages joined by files: `synth` writes a trace (see [`capture`]), `replay` plays it to a
-//! relay, `analyze` turns results into reports.
+//! Stages joined by files: `synth`, `record` (real clients through a proxy) or `import` (an
+//! event dump) writes a trace (see [`capture`]), `replay` plays it to a relay, `analyze`
+//! turns results into reports.
 
 pub mod ab;
 pub mod analyze;
@@ -9,9 +10,11 @@ pub mod capture;
 pub mod cli;
 pub mod cmd;
 pub mod guard;
+pub mod import;
 pub mod nip11;
 pub mod nostr;
 pub mod profile;
+pub mod record;
 pub mod replay;
 pub mod synth;
 pub mod terminal;

@@ -21,7 +21,9 @@ mod ab;
 pub mod analyze;
 pub mod compare;
 mod export;
+mod import;
 mod inspect;
+mod record;
 mod replay;
 mod synth;
 
@@ -34,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Export(args) => export::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Import(args) => import::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Compare(args) => compare::run(args),

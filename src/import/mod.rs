@@ -1,0 +1,1 @@
+//! `lt import`: an event dump (JSONL) into a trace. (Being written.)

@@ -1,0 +1,1 @@
+//! `lt record`: real clients through a WebSocket proxy into a trace. (Being written.)
