@@ -18,6 +18,22 @@ pub fn on_interrupt(
     timeout: std::time::Duration,
     quit: impl Fn() + Send + 'static,
 ) -> anyhow::Result<()> {
+    on_signals(
+        stop,
+        format!("stopping: no new records; waiting up to {timeout:?} for replies in flight (again to quit at once)"),
+        "quitting at once; the results file ends at its last complete block (no trailer): read it with `lt analyze --partial`".into(),
+        quit,
+    )
+}
+
+/// Ctrl-C and SIGTERM: the first asks `stop` to stop and says `first`; the second says
+/// `second`, runs `quit` and ends lt at once with status 130.
+pub fn on_signals(
+    stop: Stop,
+    first: String,
+    second: String,
+    quit: impl Fn() + Send + 'static,
+) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
@@ -27,11 +43,9 @@ pub fn on_interrupt(
             for (n, _) in signals.forever().enumerate() {
                 if n == 0 {
                     stop.request();
-                    eprintln!(
-                        "\nlt: stopping: no new records; waiting up to {timeout:?} for replies in flight (again to quit at once)"
-                    );
+                    eprintln!("\nlt: {first}");
                 } else {
-                    eprintln!("\nlt: quitting at once; the results file ends at its last complete block (no trailer): read it with `lt analyze --partial`");
+                    eprintln!("\nlt: {second}");
                     quit();
                     std::process::exit(130);
                 }

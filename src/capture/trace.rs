@@ -303,6 +303,19 @@ impl Op {
 }
 
 impl Role {
+    /// What an event of `kind` is in the platform's terms, for events lt did not model
+    /// (recorded or imported): `is_view` says it has a `["t","view"]` tag. A 30078 is taken
+    /// as a post (telling an edit needs every earlier post).
+    pub fn of(kind: u16, is_view: bool) -> Role {
+        match kind {
+            30079 if is_view => Role::View,
+            30078 => Role::VideoPost,
+            1063 => Role::Nip94Mirror,
+            34235 | 34236 => Role::Nip71Mirror,
+            _ => Role::Other,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Role::View => "view",
@@ -317,6 +330,23 @@ impl Role {
 }
 
 impl Query {
+    /// Which read a recorded REQ's first filter is, by the shapes the platform's client
+    /// sends (see the variants); anything else is [`Query::Other`].
+    pub fn of(filter: &serde_json::Value) -> Query {
+        let kinds = filter.get("kinds").and_then(|k| k.as_array());
+        let only = |kind: u64| kinds.is_some_and(|k| k.len() == 1 && k[0] == kind);
+        let has = |key: &str| filter.get(key).is_some();
+        if only(30079) && has("#a") {
+            Query::ViewCount
+        } else if only(30078) && has("authors") {
+            Query::Channel
+        } else if only(30078) && has("#t") {
+            Query::Feed
+        } else {
+            Query::Other
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Query::Feed => "feed",
@@ -385,6 +415,12 @@ pub struct TraceWriter<W: Write> {
 impl<W: Write> TraceWriter<W> {
     pub fn new(out: W, header: &Header) -> std::io::Result<Self> {
         Self::with_block_target(out, header, super::stream::BLOCK_TARGET_BYTES)
+    }
+
+    /// Writes what is gathered as a block and flushes the output: everything pushed so far
+    /// survives the process being killed (a recording does this every second).
+    pub fn flush_block(&mut self) -> std::io::Result<()> {
+        self.inner.flush_block()
     }
 
     /// With a custom block size (tests use small blocks to get many of them).

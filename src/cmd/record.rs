@@ -1,9 +1,181 @@
-//! `lt record`: real clients through a proxy into a trace.
+//! `lt record`: guard the upstream, listen, record until Ctrl-C or --duration, summarise.
 
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::anyhow;
 
 use crate::cli::RecordArgs;
+use crate::guard::{self, AllowList};
+use crate::record::{self, Status, Summary, Watch};
+use crate::replay::Stop;
+use crate::terminal;
+use crate::units;
 
-pub fn run(_args: RecordArgs) -> anyhow::Result<ExitCode> {
-    Err(anyhow::anyhow!("lt record is being written"))
+pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
+    // The same guard as replay: the proxy only ever connects to loopback or named hosts.
+    let mut upstream = guard::check(&args.upstream, &allow, &guard::system_resolver)
+        .map_err(|refusal| anyhow!("refusing to record against --upstream: {refusal}"))?;
+    if upstream.url.scheme() == "wss" {
+        upstream.tls = Some(crate::tls::client_config(&args.ca_files)?);
+    } else if let Some(file) = args.ca_files.first() {
+        return Err(anyhow!(
+            "--ca-file {}: the upstream is ws://, without TLS; --ca-file is for wss:// upstreams",
+            file.display()
+        ));
+    }
+    let listen = listen_addr(&args.listen)?;
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "lt record: warning: listening on {listen}, which is not loopback: whoever can reach it is forwarded to {} and recorded",
+            upstream.display_host()
+        );
+    }
+    let stop = Stop::new();
+    let output = args.output.clone();
+    terminal::on_signals(
+        stop.clone(),
+        "stopping: no new connections; closing client connections and completing the capture (again to quit at once)".into(),
+        format!(
+            "quitting at once; {} ends at its last complete block (no trailer)",
+            output.display()
+        ),
+        || {},
+    )?;
+    let watch: Arc<dyn Watch> = Arc::new(Progress::new(args.quiet, upstream.display_host()));
+    let summary = record::run(
+        record::Options {
+            listen,
+            upstream,
+            output: args.output.clone(),
+            duration: args.duration.map(std::time::Duration::from_secs_f64),
+            answer_timeout: args.answer_timeout,
+        },
+        stop,
+        watch.clone(),
+    )?;
+    drop(watch);
+    print_summary(&args, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listen_addr(text: &str) -> anyhow::Result<SocketAddr> {
+    text.to_socket_addrs()
+        .map_err(|e| anyhow!("--listen {text}: not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| anyhow!("--listen {text}: resolves to no address"))
+}
+
+/// The listening line, and a spinner with connections, frames, bytes and events.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    upstream: String,
+}
+
+impl Progress {
+    fn new(quiet: bool, upstream: String) -> Progress {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} record [{elapsed_precise}] {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        };
+        Progress { bar, upstream }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Watch for Progress {
+    fn listening(&self, at: SocketAddr) {
+        // Always said (tests and scripts wait for it): where to point clients.
+        eprintln!(
+            "lt record: listening on ws://{at}/ → {}; Ctrl-C to stop",
+            self.upstream
+        );
+    }
+
+    fn tick(&self, s: &Status) {
+        let c = &s.counts;
+        self.bar.set_message(format!(
+            "{} open · {} connections · {} frames ({}) · {} events · {} answered",
+            s.open,
+            s.connections,
+            units::count(c.records),
+            units::bytes(c.client_bytes),
+            units::count(c.events),
+            units::count(c.answered)
+        ));
+        self.bar.tick();
+    }
+}
+
+fn print_summary(args: &RecordArgs, s: &Summary) {
+    let c = &s.status.counts;
+    let t = &s.trailer;
+    outln!(
+        "lt record: {} records from {} client connections in {:.1} s, {} ({}) → {}",
+        units::count(t.records),
+        units::count(s.status.connections),
+        s.status.elapsed.as_secs_f64(),
+        args.output.display(),
+        units::bytes(s.bytes),
+        if s.interrupted {
+            "stopped by Ctrl-C"
+        } else {
+            "complete"
+        }
+    );
+    outln!(
+        "  frames       {} events · {} REQ/COUNT · {} AUTH (recorded, not replayed) · {} other; {} from the relay ({})",
+        units::count(c.events),
+        units::count(c.reqs),
+        units::count(c.auth),
+        units::count(c.other),
+        units::count(c.relay_frames),
+        units::bytes(c.relay_bytes)
+    );
+    outln!(
+        "  answers      {} answered by the relay · {} without an answer (connection closed, or none within {:?})",
+        units::count(c.answered),
+        units::count(c.unanswered),
+        args.answer_timeout
+    );
+    let faults = [
+        ("upstream unreachable", s.upstream_unreachable),
+        ("failed client handshakes", s.bad_handshakes),
+        ("clients gone without a close", s.client_aborts),
+        ("relay connections gone without a close", s.upstream_aborts),
+        ("bad frames from clients", s.client_protocol_errors),
+        ("bad frames from the relay", s.upstream_protocol_errors),
+        ("NOTICEs", c.notices),
+        ("AUTH challenges", c.challenges),
+        ("unreadable relay frames", c.relay_unreadable),
+    ];
+    let said: Vec<String> = faults
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+    if !said.is_empty() {
+        outln!("  noted        {}", said.join(" · "));
+    }
+    outln!("  fingerprint  sha256:{}", t.fingerprint);
+    outln!(
+        "  replay it    lt replay {} --relay ws://127.0.0.1:PORT/",
+        args.output.display()
+    );
 }

@@ -40,6 +40,7 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, Semaphore};
 
 pub use config::{Config, Load};
+pub use conn::{connect, Ws};
 pub use control::{Observer, Progress, Quiet, Stop};
 pub use pace::Speed;
 pub use plan::Plan;

@@ -1,0 +1,298 @@
+//! One client connection through the proxy: its own upstream connection, every frame
+//! forwarded unchanged both ways as soon as it is read, and every text frame told to the
+//! recorder after it is forwarded (so recording adds no delay of its own).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::guard::Target;
+use crate::replay::connect;
+
+/// What the proxy tells the recorder.
+pub enum Note {
+    /// A text frame, forwarded at `at`.
+    Client {
+        conn: u32,
+        at: Instant,
+        text: String,
+    },
+    Relay {
+        conn: u32,
+        at: Instant,
+        text: String,
+    },
+    /// The client's connection is over (both directions).
+    Closed { conn: u32, at: Instant },
+}
+
+/// How connections went, counted as they end.
+#[derive(Default)]
+pub struct Faults {
+    pub connections: AtomicU64,
+    pub open: AtomicU64,
+    /// The upstream could not be reached for a client (the client got HTTP 502).
+    pub upstream_unreachable: AtomicU64,
+    /// Client handshakes that failed (not WebSocket, cut off).
+    pub bad_handshakes: AtomicU64,
+    /// Connections a side ended without a close frame (reset, EOF).
+    pub client_aborts: AtomicU64,
+    pub upstream_aborts: AtomicU64,
+    /// Frames a side sent that WebSocket does not allow (bad opcode, bad UTF-8, oversized):
+    /// the other side is closed with the code a relay would use.
+    pub client_protocol_errors: AtomicU64,
+    pub upstream_protocol_errors: AtomicU64,
+    /// Binary, ping and pong frames, forwarded and not recorded.
+    pub control_frames: AtomicU64,
+}
+
+impl Faults {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Shared {
+    pub upstream: Target,
+    pub notes: Sender<Note>,
+    pub faults: Arc<Faults>,
+}
+
+/// Frames up to 64 MiB pass; a relay's own limit is far below, so it is the relay that
+/// refuses a large frame, as it would without the proxy.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// How long one direction waits for the other to finish once it has (the close reply).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves client `conn` on `tcp` until either side ends or `stop` says so.
+pub async fn serve(
+    conn: u32,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    Faults::add(&shared.faults.connections);
+    // The upstream first: a client of an unreachable relay is refused at its handshake,
+    // as it would be without the proxy (with a reason it can read).
+    let (upstream, _) = connect(&shared.upstream, conn).await;
+    let refusal = upstream.as_ref().err().cloned();
+    let callback = |_: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        match &refusal {
+            None => Ok(response),
+            Some(why) => {
+                let mut r = ErrorResponse::new(Some(format!(
+                    "lt record: the upstream relay is unreachable: {why}"
+                )));
+                *r.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_GATEWAY;
+                Err(r)
+            }
+        }
+    };
+    let client =
+        tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config())).await;
+    let (client, upstream) = match (client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (_, Err(why)) => {
+            Faults::add(&shared.faults.upstream_unreachable);
+            eprintln!("lt record: client {conn} ({peer}): upstream unreachable: {why}");
+            return;
+        }
+        (Err(_), Ok(_)) => {
+            Faults::add(&shared.faults.bad_handshakes);
+            return;
+        }
+    };
+    shared.faults.open.fetch_add(1, Ordering::Relaxed);
+    let (client_tx, client_rx) = client.split();
+    let (relay_tx, relay_rx) = upstream.split();
+    let closing = AtomicBool::new(false);
+    let up = forward(
+        Way::Up,
+        conn,
+        client_rx,
+        relay_tx,
+        &shared,
+        &closing,
+        stop.clone(),
+    );
+    let down = forward(
+        Way::Down,
+        conn,
+        relay_rx,
+        client_tx,
+        &shared,
+        &closing,
+        stop,
+    );
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut up => { let _ = tokio::time::timeout(CLOSE_GRACE, down).await; }
+        _ = &mut down => { let _ = tokio::time::timeout(CLOSE_GRACE, up).await; }
+    }
+    shared.faults.open.fetch_sub(1, Ordering::Relaxed);
+    let _ = shared.notes.send(Note::Closed {
+        conn,
+        at: Instant::now(),
+    });
+}
+
+/// The close code a relay would answer a bad frame with.
+fn close_for(e: &WsError) -> CloseCode {
+    match e {
+        WsError::Capacity(_) => CloseCode::Size,
+        WsError::Utf8(_) => CloseCode::Invalid,
+        _ => CloseCode::Protocol,
+    }
+}
+
+fn is_abort(e: &WsError) -> bool {
+    matches!(
+        e,
+        WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed
+    ) || matches!(e, WsError::Protocol(p) if p.to_string().contains("without closing handshake"))
+}
+
+fn going_away(why: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: why.into(),
+    }))
+}
+
+/// Which way frames go.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    /// Client → relay.
+    Up,
+    /// Relay → client.
+    Down,
+}
+
+impl Way {
+    fn note(self, conn: u32, at: Instant, text: String) -> Note {
+        match self {
+            Way::Up => Note::Client { conn, at, text },
+            Way::Down => Note::Relay { conn, at, text },
+        }
+    }
+
+    /// The counters of the side frames come from.
+    fn aborts(self, f: &Faults) -> &AtomicU64 {
+        match self {
+            Way::Up => &f.client_aborts,
+            Way::Down => &f.upstream_aborts,
+        }
+    }
+
+    fn protocol_errors(self, f: &Faults) -> &AtomicU64 {
+        match self {
+            Way::Up => &f.client_protocol_errors,
+            Way::Down => &f.upstream_protocol_errors,
+        }
+    }
+
+    fn bad_frame(self) -> &'static str {
+        match self {
+            Way::Up => "the client sent a frame WebSocket does not allow",
+            Way::Down => "the relay sent a frame WebSocket does not allow",
+        }
+    }
+}
+
+/// Forwards one way until the source closes, fails or ends, or the destination is gone.
+/// A source's close frame is forwarded; a source that fails with a bad frame gets the
+/// destination closed with the code a relay would use; one that vanishes without a close
+/// frame leaves the destination to be dropped the same way (the client sees what it would
+/// have seen without the proxy). On `stop`, the destination is told the proxy is going
+/// away and forwarding goes on until the close handshake ends.
+async fn forward<From, To>(
+    way: Way,
+    conn: u32,
+    mut from: From,
+    mut to: To,
+    shared: &Shared,
+    closing: &AtomicBool,
+    mut stop: watch::Receiver<bool>,
+) where
+    From: Stream<Item = Result<Message, WsError>> + Unpin,
+    To: Sink<Message, Error = WsError> + Unpin,
+{
+    let mut stopping = *stop.borrow();
+    if stopping {
+        closing.store(true, Ordering::Relaxed);
+        let _ = to.send(going_away("lt record is stopping")).await;
+    }
+    loop {
+        let next = tokio::select! {
+            m = from.next() => m,
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                closing.store(true, Ordering::Relaxed);
+                let _ = to.send(going_away("lt record is stopping")).await;
+                continue;
+            }
+        };
+        match next {
+            Some(Ok(msg)) => {
+                let at = Instant::now();
+                let text = match &msg {
+                    Message::Text(t) => Some(t.clone()),
+                    Message::Close(_) => None,
+                    Message::Frame(_) => continue,
+                    _ => {
+                        Faults::add(&shared.faults.control_frames);
+                        None
+                    }
+                };
+                let close = matches!(msg, Message::Close(_));
+                if close {
+                    closing.store(true, Ordering::Relaxed);
+                }
+                if to.send(msg).await.is_err() {
+                    return;
+                }
+                if let Some(t) = text {
+                    let _ = shared.notes.send(way.note(conn, at, t.as_str().to_owned()));
+                }
+                if close {
+                    return;
+                }
+            }
+            Some(Err(e)) if !is_abort(&e) => {
+                Faults::add(way.protocol_errors(&shared.faults));
+                let _ = to
+                    .send(Message::Close(Some(CloseFrame {
+                        code: close_for(&e),
+                        reason: way.bad_frame().into(),
+                    })))
+                    .await;
+                return;
+            }
+            // After a close frame either way, a side that just drops the connection (as
+            // nostr-rs-relay does instead of answering the close) ends it normally.
+            Some(Err(_)) | None => {
+                if !closing.load(Ordering::Relaxed) {
+                    Faults::add(way.aborts(&shared.faults));
+                }
+                return;
+            }
+        }
+    }
+}
