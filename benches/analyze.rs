@@ -108,6 +108,7 @@ fn make(path: &Path, rows: u64) {
             events_received: if matches!(op, Op::Req { .. }) { 50 } else { 0 },
             // One row in 20 waited on the relay for half its lag.
             held_ns: if i % 20 == 0 { lag / 2 } else { 0 },
+            recorded: None,
         }))
         .expect("write");
         if (i + 1) % per_s == 0 {

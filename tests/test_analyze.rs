@@ -120,6 +120,7 @@ fn row(index: u64, op: Op, intended: u64, lag: u64, latency: Option<u64>, outcom
         bytes: 200,
         events_received: if matches!(op, Op::Req { .. }) { 3 } else { 0 },
         held_ns: 0,
+        recorded: None,
     })
 }
 
@@ -222,6 +223,7 @@ fn totals_and_taxonomy_count_every_outcome() {
             bytes: 100,
             events_received: 0,
             held_ns: 0,
+            recorded: None,
         }));
     }
     rows.push(row(
@@ -1304,6 +1306,7 @@ fn records_cut_off_by_duration_are_not_scheduled() {
                     bytes: 200,
                     events_received: 0,
                     held_ns: 0,
+                    recorded: None,
                 })
             }
         })

@@ -6,14 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::against::{self, AgainstRecording};
 use super::class::Class;
 use super::read::Ids;
 use super::read::Runs;
 use super::stats::{self, round3};
+pub use super::stats::{percentiles_ms, percentiles_scaled, Percentiles};
 use super::tally::{Latencies, Tally};
 use crate::capture::results::{Machine, Sample};
 use crate::profile::Profile;
@@ -33,6 +34,9 @@ pub struct Measured {
     pub connections: Connections,
     pub resources: Resources,
     pub hot_functions: HotFunctions,
+    /// For a recorded trace: where this run answered differently from the recorded relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against_recording: Option<AgainstRecording>,
 }
 
 /// Measures `runs`. `ids` resolves example records (empty when no trace is at hand);
@@ -79,6 +83,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         connections: connections(t),
         resources: resources(t),
         hot_functions: hot_functions(runs.files.len(), profiles),
+        against_recording: against::report(&t.against),
     };
     m.summary = summary(&m);
     m
@@ -206,23 +211,6 @@ pub struct TypeTotals {
     pub record_type: String,
     pub records: u64,
     pub succeeded: u64,
-}
-
-/// Percentiles of a histogram. Latencies in milliseconds; for `events_returned`, counts.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Percentiles {
-    /// Records the percentiles cover.
-    pub count: u64,
-    /// Of `count`, records never answered within the timeout, counted at the timeout (their
-    /// real time is at least that, so every percentile above them is a lower bound too).
-    pub at_timeout: u64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
-    pub mean: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -448,28 +436,6 @@ pub struct HotFunctions {
 pub struct CryptoShare {
     pub percent: f64,
     pub functions: Vec<crate::profile::HotFunction>,
-}
-
-pub fn percentiles_ms(h: &Histogram<u64>) -> Option<Percentiles> {
-    percentiles_scaled(h, 1_000.0)
-}
-
-pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles> {
-    if h.is_empty() {
-        return None;
-    }
-    let q = |q: f64| round3(h.value_at_quantile(q) as f64 / scale);
-    Some(Percentiles {
-        count: h.len(),
-        at_timeout: 0,
-        p50: q(0.5),
-        p90: q(0.9),
-        p95: q(0.95),
-        p99: q(0.99),
-        p99_9: q(0.999),
-        max: round3(h.max() as f64 / scale),
-        mean: round3(h.mean() / scale),
-    })
 }
 
 /// Why a report has no relay CPU and memory: never a flag the user passed. With

@@ -10,6 +10,7 @@
 //! Comparisons of two sets of runs of one trace ([`compare`], with [`verdict`] and
 //! [`thresholds`]) and A/A calibrations ([`calibrate`]) reuse steps 1–2.
 
+pub mod against;
 pub mod calibrate;
 pub mod checks;
 pub mod class;

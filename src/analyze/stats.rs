@@ -1,5 +1,9 @@
-//! Small statistics the reports need: summaries of sampled series and a trend slope (the
-//! comparison's tests are in `verdict`).
+//! Small statistics the reports need: percentiles of a histogram, summaries of sampled
+//! series and a trend slope (the comparison's tests are in `verdict`).
+
+use hdrhistogram::Histogram;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Rounds to 3 decimals: the precision every report figure is given at, so the Markdown
 /// and the JSON print the very same number.
@@ -117,4 +121,43 @@ mod tests {
         assert_eq!(round3(1.23456), 1.235);
         assert_eq!(round3(f64::NAN), 0.0);
     }
+}
+
+/// Percentiles of a histogram. Latencies in milliseconds; for `events_returned`, counts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Percentiles {
+    /// Records the percentiles cover.
+    pub count: u64,
+    /// Of `count`, records never answered within the timeout, counted at the timeout (their
+    /// real time is at least that, so every percentile above them is a lower bound too).
+    pub at_timeout: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+pub fn percentiles_ms(h: &Histogram<u64>) -> Option<Percentiles> {
+    percentiles_scaled(h, 1_000.0)
+}
+
+pub fn percentiles_scaled(h: &Histogram<u64>, scale: f64) -> Option<Percentiles> {
+    if h.is_empty() {
+        return None;
+    }
+    let q = |q: f64| round3(h.value_at_quantile(q) as f64 / scale);
+    Some(Percentiles {
+        count: h.len(),
+        at_timeout: 0,
+        p50: q(0.5),
+        p90: q(0.9),
+        p95: q(0.95),
+        p99: q(0.99),
+        p99_9: q(0.999),
+        max: round3(h.max() as f64 / scale),
+        mean: round3(h.mean() / scale),
+    })
 }

@@ -2,6 +2,7 @@
 //! mergeable: several files of one trace (repeats or shards) add up exactly, histograms by
 //! addition, never by averaging percentiles.
 
+use super::against::Against;
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
@@ -267,6 +268,8 @@ pub struct Tally {
     /// The replay's `--timeout`: where an unanswered record's latency is counted (see
     /// `Latencies::at_timeout`); `None` when the results do not say (no such records then).
     pub timeout_ns: Option<u64>,
+    /// For a recorded trace: the replay set against the recorded relay's answers.
+    pub against: Against,
 }
 
 impl Tally {
@@ -303,6 +306,7 @@ impl Tally {
             trailers: Vec::new(),
             bytes_sent: 0,
             held: Held::new(),
+            against: Against::default(),
         }
     }
 
@@ -426,6 +430,7 @@ impl Tally {
             _ => {}
         }
         self.timeline.note(o, response_ns);
+        self.against.note(o);
     }
 
     /// Adds a tally of other rows of the same file (another decoder's share): its samples
@@ -472,6 +477,7 @@ impl Tally {
         self.trailers.extend(other.trailers);
         self.bytes_sent += other.bytes_sent;
         self.held.add(&other.held);
+        self.against.add(&other.against);
     }
 }
 

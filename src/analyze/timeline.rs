@@ -180,6 +180,7 @@ mod tests {
             bytes: 100,
             events_received: 0,
             held_ns: 0,
+            recorded: None,
         }
     }
 

@@ -108,6 +108,10 @@ pub struct OutcomeRow {
     /// rest of the lag is lt's own. 0 in results files written before lt recorded it.
     #[serde(default)]
     pub held_ns: u64,
+    /// For a recorded trace, what the recorded relay answered this record (copied from
+    /// the trace, so a report can set the replay against the recording).
+    #[serde(default)]
+    pub recorded: Option<Box<crate::capture::Answer>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

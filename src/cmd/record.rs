@@ -50,6 +50,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         record::Options {
             listen,
             upstream,
+            ca_files: args.ca_files.clone(),
             output: args.output.clone(),
             duration: args.duration.map(std::time::Duration::from_secs_f64),
             answer_timeout: args.answer_timeout,
@@ -161,6 +162,7 @@ fn print_summary(args: &RecordArgs, s: &Summary) {
         ("relay connections gone without a close", s.upstream_aborts),
         ("bad frames from clients", s.client_protocol_errors),
         ("bad frames from the relay", s.upstream_protocol_errors),
+        ("NIP-11 requests answered", s.info_requests),
         ("NOTICEs", c.notices),
         ("AUTH challenges", c.challenges),
         ("unreadable relay frames", c.relay_unreadable),

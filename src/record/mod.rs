@@ -33,6 +33,8 @@ use crate::replay::Stop;
 pub struct Options {
     pub listen: SocketAddr,
     pub upstream: Target,
+    /// For a wss:// upstream: CA files besides the system's roots.
+    pub ca_files: Vec<PathBuf>,
     pub output: PathBuf,
     /// Stop by itself after this long.
     pub duration: Option<Duration>,
@@ -74,6 +76,7 @@ pub struct Summary {
     pub client_protocol_errors: u64,
     pub upstream_protocol_errors: u64,
     pub control_frames: u64,
+    pub info_requests: u64,
 }
 
 /// How long open connections get to finish their close handshakes once recording stops.
@@ -110,6 +113,7 @@ pub fn run(opts: Options, stop: Stop, watch_: Arc<dyn Watch>) -> anyhow::Result<
     let faults = Arc::new(proxy::Faults::default());
     let shared = Arc::new(Shared {
         upstream: opts.upstream.clone(),
+        ca_files: opts.ca_files.clone(),
         notes,
         faults: faults.clone(),
     });
@@ -189,6 +193,7 @@ pub fn run(opts: Options, stop: Stop, watch_: Arc<dyn Watch>) -> anyhow::Result<
         client_protocol_errors: get(&faults.client_protocol_errors),
         upstream_protocol_errors: get(&faults.upstream_protocol_errors),
         control_frames: get(&faults.control_frames),
+        info_requests: get(&faults.info_requests),
     })
 }
 

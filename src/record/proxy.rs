@@ -54,6 +54,9 @@ pub struct Faults {
     pub upstream_protocol_errors: AtomicU64,
     /// Binary, ping and pong frames, forwarded and not recorded.
     pub control_frames: AtomicU64,
+    /// Plain HTTP requests (a client asking for the relay's NIP-11 document), answered with
+    /// the upstream's document.
+    pub info_requests: AtomicU64,
 }
 
 impl Faults {
@@ -64,6 +67,8 @@ impl Faults {
 
 pub struct Shared {
     pub upstream: Target,
+    /// For a wss:// upstream's NIP-11 document (fetched over https).
+    pub ca_files: Vec<std::path::PathBuf>,
     pub notes: Sender<Note>,
     pub faults: Arc<Faults>,
 }
@@ -88,11 +93,18 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
+    if !is_upgrade(&tcp).await {
+        Faults::add(&shared.faults.info_requests);
+        serve_info(tcp, &shared).await;
+        return;
+    }
     Faults::add(&shared.faults.connections);
     // The upstream first: a client of an unreachable relay is refused at its handshake,
     // as it would be without the proxy (with a reason it can read).
     let (upstream, _) = connect(&shared.upstream, conn).await;
     let refusal = upstream.as_ref().err().cloned();
+    // The callback's type is tungstenite's; its error is an HTTP response, large by nature.
+    #[allow(clippy::result_large_err)]
     let callback = |_: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match &refusal {
             None => Ok(response),
@@ -151,6 +163,58 @@ pub async fn serve(
         conn,
         at: Instant::now(),
     });
+}
+
+/// Whether the request waiting on `tcp` asks for a WebSocket (looked at without reading it,
+/// so the handshake still sees every byte). Anything unclear goes the WebSocket way, whose
+/// handshake then says what is wrong.
+async fn is_upgrade(tcp: &TcpStream) -> bool {
+    let mut buf = vec![0u8; 8 << 10];
+    let look = async {
+        let mut seen = 0;
+        loop {
+            let n = tcp.peek(&mut buf).await.unwrap_or(0);
+            let head = &buf[..n];
+            if n == 0 || n == buf.len() || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+                return n == 0 || n == buf.len() || text.contains("upgrade: websocket");
+            }
+            if n == seen {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            seen = n;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), look)
+        .await
+        .unwrap_or(true)
+}
+
+/// A plain HTTP request on the relay's URL is a client asking for its NIP-11 document (as
+/// the platform's web app does before connecting): it gets the upstream's, as served.
+async fn serve_info(mut tcp: TcpStream, shared: &Shared) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The request head (peeked whole above); the document is the same for every path.
+    let mut head = vec![0u8; 8 << 10];
+    let _ = tcp.read(&mut head).await;
+    let (upstream, ca_files) = (shared.upstream.clone(), shared.ca_files.clone());
+    let info = tokio::task::spawn_blocking(move || crate::nip11::fetch(&upstream, &ca_files))
+        .await
+        .ok();
+    let (status, body) = match info.as_ref().and_then(|p| p.document.clone()) {
+        Some(doc) => ("200 OK", doc),
+        None => (
+            "502 Bad Gateway",
+            info.and_then(|p| p.note)
+                .unwrap_or_else(|| "the upstream's NIP-11 document could not be fetched".into()),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/nostr+json\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(response.as_bytes()).await;
+    let _ = tcp.shutdown().await;
 }
 
 /// The close code a relay would answer a bad frame with.

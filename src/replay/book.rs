@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use super::dispatch::{Dispatch, Key};
 use super::hold::Holds;
 use crate::capture::results::{Outcome, OutcomeRow};
-use crate::capture::Op;
+use crate::capture::{Answer, Op};
 use crate::nostr::Prefix;
 
 /// A record on the wire, waiting for its reply.
@@ -29,6 +29,7 @@ struct InFlight {
     held_ns: u64,
     bytes: u32,
     events: u32,
+    recorded: Option<Box<Answer>>,
 }
 
 /// A finished record: its row, and the event id when it is an event that timed out (held
@@ -167,6 +168,7 @@ impl Book {
                 held_ns,
                 bytes,
                 events: 0,
+                recorded: d.recorded,
             };
             // A reply names an id, so two records in flight with the same id cannot be told
             // apart: the earlier one is closed now rather than silently lost.
@@ -345,6 +347,7 @@ impl Book {
             bytes: f.bytes,
             events_received: f.events,
             held_ns: f.held_ns,
+            recorded: f.recorded.clone(),
         }
     }
 
@@ -411,6 +414,7 @@ mod tests {
             dispatched_ns: at,
             held_ns: 0,
             held_mark: 0,
+            recorded: None,
         }
     }
 

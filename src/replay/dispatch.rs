@@ -2,7 +2,7 @@
 //! unit the feeder, the schedulers and the connections hand on.
 
 use crate::capture::results::{Outcome, OutcomeRow};
-use crate::capture::Op;
+use crate::capture::{Answer, Op};
 
 /// What completes a record, in the form the connection matches on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,6 +33,8 @@ pub struct Dispatch {
     pub held_ns: u64,
     /// Its connection's held-time clock when the record reached it (see `hold`).
     pub held_mark: u64,
+    /// What the recorded relay answered (recorded traces), for the outcome row.
+    pub recorded: Option<Box<Answer>>,
 }
 
 impl Dispatch {
@@ -49,6 +51,7 @@ impl Dispatch {
             bytes: self.frame.len() as u32,
             events_received: 0,
             held_ns: 0,
+            recorded: self.recorded.clone(),
         }
     }
 }

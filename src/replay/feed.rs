@@ -107,6 +107,7 @@ pub fn run<R: std::io::Read>(
             dispatched_ns: 0,
             held_ns: 0,
             held_mark: 0,
+            recorded: r.recorded.map(Box::new),
         };
         index += 1;
         if let Completion::Skip { reason } = &r.completes {

@@ -67,6 +67,7 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     config(s, r)?;
     preflight(s, r)?;
     totals(s, r)?;
+    against_recording(s, r)?;
     latency(s, r)?;
     throughput(s, r)?;
     errors(s, r)?;
@@ -243,6 +244,75 @@ fn preflight(s: &mut String, r: &Report) -> std::fmt::Result {
         e.notices
     )?;
     writeln!(s)
+}
+
+/// For a recorded trace: this run against the relay that served the recorded clients.
+fn against_recording(s: &mut String, r: &Report) -> std::fmt::Result {
+    let Some(a) = &r.measured.against_recording else {
+        return Ok(());
+    };
+    writeln!(s, "## Against the recording")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{}.",
+        capitalized(&a.headline).replace(['\n', '\r'], " ")
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| | Recorded relay | This run |")?;
+    writeln!(s, "|---|---:|---:|")?;
+    writeln!(
+        s,
+        "| Events accepted (of {}) | {} | {} |",
+        a.events, a.events_recorded_accepted, a.events_replayed_accepted
+    )?;
+    writeln!(
+        s,
+        "| Reads answered (of {}) | {} | {} |",
+        a.reads, a.reads_recorded_answered, a.reads_replayed_answered
+    )?;
+    writeln!(
+        s,
+        "| Records answered the same way | {} of {} | |",
+        a.same, a.records
+    )?;
+    if let Some(p) = &a.recorded_response_ms {
+        writeln!(
+            s,
+            "| Recorded response p50 / p99 (ms, at the proxy) | {} / {} | |",
+            num(p.p50),
+            num(p.p99)
+        )?;
+    }
+    writeln!(s)?;
+    if !a.changes.is_empty() {
+        writeln!(
+            s,
+            "| Recorded | This run | Records | First record | This run's message |"
+        )?;
+        writeln!(s, "|---|---|---:|---:|---|")?;
+        for c in &a.changes {
+            writeln!(
+                s,
+                "| {} | {} | {} | #{} | {} |",
+                cell(&c.recorded),
+                cell(&c.replayed),
+                c.records,
+                c.example_record,
+                cell(&c.example_message)
+            )?;
+        }
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+fn capitalized(text: &str) -> String {
+    let mut c = text.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn totals(s: &mut String, r: &Report) -> std::fmt::Result {
