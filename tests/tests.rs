@@ -10,6 +10,7 @@ mod test_golden;
 mod test_inspect_export;
 mod test_nostr;
 mod test_peer;
+mod test_record;
 mod test_relays;
 mod test_replay;
 mod test_replay_relays;

@@ -273,8 +273,13 @@ async function main() {
       });
     }
     send(data, ...rest) {
-      out({ dir: "send", t_ms: performance.now(), frame: String(data) });
-      return super.send(data, ...rest);
+      // Stamped once ws has framed the message and handed it to the socket (the first
+      // sends run ws's framing cold, ~1-2 ms), and before the log line is written: the
+      // time the frame left, as a proxy or relay would see it.
+      const r = super.send(data, ...rest);
+      const t_ms = performance.now();
+      out({ dir: "send", t_ms, frame: String(data) });
+      return r;
     }
   }
   // Node 20 has no global WebSocket: without this, new Relay() throws a ReferenceError.
