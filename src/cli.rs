@@ -145,8 +145,13 @@ pub struct RecordArgs {
 
     /// The relay the clients are recorded against: `ws://HOST:PORT/` or `wss://…`. Must be
     /// loopback or a host named with --allow-host.
-    #[arg(long)]
-    pub upstream: String,
+    #[arg(long, required_unless_present = "recover")]
+    pub upstream: Option<String>,
+
+    /// Instead of recording: copy every complete block of a recording that was killed
+    /// (no trailer) into a complete capture at -o.
+    #[arg(long, value_name = "PARTIAL", conflicts_with_all = ["upstream", "duration"])]
+    pub recover: Option<PathBuf>,
 
     /// Dedicated test hosts lt may connect to besides loopback: exact names, IPs or CIDRs
     /// (repeat, or separate with commas).

@@ -604,3 +604,67 @@ fn record_refuses_an_upstream_that_is_not_test_infrastructure_and_an_existing_fi
     assert!(line.contains("already exists"), "{line}");
     assert_eq!(std::fs::read(&existing).expect("read"), b"precious");
 }
+
+/// A recording killed outright keeps every block written before (one a second at least):
+/// `--recover` makes them a complete capture, and refuses a capture that is complete.
+#[test]
+fn a_killed_recording_is_recovered_up_to_its_last_complete_block() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let peer = rt.block_on(Peer::start(Behavior::AckAll)).expect("peer");
+    let capture = dir.path().join("killed.ltc");
+    let mut rec = Recording::start(&peer.url(), &capture, &[]);
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&rec.url)
+            .await
+            .expect("connect through the proxy");
+        for n in 0..50 {
+            ws.send(Message::text(event_frame(n))).await.expect("send");
+        }
+        let mut oks = 0;
+        while oks < 50 {
+            if let Some(Ok(Message::Text(t))) = ws.next().await {
+                oks += usize::from(t.starts_with("[\"OK\""));
+            }
+        }
+        // Past the next block flush, then kill without a word.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let mut child = rec.child.take().expect("running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    });
+    let out = lt().args(["inspect"]).arg(&capture).output().expect("run");
+    let line = one_line_error(&out);
+    assert!(line.contains("killed.ltc"), "{line}");
+
+    let fixed = dir.path().join("fixed.ltc");
+    let out = lt()
+        .args(["record", "--recover"])
+        .arg(&capture)
+        .arg("-o")
+        .arg(&fixed)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("recovered 50 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (header, recs) = records(&fixed);
+    assert!(matches!(header.source, Source::Recorded(_)));
+    assert_eq!(recs.len(), 50);
+
+    let again = dir.path().join("again.ltc");
+    let out = lt()
+        .args(["record", "--recover"])
+        .arg(&fixed)
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .expect("run");
+    let line = one_line_error(&out);
+    assert!(line.contains("nothing to recover"), "{line}");
+    assert!(!again.exists());
+}

@@ -15,9 +15,27 @@ use crate::terminal;
 use crate::units;
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    if let Some(partial) = &args.recover {
+        let r = record::recover(partial, &args.output)?;
+        outln!(
+            "lt record: recovered {} records ({} events) of {} into {}",
+            units::count(r.trailer.records),
+            units::count(r.trailer.events),
+            partial.display(),
+            args.output.display()
+        );
+        outln!("  it ended    {}", r.ended);
+        outln!("  fingerprint sha256:{}", r.trailer.fingerprint);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(upstream_url) = &args.upstream else {
+        return Err(anyhow!(
+            "--upstream is required: the relay to record against"
+        ));
+    };
     let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
     // The same guard as replay: the proxy only ever connects to loopback or named hosts.
-    let mut upstream = guard::check(&args.upstream, &allow, &guard::system_resolver)
+    let mut upstream = guard::check(upstream_url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to record against --upstream: {refusal}"))?;
     if upstream.url.scheme() == "wss" {
         upstream.tls = Some(crate::tls::client_config(&args.ca_files)?);
@@ -40,7 +58,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         stop.clone(),
         "stopping: no new connections; closing client connections and completing the capture (again to quit at once)".into(),
         format!(
-            "quitting at once; {} ends at its last complete block (no trailer)",
+            "quitting at once; {} ends at its last complete block (no trailer): `lt record --recover {} -o FILE` makes it a complete capture",
+            output.display(),
             output.display()
         ),
         || {},

@@ -8,13 +8,14 @@
 
 mod book;
 mod proxy;
+mod recover;
 
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use book::Book;
 pub use book::{Counts, AUTH_SKIPPED};
 use proxy::{Note, Shared};
+pub use recover::{recover, Recovered};
 
 use crate::capture::trace::{Recording, Source, VERSION};
 use crate::capture::{Header, TraceWriter, Trailer};
@@ -78,6 +80,9 @@ pub struct Summary {
     pub control_frames: u64,
     pub info_requests: u64,
 }
+
+/// How often the recorder takes what the proxy read.
+const POLL: Duration = Duration::from_millis(5);
 
 /// How long open connections get to finish their close handshakes once recording stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -235,16 +240,30 @@ fn recorder(
         counts: book.counts.clone(),
     };
     loop {
-        match inbox.recv_timeout(Duration::from_millis(100)) {
-            Ok(Note::Client { conn, at, text }) => book.client_frame(conn, at, text),
-            Ok(Note::Relay { conn, at, text }) => book.relay_frame(conn, at, &text),
-            Ok(Note::Closed { conn, at }) => book.closed(conn, at),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        // Polled rather than woken per note: a sender then never pays for waking this
+        // thread, and the forwarding path stays free of it.
+        let mut gone = false;
+        loop {
+            match inbox.try_recv() {
+                Ok(Note::Client { conn, at, text }) => {
+                    book.client_frame(conn, at, text.as_str().to_owned())
+                }
+                Ok(Note::Relay { conn, at, text }) => book.relay_frame(conn, at, text.as_str()),
+                Ok(Note::Closed { conn, at }) => book.closed(conn, at),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
+                }
+            }
         }
         while let Some(r) = book.pop_ready() {
             writer.push(&r)?;
         }
+        if gone {
+            break;
+        }
+        std::thread::sleep(POLL);
         if last_flush.elapsed() >= Duration::from_secs(1) {
             book.expire(Instant::now());
             while let Some(r) = book.pop_ready() {

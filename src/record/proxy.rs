@@ -8,29 +8,30 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::guard::Target;
 use crate::replay::connect;
 
-/// What the proxy tells the recorder.
+/// What the proxy tells the recorder. Frames are handed over as read (shared bytes, no
+/// copy on the forwarding path).
 pub enum Note {
-    /// A text frame, forwarded at `at`.
+    /// A text frame, read at `at` and forwarded.
     Client {
         conn: u32,
         at: Instant,
-        text: String,
+        text: Utf8Bytes,
     },
     Relay {
         conn: u32,
         at: Instant,
-        text: String,
+        text: Utf8Bytes,
     },
     /// The client's connection is over (both directions).
     Closed { conn: u32, at: Instant },
@@ -250,7 +251,7 @@ enum Way {
 }
 
 impl Way {
-    fn note(self, conn: u32, at: Instant, text: String) -> Note {
+    fn note(self, conn: u32, at: Instant, text: Utf8Bytes) -> Note {
         match self {
             Way::Up => Note::Client { conn, at, text },
             Way::Down => Note::Relay { conn, at, text },
@@ -303,14 +304,28 @@ async fn forward<From, To>(
         closing.store(true, Ordering::Relaxed);
         let _ = to.send(going_away("lt record is stopping")).await;
     }
+    // Frames already read go out together, flushed once: one write for a burst rather than
+    // one per frame, and no wait for a frame that has arrived.
+    let mut unflushed = false;
     loop {
-        let next = tokio::select! {
-            m = from.next() => m,
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                closing.store(true, Ordering::Relaxed);
-                let _ = to.send(going_away("lt record is stopping")).await;
-                continue;
+        let next = match from.next().now_or_never() {
+            Some(m) => m,
+            None => {
+                if unflushed {
+                    unflushed = false;
+                    if to.flush().await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    m = from.next() => m,
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        closing.store(true, Ordering::Relaxed);
+                        let _ = to.send(going_away("lt record is stopping")).await;
+                        continue;
+                    }
+                }
             }
         };
         match next {
@@ -329,13 +344,15 @@ async fn forward<From, To>(
                 if close {
                     closing.store(true, Ordering::Relaxed);
                 }
-                if to.send(msg).await.is_err() {
+                if to.feed(msg).await.is_err() {
                     return;
                 }
+                unflushed = true;
                 if let Some(t) = text {
-                    let _ = shared.notes.send(way.note(conn, at, t.as_str().to_owned()));
+                    let _ = shared.notes.send(way.note(conn, at, t));
                 }
                 if close {
+                    let _ = to.flush().await;
                     return;
                 }
             }
