@@ -128,6 +128,9 @@ pub struct SideSummary {
     /// What the relay says it is (NIP-11 of the side's first run), when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+    /// For a recorded trace: the side's runs together, set against the recorded relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against_recording: Option<super::against::AgainstRecording>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -395,6 +398,7 @@ fn side_summary(s: &Side) -> SideSummary {
             .first()
             .and_then(|r| r.config.relay.as_ref())
             .and_then(|r| r.build.clone()),
+        against_recording: super::against::report(&s.merged.tally.against),
     }
 }
 

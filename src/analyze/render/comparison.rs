@@ -16,6 +16,44 @@ fn opt_num(x: Option<f64>) -> String {
     x.map_or_else(|| "–".to_owned(), num)
 }
 
+/// For a recorded trace: each side's runs against the relay that served the recording.
+fn against_recording(s: &mut String, c: &Comparison) -> std::fmt::Result {
+    let sides = [("A", &c.a), ("B", &c.b)];
+    if sides.iter().all(|(_, x)| x.against_recording.is_none()) {
+        return Ok(());
+    }
+    writeln!(s, "Against the recording (all runs of each side):")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Side | Events accepted (recorded relay) | Events accepted (runs) | Answered as recorded | Largest change |"
+    )?;
+    writeln!(s, "|---|---:|---:|---:|---|")?;
+    for (label, side) in sides {
+        let Some(a) = &side.against_recording else {
+            continue;
+        };
+        let change = a.changes.first().map_or("none".to_owned(), |ch| {
+            format!(
+                "{} now {} that were {}",
+                ch.records, ch.replayed, ch.recorded
+            )
+        });
+        writeln!(
+            s,
+            "| {label}: {} | {} of {} | {} | {} of {} | {} |",
+            cell(&side.name),
+            a.events_recorded_accepted,
+            a.events,
+            a.events_replayed_accepted,
+            a.same,
+            a.records,
+            cell(&change)
+        )?;
+    }
+    writeln!(s)
+}
+
 fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(
         s,
@@ -56,6 +94,7 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
             .unwrap_or_default(),
     )?;
     writeln!(s)?;
+    against_recording(s, c)?;
     writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;
     writeln!(s)?;
     if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
