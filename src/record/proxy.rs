@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::stamped::{Arrival, Stamped};
 use crate::guard::Target;
 use crate::replay::connect;
 
@@ -72,6 +73,8 @@ pub struct Shared {
     pub ca_files: Vec<std::path::PathBuf>,
     pub notes: Sender<Note>,
     pub faults: Arc<Faults>,
+    /// The next client connection's index in the trace.
+    pub next_conn: std::sync::atomic::AtomicU32,
 }
 
 /// Frames up to 64 MiB pass; a relay's own limit is far below, so it is the relay that
@@ -85,9 +88,8 @@ pub fn ws_config() -> WebSocketConfig {
 /// How long one direction waits for the other to finish once it has (the close reply).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves client `conn` on `tcp` until either side ends or `stop` says so.
+/// Serves a client on `tcp` until either side ends or `stop` says so.
 pub async fn serve(
-    conn: u32,
     tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -102,7 +104,8 @@ pub async fn serve(
     Faults::add(&shared.faults.connections);
     // The upstream first: a client of an unreachable relay is refused at its handshake,
     // as it would be without the proxy (with a reason it can read).
-    let (upstream, _) = connect(&shared.upstream, conn).await;
+    let attempt = shared.faults.connections.load(Ordering::Relaxed) as u32;
+    let (upstream, _) = connect(&shared.upstream, attempt).await;
     let refusal = upstream.as_ref().err().cloned();
     // The callback's type is tungstenite's; its error is an HTTP response, large by nature.
     #[allow(clippy::result_large_err)]
@@ -118,13 +121,14 @@ pub async fn serve(
             }
         }
     };
+    let (tcp, arrival) = Stamped::new(tcp);
     let client =
         tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config())).await;
     let (client, upstream) = match (client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
         (_, Err(why)) => {
             Faults::add(&shared.faults.upstream_unreachable);
-            eprintln!("lt record: client {conn} ({peer}): upstream unreachable: {why}");
+            eprintln!("lt record: a client ({peer}): upstream unreachable: {why}");
             return;
         }
         (Err(_), Ok(_)) => {
@@ -133,11 +137,14 @@ pub async fn serve(
         }
     };
     shared.faults.open.fetch_add(1, Ordering::Relaxed);
+    // Numbered once both ends are up, so the trace's connections are exactly the
+    // WebSocket sessions (no gaps for NIP-11 requests or refused clients).
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (client_tx, client_rx) = client.split();
     let (relay_tx, relay_rx) = upstream.split();
     let closing = AtomicBool::new(false);
     let up = forward(
-        Way::Up,
+        Way::Up(arrival),
         conn,
         client_rx,
         relay_tx,
@@ -242,40 +249,49 @@ fn going_away(why: &'static str) -> Message {
 }
 
 /// Which way frames go.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone)]
 enum Way {
-    /// Client → relay.
-    Up,
+    /// Client → relay, with when the client's last bytes arrived.
+    Up(Arrival),
     /// Relay → client.
     Down,
 }
 
 impl Way {
-    fn note(self, conn: u32, at: Instant, text: Utf8Bytes) -> Note {
+    /// When the frame just read arrived: by the kernel's stamp for a client's frame (its
+    /// offset in the trace), by the clock for the relay's answer.
+    fn arrived(&self) -> Instant {
         match self {
-            Way::Up => Note::Client { conn, at, text },
+            Way::Up(arrival) => arrival.instant(),
+            Way::Down => Instant::now(),
+        }
+    }
+
+    fn note(&self, conn: u32, at: Instant, text: Utf8Bytes) -> Note {
+        match self {
+            Way::Up(_) => Note::Client { conn, at, text },
             Way::Down => Note::Relay { conn, at, text },
         }
     }
 
     /// The counters of the side frames come from.
-    fn aborts(self, f: &Faults) -> &AtomicU64 {
+    fn aborts<'f>(&self, f: &'f Faults) -> &'f AtomicU64 {
         match self {
-            Way::Up => &f.client_aborts,
+            Way::Up(_) => &f.client_aborts,
             Way::Down => &f.upstream_aborts,
         }
     }
 
-    fn protocol_errors(self, f: &Faults) -> &AtomicU64 {
+    fn protocol_errors<'f>(&self, f: &'f Faults) -> &'f AtomicU64 {
         match self {
-            Way::Up => &f.client_protocol_errors,
+            Way::Up(_) => &f.client_protocol_errors,
             Way::Down => &f.upstream_protocol_errors,
         }
     }
 
-    fn bad_frame(self) -> &'static str {
+    fn bad_frame(&self) -> &'static str {
         match self {
-            Way::Up => "the client sent a frame WebSocket does not allow",
+            Way::Up(_) => "the client sent a frame WebSocket does not allow",
             Way::Down => "the relay sent a frame WebSocket does not allow",
         }
     }
@@ -330,7 +346,7 @@ async fn forward<From, To>(
         };
         match next {
             Some(Ok(msg)) => {
-                let at = Instant::now();
+                let at = way.arrived();
                 let text = match &msg {
                     Message::Text(t) => Some(t.clone()),
                     Message::Close(_) => None,
