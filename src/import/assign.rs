@@ -25,8 +25,9 @@ pub fn role_of(kind: u16, tags: &[Vec<String>]) -> Role {
 }
 
 fn has_tag(tags: &[Vec<String>], name: &str, value: &str) -> bool {
-    tags.iter()
-        .any(|t| t.first().map(String::as_str) == Some(name) && t.get(1).map(String::as_str) == Some(value))
+    tags.iter().any(|t| {
+        t.first().map(String::as_str) == Some(name) && t.get(1).map(String::as_str) == Some(value)
+    })
 }
 
 #[cfg(test)]

@@ -244,7 +244,10 @@ mod tests {
         let (lines, total, _) = all(&input).unwrap();
         assert_eq!(lines.len(), 3);
         assert!(lines[1].too_long && lines[1].text.is_empty());
-        assert_eq!((lines[2].number, lines[2].text.as_slice()), (3, &b"after"[..]));
+        assert_eq!(
+            (lines[2].number, lines[2].text.as_slice()),
+            (3, &b"after"[..])
+        );
         assert_eq!(total, 3);
 
         // Exactly at the limit is kept.
@@ -272,7 +275,10 @@ mod tests {
         let packed = zstd::encode_all(&plain[..], 3).unwrap();
         let cut = &packed[..packed.len() - 5];
         let err = all(cut).unwrap_err().to_string();
-        assert!(err.starts_with("test: zstd input at compressed byte "), "{err}");
+        assert!(
+            err.starts_with("test: zstd input at compressed byte "),
+            "{err}"
+        );
         assert!(err.contains("incomplete frame"), "{err}");
 
         // Bytes after the last frame that are not another frame.

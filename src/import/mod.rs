@@ -4,9 +4,10 @@
 //! The pipeline: read (the caller's thread: decompression, lines) → parse and verify (the
 //! rayon pool, order-preserving) → time and write (one thread). Bounded channels between the
 //! stages, batches bounded in lines and bytes, and nothing kept per author or per event
-//! (connections and roles are functions of the event, timing holds only the current run of
-//! one `created_at`), so memory is flat in the input's length; and because batches stay in
-//! order and parsing is pure, the trace does not depend on the number of threads.
+//! (connections and roles are functions of the event; timing holds only the current
+//! second's run, itself bounded), so memory is flat in the input's length; and because
+//! batches stay in order and parsing is pure, the trace does not depend on the number of
+//! threads.
 
 mod assign;
 mod error;
@@ -147,7 +148,9 @@ pub fn import<R: Read, W: Write + Send>(
     thread::scope(|s| {
         let write = thread::Builder::new()
             .name("lt-import-write".into())
-            .spawn_scoped(s, move || write_stage(writer, parsed_rx, opts, label, progress))
+            .spawn_scoped(s, move || {
+                write_stage(writer, parsed_rx, opts, label, progress)
+            })
             .map_err(|_| Error::Thread("could not start the writer thread"))?;
         let parse = thread::Builder::new()
             .name("lt-import-parse".into())
@@ -391,7 +394,10 @@ mod tests {
             [0, 500_000, 2_000_000]
         );
         assert_eq!(trailer.events, 3);
-        assert_eq!((summary.lines, summary.blank, summary.bad_lines()), (6, 1, 2));
+        assert_eq!(
+            (summary.lines, summary.blank, summary.bad_lines()),
+            (6, 1, 2)
+        );
         assert_eq!(summary.bad[&Reason::NotJson].first, [3]);
         assert_eq!(summary.bad[&Reason::NotEvent].first, [6]);
 
@@ -426,7 +432,10 @@ mod tests {
             .map(|l| format!("[\"EVENT\",{l}]"))
             .collect();
         assert_eq!(frames, want);
-        assert_eq!(summary.bad[&Reason::NotJson].count, lines.len().div_ceil(97) as u64);
+        assert_eq!(
+            summary.bad[&Reason::NotJson].count,
+            lines.len().div_ceil(97) as u64
+        );
         assert_eq!(summary.bad[&Reason::NotJson].first, [1, 98, 195, 292, 389]);
         let (b, _) = run(&input, &o).unwrap();
         assert_eq!(a, b, "the same input and options, the same bytes");

@@ -232,11 +232,7 @@ mod tests {
 
     #[test]
     fn an_event_line_keeps_its_bytes_in_the_frame() {
-        let ev = signed(
-            30079,
-            vec![vec!["t".into(), "view".into()]],
-            "é \"q\" \n",
-        );
+        let ev = signed(30079, vec![vec!["t".into(), "view".into()]], "é \"q\" \n");
         let json = ev.to_json();
         for line in [
             json.clone(),
@@ -296,10 +292,22 @@ mod tests {
             ("[\"EVENT\",42]".into(), Reason::NotEvent),
             ("[\"EVENT\",1,{}]".into(), Reason::NotEvent),
             (format!("[\"EVENT\",{json},{json}]"), Reason::NotEvent),
-            (json.replace("\"kind\":1,", "\"kind\":70000,"), Reason::KindOutOfRange),
-            (json.replace("\"kind\":1,", "\"kind\":-1,"), Reason::NotEvent),
-            (json.replace(&hex_id, &hex_id.to_uppercase()), Reason::NotEvent),
-            (json.replace("\"content\":\"hello\"", "\"content\":\"hullo\""), Reason::BadId),
+            (
+                json.replace("\"kind\":1,", "\"kind\":70000,"),
+                Reason::KindOutOfRange,
+            ),
+            (
+                json.replace("\"kind\":1,", "\"kind\":-1,"),
+                Reason::NotEvent,
+            ),
+            (
+                json.replace(&hex_id, &hex_id.to_uppercase()),
+                Reason::NotEvent,
+            ),
+            (
+                json.replace("\"content\":\"hello\"", "\"content\":\"hullo\""),
+                Reason::BadId,
+            ),
             (flipped_id, Reason::BadId),
             (flipped_sig, Reason::BadSignature),
         ];
