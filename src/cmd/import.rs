@@ -55,10 +55,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let input: Box<dyn Read> = if from_stdin {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(File::open(&args.input).map_err(|err| import::Error::Open {
+        let file = File::open(&args.input).map_err(|err| import::Error::Open {
             input: label.clone(),
             err,
-        })?)
+        })?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(anyhow!("{label}: a directory, not an event dump"));
+        }
+        Box::new(file)
     };
     let progress = progress_bar();
     let result = write_file(input, &label, &opts, &args.output, &progress);

@@ -66,9 +66,7 @@ impl Options {
             return Err("--clients must be at least 1".into());
         }
         match self.timing {
-            ImportTiming::CreatedAt { max_gap_us } if max_gap_us == 0 => {
-                Err("--max-gap must be positive".into())
-            }
+            ImportTiming::CreatedAt { max_gap_us: 0 } => Err("--max-gap must be positive".into()),
             ImportTiming::CreatedAt { .. } => Ok(()),
             ImportTiming::Rate { rate_eps, seed } => Arrivals::new(rate_eps, seed).map(|_| ()),
         }
@@ -270,7 +268,8 @@ impl Tally {
 
 enum Timing {
     CreatedAt(Spacing<Record>),
-    Rate(Arrivals),
+    /// Boxed: the generator's state is several times the size of the other variant.
+    Rate(Box<Arrivals>),
 }
 
 type Written<W> = (W, Trailer, u64, Tally);
@@ -285,9 +284,9 @@ fn write_stage<W: Write>(
     let mut tally = Tally::new(opts.clients);
     let mut timing = match opts.timing {
         ImportTiming::CreatedAt { max_gap_us } => Timing::CreatedAt(Spacing::new(max_gap_us)),
-        ImportTiming::Rate { rate_eps, seed } => {
-            Timing::Rate(Arrivals::new(rate_eps, seed).map_err(Error::Options)?)
-        }
+        ImportTiming::Rate { rate_eps, seed } => Timing::Rate(Box::new(
+            Arrivals::new(rate_eps, seed).map_err(Error::Options)?,
+        )),
     };
     {
         let mut emit = |offset_us: u64, mut r: Record| {
