@@ -121,7 +121,7 @@ fn main() {
         .filter(|l| !l.is_empty())
         .count();
     let write = |path: &Path, events: usize| -> usize {
-        let copies = events.div_ceil(per_copy);
+        let copies = ((events as f64 / per_copy as f64).round() as usize).max(1);
         let mut out = BufWriter::new(File::create(path).expect("create input"));
         for _ in 0..copies {
             out.write_all(&exported).expect("write input");
