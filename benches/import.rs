@@ -7,6 +7,11 @@
 //! - memory: peak RSS of `lt import` (its own VmHWM, from its summary) at 1M events against
 //!   100k (goal: flat).
 //!
+//! Both are also given in CPU seconds (user + system, all threads): on a machine shared
+//! with other work the wall times of one round swing with the neighbours' load, the CPU
+//! each side spends much less; the wall ratio is the goal, the CPU ratio tells a slow
+//! import from a busy machine.
+//!
 //! The input is a synth trace's events (`lt export`) repeated: duplicates are valid lines
 //! and cost the same to verify. `LT_BENCH_EVENTS` (default 1000000) sets the large input,
 //! `LT_BENCH_ROUNDS` (default 3) the interleaved rounds.
@@ -32,8 +37,25 @@ fn run(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// `lt import INPUT -o OUT`; returns (wall seconds, peak RSS KiB from the summary).
-fn import(input: &Path, out: &Path) -> (f64, u64) {
+/// User + system CPU seconds of this process (`RUSAGE_SELF`, every thread) or of its
+/// waited-for children (`RUSAGE_CHILDREN`).
+fn cpu_s(who: libc::c_int) -> f64 {
+    // SAFETY: rusage is plain data, zeroed is a valid value; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+struct Timed {
+    wall_s: f64,
+    cpu_s: f64,
+}
+
+/// `lt import INPUT -o OUT`; returns its times and peak RSS KiB (from the summary).
+fn import(input: &Path, out: &Path) -> (Timed, u64) {
+    let cpu_before = cpu_s(libc::RUSAGE_CHILDREN);
     let started = Instant::now();
     let result = Command::new(LT)
         .arg("import")
@@ -43,6 +65,7 @@ fn import(input: &Path, out: &Path) -> (f64, u64) {
         .output()
         .expect("run lt import");
     let wall_s = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_s(libc::RUSAGE_CHILDREN) - cpu_before;
     let summary = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "lt import failed: {summary}");
     let peak_kib = summary
@@ -51,12 +74,13 @@ fn import(input: &Path, out: &Path) -> (f64, u64) {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no peak memory in: {summary}"));
-    (wall_s, peak_kib)
+    (Timed { wall_s, cpu_s }, peak_kib)
 }
 
 /// The floor: every line parsed and verified on the rayon pool, as `lt import` does, with
-/// the lines already in memory and nothing written. Returns wall seconds.
-fn floor(text: &[u8]) -> f64 {
+/// the lines already in memory and nothing written.
+fn floor(text: &[u8]) -> Timed {
+    let cpu_before = cpu_s(libc::RUSAGE_SELF);
     let started = Instant::now();
     let lines: Vec<&[u8]> = text
         .split(|&b| b == b'\n')
@@ -77,7 +101,10 @@ fn floor(text: &[u8]) -> f64 {
         })
         .sum();
     assert_eq!(valid, lines.len(), "every line of the input verifies");
-    started.elapsed().as_secs_f64()
+    Timed {
+        wall_s: started.elapsed().as_secs_f64(),
+        cpu_s: cpu_s(libc::RUSAGE_SELF) - cpu_before,
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -140,13 +167,25 @@ fn main() {
     // Interleaved rounds, medians: the machine's speed drifts, and interleaving exposes
     // both sides to the same drift.
     let (mut import_s, mut floor_s, mut rss_big) = (Vec::new(), Vec::new(), 0);
+    let (mut import_cpu, mut floor_cpu) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (t, rss) = import(&big_path, &out);
-        import_s.push(t);
+        import_s.push(t.wall_s);
+        import_cpu.push(t.cpu_s);
         rss_big = rss_big.max(rss);
-        floor_s.push(floor(&text));
+        let f = floor(&text);
+        floor_s.push(f.wall_s);
+        floor_cpu.push(f.cpu_s);
     }
+    let range = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("{lo:.1}–{hi:.1}")
+    };
+    let (import_range, floor_range) = (range(&import_s), range(&floor_s));
     let (t_import, t_floor) = (median(&mut import_s), median(&mut floor_s));
+    let (c_import, c_floor) = (median(&mut import_cpu), median(&mut floor_cpu));
     let trace_bytes = std::fs::metadata(&out).expect("stat").len();
 
     println!(
@@ -154,7 +193,7 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "  throughput  lt import {big_events} events ({:.0} MiB of JSONL, {:.0} MiB trace) in {t_import:.2} s; parse + verify alone in {t_floor:.2} s",
+        "  throughput  lt import {big_events} events ({:.0} MiB of JSONL, {:.0} MiB trace) in {t_import:.2} s [{import_range}]; parse + verify alone in {t_floor:.2} s [{floor_range}]",
         input_bytes as f64 / (1 << 20) as f64,
         trace_bytes as f64 / (1 << 20) as f64,
     );
@@ -163,6 +202,12 @@ fn main() {
         t_floor / t_import,
         big_events as f64 / t_import,
         big_events as f64 / t_floor
+    );
+    println!(
+        "  cpu         lt import {c_import:.1} CPU-s ({:.1} µs/event), floor {c_floor:.1} CPU-s ({:.1} µs/event): ratio {:.2}",
+        c_import * 1e6 / big_events as f64,
+        c_floor * 1e6 / big_events as f64,
+        c_floor / c_import
     );
     println!(
         "  memory      peak RSS {rss_big} KiB at {big_events} events vs {rss_small} KiB at {small_events}: ratio {:.2}  (goal: flat, ~1.0)",
