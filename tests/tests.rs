@@ -7,6 +7,7 @@ mod test_ab;
 mod test_analyze;
 mod test_capture;
 mod test_golden;
+mod test_import;
 mod test_inspect_export;
 mod test_nostr;
 mod test_peer;
