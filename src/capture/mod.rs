@@ -4,6 +4,7 @@
 pub mod container;
 pub mod error;
 pub mod results;
+pub mod staged;
 pub mod stream;
 pub mod trace;
 

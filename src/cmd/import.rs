@@ -1,13 +1,14 @@
 //! `lt import`: an event dump into a trace.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal, Read};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::capture::staged;
 use crate::capture::trace::ImportTiming;
 use crate::cli::ImportArgs;
 use crate::import::{self, Options, Summary, FIRST_LINES_KEPT};
@@ -81,19 +82,7 @@ fn write_file(
     path: &Path,
     progress: &ProgressBar,
 ) -> anyhow::Result<Summary> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".lt-import-")
-        .suffix(".partial")
-        // A capture is not a secret: the usual 0644, not the temporary file's 0600.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let out = BufWriter::with_capacity(1 << 20, tmp);
+    let out = staged::create(path, "lt-import")?;
     let (out, summary) =
         import::import(input, label, out, opts, progress).map_err(|e| match e {
             // Input errors name the input already; only the output's need its name.
@@ -106,12 +95,7 @@ fn write_file(
             lines_text(&summary)
         ));
     }
-    let tmp = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming the finished trace to {}", path.display()))?;
+    staged::persist(out, path)?;
     Ok(summary)
 }
 

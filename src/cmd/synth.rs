@@ -1,6 +1,5 @@
 //! `lt synth`: build a seeded, signed trace into a capture file.
 
-use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::capture::Op;
+use crate::capture::{staged, Op};
 use crate::cli::SynthArgs;
 use crate::synth::{self, Summary};
 use crate::units;
@@ -81,27 +80,10 @@ fn write_file(
     threads: usize,
     progress: &ProgressBar,
 ) -> anyhow::Result<Summary> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".lt-synth-")
-        .suffix(".partial")
-        // A capture is not a secret: the usual 0644, not the temporary file's 0600.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let out = BufWriter::with_capacity(1 << 20, tmp);
+    let out = staged::create(path, "lt-synth")?;
     let (out, summary) = synth::write(opts, out, threads, progress)
         .with_context(|| format!("writing {}", path.display()))?;
-    let tmp = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming the finished trace to {}", path.display()))?;
+    staged::persist(out, path)?;
     Ok(summary)
 }
 
