@@ -84,6 +84,12 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0.2, value_parser = parse_share, allow_negative_numbers = true)]
     pub nip71_share: f64,
 
+    /// Share of clients holding live subscriptions: a home feed and the watched video's view
+    /// counter, opened when a viewing session starts and CLOSEd when it ends. 0 (the
+    /// default) gives traces without them, byte for byte as before.
+    #[arg(long, env = "LIVE_SHARE", default_value_t = 0.0, value_parser = parse_share, allow_negative_numbers = true)]
+    pub live_share: f64,
+
     /// Creator keys publishing videos [default: clients / 50, at least 1].
     #[arg(long, value_parser = parse_clients)]
     pub creators: Option<u32>,

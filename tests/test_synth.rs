@@ -365,3 +365,234 @@ fn a_seeded_trace_keeps_its_pinned_fingerprint() {
          docs/workload.md, then LT_UPDATE_FINGERPRINT=1 cargo test pinned_fingerprint"
     );
 }
+
+fn records(path: &Path) -> Vec<lt::capture::Record> {
+    TraceReader::open(path)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn is_live(op: Op) -> bool {
+    matches!(op, Op::Req { query } if query.is_live())
+}
+
+/// Issue #16: `--live-share` adds viewing sessions (a live feed and the watched video's view
+/// counter, CLOSEd when the session ends) on top of the very same trace: without their
+/// records, a trace with live subscribers is the trace without them, frame for frame.
+#[test]
+fn live_subscribers_are_added_on_top_of_the_same_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--seed",
+        "7",
+        "--duration",
+        "300",
+        "--rate",
+        "30",
+        "--clients",
+        "40",
+    ];
+    let plain = synth(dir.path(), "plain", &args);
+    let zero = synth(
+        dir.path(),
+        "zero",
+        &[&args[..], &["--live-share", "0"]].concat(),
+    );
+    assert_eq!(sha256_file(&plain), sha256_file(&zero), "--live-share 0");
+    let live_path = synth(
+        dir.path(),
+        "live",
+        &[&args[..], &["--live-share", "0.25"]].concat(),
+    );
+    let again = synth(
+        dir.path(),
+        "again",
+        &[&args[..], &["--live-share", "0.25"]].concat(),
+    );
+    assert_eq!(
+        sha256_file(&live_path),
+        sha256_file(&again),
+        "deterministic"
+    );
+
+    let live = records(&live_path);
+    let epoch = 1_770_000_000u64;
+    let duration_us = 300_000_000u64;
+    let live_reqs: HashSet<usize> = (0..live.len()).filter(|&i| is_live(live[i].op)).collect();
+    // Each live REQ has exactly one CLOSE, after it.
+    let mut closes = std::collections::HashMap::new();
+    for (i, r) in live.iter().enumerate() {
+        if r.op == Op::Close {
+            let req = r.after.unwrap() as usize;
+            if live_reqs.contains(&req) {
+                assert!(
+                    closes.insert(req, i).is_none(),
+                    "two CLOSEs of record {req}"
+                );
+            }
+        }
+    }
+    assert_eq!(closes.len(), live_reqs.len());
+    let mut rest = live
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !live_reqs.contains(i) && !closes.values().any(|c| c == i))
+        .map(|(_, r)| (r.offset_us, r.client, r.frame.clone()));
+    for p in records(&plain) {
+        assert_eq!(rest.next(), Some((p.offset_us, p.client, p.frame)));
+    }
+    assert_eq!(rest.next(), None);
+
+    // Ten live clients (a quarter of 40), each in one session at a time, sessions back to
+    // back until the trace ends.
+    let mut sessions: std::collections::BTreeMap<u32, Vec<(u64, u64, String)>> = Default::default();
+    let mut posted = std::collections::HashMap::new();
+    for (i, r) in live.iter().enumerate() {
+        let frame: serde_json::Value = serde_json::from_str(&r.frame).unwrap();
+        if let Op::Event { kind: 30078, .. } = r.op {
+            let ev = &frame[1];
+            let d = ev["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t[0] == "d")
+                .unwrap()[1]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let coord = format!("30078:{}:{d}", ev["pubkey"].as_str().unwrap());
+            posted.entry(coord).or_insert(r.offset_us);
+        }
+        let Op::Req { query } = r.op else { continue };
+        if !query.is_live() {
+            continue;
+        }
+        let filter = &frame[2];
+        assert_eq!(filter["since"], epoch + r.offset_us / 1_000_000, "{filter}");
+        let close = &live[closes[&i]];
+        assert!(close.offset_us > r.offset_us && close.offset_us <= duration_us);
+        assert_eq!(close.client, r.client);
+        match query.label() {
+            "live-feed" => {
+                assert_eq!(filter["kinds"], serde_json::json!([30078]));
+                assert_eq!(filter["#t"], serde_json::json!(["video"]));
+                sessions.entry(r.client).or_default().push((
+                    r.offset_us,
+                    close.offset_us,
+                    frame[1].as_str().unwrap().to_owned(),
+                ));
+            }
+            "live-views" => {
+                assert_eq!(filter["kinds"], serde_json::json!([30079]));
+                assert_eq!(filter["#t"], serde_json::json!(["view"]));
+                let coord = filter["#a"][0].as_str().unwrap();
+                assert!(
+                    posted.get(coord).is_some_and(|at| *at <= r.offset_us),
+                    "watching {coord}, not posted before"
+                );
+                // Same session: same client, same times, the feed's session number.
+                let feed = live
+                    .iter()
+                    .find(|f| {
+                        f.offset_us == r.offset_us
+                            && f.client == r.client
+                            && f.op
+                                == Op::Req {
+                                    query: lt::capture::Query::LiveFeed,
+                                }
+                    })
+                    .expect("a feed in the same session");
+                assert!(feed.frame.contains(
+                    &frame[1]
+                        .as_str()
+                        .unwrap()
+                        .replace("live-views", "live-feed")
+                ));
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(sessions.len(), 10, "{:?}", sessions.keys());
+    let mut ended_early = 0;
+    for (client, s) in &sessions {
+        assert!(s[0].0 < 120_000_000, "client {client} starts late: {s:?}");
+        for w in s.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "client {client}: sessions back to back");
+            ended_early += 1;
+        }
+        assert_eq!(
+            s.last().unwrap().1,
+            duration_us,
+            "client {client}: open to the end"
+        );
+    }
+    // 300 s of sessions averaging 120 s: most clients move on to another video.
+    assert!(
+        ended_early >= 10,
+        "{ended_early} sessions ended before the trace"
+    );
+}
+
+/// Watched videos follow the views' popularity, Zipf over recency: at the moment a session
+/// starts, the newest videos are the most watched, in the same proportions as views pick
+/// them.
+#[test]
+fn live_viewers_watch_what_is_popular() {
+    let opts = Options {
+        seed: 3,
+        clients: 2000,
+        duration_s: 900.0,
+        rate_eps: 40.0,
+        live_share: 0.5,
+        creators: 40,
+        ..Options::default()
+    };
+    // Videos in the order they were first posted, and each one's place in that order.
+    let mut posted: std::collections::HashMap<String, usize> = Default::default();
+    // How many choices of each kind went to the newest video, and to one of the ten newest.
+    let (mut views, mut watches) = ([0u64; 3], [0u64; 3]);
+    let tally =
+        |t: &mut [u64; 3], coord: &str, posted: &std::collections::HashMap<String, usize>| {
+            let rank = posted.len() - posted[coord];
+            t[0] += 1;
+            t[1] += u64::from(rank == 1);
+            t[2] += u64::from(rank <= 10);
+        };
+    for d in Planner::new(&opts).unwrap() {
+        match d.body {
+            Body::Creator {
+                role: Role::VideoPost,
+                event,
+                ..
+            } => {
+                let tag = event.tags.iter().find(|t| t[0] == "d").unwrap();
+                let coord = format!("30078:{}:{}", hex::encode(event.pubkey), tag[1]);
+                let n = posted.len();
+                posted.insert(coord, n);
+            }
+            Body::View { coord, .. } => tally(&mut views, &coord, &posted),
+            Body::Req {
+                query: lt::capture::Query::LiveViews,
+                filter,
+                ..
+            } => {
+                let f: serde_json::Value = serde_json::from_str(&filter).unwrap();
+                tally(&mut watches, f["#a"][0].as_str().unwrap(), &posted);
+            }
+            _ => {}
+        }
+    }
+    assert!(watches[0] > 3000, "{watches:?}");
+    let share = |t: &[u64; 3], i: usize| t[i] as f64 / t[0] as f64;
+    for (i, what) in [(1, "the newest"), (2, "the ten newest")] {
+        let (v, w) = (share(&views, i), share(&watches, i));
+        assert!(
+            (v - w).abs() < 0.04,
+            "{what}: {w:.3} of watches, {v:.3} of views"
+        );
+    }
+    // Zipf(1.1) over ~1,000 videos gives the newest about a sixth of the choices; uniform
+    // would give it a thousandth.
+    assert!(share(&watches, 1) > 0.1, "{watches:?}");
+}

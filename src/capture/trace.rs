@@ -164,6 +164,14 @@ pub struct SynthOptions {
     pub creators: u32,
     /// `created_at` of the trace start, unix seconds.
     pub epoch: u64,
+    /// Share of clients that hold live subscriptions (a feed and the watched video's views).
+    /// Absent from headers when 0, so traces without live subscribers keep their bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub live_share: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// One thing to send.
@@ -268,6 +276,12 @@ pub enum Query {
     Channel,
     /// Any other filter (recorded clients).
     Other,
+    /// A live home feed: `{"kinds":[30078],"#t":["video"],"since":now}`, held open after
+    /// EOSE until the client's session ends (then a CLOSE), receiving new posts.
+    LiveFeed,
+    /// A viewer's live view counter: `{"kinds":[30079],"#t":["view"],"#a":[coord],
+    /// "since":now}`, held open while the video is watched, receiving its new views.
+    LiveViews,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +367,14 @@ impl Query {
             Query::ViewCount => "view-count",
             Query::Channel => "channel",
             Query::Other => "other",
+            Query::LiveFeed => "live-feed",
+            Query::LiveViews => "live-views",
         }
+    }
+
+    /// A subscription held open after its EOSE, whose later events are deliveries.
+    pub fn is_live(self) -> bool {
+        matches!(self, Query::LiveFeed | Query::LiveViews)
     }
 }
 

@@ -186,6 +186,13 @@ fn print_source(source: &Source) {
                 "             mix {} views · read share {} · edit share {} · nip71 share {} · epoch {} ({epoch_text})",
                 o.view_share, o.read_share, o.edit_share, o.nip71_share, o.epoch
             );
+            if o.live_share > 0.0 {
+                outln!(
+                    "             live share {} ({} clients hold live subscriptions)",
+                    o.live_share,
+                    o.live_clients()
+                );
+            }
         }
         Source::Recorded(r) => outln!(
             "source       recorded by lt record from {}, starting {}",

@@ -32,6 +32,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
             .creators
             .unwrap_or_else(|| default_creators(args.clients)),
         epoch: args.epoch,
+        live_share: args.live_share,
     };
     opts.validate().map_err(|e| anyhow!(e))?;
     warn_about_epoch(&opts);
@@ -169,6 +170,22 @@ fn render(opts: &Options, s: &Summary) -> String {
             "  mix          {:.1}% views among views + video posts (asked {:.1}%)\n",
             100.0 * views as f64 / (views + posts) as f64,
             100.0 * opts.view_share
+        ));
+    }
+    if opts.live_clients() > 0 {
+        let sessions = count_role(s, |op| {
+            matches!(
+                op,
+                Op::Req {
+                    query: crate::capture::Query::LiveFeed
+                }
+            )
+        });
+        out.push_str(&format!(
+            "  live         {} of {} clients hold live subscriptions: {} viewing sessions (a feed, and the watched video's views once there is a video)\n",
+            units::count(u64::from(opts.live_clients())),
+            units::count(u64::from(opts.clients)),
+            units::count(sessions)
         ));
     }
     out

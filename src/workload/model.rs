@@ -58,6 +58,11 @@ pub const MIRROR_DELAY_US: u64 = 40_000;
 /// A CLOSE is planned this long after its REQ (bitvid closes a one-shot query on EOSE; the
 /// record's `after` points at the REQ).
 pub const CLOSE_DELAY_US: u64 = 20_000;
+/// Mean length of a viewing session, seconds (exponential): how long a live client keeps
+/// its feed and one video's view counter open before moving on to another video. lt's
+/// choice; the reference gives no session lengths. Two minutes is a short video watched to
+/// the end with some browsing around it.
+pub const SESSION_MEAN_S: f64 = 120.0;
 /// Feed and channel query limits (bitvid's `DEFAULT_VIDEO_REQUEST_LIMIT` is 150).
 pub const FEED_LIMIT: u32 = 150;
 pub const CHANNEL_LIMIT: u32 = 50;

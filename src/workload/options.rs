@@ -30,6 +30,7 @@ impl Default for Options {
             nip71_share: 0.2,
             creators: 20,
             epoch: DEFAULT_EPOCH,
+            live_share: 0.0,
         }
     }
 }
@@ -73,6 +74,7 @@ impl Options {
         share("--read-share", self.read_share, true)?;
         share("--edit-share", self.edit_share, false)?;
         share("--nip71-share", self.nip71_share, false)?;
+        share("--live-share", self.live_share, false)?;
         if self.creators == 0 || self.creators > self.clients {
             return Err(format!(
                 "--creators {}: must be from 1 to --clients ({})",
@@ -104,9 +106,17 @@ impl Options {
         self.rate_eps / ((1.0 - self.read_share) * self.events_per_publish())
     }
 
-    /// Roughly how many records the options make (a read is two records).
+    /// Clients that hold live subscriptions.
+    pub fn live_clients(&self) -> u32 {
+        (f64::from(self.clients) * self.live_share).round() as u32
+    }
+
+    /// Roughly how many records the options make (a read is two records; a viewing session
+    /// at most four: two live REQs and their CLOSEs).
     pub fn expected_records(&self) -> f64 {
         let arrivals = self.arrivals_per_second() * self.duration_s;
-        self.rate_eps * self.duration_s + arrivals * self.read_share * 2.0
+        let sessions =
+            f64::from(self.live_clients()) * (1.0 + self.duration_s / super::model::SESSION_MEAN_S);
+        self.rate_eps * self.duration_s + arrivals * self.read_share * 2.0 + sessions * 4.0
     }
 }

@@ -4,7 +4,7 @@
 //! creation, hashing, signing) is left to [`super::finish`], which can then run on any
 //! number of threads without changing a byte.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -13,7 +13,7 @@ use rand_distr::{Distribution, Exp, Zipf};
 use secp256k1::Keypair;
 use sha2::{Digest, Sha256};
 
-use super::model::{self, CATALOGUE_MAX, SHARES, ZIPF_EXPONENT};
+use super::model::{self, CATALOGUE_MAX, SESSION_MEAN_S, SHARES, ZIPF_EXPONENT};
 use super::video::{Creator, Video};
 use super::Options;
 use crate::capture::{Query, Role};
@@ -91,6 +91,55 @@ fn creator_material(seed: u64, index: u32, what: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Live subscribers (`--live-share`). Their draws come from a stream of their own, so the
+/// rest of a trace is the same draws in the same order whatever the share: a trace with
+/// live subscribers is the trace without them plus their REQs and CLOSEs.
+struct Live {
+    rng: ChaCha20Rng,
+    session_len_s: Exp<f64>,
+    /// Upcoming session starts, (offset µs, client), earliest first.
+    starts: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Sessions started, for subscription ids.
+    sessions: u64,
+}
+
+impl Live {
+    /// `opts.live_clients()` clients drawn without replacement, each starting its first
+    /// session at a uniform time within the first session length (or the trace), so the
+    /// subscribers ramp up rather than all asking at once over an empty catalogue.
+    fn new(opts: &Options) -> Result<Live, String> {
+        let seed: [u8; 32] =
+            Sha256::digest([b"lt/synth/v1/live".as_slice(), &opts.seed.to_le_bytes()].concat())
+                .into();
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut clients: Vec<u32> = rand::seq::index::sample(
+            &mut rng,
+            opts.clients as usize,
+            opts.live_clients() as usize,
+        )
+        .into_iter()
+        .map(|c| c as u32)
+        .collect();
+        clients.sort_unstable();
+        let ramp_us = opts.duration_s.min(SESSION_MEAN_S) * 1e6;
+        let starts = clients
+            .into_iter()
+            .map(|c| Reverse(((rng.random::<f64>() * ramp_us) as u64, c)))
+            .collect();
+        Ok(Live {
+            rng,
+            session_len_s: Exp::new(1.0 / SESSION_MEAN_S)
+                .map_err(|e| format!("session length: {e}"))?,
+            starts,
+            sessions: 0,
+        })
+    }
+
+    fn next_start_us(&self) -> Option<u64> {
+        self.starts.peek().map(|Reverse((t, _))| *t)
+    }
+}
+
 pub struct Planner {
     opts: Options,
     rng: ChaCha20Rng,
@@ -104,6 +153,7 @@ pub struct Planner {
     seq: u64,
     emitted: u64,
     reads: u64,
+    live: Option<Live>,
 }
 
 impl Planner {
@@ -144,6 +194,11 @@ impl Planner {
             seq: 0,
             emitted: 0,
             reads: 0,
+            live: if opts.live_clients() > 0 {
+                Some(Live::new(opts)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -177,15 +232,8 @@ impl Planner {
         aux
     }
 
-    /// A catalogue index, Zipf over recency: the newest video is rank 1.
     fn popular_video(&mut self) -> Option<usize> {
-        let n = self.catalogue.len();
-        if n == 0 {
-            return None;
-        }
-        let zipf = Zipf::new(n as f64, ZIPF_EXPONENT).ok()?;
-        let rank = (zipf.sample(&mut self.rng) as usize).clamp(1, n);
-        Some(n - rank)
+        popular(self.catalogue.len(), &mut self.rng)
     }
 
     fn creator_event(&mut self, creator: u32, role: Role, event: Unsigned) -> Body {
@@ -303,7 +351,9 @@ impl Planner {
             Query::Channel
         };
         let filter = match query {
-            Query::Other => unreachable!("the model draws only the queries it names"),
+            Query::Other | Query::LiveFeed | Query::LiveViews => {
+                unreachable!("a read draws only the one-shot queries it names")
+            }
             Query::ViewCount => match self.popular_video() {
                 Some(i) => format!(
                     r##"{{"kinds":[30079],"#t":["view"],"#a":["{}"]}}"##,
@@ -338,6 +388,63 @@ impl Planner {
     }
 }
 
+impl Planner {
+    /// A live client's viewing session from `start_us`: a live feed and, when there is a
+    /// video to watch, the watched video's view counter (Zipf popularity, as views pick
+    /// videos), both CLOSEd when the session ends (at the latest when the trace does); the
+    /// next session starts then.
+    fn start_session(&mut self, start_us: u64, client: u32) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let duration_us = (self.opts.duration_s * 1e6) as u64;
+        let len_us = (live.session_len_s.sample(&mut live.rng) * 1e6) as u64;
+        let end_us = start_us.saturating_add(len_us.max(1)).min(duration_us);
+        let watched = popular(self.catalogue.len(), &mut live.rng);
+        live.sessions += 1;
+        let n = live.sessions;
+        if end_us < duration_us {
+            live.starts.push(Reverse((end_us, client)));
+        }
+        let since = self.opts.epoch + start_us / 1_000_000;
+        let mut subs = vec![(
+            Query::LiveFeed,
+            format!(r##"{{"kinds":[30078],"#t":["video"],"since":{since}}}"##),
+        )];
+        if let Some(i) = watched {
+            subs.push((
+                Query::LiveViews,
+                format!(
+                    r##"{{"kinds":[30079],"#t":["view"],"#a":["{}"],"since":{since}}}"##,
+                    self.catalogue[i].coord
+                ),
+            ));
+        }
+        for (query, filter) in subs {
+            let sub = format!("{}-{n:x}", query.label());
+            let close = Body::Close { sub: sub.clone() };
+            let req = Body::Req { query, sub, filter };
+            self.push(
+                start_us,
+                client,
+                None,
+                req,
+                vec![(end_us - start_us, close)],
+            );
+        }
+    }
+}
+
+/// A catalogue index out of `n` videos, Zipf over recency: the newest video is rank 1.
+fn popular(n: usize, rng: &mut ChaCha20Rng) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    let zipf = Zipf::new(n as f64, ZIPF_EXPONENT).ok()?;
+    let rank = (zipf.sample(rng) as usize).clamp(1, n);
+    Some(n - rank)
+}
+
 fn feed_filter() -> String {
     format!(
         r##"{{"kinds":[30078],"#t":["video"],"limit":{}}}"##,
@@ -345,23 +452,46 @@ fn feed_filter() -> String {
     )
 }
 
+/// What the planner does next: the earliest of the three, and on a tie in this order (what
+/// is already planned, then a session start, then a new arrival).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Next {
+    Planned,
+    Session,
+    Arrival,
+}
+
 impl Iterator for Planner {
     type Item = Draft;
 
     fn next(&mut self) -> Option<Draft> {
         loop {
-            let due = match (self.heap.peek(), self.next_arrival_s) {
-                (Some(p), Some(a)) => p.offset_us <= (a * 1e6) as u64,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => return None,
-            };
-            if !due {
-                let t = self.next_arrival_s?;
-                self.arrive(t);
-                let next = t + self.arrivals.sample(&mut self.rng);
-                self.next_arrival_s = (next < self.opts.duration_s).then_some(next);
-                continue;
+            let planned = self.heap.peek().map(|p| (p.offset_us, Next::Planned));
+            let session = self.live.as_ref().and_then(Live::next_start_us);
+            let arrival = self
+                .next_arrival_s
+                .map(|a| ((a * 1e6) as u64, Next::Arrival));
+            let next = [planned, session.map(|t| (t, Next::Session)), arrival]
+                .into_iter()
+                .flatten()
+                .min()?;
+            match next.1 {
+                Next::Planned => {}
+                Next::Session => {
+                    if let Some(Reverse((t, client))) =
+                        self.live.as_mut().and_then(|l| l.starts.pop())
+                    {
+                        self.start_session(t, client);
+                    }
+                    continue;
+                }
+                Next::Arrival => {
+                    let t = self.next_arrival_s?;
+                    self.arrive(t);
+                    let next = t + self.arrivals.sample(&mut self.rng);
+                    self.next_arrival_s = (next < self.opts.duration_s).then_some(next);
+                    continue;
+                }
             }
             let p = self.heap.pop()?;
             let index = self.emitted;
