@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::against::{self, AgainstRecording};
 use super::class::Class;
+use super::deliveries::{self, LiveDeliveries};
 use super::read::Ids;
 use super::read::Runs;
 use super::stats::{self, round3};
@@ -37,6 +38,9 @@ pub struct Measured {
     /// For a recorded trace: where this run answered differently from the recorded relay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against_recording: Option<AgainstRecording>,
+    /// For a trace with live subscriptions: what they received against what they should.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_deliveries: Option<LiveDeliveries>,
 }
 
 /// Measures `runs`. `ids` resolves example records (empty when no trace is at hand);
@@ -84,6 +88,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         resources: resources(t),
         hot_functions: hot_functions(runs.files.len(), profiles),
         against_recording: against::report(&t.against),
+        live_deliveries: deliveries::report(&t.deliveries),
     };
     m.summary = summary(&m);
     m

@@ -15,6 +15,7 @@ pub mod calibrate;
 pub mod checks;
 pub mod class;
 pub mod compare;
+pub mod deliveries;
 pub mod gate;
 pub mod judge;
 pub mod measure;

@@ -3,6 +3,7 @@
 //! addition, never by averaging percentiles.
 
 use super::against::Against;
+use super::deliveries::Deliveries;
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
@@ -270,6 +271,8 @@ pub struct Tally {
     pub timeout_ns: Option<u64>,
     /// For a recorded trace: the replay set against the recorded relay's answers.
     pub against: Against,
+    /// For a trace with live subscriptions: their deliveries.
+    pub deliveries: Deliveries,
 }
 
 impl Tally {
@@ -307,6 +310,7 @@ impl Tally {
             bytes_sent: 0,
             held: Held::new(),
             against: Against::default(),
+            deliveries: Deliveries::default(),
         }
     }
 
@@ -366,6 +370,8 @@ impl Tally {
             },
             Row::Connect(c) => self.connects.note(c),
             Row::Notice(NoticeRow { text, .. }) => bump_bounded(&mut self.notices, text, 1),
+            Row::Deliveries(d) => self.deliveries.second(d),
+            Row::Fanout(f) => self.deliveries.fanout_row(f),
         }
     }
 
@@ -478,6 +484,7 @@ impl Tally {
         self.bytes_sent += other.bytes_sent;
         self.held.add(&other.held);
         self.against.add(&other.against);
+        self.deliveries.add(&other.deliveries);
     }
 }
 

@@ -83,6 +83,87 @@ pub enum Row {
     Sample(Sample),
     Connect(ConnectRow),
     Notice(NoticeRow),
+    /// Deliveries to live subscriptions received in one second (traces with live
+    /// subscribers only).
+    Deliveries(DeliverySecond),
+    /// What live subscriptions received against what they should have: one row at the end
+    /// of a run whose trace has live subscribers.
+    Fanout(Box<FanoutRow>),
+}
+
+/// A latency histogram as the `(value, count)` pairs of its recorded buckets (each value
+/// the highest of its bucket, µs): exact, mergeable, and small for one second's deliveries.
+pub type Buckets = Vec<(u64, u64)>;
+
+/// Deliveries received in second `second` of the run (from t0), and their latency from the
+/// publishing record's intended send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliverySecond {
+    pub second: u32,
+    pub deliveries: u64,
+    pub latency_us: Buckets,
+}
+
+/// A run's live subscriptions: what they received and what they should have.
+///
+/// A delivery is an EVENT received on a live subscription after its EOSE. It is *expected*
+/// when the event matches the subscription's filters, the relay accepted it (`OK true`),
+/// lt sent it after the EOSE arrived and its OK came before lt sent the CLOSE: then the
+/// relay had the subscription before the event and stored the event while it was open.
+/// Where those windows overlap (sent before the EOSE, acknowledged after the CLOSE, no OK
+/// at all) either answer is right: such deliveries are *uncertain*, never missed nor
+/// unexpected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutRow {
+    /// How long after an event's OK an expected delivery may come before it is missed.
+    pub grace_ns: u64,
+    pub by_query: Vec<FanoutQuery>,
+    /// Deliveries per published event that went to at least one live subscription.
+    pub fanout: Buckets,
+    pub missed_examples: Vec<DeliveryExample>,
+    pub unexpected_examples: Vec<DeliveryExample>,
+    /// Events pushed on subscriptions lt holds only until EOSE and CLOSE (reads): allowed
+    /// by NIP-01, not checked.
+    pub read_deliveries: u64,
+}
+
+/// The deliveries of one kind of live subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutQuery {
+    pub query: crate::capture::Query,
+    /// Live subscriptions of this kind that got their EOSE.
+    pub subscriptions: u64,
+    pub expected: u64,
+    /// Expected and received (within the grace, or later: `late`).
+    pub delivered: u64,
+    /// Of `delivered`, after the grace.
+    pub late: u64,
+    /// Expected and never received.
+    pub missed: u64,
+    /// Received where either answer was right.
+    pub uncertain: u64,
+    /// Received though not expected: a filter it does not match, an event the relay
+    /// rejected or had before the subscription, one lt never published, or a second time.
+    pub unexpected: u64,
+    /// Of `unexpected`, the same event a second time on the same subscription.
+    pub duplicates: u64,
+    /// Receipt − the publishing record's intended send time, every delivery of lt's events.
+    pub latency_us: Buckets,
+    /// Receipt − when the publishing record was sent.
+    pub latency_from_sent_us: Buckets,
+}
+
+/// One missed or unexpected delivery, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryExample {
+    /// The subscription id and its connection.
+    pub sub: String,
+    pub conn: u32,
+    /// The event (lowercase hex) and the trace record that published it, if lt did.
+    pub event_id: String,
+    pub record: Option<u64>,
+    /// Why, in words.
+    pub why: String,
 }
 
 /// What happened to one trace record. Times are nanoseconds from t0, the monotonic anchor

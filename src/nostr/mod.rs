@@ -1,6 +1,7 @@
 //! Nostr core: events (canonical id, BIP-340) and the NIP-01 message codec. No I/O here.
 
 mod event;
+pub mod filter;
 pub mod json;
 pub mod keys;
 pub mod message;

@@ -259,9 +259,14 @@ impl Book {
     }
 
     /// An `EVENT` for subscription `sub`: counted for its REQ while the REQ is in flight.
-    pub fn on_event(&mut self, sub: &str) {
-        if let Some(f) = self.by_sub.get_mut(sub) {
-            f.events += 1;
+    /// False when it is not (the REQ has its EOSE): then it is a delivery.
+    pub fn on_event(&mut self, sub: &str) -> bool {
+        match self.by_sub.get_mut(sub) {
+            Some(f) => {
+                f.events += 1;
+                true
+            }
+            None => false,
         }
     }
 

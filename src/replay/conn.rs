@@ -19,6 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::book::Book;
 use super::dispatch::Dispatch;
+use super::fanout::{self, Delivery};
 use super::shared::Shared;
 use crate::capture::results::{ConnectRow, NoticeRow, Row};
 use crate::guard::Target;
@@ -130,6 +131,8 @@ pub struct Conn {
     link: Link,
     book: Book,
     notices_kept: u32,
+    /// Deliveries read since the last hand-over to the fan-out ledger.
+    deliveries: Vec<Delivery>,
 }
 
 impl Conn {
@@ -157,6 +160,7 @@ impl Conn {
             link,
             book,
             notices_kept: 0,
+            deliveries: Vec::new(),
         }
     }
 
@@ -261,6 +265,10 @@ impl Conn {
         let done = self.book.take_done();
         if !done.is_empty() {
             self.shared.complete_all(done);
+        }
+        // After the outcomes: a delivery follows its subscription's EOSE.
+        if !self.deliveries.is_empty() {
+            self.shared.delivered(std::mem::take(&mut self.deliveries));
         }
     }
 
@@ -389,7 +397,18 @@ impl Conn {
             RelayMessage::Closed { sub, message } => {
                 self.book.on_closed(&sub, message, self.shared.now_ns());
             }
-            RelayMessage::Event { sub, .. } => self.book.on_event(&sub),
+            RelayMessage::Event { sub, event } => {
+                if !self.book.on_event(&sub) && self.shared.counts_deliveries() {
+                    if let Some(id) = fanout::event_id(event.get()) {
+                        self.deliveries.push(Delivery {
+                            conn: self.id,
+                            sub: sub.into_owned(),
+                            id,
+                            at_ns: self.shared.now_ns(),
+                        });
+                    }
+                }
+            }
             RelayMessage::Notice(text) => {
                 self.shared.count_notice();
                 if self.notices_kept < NOTICE_ROWS_PER_CONN {

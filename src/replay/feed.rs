@@ -31,6 +31,9 @@ pub struct Feed {
     /// Records due later than this (ns after t0) are not sent.
     pub stop_after_ns: Option<u64>,
     pub conns: u32,
+    /// Tells the fan-out ledger what records publish and subscribe to, when the trace has
+    /// live subscriptions.
+    pub announcer: Option<super::fanout::Announcer>,
 }
 
 fn key(r: &Record) -> Result<Key, String> {
@@ -80,7 +83,7 @@ pub fn run<R: std::io::Read>(
     mut trace: TraceReader<R>,
     shards: Vec<Sender<Vec<Dispatch>>>,
     shared: Arc<Shared>,
-    f: Feed,
+    mut f: Feed,
 ) -> anyhow::Result<u64> {
     let n = shards.len();
     let mut out = Outbox {
@@ -95,6 +98,9 @@ pub fn run<R: std::io::Read>(
         let conn = r.client % f.conns;
         let late = f.stop_after_ns.is_some_and(|limit| intended_ns > limit);
         let key = key(&r).map_err(|e| anyhow::anyhow!("trace record {index}: {e}"))?;
+        if let Some(a) = f.announcer.as_mut() {
+            a.record(index, conn, &r, intended_ns);
+        }
         let d = Dispatch {
             index,
             conn,

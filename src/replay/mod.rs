@@ -16,6 +16,7 @@ pub mod config;
 mod conn;
 pub mod control;
 mod dispatch;
+mod fanout;
 mod feed;
 mod hold;
 pub mod pace;
@@ -333,6 +334,12 @@ async fn drive(
     // The clock starts a moment after the connect phase, so the records due first are
     // already with their shards when their time comes.
     let t0 = Instant::now() + START_MARGIN;
+    // An expected delivery may come as late as a record's answer may.
+    let fanout = if plan.live_subs > 0 {
+        Some(fanout::Fanout::start(t0, cfg.load.timeout)?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared::new(
         Setup {
             t0,
@@ -340,6 +347,7 @@ async fn drive(
             per_conn_in_flight: cfg.load.per_conn_in_flight.max(1),
             reconcile: cfg.reconcile,
             stop,
+            fanout: fanout.as_ref().map(fanout::Fanout::sender),
         },
         to_writer,
     ));
@@ -380,6 +388,7 @@ async fn drive(
         speed: cfg.load.speed,
         stop_after_ns: cfg.load.stop_after_ns(),
         conns,
+        announcer: fanout.as_ref().map(|f| fanout::Announcer::new(f.sender())),
     };
     let feed_shared = shared.clone();
     let (fed_tx, fed_rx) = tokio::sync::oneshot::channel();
@@ -408,6 +417,12 @@ async fn drive(
         for row in rows {
             shared.emit(Row::Outcome(row));
         }
+    }
+    if let Some(f) = fanout {
+        let (row, seconds) = f.finish()?;
+        let mut rows: Vec<Row> = seconds.into_iter().map(Row::Deliveries).collect();
+        rows.push(Row::Fanout(Box::new(row)));
+        shared.emit_all(rows);
     }
     sampler.abort();
     Ok((

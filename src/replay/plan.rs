@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::pace::Speed;
-use crate::capture::TraceReader;
+use crate::capture::{Op, TraceReader};
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -29,6 +29,8 @@ pub struct Plan {
     /// Largest gap between consecutive intended times, seconds.
     pub largest_gap_s: f64,
     pub by_kind: BTreeMap<String, u64>,
+    /// Live subscriptions (REQs held open after their EOSE), whose deliveries are counted.
+    pub live_subs: u64,
 }
 
 impl Plan {
@@ -62,6 +64,7 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         p.records += 1;
         clients = clients.max(r.client.saturating_add(1));
         p.events += u64::from(r.op.is_event());
+        p.live_subs += u64::from(matches!(r.op, Op::Req { query } if query.is_live()));
         p.frame_bytes += r.frame.len() as u64;
         *p.by_kind.entry(r.op.label()).or_default() += 1;
         let t = speed.intended_ns(r.offset_us);

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::control::Stop;
 use super::dispatch::Dispatch;
+use super::fanout::{self, Delivery};
 use crate::capture::results::{Outcome, OutcomeRow, Row};
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
@@ -81,6 +82,8 @@ pub struct Shared {
     /// Events that timed out, held back until reconciliation decides their outcome.
     unacked: Mutex<Vec<([u8; 32], OutcomeRow)>>,
     rows: UnboundedSender<Vec<Row>>,
+    /// The fan-out ledger, when the trace has live subscriptions.
+    fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
 }
 
 /// The way to the results writer: the channel rows go by, and how many it has not written
@@ -97,6 +100,7 @@ pub struct Setup {
     pub per_conn_in_flight: usize,
     pub reconcile: bool,
     pub stop: Stop,
+    pub fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
 }
 
 impl Shared {
@@ -124,6 +128,7 @@ impl Shared {
             rows_pending: to_writer.pending,
             unacked: Mutex::new(Vec::new()),
             rows: to_writer.rows,
+            fanout: setup.fanout,
         }
     }
 
@@ -253,7 +258,27 @@ impl Shared {
     pub fn finish_unsent(&self, d: &Dispatch, outcome: Outcome) {
         let row = d.unsent_row(outcome);
         self.record(&row);
+        self.tell_fanout(std::iter::once(&row));
         self.emit(Row::Outcome(row));
+    }
+
+    /// Live subscriptions are counted: deliveries are worth reading.
+    pub fn counts_deliveries(&self) -> bool {
+        self.fanout.is_some()
+    }
+
+    /// Events received on subscriptions after their EOSE, for the fan-out ledger.
+    pub fn delivered(&self, deliveries: Vec<Delivery>) {
+        if let Some(tx) = &self.fanout {
+            let _ = tx.send(fanout::Msg::Deliveries(deliveries));
+        }
+    }
+
+    /// Outcomes the fan-out ledger judges deliveries by.
+    fn tell_fanout<'a>(&self, rows: impl Iterator<Item = &'a OutcomeRow>) {
+        if let Some(tx) = &self.fanout {
+            let _ = tx.send(fanout::Msg::Facts(fanout::facts(rows)));
+        }
     }
 
     /// Sends a row to the results writer. A writer that is gone has already failed the
@@ -297,6 +322,7 @@ impl Shared {
             self.slot_freed.notify_waiters();
         }
         self.count(done.iter().map(|(row, _)| row));
+        self.tell_fanout(done.iter().map(|(row, _)| row));
         let mut rows = Vec::with_capacity(done.len());
         for (row, unacked_id) in done {
             match unacked_id {

@@ -68,6 +68,7 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     preflight(s, r)?;
     totals(s, r)?;
     against_recording(s, r)?;
+    live_deliveries(s, r)?;
     latency(s, r)?;
     throughput(s, r)?;
     errors(s, r)?;
@@ -300,6 +301,104 @@ fn against_recording(s: &mut String, r: &Report) -> std::fmt::Result {
                 c.records,
                 c.example_record,
                 cell(&c.example_message)
+            )?;
+        }
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
+/// For a trace with live subscriptions: what they received against what they should have.
+fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {
+    let Some(d) = &r.measured.live_deliveries else {
+        return Ok(());
+    };
+    writeln!(s, "## Live subscriptions")?;
+    writeln!(s)?;
+    writeln!(s, "{}.", capitalized(&d.headline))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "A delivery is expected when the relay accepted a matching event that lt sent after the \
+         subscription's EOSE and before its CLOSE; one not received within {} ms of the event's \
+         OK is missed. Deliveries of events that crossed the EOSE or the CLOSE are uncertain: \
+         either answer is right.",
+        num(d.grace_ms)
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| Type | Subscriptions | Expected | Delivered | Missed | Late | Uncertain | Unexpected | p50 ms | p99 ms | p99.9 ms | max ms |"
+    )?;
+    writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for k in &d.by_subscription {
+        let p = |f: fn(&crate::analyze::stats::Percentiles) -> f64| {
+            k.latency_ms.as_ref().map_or("–".to_owned(), |p| num(f(p)))
+        };
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} ({}%) | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&k.kind),
+            k.subscriptions,
+            k.expected,
+            k.delivered,
+            k.missed,
+            num(k.missed_pct),
+            k.late,
+            k.uncertain,
+            k.unexpected,
+            p(|p| p.p50),
+            p(|p| p.p99),
+            p(|p| p.p99_9),
+            p(|p| p.max),
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Latency is receipt − the publishing record's intended send time, so a relay (or lt) \
+         that falls behind cannot hide it."
+    )?;
+    if let Some(f) = &d.fanout_per_event {
+        writeln!(
+            s,
+            "Fan-out: {} events reached live subscriptions, {} deliveries each on average, at most {}.",
+            f.count,
+            num(f.mean),
+            num(f.max)
+        )?;
+    }
+    if d.read_deliveries > 0 {
+        writeln!(
+            s,
+            "Reads received {} events pushed between their EOSE and CLOSE (allowed; not checked).",
+            d.read_deliveries
+        )?;
+    }
+    writeln!(s)?;
+    for (title, list) in [
+        ("Missed deliveries", &d.missed_examples),
+        ("Unexpected deliveries", &d.unexpected_examples),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        writeln!(s, "{title} (first {}):", list.len())?;
+        writeln!(s)?;
+        writeln!(s, "| Subscription | Connection | Event | Record | Why |")?;
+        writeln!(s, "|---|---:|---|---:|---|")?;
+        for e in list {
+            writeln!(
+                s,
+                "| {} | {} | `{}` | {} | {} |",
+                cell(&e.subscription),
+                e.connection,
+                e.event_id,
+                e.record.map_or("–".to_owned(), |r| format!("#{r}")),
+                cell(&e.why)
             )?;
         }
         writeln!(s)?;

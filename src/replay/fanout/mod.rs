@@ -1,0 +1,223 @@
+//! Live subscribers (issue #16): every EVENT a live subscription receives after its EOSE is
+//! a delivery, set against the deliveries it should get. The [`ledger`] keeps that account;
+//! this file runs it on a thread of its own (`lt-fanout`), off the network path, fed by the
+//! feeder (the trace's events and live subscriptions), by the connections (outcomes and
+//! deliveries) and stopped by the replay when the connections are done.
+
+pub mod ledger;
+
+use std::collections::HashSet;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub use ledger::{Answer, Fact, Ledger};
+
+use crate::capture::results::{DeliverySecond, FanoutRow, OutcomeRow};
+use crate::capture::{Op, Record};
+use crate::nostr::filter::{self, Keys};
+
+/// How long after an event's answer the ledger waits before judging it, so that what other
+/// connections saw around then (an EOSE, a CLOSE) has reached it.
+const SETTLE: Duration = Duration::from_millis(200);
+/// How often the ledger moves on when nothing arrives.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What the ledger is told.
+pub enum Msg {
+    Event {
+        index: u64,
+        keys: Keys,
+        intended_ns: u64,
+    },
+    LiveSub {
+        index: u64,
+        conn: u32,
+        name: String,
+        query: crate::capture::Query,
+        filters: Vec<filter::Filter>,
+    },
+    LiveClose {
+        index: u64,
+        req: u64,
+    },
+    Facts(Vec<Fact>),
+    Deliveries(Vec<Delivery>),
+    /// The connections are done: finish and hand over the rows.
+    End,
+}
+
+/// An EVENT received on a subscription whose REQ was no longer in flight.
+pub struct Delivery {
+    pub conn: u32,
+    pub sub: String,
+    pub id: [u8; 32],
+    pub at_ns: u64,
+}
+
+/// The outcome rows' facts, for the ledger.
+pub fn facts<'a>(rows: impl Iterator<Item = &'a OutcomeRow>) -> Vec<Fact> {
+    rows.map(|r| Fact {
+        index: r.index,
+        sent_ns: r.sent_ns,
+        completed_ns: r.completed_ns,
+        answer: Answer::of(&r.outcome),
+    })
+    .collect()
+}
+
+/// The id of an event delivered as JSON, read without building the event.
+pub fn event_id(event: &str) -> Option<[u8; 32]> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: &'a str,
+    }
+    let parsed: IdOnly = serde_json::from_str(event).ok()?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(parsed.id, &mut out).ok()?;
+    Some(out)
+}
+
+/// The feeder's part: tells the ledger what each record publishes or subscribes to.
+pub struct Announcer {
+    tx: Sender<Msg>,
+    /// Live REQs whose CLOSE is still to come.
+    open: HashSet<u64>,
+}
+
+impl Announcer {
+    pub fn new(tx: Sender<Msg>) -> Announcer {
+        Announcer {
+            tx,
+            open: HashSet::new(),
+        }
+    }
+
+    /// Record `index` of the trace, going on connection `conn` at `intended_ns`. A frame
+    /// lt cannot read as an event or a filter is left out of the account (it is the
+    /// relay's to refuse) rather than stopping the run.
+    pub fn record(&mut self, index: u64, conn: u32, r: &Record, intended_ns: u64) {
+        let msg = match r.op {
+            Op::Event { .. } => {
+                let Some(keys) = serde_json::from_str::<serde_json::Value>(&r.frame)
+                    .ok()
+                    .and_then(|v| Keys::of(&v[1]))
+                else {
+                    return;
+                };
+                Msg::Event {
+                    index,
+                    keys,
+                    intended_ns,
+                }
+            }
+            Op::Req { query } if query.is_live() => {
+                let Ok(filters) = filter::of_req(&r.frame) else {
+                    return;
+                };
+                let Some(name) = sub_name(&r.frame) else {
+                    return;
+                };
+                self.open.insert(index);
+                Msg::LiveSub {
+                    index,
+                    conn,
+                    name,
+                    query,
+                    filters,
+                }
+            }
+            Op::Close => match r.after {
+                Some(req) if self.open.remove(&req) => Msg::LiveClose { index, req },
+                _ => return,
+            },
+            _ => return,
+        };
+        let _ = self.tx.send(msg);
+    }
+}
+
+fn sub_name(frame: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+    Some(v.get(1)?.as_str()?.to_owned())
+}
+
+/// The ledger's thread.
+pub struct Fanout {
+    tx: Sender<Msg>,
+    thread: JoinHandle<(FanoutRow, Vec<DeliverySecond>)>,
+}
+
+impl Fanout {
+    /// Starts the ledger; times are taken from `t0`. `grace` is how long after an event's OK
+    /// an expected delivery may come before it counts as missed.
+    pub fn start(t0: Instant, grace: Duration) -> anyhow::Result<Fanout> {
+        let (tx, rx) = mpsc::channel();
+        let ledger = Ledger::new(grace.as_nanos() as u64, SETTLE.as_nanos() as u64);
+        let thread = std::thread::Builder::new()
+            .name("lt-fanout".into())
+            .spawn(move || run(ledger, rx, t0))
+            .context("starting the fan-out ledger's thread")?;
+        Ok(Fanout { tx, thread })
+    }
+
+    pub fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
+    /// Tells the ledger the run is over and takes its rows.
+    pub fn finish(self) -> anyhow::Result<(FanoutRow, Vec<DeliverySecond>)> {
+        let _ = self.tx.send(Msg::End);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the fan-out ledger's thread panicked"))
+    }
+}
+
+fn run(mut ledger: Ledger, rx: Receiver<Msg>, t0: Instant) -> (FanoutRow, Vec<DeliverySecond>) {
+    let now_ns = || Instant::now().saturating_duration_since(t0).as_nanos() as u64;
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(Msg::Event {
+                index,
+                keys,
+                intended_ns,
+            }) => ledger.event(index, keys, intended_ns),
+            Ok(Msg::LiveSub {
+                index,
+                conn,
+                name,
+                query,
+                filters,
+            }) => ledger.live_sub(index, conn, name, query, filters),
+            Ok(Msg::LiveClose { index, req }) => ledger.live_close(index, req),
+            Ok(Msg::Facts(facts)) => facts.into_iter().for_each(|f| ledger.fact(f)),
+            Ok(Msg::Deliveries(ds)) => {
+                for d in ds {
+                    ledger.delivery(d.conn, &d.sub, d.id, d.at_ns);
+                }
+            }
+            Ok(Msg::End) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        ledger.tick(now_ns());
+    }
+    ledger.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_id_is_read_from_its_json() {
+        let id = "ab".repeat(32);
+        let ev = format!(r#"{{"content":"{{\"id\":\"x\"}}","id":"{id}","kind":1}}"#);
+        assert_eq!(event_id(&ev), Some([0xab; 32]));
+        assert_eq!(event_id(r#"{"id":"xyz"}"#), None);
+        assert_eq!(event_id("[]"), None);
+    }
+}
