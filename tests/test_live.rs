@@ -1,0 +1,213 @@
+//! Live subscribers (issue #16) against the two real relays: lt's account of the deliveries
+//! each live subscription should get, set against one computed apart from lt (nostr-tools'
+//! filter matching in Node, from the exported events and the results' times), and what a
+//! stalled relay does to delivery latency.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lt::analyze::deliveries::LiveDeliveries;
+use lt::capture::results::{Outcome, ResultsReader, Row};
+use lt::capture::{Op, TraceReader};
+
+use crate::relay::{Relay, RelayKind, RelayOptions};
+use crate::test_replay::replay;
+use crate::util::{synth, text};
+
+/// The report's live section of a results file.
+fn live_section(results: &Path) -> LiveDeliveries {
+    let runs = lt::analyze::read_merged(&[results.to_owned()]).expect("results");
+    let profiles = lt::profile::load_all_beside(&runs.files);
+    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &profiles);
+    report
+        .measured
+        .live_deliveries
+        .expect("a live subscriptions section")
+}
+
+/// What Node (nostr-tools' `matchFilters`) says the live subscriptions of `trace`, replayed
+/// into `results`, should have received.
+fn expected_by_node(trace: &Path, results: &Path) -> u64 {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join(".cache/node-client/node_modules/nostr-tools")
+            .is_dir(),
+        "nostr-tools is not installed: run scripts/install-node-client"
+    );
+    let records: Vec<lt::capture::Record> = TraceReader::open(trace)
+        .expect("trace")
+        .map(|r| r.expect("record"))
+        .collect();
+    let clients = records.iter().map(|r| r.client + 1).max().unwrap_or(1);
+    let mut rows = HashMap::new();
+    let mut r = ResultsReader::open(results).expect("results");
+    while let Some(row) = r.next_row().expect("row") {
+        if let Row::Outcome(o) = row {
+            rows.insert(o.index, o);
+        }
+    }
+    let mut events = Vec::new();
+    let mut subs = Vec::new();
+    let mut close_of = HashMap::new();
+    for (i, rec) in records.iter().enumerate() {
+        if let (Op::Close, Some(req)) = (rec.op, rec.after) {
+            close_of.insert(req, i as u64);
+        }
+    }
+    for (i, rec) in records.iter().enumerate() {
+        let row = &rows[&(i as u64)];
+        let frame: serde_json::Value = serde_json::from_str(&rec.frame).expect("frame");
+        match rec.op {
+            Op::Event { .. } => events.push(serde_json::json!({
+                "event": frame[1],
+                "sent": row.sent_ns,
+                "answered": row.completed_ns,
+                "accepted": row.outcome == Outcome::Ok,
+            })),
+            Op::Req { query } if query.is_live() => {
+                let close = close_of.get(&(i as u64)).and_then(|c| rows[c].sent_ns);
+                subs.push(serde_json::json!({
+                    "name": frame[1],
+                    "conn": rec.client % clients,
+                    "filters": frame.as_array().expect("REQ")[2..],
+                    "eose": if row.outcome == Outcome::Ok { row.completed_ns } else { None },
+                    "close": close,
+                }));
+            }
+            _ => {}
+        }
+    }
+    let input = serde_json::json!({ "events": events, "subs": subs }).to_string();
+    let mut child = Command::new("node")
+        .arg(root.join("tests/node/expected.mjs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is on the machine");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write to node");
+    let out = child.wait_with_output().expect("node ran");
+    assert!(out.status.success(), "expected.mjs: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["expected"].as_u64().expect("expected")
+}
+
+fn live_trace(dir: &Path) -> std::path::PathBuf {
+    synth(
+        dir,
+        "live",
+        &[
+            "--seed",
+            "21",
+            "--duration",
+            "30",
+            "--rate",
+            "40",
+            "--clients",
+            "40",
+            "--live-share",
+            "0.5",
+        ],
+    )
+}
+
+/// Both real relays, a healthy run: lt expects exactly what Node computes, and every
+/// expected delivery arrives, none unexpected.
+#[test]
+fn both_relays_deliver_what_live_subscriptions_should_get() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = live_trace(dir.path());
+    for kind in RelayKind::ALL {
+        let relay = Relay::start(kind, RelayOptions { raise_limits: true });
+        let results = dir.path().join(format!("{kind:?}.ltr"));
+        let run = replay(&trace, &relay.url, &results, &["--speed", "2x"]);
+        assert!(
+            run.status.success(),
+            "{kind:?}: {}\n{}",
+            text(&run.stderr),
+            relay.log_tail(20)
+        );
+        let live = live_section(&results);
+        let sum = |f: fn(&lt::analyze::deliveries::SubscriptionDeliveries) -> u64| {
+            live.by_subscription.iter().map(f).sum::<u64>()
+        };
+        let expected = sum(|s| s.expected);
+        assert!(expected > 200, "{kind:?}: {}", live.headline);
+        assert_eq!(
+            expected,
+            expected_by_node(&trace, &results),
+            "{kind:?}: lt's expected deliveries against nostr-tools' ({})",
+            live.headline
+        );
+        assert_eq!(
+            (sum(|s| s.missed), sum(|s| s.unexpected)),
+            (0, 0),
+            "{kind:?}: {}; missed {:?}; unexpected {:?}",
+            live.headline,
+            live.missed_examples,
+            live.unexpected_examples
+        );
+        assert_eq!(sum(|s| s.delivered), expected, "{kind:?}");
+        assert_eq!(live.by_subscription.len(), 2, "{kind:?}: both types");
+        let fanout = live.fanout_per_event.as_ref().expect("fan-out");
+        assert!(
+            fanout.max >= 10.0,
+            "{kind:?}: a post reaches every feed: {fanout:?}"
+        );
+    }
+}
+
+/// A relay stopped for a second mid-run (SIGSTOP, then SIGCONT): the deliveries due in that
+/// second wait for it, and delivery latency's tail shows the stall, with nothing missed.
+#[test]
+fn a_stalled_relay_shows_in_delivery_latency() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = live_trace(dir.path());
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let results = dir.path().join("stalled.ltr");
+    let pid = relay.pid as libc::pid_t;
+    let staller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(6));
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_secs(1));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    let run = replay(&trace, &relay.url, &results, &["--speed", "2x"]);
+    staller.join().expect("staller");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let live = live_section(&results);
+    let worst = live
+        .by_subscription
+        .iter()
+        .filter_map(|s| s.latency_ms.as_ref())
+        .map(|p| p.max)
+        .fold(0.0, f64::max);
+    assert!(
+        worst >= 900.0,
+        "the 1 s stall should hold deliveries back: {}",
+        live.headline
+    );
+    let missed: u64 = live.by_subscription.iter().map(|s| s.missed).sum();
+    assert_eq!(missed, 0, "{}", live.headline);
+    // The stalled second shows in the series: its p99 is far above a calm second's.
+    let calm = live
+        .per_second
+        .iter()
+        .map(|p| p.p99_ms)
+        .fold(f64::MAX, f64::min);
+    let peak = live.per_second.iter().map(|p| p.p99_ms).fold(0.0, f64::max);
+    assert!(
+        peak > 10.0 * calm.max(1.0),
+        "calm {calm} ms, peak {peak} ms"
+    );
+}
