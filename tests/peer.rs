@@ -61,6 +61,40 @@ pub enum Behavior {
     /// relay too busy to read, whose socket fills until the client cannot write (TCP
     /// backpressure).
     PauseReading { pause: Duration },
+    /// A relay with live subscriptions and no storage: every REQ gets its EOSE at once and
+    /// stays open until its CLOSE; every EVENT is acked, then pushed to every open
+    /// subscription (any connection's) whose filters match it. Deliveries are numbered
+    /// from 1 across the peer; every `drop_every`-th is not sent and every
+    /// `duplicate_every`-th is sent twice (`0`: never), and [`Peer::faults`] lists them.
+    FanOut {
+        drop_every: u64,
+        duplicate_every: u64,
+    },
+}
+
+/// Deliveries [`Behavior::FanOut`] dropped and sent twice: (subscription id, event id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    pub dropped: Vec<(String, String)>,
+    pub duplicated: Vec<(String, String)>,
+    /// Deliveries sent, duplicates counted once.
+    pub delivered: u64,
+}
+
+/// A subscription's filters and where its deliveries go.
+type OpenSub = (
+    Vec<lt::nostr::filter::Filter>,
+    mpsc::UnboundedSender<String>,
+);
+
+/// The open subscriptions of a [`Behavior::FanOut`] peer, and what it did to deliveries.
+#[derive(Default)]
+struct FanState {
+    /// (connection, subscription id) → its filters and the connection's outbound frames.
+    subs: std::sync::Mutex<std::collections::HashMap<(u64, String), OpenSub>>,
+    numbered: AtomicU64,
+    faults: std::sync::Mutex<Faults>,
+    next_conn: AtomicU64,
 }
 
 /// Counters since [`Peer::start`], summed over all connections.
@@ -89,6 +123,7 @@ struct Counters {
     events_acked: AtomicU64,
     reqs_answered: AtomicU64,
     bytes_received: AtomicU64,
+    fan: FanState,
 }
 
 impl Counters {
@@ -143,6 +178,16 @@ impl Peer {
 
     pub fn stats(&self) -> PeerStats {
         self.counters.snapshot()
+    }
+
+    /// What [`Behavior::FanOut`] dropped and duplicated so far.
+    pub fn faults(&self) -> Faults {
+        self.counters
+            .fan
+            .faults
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
     }
 
     /// Stops accepting and closes every connection (without close frames). The sockets close
@@ -207,6 +252,10 @@ async fn serve(stream: TcpStream, behavior: Arc<Behavior>, counters: Arc<Counter
             tokio::time::sleep(pause).await;
             answer(ws, &behavior, None, &counters).await
         }
+        Behavior::FanOut {
+            drop_every,
+            duplicate_every,
+        } => fan_out(ws, drop_every, duplicate_every, &counters).await,
     };
 }
 
@@ -304,6 +353,110 @@ async fn delayed(ws: Ws, delay: Duration, counters: &Counters) -> WsResult {
     // If the writer fails the socket is gone, and the reader ends on the same error.
     let (read, write) = tokio::join!(reader, writer);
     read.and(write)
+}
+
+/// FanOut: a reader that answers and fans out, and a writer for this connection's frames
+/// (its answers and what other connections' events push to it).
+async fn fan_out(ws: Ws, drop_every: u64, duplicate_every: u64, counters: &Counters) -> WsResult {
+    let fan = &counters.fan;
+    let conn = fan.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let reader = async {
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            let Some(text) = count(&msg, counters) else {
+                continue;
+            };
+            match ClientMessage::parse(text) {
+                Ok(ClientMessage::Event(raw)) => {
+                    let Some(id) = event_id(raw.get()) else {
+                        let _ = tx.send(notice("invalid: event has no valid id"));
+                        continue;
+                    };
+                    counters.events_acked.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(ok_frame(&id));
+                    let Some(keys) = serde_json::from_str::<serde_json::Value>(raw.get())
+                        .ok()
+                        .and_then(|v| lt::nostr::filter::Keys::of(&v))
+                    else {
+                        continue;
+                    };
+                    let Ok(subs) = fan.subs.lock() else {
+                        continue;
+                    };
+                    let mut targets: Vec<(&(u64, String), &mpsc::UnboundedSender<String>)> = subs
+                        .iter()
+                        .filter(|(_, (filters, _))| filters.iter().any(|f| f.matches(&keys)))
+                        .map(|(k, (_, out))| (k, out))
+                        .collect();
+                    // A fixed order, so which delivery gets which number does not depend on
+                    // the map's.
+                    targets.sort_by(|a, b| a.0.cmp(b.0));
+                    for ((_, sub), out) in targets {
+                        let n = fan.numbered.fetch_add(1, Ordering::Relaxed) + 1;
+                        let Ok(mut faults) = fan.faults.lock() else {
+                            continue;
+                        };
+                        if drop_every > 0 && n % drop_every == 0 {
+                            faults.dropped.push((sub.clone(), id.clone()));
+                            continue;
+                        }
+                        let frame = format!("[\"EVENT\",{},{}]", serde_json::json!(sub), raw.get());
+                        if duplicate_every > 0 && n % duplicate_every == 0 {
+                            faults.duplicated.push((sub.clone(), id.clone()));
+                            let _ = out.send(frame.clone());
+                        }
+                        faults.delivered += 1;
+                        let _ = out.send(frame);
+                    }
+                }
+                Ok(ClientMessage::Req { sub, filters }) => {
+                    counters.reqs_answered.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(RelayMessage::Eose(sub.clone()).to_frame());
+                    let parsed: Vec<lt::nostr::filter::Filter> = filters
+                        .iter()
+                        .filter_map(|f| {
+                            serde_json::from_str(f.get())
+                                .ok()
+                                .and_then(|v| lt::nostr::filter::Filter::parse(&v).ok())
+                        })
+                        .collect();
+                    if let Ok(mut subs) = fan.subs.lock() {
+                        subs.insert((conn, sub.into_owned()), (parsed, tx.clone()));
+                    }
+                }
+                Ok(ClientMessage::Close(sub)) => {
+                    if let Ok(mut subs) = fan.subs.lock() {
+                        subs.remove(&(conn, sub.into_owned()));
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(notice(&format!("could not parse command: {e}")));
+                }
+            }
+        }
+        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+    };
+    let writer = async {
+        while let Some(first) = rx.recv().await {
+            sink.feed(Message::Text(first.into())).await?;
+            while let Ok(more) = rx.try_recv() {
+                sink.feed(Message::Text(more.into())).await?;
+            }
+            sink.flush().await?;
+        }
+        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+    };
+    let read = tokio::select! {
+        r = reader => r,
+        w = writer => w,
+    };
+    // The connection is gone: its subscriptions with it.
+    if let Ok(mut subs) = fan.subs.lock() {
+        subs.retain(|(c, _), _| *c != conn);
+    }
+    read
 }
 
 /// What the peer answers to one text message, counting the answer; `None` for CLOSE.

@@ -1,7 +1,7 @@
 //! Live subscribers (issue #16) against the two real relays: lt's account of the deliveries
 //! each live subscription should get, set against one computed apart from lt (nostr-tools'
-//! filter matching in Node, from the exported events and the results' times), and what a
-//! stalled relay does to delivery latency.
+//! filter matching in Node, from the exported events and the results' times), what a
+//! stalled relay does to delivery latency, and a fault peer's dropped and doubled deliveries.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,6 +13,7 @@ use lt::analyze::deliveries::LiveDeliveries;
 use lt::capture::results::{Outcome, ResultsReader, Row};
 use lt::capture::{Op, TraceReader};
 
+use crate::peer::{Behavior, Peer};
 use crate::relay::{Relay, RelayKind, RelayOptions};
 use crate::test_replay::replay;
 use crate::util::{synth, text};
@@ -210,4 +211,76 @@ fn a_stalled_relay_shows_in_delivery_latency() {
         peak > 10.0 * calm.max(1.0),
         "calm {calm} ms, peak {peak} ms"
     );
+}
+
+/// A peer that fans events out but drops some deliveries and sends others twice: lt counts
+/// exactly those as missed and as unexpected, naming them.
+#[test]
+fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = live_trace(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let peer = rt
+        .block_on(Peer::start(Behavior::FanOut {
+            drop_every: 37,
+            duplicate_every: 53,
+        }))
+        .expect("peer");
+    let results = dir.path().join("faults.ltr");
+    // A short grace, so a dropped delivery is missed long before the run ends.
+    let run = replay(
+        &trace,
+        &peer.url(),
+        &results,
+        &["--speed", "2x", "--timeout", "2s"],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let faults = peer.faults();
+    let live = |list: &[(String, String)]| -> Vec<(String, String)> {
+        list.iter()
+            .filter(|(sub, _)| sub.starts_with("live-"))
+            .cloned()
+            .collect()
+    };
+    let (dropped, doubled) = (live(&faults.dropped), live(&faults.duplicated));
+    assert!(dropped.len() >= 10 && doubled.len() >= 5, "{faults:?}");
+
+    let report = live_section(&results);
+    let sum = |f: fn(&lt::analyze::deliveries::SubscriptionDeliveries) -> u64| {
+        report.by_subscription.iter().map(f).sum::<u64>()
+    };
+    // A second copy is unexpected wherever it falls. A dropped delivery is missed unless
+    // its event crossed the subscription's EOSE or CLOSE (then either answer is right, and
+    // the delivery would have been uncertain): that is the only slack.
+    assert_eq!(
+        sum(|s| s.unexpected),
+        doubled.len() as u64,
+        "{}",
+        report.headline
+    );
+    assert_eq!(sum(|s| s.duplicates), doubled.len() as u64);
+    let (missed, uncertain) = (sum(|s| s.missed), sum(|s| s.uncertain));
+    assert!(
+        missed <= dropped.len() as u64 && missed + uncertain >= dropped.len() as u64,
+        "{} dropped; {}",
+        dropped.len(),
+        report.headline
+    );
+    assert!(uncertain <= 3, "{}", report.headline);
+    for e in &report.missed_examples {
+        assert!(
+            dropped.contains(&(e.subscription.clone(), e.event_id.clone())),
+            "{e:?} was not dropped"
+        );
+    }
+    for e in &report.unexpected_examples {
+        assert_eq!(e.why, "delivered a second time");
+        assert!(doubled.contains(&(e.subscription.clone(), e.event_id.clone())));
+    }
+    drop(peer);
 }
