@@ -18,12 +18,16 @@ use crate::relay::{Relay, RelayKind, RelayOptions};
 use crate::test_replay::replay;
 use crate::util::{synth, text};
 
-/// The report's live section of a results file.
-fn live_section(results: &Path) -> LiveDeliveries {
+/// The report of a results file.
+fn report_of(results: &Path) -> lt::analyze::report::Report {
     let runs = lt::analyze::read_merged(&[results.to_owned()]).expect("results");
     let profiles = lt::profile::load_all_beside(&runs.files);
-    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &profiles);
-    report
+    lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &profiles)
+}
+
+/// The report's live section of a results file.
+fn live_section(results: &Path) -> LiveDeliveries {
+    report_of(results)
         .measured
         .live_deliveries
         .expect("a live subscriptions section")
@@ -282,5 +286,20 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
         assert_eq!(e.why, "delivered a second time");
         assert!(doubled.contains(&(e.subscription.clone(), e.event_id.clone())));
     }
+    // The rule names it, and the headline figure a comparison judges counts it.
+    let full = report_of(&results);
+    let rule = full
+        .rules
+        .iter()
+        .find(|r| r.id == "missed_deliveries")
+        .expect("the rule");
+    assert!(rule.fired && rule.value == missed as f64, "{rule:?}");
+    let share = full
+        .measured
+        .summary
+        .iter()
+        .find(|h| h.id == "missed_share")
+        .expect("missed_share");
+    assert!(share.value > 0.0, "{share:?}");
     drop(peer);
 }

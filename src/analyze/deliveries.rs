@@ -164,6 +164,10 @@ pub struct LiveDeliveries {
     /// How long after an event's OK an expected delivery could come before it was missed.
     pub grace_ms: f64,
     pub by_subscription: Vec<SubscriptionDeliveries>,
+    /// Delivery latency over every type (ms, from the intended send time).
+    pub latency_ms: Option<Percentiles>,
+    /// Missed deliveries, percent of those expected (every type).
+    pub missed_pct: f64,
     /// Deliveries per event that reached at least one live subscription (or should have).
     pub fanout_per_event: Option<Percentiles>,
     /// Up to ten each, with the subscription, the event and why.
@@ -263,10 +267,11 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
     for k in d.kinds.values() {
         let _ = all.add(&k.latency);
     }
+    let latency_ms = percentiles_ms(&all);
     let mut headline = format!(
         "live subscriptions should have received {expected} deliveries and received {delivered}: {missed} missed, {unexpected} unexpected"
     );
-    if let Some(p) = percentiles_ms(&all) {
+    if let Some(p) = &latency_ms {
         headline.push_str(&format!(
             "; delivery latency p50 {} ms, p99 {} ms",
             p.p50, p.p99
@@ -276,6 +281,8 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         headline,
         grace_ms: round3(d.grace_ns as f64 / 1e6),
         by_subscription,
+        latency_ms,
+        missed_pct: round3(100.0 * missed as f64 / expected.max(1) as f64),
         fanout_per_event: super::stats::percentiles_scaled(&d.fanout, 1.0),
         missed_examples: d.missed_examples.iter().map(example).collect(),
         unexpected_examples: d.unexpected_examples.iter().map(example).collect(),

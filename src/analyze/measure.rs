@@ -921,6 +921,28 @@ fn summary(r: &Measured) -> Vec<Headline> {
         (r.errors.timeouts + r.errors.stored_unacked + r.errors.lost) as f64,
         "records",
     ));
+    if let Some(live) = &r.live_deliveries {
+        if let Some(p) = &live.latency_ms {
+            v.push(headline(
+                "delivery_p50",
+                "Delivery latency p50",
+                p.p50,
+                "ms",
+            ));
+            v.push(headline(
+                "delivery_p99",
+                "Delivery latency p99",
+                p.p99,
+                "ms",
+            ));
+        }
+        v.push(headline(
+            "missed_share",
+            "Deliveries missed",
+            live.missed_pct,
+            "% of expected",
+        ));
+    }
     if let Some(relay) = &r.resources.relay {
         v.push(headline(
             "relay_cpu_avg",

@@ -26,6 +26,10 @@ pub const RSS_MIN_RUN_S: f64 = 60.0;
 /// Replies a latency window needs before its p99 is a percentile rather than its maximum
 /// (at 100, the p99 is the second-highest reply).
 pub const MIN_WINDOW_REPLIES: u64 = 100;
+/// Delivery p99 over publish response p99 at which fan-out counts as slow.
+pub const SLOW_FANOUT_FACTOR: f64 = 2.0;
+/// ... provided the delivery p99 is at least this (ms).
+pub const SLOW_FANOUT_FLOOR_MS: f64 = 10.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RuleCheck {
@@ -116,7 +120,19 @@ pub fn check(r: &Measured) -> Vec<RuleCheck> {
         rss_growth,
         duplicates,
     ];
-    rules.iter().map(|rule| rule(r).into()).collect()
+    // Live subscriptions' rules only where there are live subscriptions: elsewhere they
+    // have nothing to judge, and a rule not judged would stand in the way of an all-clear.
+    let live: [fn(&Measured) -> Check; 2] = [missed_deliveries, slow_fanout];
+    let live = if r.live_deliveries.is_some() {
+        &live[..]
+    } else {
+        &[]
+    };
+    rules
+        .iter()
+        .chain(live)
+        .map(|rule| rule(r).into())
+        .collect()
 }
 
 fn share_of_attempted(r: &Measured, n: u64) -> f64 {
@@ -157,6 +173,76 @@ fn share_check(
         ),
         action: action.into(),
         priority,
+    }
+}
+
+fn missed_deliveries(r: &Measured) -> Check {
+    let live = r.live_deliveries.as_ref();
+    let (missed, expected) = live.map_or((0, 0), |d| {
+        d.by_subscription
+            .iter()
+            .fold((0, 0), |(m, e), s| (m + s.missed, e + s.expected))
+    });
+    let example = live
+        .and_then(|d| d.missed_examples.first())
+        .map_or(String::new(), |e| {
+            format!(
+                "; e.g. event {} on {} (connection {})",
+                e.event_id, e.subscription, e.connection
+            )
+        });
+    Check {
+        id: "missed_deliveries",
+        not_evaluated: None,
+        fired: missed > 0,
+        value: missed as f64,
+        threshold: 1.0,
+        unit: "deliveries",
+        evidence: format!(
+            "{missed} of {expected} expected deliveries to live subscriptions never arrived ({}%, fires at ≥ 1){example}",
+            figure(pct(missed, expected))
+        ),
+        action: "The relay accepted events and did not push them to open subscriptions they match (NIP-01): a correctness bug in its fan-out (subscription matching, a per-connection queue that drops when full). The report's Live subscriptions section lists examples by event and subscription.".into(),
+        priority: 87,
+    }
+}
+
+fn slow_fanout(r: &Measured) -> Check {
+    let live = r.live_deliveries.as_ref();
+    let delivery = live
+        .and_then(|d| {
+            d.by_subscription
+                .iter()
+                .filter_map(|s| s.latency_ms.as_ref().map(|p| p.p99))
+                .reduce(f64::max)
+        })
+        .unwrap_or(0.0);
+    let publish = ["view", "video_post", "mirror", "other_event"]
+        .iter()
+        .filter_map(|t| r.latency.by_type.get(*t))
+        .filter_map(|l| l.response_ms.as_ref().map(|p| p.p99))
+        .reduce(f64::max)
+        .unwrap_or(0.0);
+    let ratio = if publish > 0.0 {
+        delivery / publish
+    } else {
+        0.0
+    };
+    Check {
+        id: "slow_fanout",
+        not_evaluated: (delivery == 0.0).then(|| "no delivery was received".to_owned()),
+        fired: ratio >= SLOW_FANOUT_FACTOR && delivery >= SLOW_FANOUT_FLOOR_MS,
+        value: ratio,
+        threshold: SLOW_FANOUT_FACTOR,
+        unit: "× publish p99",
+        evidence: format!(
+            "delivery latency p99 {} ms against publish response p99 {} ms: ×{} (fires at ≥ ×{SLOW_FANOUT_FACTOR} and ≥ {SLOW_FANOUT_FLOOR_MS} ms)",
+            figure(delivery),
+            figure(publish),
+            figure(ratio)
+        ),
+        action: "The relay answers publishers well before it reaches their subscribers: fan-out waits behind something (filter matching for every open subscription, per-connection write queues, a broadcast channel). Profile the relay under live subscribers (--profile) and look at its broadcast path.".into(),
+        priority: 70,
     }
 }
 

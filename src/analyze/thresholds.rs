@@ -33,6 +33,9 @@ pub struct Metric {
 /// The success rate's threshold in percentage points: a 1.5-point drop (rnostr's `replaced:`
 /// on the demo trace) is a verdict; run-to-run noise on a relay that keeps up is 0 points.
 const SUCCESS_PP: f64 = 0.5;
+/// Missed deliveries, in percentage points of those expected: a healthy relay misses none,
+/// so a tenth of a percent more is already a change in its fan-out.
+const MISSED_PP: f64 = 0.1;
 /// Latency floors, ms. A difference below the machine's timer and scheduling noise is not a
 /// verdict however steady: a bare timerfd loop on this 2-core VM wakes 0.2–0.9 ms late at
 /// p99 (benches/replay.rs, the timer floor), so medians need 0.5 ms and tails 1 ms.
@@ -117,6 +120,20 @@ pub const METRICS: &[Metric] = &[
     metric("relay_cpu_avg", Better::Lower, relative(CPU_AVG_FLOOR), ""),
     metric("relay_cpu_max", Better::Lower, relative(CPU_MAX_FLOOR), ""),
     metric("relay_rss_max", Better::Lower, relative(RSS_FLOOR_MB), "MB"),
+    // Live subscriptions (traces with them only; elsewhere these are left out).
+    metric(
+        "delivery_p50",
+        Better::Lower,
+        relative(MEDIAN_FLOOR_MS),
+        "ms",
+    ),
+    metric("delivery_p99", Better::Lower, relative(TAIL_FLOOR_MS), "ms"),
+    metric(
+        "missed_share",
+        Better::Lower,
+        Preset::Fixed(MISSED_PP),
+        "pp",
+    ),
 ];
 
 impl Metric {
