@@ -3,6 +3,7 @@
 //! dies; the bookkeeping of every record (queue, dependencies, in flight, outcomes) is the
 //! connection's [`Book`], which this loop tells what happened.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +19,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::book::Book;
-use super::dispatch::Dispatch;
+use super::dispatch::{Dispatch, Key};
 use super::fanout::{self, Delivery};
 use super::shared::Shared;
 use crate::capture::results::{ConnectRow, NoticeRow, Row};
+use crate::capture::Op;
 use crate::guard::Target;
 use crate::nostr::RelayMessage;
 
@@ -133,6 +135,8 @@ pub struct Conn {
     notices_kept: u32,
     /// Deliveries read since the last hand-over to the fan-out ledger.
     deliveries: Vec<Delivery>,
+    /// Live subscriptions sent on this connection: id → the REQ's record index.
+    live: HashMap<String, u64>,
 }
 
 impl Conn {
@@ -161,6 +165,7 @@ impl Conn {
             book,
             notices_kept: 0,
             deliveries: Vec::new(),
+            live: HashMap::new(),
         }
     }
 
@@ -288,6 +293,11 @@ impl Conn {
 
     /// A record arrives from the scheduler.
     fn accept(&mut self, d: Dispatch) {
+        if let (Op::Req { query }, Key::Sub(sub)) = (d.op, &d.key) {
+            if query.is_live() && self.shared.counts_deliveries() {
+                self.live.insert(sub.clone(), d.index);
+            }
+        }
         let up = self.up();
         self.book.accept(d, up, self.shared.now_ns());
     }
@@ -374,6 +384,15 @@ impl Conn {
             self.shared.count_oversized();
             return;
         }
+        // A delivery in the usual shape is counted without parsing the event.
+        if self.shared.counts_deliveries() {
+            if let Some((sub, id)) = fanout::fast_delivery(text) {
+                if !self.book.on_event(sub) {
+                    self.delivered(sub, id);
+                }
+                return;
+            }
+        }
         let parsed = match RelayMessage::parse(text) {
             Ok(m) => m,
             Err(_) => {
@@ -400,12 +419,7 @@ impl Conn {
             RelayMessage::Event { sub, event } => {
                 if !self.book.on_event(&sub) && self.shared.counts_deliveries() {
                     if let Some(id) = fanout::event_id(event.get()) {
-                        self.deliveries.push(Delivery {
-                            conn: self.id,
-                            sub: sub.into_owned(),
-                            id,
-                            at_ns: self.shared.now_ns(),
-                        });
+                        self.delivered(&sub, id);
                     }
                 }
             }
@@ -425,6 +439,16 @@ impl Conn {
             RelayMessage::Count { sub, .. } => self.book.on_eose(&sub, self.shared.now_ns()),
             RelayMessage::Auth(_) => {}
         }
+    }
+
+    /// An event received on `sub` after its EOSE: for the fan-out ledger, by the REQ that
+    /// opened the subscription (a read's, `None`, is only counted).
+    fn delivered(&mut self, sub: &str, id: [u8; 32]) {
+        self.deliveries.push(Delivery {
+            req: self.live.get(sub).copied(),
+            id,
+            at_ns: self.shared.now_ns(),
+        });
     }
 
     /// The connection died: everything on it becomes `disconnected`, then retry later.

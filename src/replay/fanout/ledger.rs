@@ -127,7 +127,6 @@ pub struct Ledger {
     events: HashMap<u64, Published>,
     by_id: HashMap<[u8; 32], u64>,
     subs: HashMap<u64, Sub>,
-    by_name: HashMap<(u32, String), u64>,
     /// Live subscriptions by the kinds their filters name; those naming none are under
     /// `None`.
     by_kind: HashMap<Option<u16>, Vec<u64>>,
@@ -160,7 +159,6 @@ impl Ledger {
             events: HashMap::new(),
             by_id: HashMap::new(),
             subs: HashMap::new(),
-            by_name: HashMap::new(),
             by_kind: HashMap::new(),
             close_of: HashMap::new(),
             to_judge: VecDeque::new(),
@@ -217,7 +215,6 @@ impl Ledger {
         for k in kinds {
             self.by_kind.entry(k).or_default().push(index);
         }
-        self.by_name.insert((conn, name.clone()), index);
         self.subs.insert(
             index,
             Sub {
@@ -262,14 +259,16 @@ impl Ledger {
         }
     }
 
-    /// An EVENT for subscription `name` on connection `conn`, after its EOSE, at `at_ns`.
-    pub fn delivery(&mut self, conn: u32, name: &str, id: [u8; 32], at_ns: u64) {
-        let Some(&req) = self.by_name.get(&(conn, name.to_owned())) else {
-            // A read's subscription between its EOSE and its CLOSE.
+    /// An EVENT received after its subscription's EOSE at `at_ns`, on the live subscription
+    /// opened by record `req` (`None`: a read's subscription, between its EOSE and CLOSE).
+    pub fn delivery(&mut self, req: Option<u64>, id: [u8; 32], at_ns: u64) {
+        let Some(query) = req.and_then(|r| self.subs.get(&r)).map(|s| s.query) else {
             self.read_deliveries += 1;
             return;
         };
-        let query = self.subs[&req].query;
+        let Some(req) = req else {
+            return;
+        };
         let Some(&index) = self.by_id.get(&id) else {
             let stats = self.stats.entry(query).or_default();
             stats.unexpected += 1;
@@ -582,8 +581,7 @@ impl Ledger {
     }
 
     fn forget_sub(&mut self, req: u64) {
-        if let Some(sub) = self.subs.remove(&req) {
-            self.by_name.remove(&(sub.conn, sub.name));
+        if self.subs.remove(&req).is_some() {
             for list in self.by_kind.values_mut() {
                 list.retain(|r| *r != req);
             }
@@ -648,7 +646,7 @@ mod tests {
         l.event(10, keys(1, 30079, "x"), 20 * MS);
         l.fact(fact(10, 21, 25, Answer::Ok));
         // The relay pushes the event before it answers the publisher: judged later.
-        l.delivery(1, "s", [1; 32], 24 * MS);
+        l.delivery(Some(0), [1; 32], 24 * MS);
         l.tick(600 * MS);
         let (row, seconds) = l.finish();
         let q = the(&row);
@@ -693,7 +691,7 @@ mod tests {
         l.event(10, keys(2, 30079, "x"), 20 * MS);
         l.fact(fact(10, 20, 30, Answer::Ok));
         l.tick(30 * MS + GRACE);
-        l.delivery(1, "s", [2; 32], 30 * MS + GRACE + 5 * MS);
+        l.delivery(Some(0), [2; 32], 30 * MS + GRACE + 5 * MS);
         let (row, _) = l.finish();
         let q = the(&row);
         assert_eq!((q.expected, q.delivered, q.late, q.missed), (1, 1, 1, 0));
@@ -709,11 +707,11 @@ mod tests {
         l.event(12, keys(5, 30079, "x"), 20 * MS);
         l.fact(fact(12, 20, 30, Answer::Ok));
         l.tick(100 * MS);
-        l.delivery(1, "s", [3; 32], 101 * MS);
-        l.delivery(1, "s", [4; 32], 102 * MS);
-        l.delivery(1, "s", [5; 32], 103 * MS);
-        l.delivery(1, "s", [5; 32], 104 * MS);
-        l.delivery(1, "s", [9; 32], 105 * MS);
+        l.delivery(Some(0), [3; 32], 101 * MS);
+        l.delivery(Some(0), [4; 32], 102 * MS);
+        l.delivery(Some(0), [5; 32], 103 * MS);
+        l.delivery(Some(0), [5; 32], 104 * MS);
+        l.delivery(Some(0), [9; 32], 105 * MS);
         let (row, _) = l.finish();
         let q = the(&row);
         assert_eq!(
@@ -752,9 +750,9 @@ mod tests {
         l.event(13, keys(4, 30079, "x"), 50 * MS);
         l.fact(fact(13, 50, 60, Answer::Unknown));
         l.tick(200 * MS);
-        l.delivery(1, "s", [1; 32], 201 * MS);
-        l.delivery(1, "s", [4; 32], 202 * MS);
-        l.delivery(1, "s", [3; 32], 203 * MS);
+        l.delivery(Some(0), [1; 32], 201 * MS);
+        l.delivery(Some(0), [4; 32], 202 * MS);
+        l.delivery(Some(0), [3; 32], 203 * MS);
         l.tick(10 * GRACE);
         let (row, _) = l.finish();
         let q = the(&row);
@@ -772,7 +770,7 @@ mod tests {
     #[test]
     fn a_read_subscriptions_pushes_are_counted_apart() {
         let mut l = open(None);
-        l.delivery(3, "feed-1", [1; 32], MS);
+        l.delivery(None, [1; 32], MS);
         let (row, _) = l.finish();
         assert_eq!(row.read_deliveries, 1);
         assert_eq!(the(&row).unexpected, 0);
@@ -786,7 +784,7 @@ mod tests {
             k.id[..8].copy_from_slice(&i.to_le_bytes());
             l.event(100 + i, k.clone(), 20 * MS);
             l.fact(fact(100 + i, 20, 30, Answer::Ok));
-            l.delivery(1, "s", k.id, 40 * MS);
+            l.delivery(Some(0), k.id, 40 * MS);
         }
         l.tick(100 * GRACE);
         assert!(l.events.is_empty() && l.by_id.is_empty());
