@@ -47,7 +47,7 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
             .filter_map(|p| Some((p.t_s, f(p)?)))
             .collect()
     };
-    vec![
+    let mut charts = vec![
         (
             "throughput",
             Chart {
@@ -117,7 +117,40 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
                 series: vec![series("relay RSS", first_run(|p| p.relay_rss_mb))],
             },
         ),
-    ]
+    ];
+    // Live subscriptions only where there are some: the other reports keep their charts.
+    if let Some(live) = &m.live_deliveries {
+        let by_s = |f: fn(&crate::analyze::deliveries::DeliveryPoint) -> f64| -> Vec<(f64, f64)> {
+            live.per_second
+                .iter()
+                .map(|p| (f64::from(p.second), f(p)))
+                .collect()
+        };
+        charts.push((
+            "delivery-latency",
+            Chart {
+                title: "Delivery latency to live subscriptions, per second received".into(),
+                x_label: "seconds from start".into(),
+                y_label: "ms (receipt − intended send time)".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("p50", by_s(|p| p.p50_ms)),
+                    series("p99", by_s(|p| p.p99_ms)),
+                ],
+            },
+        ));
+        charts.push((
+            "deliveries",
+            Chart {
+                title: "Deliveries to live subscriptions per second".into(),
+                x_label: "seconds from start".into(),
+                y_label: "deliveries / s".into(),
+                x_axis: XAxis::Linear,
+                series: vec![series("received", by_s(|p| p.deliveries as f64))],
+            },
+        ));
+    }
+    charts
 }
 
 /// A comparison's chart: response-time percentiles of both sides, runs merged.

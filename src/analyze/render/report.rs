@@ -379,6 +379,8 @@ fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     writeln!(s)?;
+    chart(s, r, "delivery-latency", "Delivery latency over time")?;
+    chart(s, r, "-deliveries.svg", "Deliveries per second")?;
     for (title, list) in [
         ("Missed deliveries", &d.missed_examples),
         ("Unexpected deliveries", &d.unexpected_examples),
