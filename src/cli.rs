@@ -331,6 +331,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub no_reconcile: bool,
 
+    /// For a trace with live subscriptions: also write one results row per delivery (its
+    /// subscription's REQ, the event id, when it arrived). Off by default: the rows grow
+    /// with the fan-out; the report's figures do not need them.
+    #[arg(long)]
+    pub delivery_rows: bool,
+
     /// Refuse to run when the relay's NIP-11 limits would refuse any record of the trace
     /// (the preflight's predictions).
     #[arg(long)]
@@ -729,6 +735,7 @@ impl LoadArgs {
             } else {
                 None
             },
+            delivery_rows: self.delivery_rows,
         }
     }
 }

@@ -173,6 +173,7 @@ fn both_relays_deliver_what_live_subscriptions_should_get() {
 
 /// A relay stopped for a second mid-run (SIGSTOP, then SIGCONT): the deliveries due in that
 /// second wait for it, and delivery latency's tail shows the stall, with nothing missed.
+/// With `--delivery-rows`, the results hold a row for each delivery counted.
 #[test]
 fn a_stalled_relay_shows_in_delivery_latency() {
     let _machine = crate::util::busy();
@@ -187,7 +188,12 @@ fn a_stalled_relay_shows_in_delivery_latency() {
         std::thread::sleep(Duration::from_secs(1));
         unsafe { libc::kill(pid, libc::SIGCONT) };
     });
-    let run = replay(&trace, &relay.url, &results, &["--speed", "2x"]);
+    let run = replay(
+        &trace,
+        &relay.url,
+        &results,
+        &["--speed", "2x", "--delivery-rows"],
+    );
     staller.join().expect("staller");
     assert!(run.status.success(), "{}", text(&run.stderr));
     let live = live_section(&results);
@@ -215,6 +221,19 @@ fn a_stalled_relay_shows_in_delivery_latency() {
         peak > 10.0 * calm.max(1.0),
         "calm {calm} ms, peak {peak} ms"
     );
+    // With --delivery-rows, one row per delivery: as many as the ledger counted.
+    let mut rows = 0u64;
+    let mut r = ResultsReader::open(&results).expect("results");
+    while let Some(row) = r.next_row().expect("row") {
+        rows += u64::from(matches!(row, Row::Delivery(_)));
+    }
+    let counted: u64 = live
+        .by_subscription
+        .iter()
+        .map(|s| s.delivered + s.uncertain + s.unexpected)
+        .sum::<u64>()
+        + live.read_deliveries;
+    assert_eq!(rows, counted, "{}", live.headline);
 }
 
 /// A peer that fans events out but drops some deliveries and sends others twice: lt counts

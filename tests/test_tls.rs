@@ -178,6 +178,7 @@ fn an_allow_listed_staging_name_passes_the_guard_and_tls() {
         timeout: std::time::Duration::from_secs(10),
         duration_s: None,
         reconcile: Some(false),
+        delivery_rows: false,
     };
     let cfg = lt::replay::Config::new(&load, target, None);
     let out = dir.path().join("r.ltr");

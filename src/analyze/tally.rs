@@ -372,6 +372,8 @@ impl Tally {
             Row::Notice(NoticeRow { text, .. }) => bump_bounded(&mut self.notices, text, 1),
             Row::Deliveries(d) => self.deliveries.second(d),
             Row::Fanout(f) => self.deliveries.fanout_row(f),
+            // The `Fanout` row has the account; these are for the user's own digging.
+            Row::Delivery(_) => {}
         }
     }
 

@@ -89,6 +89,18 @@ pub enum Row {
     /// What live subscriptions received against what they should have: one row at the end
     /// of a run whose trace has live subscribers.
     Fanout(Box<FanoutRow>),
+    /// One delivery, with `--delivery-rows` only.
+    Delivery(DeliveryRow),
+}
+
+/// An EVENT received on a subscription after its EOSE (`--delivery-rows`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    /// The trace record (REQ) that opened the live subscription; `None` for a read's.
+    pub req: Option<u64>,
+    /// Lowercase hex.
+    pub event_id: String,
+    pub at_ns: u64,
 }
 
 /// A latency histogram as the `(value, count)` pairs of its recorded buckets (each value

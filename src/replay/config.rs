@@ -26,6 +26,8 @@ pub struct Load {
     pub duration_s: Option<f64>,
     /// `--reconcile` / `--no-reconcile`; `None` decides by the target (see [`Load::reconcile_for`]).
     pub reconcile: Option<bool>,
+    /// `--delivery-rows`: a results row per delivery to a live subscription.
+    pub delivery_rows: bool,
 }
 
 impl Load {
@@ -107,5 +109,9 @@ fn options_text(load: &Load, reconcile: bool, relay_pid: Option<u32>) -> BTreeMa
     }
     o.insert("reconcile".into(), reconcile.to_string());
     o.insert("relay_pid_sampled".into(), relay_pid.is_some().to_string());
+    // Only when asked: the headers of runs without it stay as they were.
+    if load.delivery_rows {
+        o.insert("delivery_rows".into(), "true".into());
+    }
     o
 }

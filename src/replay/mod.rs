@@ -348,6 +348,7 @@ async fn drive(
             reconcile: cfg.reconcile,
             stop,
             fanout: fanout.as_ref().map(fanout::Fanout::sender),
+            delivery_rows: cfg.load.delivery_rows,
         },
         to_writer,
     ));

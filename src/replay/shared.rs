@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::control::Stop;
 use super::dispatch::Dispatch;
 use super::fanout::{self, Delivery};
-use crate::capture::results::{Outcome, OutcomeRow, Row};
+use crate::capture::results::{DeliveryRow, Outcome, OutcomeRow, Row};
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
 /// `--speed max` outruns the writer, and then the backlog sits at this bound until the run
@@ -84,6 +84,7 @@ pub struct Shared {
     rows: UnboundedSender<Vec<Row>>,
     /// The fan-out ledger, when the trace has live subscriptions.
     fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
+    delivery_rows: bool,
 }
 
 /// The way to the results writer: the channel rows go by, and how many it has not written
@@ -101,6 +102,8 @@ pub struct Setup {
     pub reconcile: bool,
     pub stop: Stop,
     pub fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
+    /// `--delivery-rows`.
+    pub delivery_rows: bool,
 }
 
 impl Shared {
@@ -128,6 +131,7 @@ impl Shared {
             rows_pending: to_writer.pending,
             unacked: Mutex::new(Vec::new()),
             rows: to_writer.rows,
+            delivery_rows: setup.delivery_rows && setup.fanout.is_some(),
             fanout: setup.fanout,
         }
     }
@@ -267,8 +271,23 @@ impl Shared {
         self.fanout.is_some()
     }
 
-    /// Events received on subscriptions after their EOSE, for the fan-out ledger.
+    /// Events received on subscriptions after their EOSE, for the fan-out ledger (and, with
+    /// `--delivery-rows`, the results file).
     pub fn delivered(&self, deliveries: Vec<Delivery>) {
+        if self.delivery_rows {
+            self.emit_all(
+                deliveries
+                    .iter()
+                    .map(|d| {
+                        Row::Delivery(DeliveryRow {
+                            req: d.req,
+                            event_id: hex::encode(d.id),
+                            at_ns: d.at_ns,
+                        })
+                    })
+                    .collect(),
+            );
+        }
         if let Some(tx) = &self.fanout {
             let _ = tx.send(fanout::Msg::Deliveries(deliveries));
         }
