@@ -388,6 +388,12 @@ async fn forward<From, To>(
                 if !closing.load(Ordering::Relaxed) {
                     Faults::add(way.aborts(&shared.faults));
                 }
+                // Stopping, and the source went first (a relay that drops the connection
+                // on the proxy's close): the destination still hears the proxy is going
+                // away, rather than seeing its socket vanish.
+                if !stopping && *stop.borrow() {
+                    let _ = to.send(going_away("lt record is stopping")).await;
+                }
                 return;
             }
         }
