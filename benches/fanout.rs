@@ -21,9 +21,9 @@ mod peer;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,7 @@ use lt::capture::{Completion, Header, Op, Query, Record, Role, TraceReader, Trac
 use lt::nostr::{keys, Unsigned};
 use peer::{Behavior, Peer};
 use support::{
-    mono_ns, read_raw_until, role_command, role_figures, run, self_cpu_s, RoleProcess, Timer,
+    mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role, RoleProcess, Timer,
 };
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -227,17 +227,7 @@ fn role_main(role: &str) {
 
 /// The fan-out peer in a process of its own, and its URL; it serves until dropped.
 fn peer_process() -> (RoleProcess, String) {
-    let mut child = role_command("fanout-peer")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("peer process");
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().expect("peer stdout"))
-        .read_line(&mut url)
-        .expect("peer URL");
-    assert!(url.starts_with("ws://"), "peer said {url:?}");
-    (RoleProcess(child), url.trim().to_string())
+    serving_role("fanout-peer")
 }
 
 fn main() {

@@ -34,9 +34,9 @@ mod relay;
 mod tls;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    mono_ns, read_raw_until, role_command, role_figures, run, self_cpu_s, RoleProcess, Timer, Usage,
+    mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role, RoleProcess, Timer, Usage,
 };
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");
@@ -268,17 +268,7 @@ fn wanted(step: &str) -> bool {
 
 /// The ack-only peer in a process of its own, and its URL. It serves until its stdin closes.
 fn peer_process() -> (RoleProcess, String) {
-    let mut child = role_command("peer")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("peer process");
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().expect("peer stdout"))
-        .read_line(&mut url)
-        .expect("peer URL");
-    assert!(url.starts_with("ws://"), "peer said {url:?}");
-    (RoleProcess(child), url.trim().to_string())
+    serving_role("peer")
 }
 
 /// The baseline client in a process of its own: events acked and seconds taken.

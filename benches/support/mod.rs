@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,4 +211,20 @@ pub fn role_figures(role: &str, env: &[(&str, &str)]) -> (u64, f64) {
         (Some(c), Some(s)) => (c, s),
         _ => panic!("{role} said {text:?}"),
     }
+}
+
+/// Role `role` (a peer) in a process of its own, and the URL it prints first. It serves
+/// until its stdin closes, which dropping the `RoleProcess` does.
+pub fn serving_role(role: &str) -> (RoleProcess, String) {
+    let mut child = role_command(role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{role} process: {e}"));
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().expect("the role's stdout"))
+        .read_line(&mut url)
+        .expect("the role's URL");
+    assert!(url.starts_with("ws://"), "{role} said {url:?}");
+    (RoleProcess(child), url.trim().to_string())
 }

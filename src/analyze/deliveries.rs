@@ -85,30 +85,32 @@ fn add_buckets(h: &mut Histogram<u64>, b: &Buckets) {
 
 impl Deliveries {
     pub fn fanout_row(&mut self, f: &FanoutRow) {
-        self.runs += 1;
-        self.grace_ns = self.grace_ns.max(f.grace_ns);
+        let mut one = Deliveries {
+            runs: 1,
+            grace_ns: f.grace_ns,
+            missed_examples: f.missed_examples.clone(),
+            unexpected_examples: f.unexpected_examples.clone(),
+            read_deliveries: f.read_deliveries,
+            ..Deliveries::default()
+        };
         for q in &f.by_query {
-            let k = self.kinds.entry(q.query).or_default();
-            k.subscriptions += q.subscriptions;
-            k.expected += q.expected;
-            k.delivered += q.delivered;
-            k.late += q.late;
-            k.missed += q.missed;
-            k.uncertain += q.uncertain;
-            k.unexpected += q.unexpected;
-            k.duplicates += q.duplicates;
+            let mut k = Kind {
+                subscriptions: q.subscriptions,
+                expected: q.expected,
+                delivered: q.delivered,
+                late: q.late,
+                missed: q.missed,
+                uncertain: q.uncertain,
+                unexpected: q.unexpected,
+                duplicates: q.duplicates,
+                ..Kind::default()
+            };
             add_buckets(&mut k.latency, &q.latency_us);
             add_buckets(&mut k.from_sent, &q.latency_from_sent_us);
+            one.kinds.insert(q.query, k);
         }
-        add_buckets(&mut self.fanout, &f.fanout);
-        for (into, from) in [
-            (&mut self.missed_examples, &f.missed_examples),
-            (&mut self.unexpected_examples, &f.unexpected_examples),
-        ] {
-            let room = EXAMPLES.saturating_sub(into.len());
-            into.extend(from.iter().take(room).cloned());
-        }
-        self.read_deliveries += f.read_deliveries;
+        add_buckets(&mut one.fanout, &f.fanout);
+        self.add(&one);
     }
 
     pub fn second(&mut self, d: &DeliverySecond) {
