@@ -47,6 +47,7 @@ fn make(path: &Path, rows: u64) {
             cpu: "bench".into(),
         },
         preflight: None,
+        part: None,
     };
     let f = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
     let mut w = ResultsWriter::new(f, &header).expect("header");

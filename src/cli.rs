@@ -268,6 +268,16 @@ pub struct ReplayArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 
+    /// Play part I of N of a sharded replay (`2/4`): the trace connections c with
+    /// c mod N = I, whole. `lt analyze` merges the N parts' results into one run.
+    #[arg(long, env = "LT_SHARD", value_parser = parse_shard, conflicts_with = "shards")]
+    pub shard: Option<(u32, u32)>,
+
+    /// As --shard, with the index I taken from JOB_COMPLETION_INDEX (what a Kubernetes
+    /// Indexed Job sets in each pod).
+    #[arg(long)]
+    pub shards: Option<u32>,
+
     /// Check the target and print the plan; open no socket.
     #[arg(long, env = "DRY_RUN", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub dry_run: bool,
@@ -606,6 +616,23 @@ fn parse_flag(s: &str) -> Result<bool, String> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected 1 or 0 (true or false)".into()),
     }
+}
+
+/// `I/N`: part I (from 0) of N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 0/4"))?;
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{s:?}: expected I/N, e.g. 0/4"))
+    };
+    let (i, n) = (parse(i)?, parse(n)?);
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: I must be below N (0/4 … 3/4)"));
+    }
+    Ok((i, n))
 }
 
 fn parse_clients(s: &str) -> Result<u32, String> {

@@ -45,6 +45,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
             cpu: "test".into(),
         },
         preflight: None,
+        part: None,
     }
 }
 

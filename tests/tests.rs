@@ -16,6 +16,7 @@ mod test_record;
 mod test_relays;
 mod test_replay;
 mod test_replay_relays;
+mod test_shards;
 mod test_synth;
 mod test_tls;
 mod test_verdicts;

@@ -75,6 +75,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         merge_warnings: runs.merge_warnings.clone(),
         partial: runs.partial.clone(),
         relay: h.preflight.as_ref().map(relay_info),
+        shards: (t.shards > 1).then_some(t.shards),
     };
     let mut m = Measured {
         summary: Vec::new(),
@@ -135,6 +136,10 @@ pub struct Config {
     /// from its advertised limits (first run's); absent from results of older lt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayInfo>,
+    /// When the files are the shards of one sharded replay (`--shard I/N`): N. Their
+    /// outcomes add up to the trace's records, and they count as one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
 }
 
 /// The relay's NIP-11 document, as the report shows it.
@@ -628,7 +633,7 @@ fn throughput(t: &Tally, duration_s: f64) -> Throughput {
     let ok: u64 = s.iter().map(|x| x.ok).sum();
     Throughput {
         ok_per_s: if duration_s > 0.0 {
-            round3(ok as f64 / duration_s / f64::from(t.files.max(1)))
+            round3(ok as f64 / duration_s / f64::from(t.runs()))
         } else {
             0.0
         },

@@ -119,6 +119,7 @@ pub fn read_merged_each(
 ) -> anyhow::Result<Runs> {
     let mut merged: Option<Runs> = None;
     let mut seen = std::collections::HashSet::new();
+    let mut headers = Vec::new();
     for path in paths {
         // One file given twice would count its run twice (and, in a comparison, fake a
         // side with no noise at all).
@@ -130,6 +131,7 @@ pub fn read_merged_each(
             ));
         }
         let (header, tally, partial) = read_file(path, completeness)?;
+        headers.push((path.clone(), header.clone()));
         if let Some(runs) = &merged {
             same_trace(&runs.header, &runs.files[0], &header, path)?;
         }
@@ -169,7 +171,89 @@ pub fn read_merged_each(
         // Nothing merged: an interrupted run is said by the report itself.
         merged.merge_warnings.clear();
     }
+    let (shards, warnings) = check_shards(&headers, completeness == Completeness::AllowPartial)?;
+    if let Some(n) = shards {
+        // The shards are one run between them.
+        merged.tally.shards = n;
+        merged.merge_warnings.extend(warnings);
+    }
     Ok(merged)
+}
+
+/// The records a results file holds an outcome for: the trace's, or its shard's.
+fn records_played(header: &Header) -> u64 {
+    header.part.map_or(header.trace_records, |p| p.records)
+}
+
+/// Shards of one sharded replay (`--shard I/N`) merge into one run: each index 0..N−1
+/// exactly once, all of the same N. A missing or repeated shard is an error naming it;
+/// with `allow_missing`, missing shards are a warning instead. Files of whole runs do not
+/// mix with shards. Returns the number of shards, or `None` for whole runs.
+fn check_shards(
+    headers: &[(PathBuf, Header)],
+    allow_missing: bool,
+) -> anyhow::Result<(Option<u32>, Vec<String>)> {
+    let parts: Vec<_> = headers
+        .iter()
+        .filter_map(|(p, h)| h.part.map(|x| (p, x)))
+        .collect();
+    if parts.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    if parts.len() != headers.len() {
+        let whole = headers
+            .iter()
+            .find(|(_, h)| h.part.is_none())
+            .map(|(p, _)| p);
+        return Err(anyhow!(
+            "{} is a whole run and {} one shard: shards merge only with the other shards of their run",
+            whole.map_or_else(String::new, |p| p.display().to_string()),
+            parts[0].0.display()
+        ));
+    }
+    let count = parts[0].1.count;
+    let mut by_index: std::collections::BTreeMap<u32, Vec<&PathBuf>> = Default::default();
+    for (path, part) in &parts {
+        if part.count != count {
+            return Err(anyhow!(
+                "{} is shard {}/{} but {} is shard {}/{}: shards of one run share N",
+                path.display(),
+                part.index,
+                part.count,
+                parts[0].0.display(),
+                parts[0].1.index,
+                count
+            ));
+        }
+        by_index.entry(part.index).or_default().push(path);
+    }
+    if let Some((index, files)) = by_index.iter().find(|(_, f)| f.len() > 1) {
+        return Err(anyhow!(
+            "shard {index}/{count} is given twice ({} and {}): each shard of a run counts once",
+            files[0].display(),
+            files[1].display()
+        ));
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !by_index.contains_key(i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    let mut warnings = Vec::new();
+    if !missing.is_empty() {
+        let text = format!(
+            "shard{} {} of this run {} missing: its records have no outcome here",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", "),
+            if missing.len() > 1 { "are" } else { "is" }
+        );
+        if !allow_missing {
+            return Err(anyhow!(
+                "{text}; give every shard's results, or --partial to analyze what is there"
+            ));
+        }
+        warnings.push(text);
+    }
+    Ok((Some(count), warnings))
 }
 
 /// Results of different traces never add up or compare.
@@ -294,12 +378,16 @@ pub fn read_file(
         )
         .with_path(path)));
     }
-    if tally.outcomes != header.trace_records {
+    if tally.outcomes != records_played(&header) {
         return Err(anyhow!(
-            "{}: {} outcome rows for a trace of {} records",
+            "{}: {} outcome rows for {} records{}",
             path.display(),
             tally.outcomes,
-            header.trace_records
+            records_played(&header),
+            match header.part {
+                Some(p) => format!(" (shard {}/{} of the trace)", p.index, p.count),
+                None => " (the trace)".to_owned(),
+            }
         ));
     }
     tally.end_file(trailer);
@@ -332,7 +420,7 @@ fn partial(
         reason,
         rows,
         outcome_rows: tally.outcomes,
-        trace_records: header.trace_records,
+        trace_records: records_played(header),
         covered_s: (covered_ns / 1_000_000) as f64 / 1000.0,
     }
 }

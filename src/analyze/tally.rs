@@ -273,6 +273,8 @@ pub struct Tally {
     pub against: Against,
     /// For a trace with live subscriptions: their deliveries.
     pub deliveries: Deliveries,
+    /// Files per run: N when the files are the N shards of one sharded replay, else 1.
+    pub shards: u32,
 }
 
 impl Tally {
@@ -311,7 +313,13 @@ impl Tally {
             held: Held::new(),
             against: Against::default(),
             deliveries: Deliveries::default(),
+            shards: 1,
         }
+    }
+
+    /// Runs the files make: shards of one run count once.
+    pub fn runs(&self) -> u32 {
+        (self.files / self.shards.max(1)).max(1)
     }
 
     /// Starts a new file: samples go into their own series.

@@ -40,6 +40,21 @@ pub struct Header {
     /// it; absent from results written before lt asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<Preflight>,
+    /// One part of a sharded replay (`--shard I/N`); absent for a whole replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+/// A part of a sharded replay: trace connections `c` with `c mod count == index`, whole
+/// (each connection's order and dependencies stay intact), and the records they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub index: u32,
+    pub count: u32,
+    /// Trace records this part plays: its outcome rows.
+    pub records: u64,
+    /// Connections it opens.
+    pub connections: u32,
 }
 
 /// The relay information document (NIP-11) fetched before the run, and the records each

@@ -37,7 +37,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
+    let mut plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
+    if let Some((index, count)) = shard_of(&args)? {
+        plan = plan.with_part(index, count)?;
+    }
     let load = args.load.load();
     let reconcile = load.reconcile_for(&target);
     // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
@@ -82,7 +85,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &out,
             cfg,
             &stop,
-            terminal::ProgressLine::new(plan.records),
+            terminal::ProgressLine::new(plan.records_played()),
         )
     })?;
     // The summary's figures and trust verdict are analyze's, from the file just written:
@@ -149,9 +152,21 @@ fn print_plan(
         units::count(plan.events),
         units::bytes(plan.frame_bytes)
     );
+    if let Some(p) = &plan.part {
+        outln!(
+            "shard         {} of {}: {} records ({}% of the trace) on {} connections (c mod {} = {})",
+            p.index,
+            p.count,
+            units::count(p.records),
+            format!("{:.1}", 100.0 * p.records as f64 / plan.records.max(1) as f64),
+            p.connections,
+            p.count,
+            p.index
+        );
+    }
     outln!(
         "connections   {} on {} network thread(s){}",
-        plan.connections,
+        plan.connections_played(),
         replay::network_threads(plan, args.load.threads, args.load.speed),
         plan.clients_capped()
             .map(|c| format!(" ({c})"))
@@ -281,4 +296,28 @@ fn no_huge_pages() {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+}
+
+/// `--shard I/N`, or `--shards N` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed
+/// Job's pod index).
+fn shard_of(args: &ReplayArgs) -> anyhow::Result<Option<(u32, u32)>> {
+    if let Some(s) = args.shard {
+        return Ok(Some(s));
+    }
+    let Some(count) = args.shards else {
+        return Ok(None);
+    };
+    let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+        anyhow!("--shards {count}: JOB_COMPLETION_INDEX is not set (a Kubernetes Indexed Job sets it); or give --shard I/{count}")
+    })?;
+    let index: u32 = index
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--shards {count}: JOB_COMPLETION_INDEX {index:?} is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(anyhow!(
+            "--shards {count}: JOB_COMPLETION_INDEX {index} must be below {count}"
+        ));
+    }
+    Ok(Some((index, count)))
 }

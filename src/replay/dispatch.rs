@@ -56,12 +56,61 @@ impl Dispatch {
     }
 }
 
-/// The shard (network thread) that owns connection `conn` of a replay on `shards` shards.
-pub fn owner(conn: u32, shards: usize) -> usize {
-    conn as usize % shards
+/// Which of a replay's connections this process plays (all, or those of its part of a
+/// sharded replay: `conn mod parts == part`), and which network thread owns each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    part: u32,
+    parts: u32,
+    threads: usize,
 }
 
-/// Where connection `conn` sits among its shard's connections.
-pub fn local_index(conn: u32, shards: usize) -> usize {
-    conn as usize / shards
+impl Layout {
+    /// Part `part` of `parts` (`0` of `1`: the whole replay) on `threads` network threads.
+    pub fn new(part: u32, parts: u32, threads: usize) -> Layout {
+        Layout {
+            part,
+            parts: parts.max(1),
+            threads: threads.max(1),
+        }
+    }
+
+    /// Whether this process plays connection `conn`.
+    pub fn mine(&self, conn: u32) -> bool {
+        conn % self.parts == self.part
+    }
+
+    /// The network thread that owns connection `conn` (one of this process's).
+    pub fn owner(&self, conn: u32) -> usize {
+        (conn / self.parts) as usize % self.threads
+    }
+
+    /// Where connection `conn` sits among its network thread's connections.
+    pub fn local_index(&self, conn: u32) -> usize {
+        (conn / self.parts) as usize / self.threads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_has_one_part_one_thread_and_one_slot() {
+        for (parts, threads, conns) in [(1, 1, 7), (1, 3, 10), (4, 1, 10), (3, 2, 20), (5, 4, 3)] {
+            let mut seen = std::collections::HashSet::new();
+            for part in 0..parts {
+                let l = Layout::new(part, parts, threads);
+                // Each thread's slots are 0, 1, 2, … in connection order.
+                let mut next = vec![0usize; threads];
+                for c in (0..conns).filter(|&c| l.mine(c)) {
+                    let t = l.owner(c);
+                    assert_eq!(l.local_index(c), next[t], "{parts} {threads} conn {c}");
+                    next[t] += 1;
+                    assert!(seen.insert(c), "conn {c} in two parts");
+                }
+            }
+            assert_eq!(seen.len(), conns as usize);
+        }
+    }
 }

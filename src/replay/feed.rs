@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::Sender;
 
-use super::dispatch::{self, Dispatch, Key};
+use super::dispatch::{Dispatch, Key, Layout};
 use super::pace::Speed;
 use super::shared::Shared;
 use crate::capture::results::Outcome;
@@ -34,6 +34,9 @@ pub struct Feed {
     /// Tells the fan-out ledger what records publish and subscribe to, when the trace has
     /// live subscriptions.
     pub announcer: Option<super::fanout::Announcer>,
+    /// Which connections this process plays (a part of a sharded replay leaves the
+    /// others' records alone: no row, no send) and which network thread owns each.
+    pub layout: Layout,
 }
 
 fn key(r: &Record) -> Result<Key, String> {
@@ -96,6 +99,11 @@ pub fn run<R: std::io::Read>(
     while let Some(r) = trace.next_record()? {
         let intended_ns = f.speed.intended_ns(r.offset_us);
         let conn = r.client % f.conns;
+        if !f.layout.mine(conn) {
+            // Another part's connection: its records are that process's to play.
+            index += 1;
+            continue;
+        }
         let late = f.stop_after_ns.is_some_and(|limit| intended_ns > limit);
         let key = key(&r).map_err(|e| anyhow::anyhow!("trace record {index}: {e}"))?;
         if let Some(a) = f.announcer.as_mut() {
@@ -143,7 +151,7 @@ pub fn run<R: std::io::Read>(
                 continue;
             }
         }
-        let s = dispatch::owner(conn, n);
+        let s = f.layout.owner(conn);
         out.pending[s].push(d);
         if out.pending[s].len() >= BATCH_MAX {
             out.flush(s, &shared);

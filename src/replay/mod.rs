@@ -74,7 +74,7 @@ pub fn network_threads(plan: &Plan, asked: Option<usize>, speed: Speed) -> usize
         plan.peak_per_s,
         speed == Speed::Max,
         cores,
-        plan.connections,
+        plan.connections_played(),
     )
 }
 
@@ -106,6 +106,7 @@ pub fn run(
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         machine: sample::machine(),
         preflight: cfg.preflight.clone(),
+        part: plan.part,
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -202,11 +203,11 @@ pub fn run(
     let (_, trailer) = writer
         .finish(trailer)
         .with_context(|| format!("writing {}", out.display()))?;
-    if trailer.outcomes != plan.records {
+    if trailer.outcomes != plan.records_played() {
         return Err(anyhow!(
             "internal error: {} outcomes for {} trace records in {}",
             trailer.outcomes,
-            plan.records,
+            plan.records_played(),
             out.display()
         ));
     }
@@ -273,6 +274,12 @@ async fn drive(
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let conns = plan.connections.max(1);
+    // This process's connections: all, or its part's.
+    let played = plan.connections_played().max(1);
+    let layout = match plan.part {
+        Some(p) => dispatch::Layout::new(p.index, p.count, shard_count),
+        None => dispatch::Layout::new(0, 1, shard_count),
+    };
     let connect_limiter = Arc::new(Semaphore::new(cfg.load.connect_concurrency.max(1)));
     let schedule = Schedule {
         max_in_flight: cfg.load.max_in_flight.max(1),
@@ -284,7 +291,7 @@ async fn drive(
     for id in 0..shard_count {
         shards.push(shard::spawn(shard::Setup {
             id,
-            shards: shard_count,
+            layout,
             conns,
             target: target.clone(),
             connect_limiter: connect_limiter.clone(),
@@ -293,7 +300,7 @@ async fn drive(
     }
 
     // Connect phase (in the shards): wait for every attempt.
-    observer.phase(&format!("connecting {conns} connections"));
+    observer.phase(&format!("connecting {played} connections"));
     let connecting = Instant::now();
     let mut connected = Vec::with_capacity(conns as usize);
     let mut lost_shard = None;
@@ -320,12 +327,12 @@ async fn drive(
         let _ = join_shards(shards).await;
         return Err(anyhow!("{e}; nothing sent"));
     }
-    if connect_failures == u64::from(conns) {
+    if connect_failures == u64::from(played) {
         let first = connected.iter().find_map(|c| c.error.clone());
         // Dropping the start senders ends the shards.
         let _ = join_shards(shards).await;
         return Err(anyhow!(
-            "could not open any of {conns} connections to {}: {}",
+            "could not open any of {played} connections to {}: {}",
             target.display_host(),
             first.unwrap_or_default()
         ));
@@ -336,7 +343,11 @@ async fn drive(
     let t0 = Instant::now() + START_MARGIN;
     // An expected delivery may come as late as a record's answer may.
     let fanout = if plan.live_subs > 0 {
-        Some(fanout::Fanout::start(t0, cfg.load.timeout)?)
+        Some(fanout::Fanout::start(
+            t0,
+            cfg.load.timeout,
+            plan.part.is_some(),
+        )?)
     } else {
         None
     };
@@ -374,7 +385,7 @@ async fn drive(
         shared.clone(),
         cfg.relay_pid,
         observer.clone(),
-        plan.records,
+        plan.records_played(),
     ));
 
     let mut feeds = Vec::with_capacity(shards.len());
@@ -390,6 +401,7 @@ async fn drive(
         stop_after_ns: cfg.load.stop_after_ns(),
         conns,
         announcer: fanout.as_ref().map(|f| fanout::Announcer::new(f.sender())),
+        layout,
     };
     let feed_shared = shared.clone();
     let (fed_tx, fed_rx) = tokio::sync::oneshot::channel();

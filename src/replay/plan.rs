@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::pace::Speed;
+use crate::capture::results::Part;
 use crate::capture::{Op, TraceReader};
 
 #[derive(Debug, Clone, Default)]
@@ -31,9 +32,48 @@ pub struct Plan {
     pub by_kind: BTreeMap<String, u64>,
     /// Live subscriptions (REQs held open after their EOSE), whose deliveries are counted.
     pub live_subs: u64,
+    /// Records per trace client (index = client), for a part's share.
+    records_by_client: Vec<u64>,
+    /// This process's part of a sharded replay (`--shard I/N`), once chosen.
+    pub part: Option<Part>,
 }
 
 impl Plan {
+    /// This plan as part `index` of `count` (`--shard I/N`): connection `c` is the part's
+    /// when `c mod count == index`.
+    pub fn with_part(mut self, index: u32, count: u32) -> anyhow::Result<Plan> {
+        if count == 0 || index >= count {
+            return Err(anyhow::anyhow!(
+                "--shard {index}/{count}: the index must be below the count (0/4 … 3/4)"
+            ));
+        }
+        let conns = self.connections.max(1);
+        let records = self
+            .records_by_client
+            .iter()
+            .enumerate()
+            .filter(|(client, _)| (*client as u32 % conns) % count == index)
+            .map(|(_, n)| *n)
+            .sum();
+        self.part = Some(Part {
+            index,
+            count,
+            records,
+            connections: (0..conns).filter(|c| c % count == index).count() as u32,
+        });
+        Ok(self)
+    }
+
+    /// Records this process plays: the trace's, or its part's.
+    pub fn records_played(&self) -> u64 {
+        self.part.map_or(self.records, |p| p.records)
+    }
+
+    /// Connections this process opens.
+    pub fn connections_played(&self) -> u32 {
+        self.part.map_or(self.connections, |p| p.connections)
+    }
+
     /// Said wherever the connection count is shown: `--clients` above the trace's own count
     /// cannot add connections (each trace client is one), so the run has fewer than asked.
     pub fn clients_capped(&self) -> Option<String> {
@@ -63,6 +103,11 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
     while let Some(r) = reader.next_record()? {
         p.records += 1;
         clients = clients.max(r.client.saturating_add(1));
+        let c = r.client as usize;
+        if c >= p.records_by_client.len() {
+            p.records_by_client.resize(c + 1, 0);
+        }
+        p.records_by_client[c] += 1;
         p.events += u64::from(r.op.is_event());
         p.live_subs += u64::from(matches!(r.op, Op::Req { query } if query.is_live()));
         p.frame_bytes += r.frame.len() as u64;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
-use super::dispatch::{self, Dispatch};
+use super::dispatch::{Dispatch, Layout};
 use super::hold::Holds;
 use super::shared::Shared;
 use super::timer::Deadline;
@@ -46,12 +46,12 @@ pub struct Schedule {
 const WAIT_SLICE_NS: u64 = 50_000_000;
 
 /// Dispatches every record fed to this shard to its connection (`conns` in
-/// [`dispatch::local_index`] order). Records that are not sent (stop, dropped) get their row
+/// [`Layout::local_index`] order). Records that are not sent (stop, dropped) get their row
 /// here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
     conns: Vec<UnboundedSender<Dispatch>>,
-    shards: usize,
+    layout: Layout,
     shared: Arc<Shared>,
     s: Schedule,
 ) -> std::io::Result<()> {
@@ -96,7 +96,7 @@ pub async fn run(
             d.held_ns = holds.within(d.ready_ns, d.dispatched_ns);
             // Records come in intended order: no earlier moment is asked about again.
             holds.forget_before(d.ready_ns);
-            let conn = dispatch::local_index(d.conn, shards);
+            let conn = layout.local_index(d.conn);
             if let Err(e) = conns[conn].send(d) {
                 // The connection's task is gone (it only ends after the scheduler): count
                 // the record rather than lose it.

@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::conn::{self, Conn};
-use super::dispatch::{owner, Dispatch};
+use super::dispatch::{Dispatch, Layout};
 use super::schedule::{self, Schedule};
 use super::shared::Shared;
 use crate::guard::Target;
@@ -52,7 +52,8 @@ pub const BATCHES_QUEUED: usize = 4;
 
 pub struct Setup {
     pub id: usize,
-    pub shards: usize,
+    /// Which connections this process plays and which thread owns each.
+    pub layout: Layout,
     /// Connections in the whole run.
     pub conns: u32,
     pub target: Arc<Target>,
@@ -109,7 +110,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let Setup {
         id,
-        shards,
+        layout,
         conns,
         target,
         connect_limiter,
@@ -118,7 +119,7 @@ async fn run(
     // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
     let mut attempts = Vec::new();
     // Its connections in id order, so connection `c` lands at `local_index(c)`.
-    for c in (0..conns).filter(|&c| owner(c, shards) == id) {
+    for c in (0..conns).filter(|&c| layout.mine(c) && layout.owner(c) == id) {
         let (limiter, target) = (connect_limiter.clone(), target.clone());
         attempts.push(tokio::spawn(async move {
             let _permit = limiter.acquire_owned().await;
@@ -156,7 +157,7 @@ async fn run(
     }
     // On a scheduler error the senders are gone: connections drain what they have, then
     // the error is reported.
-    let scheduled = schedule::run(feed, senders, shards, shared, schedule).await;
+    let scheduled = schedule::run(feed, senders, layout, shared, schedule).await;
     for t in tasks {
         t.await
             .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;

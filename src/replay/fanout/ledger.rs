@@ -123,6 +123,9 @@ pub fn buckets(h: &Histogram<u64>) -> Buckets {
 
 pub struct Ledger {
     grace_ns: u64,
+    /// One part of a sharded replay: the other parts' events are unknown here, so a
+    /// delivery of an event this process did not publish is uncertain, not unexpected.
+    part_only: bool,
     settle_ns: u64,
     events: HashMap<u64, Published>,
     by_id: HashMap<[u8; 32], u64>,
@@ -152,9 +155,10 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(grace_ns: u64, settle_ns: u64) -> Ledger {
+    pub fn new(grace_ns: u64, settle_ns: u64, part_only: bool) -> Ledger {
         Ledger {
             grace_ns,
+            part_only,
             settle_ns,
             events: HashMap::new(),
             by_id: HashMap::new(),
@@ -271,6 +275,10 @@ impl Ledger {
         };
         let Some(&index) = self.by_id.get(&id) else {
             let stats = self.stats.entry(query).or_default();
+            if self.part_only {
+                stats.uncertain += 1;
+                return;
+            }
             stats.unexpected += 1;
             self.unexpected(
                 req,
@@ -625,7 +633,7 @@ mod tests {
     /// A ledger with live subscription `s` (record 0, connection 1) on video `x`, open from
     /// its EOSE at 10 ms and closed (record 1) at `close` ms.
     fn open(close: Option<u64>) -> Ledger {
-        let mut l = Ledger::new(GRACE, 0);
+        let mut l = Ledger::new(GRACE, 0, false);
         l.live_sub(0, 1, "s".into(), Query::LiveViews, views_filter("x"));
         l.live_close(1, 0);
         l.fact(fact(0, 5, 10, Answer::Ok));

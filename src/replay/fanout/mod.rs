@@ -178,9 +178,10 @@ pub struct Fanout {
 impl Fanout {
     /// Starts the ledger; times are taken from `t0`. `grace` is how long after an event's OK
     /// an expected delivery may come before it counts as missed.
-    pub fn start(t0: Instant, grace: Duration) -> anyhow::Result<Fanout> {
+    /// `part_only`: this process plays one part of a sharded replay.
+    pub fn start(t0: Instant, grace: Duration, part_only: bool) -> anyhow::Result<Fanout> {
         let (tx, rx) = mpsc::channel();
-        let ledger = Ledger::new(grace.as_nanos() as u64, SETTLE.as_nanos() as u64);
+        let ledger = Ledger::new(grace.as_nanos() as u64, SETTLE.as_nanos() as u64, part_only);
         let thread = std::thread::Builder::new()
             .name("lt-fanout".into())
             .spawn(move || run(ledger, rx, t0))

@@ -1,0 +1,192 @@
+//! Sharded replay (issue #19): N lt processes each play a part of the trace's connections
+//! into one real relay, and their results merge into one run exactly.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use lt::capture::{Completion, TraceReader};
+
+use crate::relay::{Relay, RelayKind, RelayOptions};
+use crate::test_replay::replay;
+use crate::test_replay_relays::stored;
+use crate::util::{lt, synth, text};
+
+/// Every event id of a trace.
+fn event_ids(trace: &Path) -> Vec<String> {
+    TraceReader::open(trace)
+        .expect("trace")
+        .filter_map(|r| match r.expect("record").completes {
+            Completion::Ok { id } => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `lt replay` of part `i` of `n`, started (not waited for); one way of naming the part
+/// each, as a user or a Kubernetes Indexed Job would.
+fn start_part(trace: &Path, url: &str, out: &Path, i: u32, n: u32) -> Child {
+    let mut cmd = lt();
+    cmd.arg("replay")
+        .arg(trace)
+        .args(["--relay", url, "--speed", "2x", "-o"])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match i {
+        0 => cmd.env("LT_SHARD", format!("{i}/{n}")),
+        1 => cmd
+            .env("JOB_COMPLETION_INDEX", i.to_string())
+            .args(["--shards", &n.to_string()]),
+        _ => cmd.args(["--shard", &format!("{i}/{n}")]),
+    };
+    cmd.spawn().expect("lt replay")
+}
+
+#[test]
+fn four_shards_merge_into_the_run_one_process_plays() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = synth(
+        dir.path(),
+        "t",
+        &[
+            "--seed",
+            "31",
+            "--duration",
+            "20",
+            "--rate",
+            "60",
+            "--clients",
+            "40",
+        ],
+    );
+    let records = TraceReader::open(&trace)
+        .expect("trace")
+        .try_fold(0u64, |n, r| r.map(|_| n + 1))
+        .expect("records");
+
+    // The dry run says what a part plays.
+    let dry = lt()
+        .arg("replay")
+        .arg(&trace)
+        .args([
+            "--relay",
+            "ws://127.0.0.1:9/",
+            "--dry-run",
+            "--shard",
+            "1/4",
+        ])
+        .output()
+        .expect("dry run");
+    let said = text(&dry.stdout);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        said.contains("shard         1 of 4:") && said.contains("on 10 connections (c mod 4 = 1)"),
+        "{said}"
+    );
+
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let n = 4;
+    let outs: Vec<PathBuf> = (0..n)
+        .map(|i| dir.path().join(format!("s{i}.ltr")))
+        .collect();
+    let children: Vec<Child> = (0..n)
+        .map(|i| start_part(&trace, &relay.url, &outs[i as usize], i, n))
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "shard {i}: {}\n{}",
+            text(&out.stderr),
+            relay.log_tail(20)
+        );
+    }
+
+    // Merged: the trace's records once each, one run.
+    let runs = lt::analyze::read_merged(&outs).expect("the shards merge");
+    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let by_outcome: u64 = report.measured.totals.by_outcome.values().sum();
+    assert_eq!(
+        by_outcome, records,
+        "{:?}",
+        report.measured.totals.by_outcome
+    );
+    assert_eq!(report.measured.config.shards, Some(4));
+    assert!(
+        report.measured.config.merge_warnings.is_empty(),
+        "{:?}",
+        report.measured.config.merge_warnings
+    );
+    let mut seen = HashSet::new();
+    let mut r_ok = 0;
+    for out in &outs {
+        let mut r = lt::capture::results::ResultsReader::open(out).expect("results");
+        let part = r.header().part.expect("a shard's header says so");
+        while let Some(row) = r.next_row().expect("row") {
+            if let lt::capture::results::Row::Outcome(o) = row {
+                assert_eq!(
+                    o.conn % 4,
+                    part.index,
+                    "record {} on another shard's connection",
+                    o.index
+                );
+                assert!(seen.insert(o.index), "record {} played twice", o.index);
+                r_ok += 1;
+            }
+        }
+    }
+    assert_eq!(r_ok, records);
+
+    // The relay stored what a single process replaying the same trace makes a fresh relay
+    // store, asked by id.
+    let ids = event_ids(&trace);
+    let sharded = stored(&relay.url, &ids);
+    let single_relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let single = dir.path().join("single.ltr");
+    let run = replay(&trace, &single_relay.url, &single, &["--speed", "2x"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(sharded, stored(&single_relay.url, &ids));
+    assert!(sharded.len() > 500, "{}", sharded.len());
+
+    // A missing shard is refused by name, or with --partial analyzed with a warning; a
+    // repeated one is refused by name.
+    let three = &outs[..3];
+    let err = lt::analyze::read_merged(three)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("shard 3/4 of this run is missing"), "{err}");
+    let partial =
+        lt::analyze::read_merged_each(three, lt::analyze::Completeness::AllowPartial, |_| {})
+            .expect("--partial reads what is there");
+    assert!(
+        partial.merge_warnings.iter().any(|w| w.contains("3/4")),
+        "{:?}",
+        partial.merge_warnings
+    );
+    let again = dir.path().join("s0-again.ltr");
+    std::fs::copy(&outs[0], &again).expect("copy");
+    let mut doubled = outs.clone();
+    doubled.push(again);
+    let err = lt::analyze::read_merged(&doubled)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("shard 0/4 is given twice"), "{err}");
+    // The CLI says the same in one line.
+    let out = Command::new(env!("CARGO_BIN_EXE_lt"))
+        .arg("analyze")
+        .args(three)
+        .args(["--out-dir"])
+        .arg(dir.path().join("r"))
+        .output()
+        .expect("analyze");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("shard 3/4"),
+        "{}",
+        text(&out.stderr)
+    );
+}
