@@ -48,6 +48,7 @@ fn make(path: &Path, rows: u64) {
         },
         preflight: None,
         part: None,
+        start_at: None,
     };
     let f = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
     let mut w = ResultsWriter::new(f, &header).expect("header");
@@ -142,6 +143,7 @@ fn make(path: &Path, rows: u64) {
         notices: 0,
         late_acks: 0,
         connect_phase_ns: None,
+        start_offset_ns: None,
     })
     .expect("trailer");
 }

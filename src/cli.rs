@@ -341,6 +341,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub no_reconcile: bool,
 
+    /// Open the connections, then start the clock at this wall-clock instant (RFC 3339,
+    /// e.g. 2026-12-01T10:00:00Z): the shards of one run, on N machines, start together
+    /// within their clock sync. An instant already past once connected is refused.
+    #[arg(long, env = "LT_START_AT", value_parser = parse_start_at)]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+
     /// For a trace with live subscriptions: also write one results row per delivery (its
     /// subscription's REQ, the event id, when it arrived). Off by default: the rows grow
     /// with the fan-out; the report's figures do not need them.
@@ -618,6 +624,13 @@ fn parse_flag(s: &str) -> Result<bool, String> {
     }
 }
 
+/// An RFC 3339 instant, as UTC.
+fn parse_start_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?}: expected an RFC 3339 time such as 2026-12-01T10:00:00Z ({e})"))
+}
+
 /// `I/N`: part I (from 0) of N.
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
     let (i, n) = s
@@ -763,6 +776,7 @@ impl LoadArgs {
                 None
             },
             delivery_rows: self.delivery_rows,
+            start_at: self.start_at,
         }
     }
 }

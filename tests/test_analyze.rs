@@ -46,6 +46,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
         },
         preflight: None,
         part: None,
+        start_at: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn write_with(
         notices: 0,
         late_acks,
         connect_phase_ns: None,
+        start_offset_ns: None,
     })
     .unwrap();
 }

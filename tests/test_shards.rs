@@ -25,11 +25,19 @@ fn event_ids(trace: &Path) -> Vec<String> {
 
 /// `lt replay` of part `i` of `n`, started (not waited for); one way of naming the part
 /// each, as a user or a Kubernetes Indexed Job would.
-fn start_part(trace: &Path, url: &str, out: &Path, i: u32, n: u32) -> Child {
+fn start_part(trace: &Path, url: &str, out: &Path, i: u32, n: u32, start_at: &str) -> Child {
     let mut cmd = lt();
     cmd.arg("replay")
         .arg(trace)
-        .args(["--relay", url, "--speed", "2x", "-o"])
+        .args([
+            "--relay",
+            url,
+            "--speed",
+            "2x",
+            "--start-at",
+            start_at,
+            "-o",
+        ])
         .arg(out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -91,8 +99,11 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     let outs: Vec<PathBuf> = (0..n)
         .map(|i| dir.path().join(format!("s{i}.ltr")))
         .collect();
+    // Every part connects, then starts its clock at the same wall-clock instant.
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(4))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let children: Vec<Child> = (0..n)
-        .map(|i| start_part(&trace, &relay.url, &outs[i as usize], i, n))
+        .map(|i| start_part(&trace, &relay.url, &outs[i as usize], i, n, &start_at))
         .collect();
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().expect("wait");
@@ -124,6 +135,7 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     for out in &outs {
         let mut r = lt::capture::results::ResultsReader::open(out).expect("results");
         let part = r.header().part.expect("a shard's header says so");
+        assert_eq!(r.header().start_at.as_deref(), Some(start_at.as_str()));
         while let Some(row) = r.next_row().expect("row") {
             if let lt::capture::results::Row::Outcome(o) = row {
                 assert_eq!(
@@ -136,6 +148,12 @@ fn four_shards_merge_into_the_run_one_process_plays() {
                 r_ok += 1;
             }
         }
+        let offset_ns = r.trailer().and_then(|t| t.start_offset_ns).expect("offset");
+        assert!(
+            offset_ns.abs() < 50_000_000,
+            "shard {}: t0 was {offset_ns} ns off the instant asked for",
+            part.index
+        );
     }
     assert_eq!(r_ok, records);
 
@@ -149,6 +167,13 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert_eq!(sharded, stored(&single_relay.url, &ids));
     assert!(sharded.len() > 500, "{}", sharded.len());
+
+    // In a comparison, the four shards are one run of their side.
+    let side = lt::analyze::compare::Side::load("A", &outs).expect("a side");
+    assert_eq!(side.runs.len(), 1);
+    let one = &side.runs[0];
+    let attempted: u64 = one.totals.by_outcome.values().sum();
+    assert_eq!(attempted, records);
 
     // A missing shard is refused by name, or with --partial analyzed with a warning; a
     // repeated one is refused by name.
@@ -189,4 +214,22 @@ fn four_shards_merge_into_the_run_one_process_plays() {
         "{}",
         text(&out.stderr)
     );
+
+    // An instant already past once connected is refused before any load.
+    let late = dir.path().join("late.ltr");
+    let out = lt()
+        .arg("replay")
+        .arg(&trace)
+        .args([
+            "--relay",
+            &relay.url,
+            "--start-at",
+            "2020-01-01T00:00:00Z",
+            "-o",
+        ])
+        .arg(&late)
+        .output()
+        .expect("replay");
+    let line = crate::util::one_line_error(&out);
+    assert!(line.contains("already past"), "{line}");
 }

@@ -179,6 +179,7 @@ fn an_allow_listed_staging_name_passes_the_guard_and_tls() {
         duration_s: None,
         reconcile: Some(false),
         delivery_rows: false,
+        start_at: None,
     };
     let cfg = lt::replay::Config::new(&load, target, None);
     let out = dir.path().join("r.ltr");

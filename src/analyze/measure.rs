@@ -76,6 +76,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         partial: runs.partial.clone(),
         relay: h.preflight.as_ref().map(relay_info),
         shards: (t.shards > 1).then_some(t.shards),
+        runs: t.runs.max(1),
     };
     let mut m = Measured {
         summary: Vec::new(),
@@ -140,6 +141,9 @@ pub struct Config {
     /// outcomes add up to the trace's records, and they count as one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// Runs the files make (shards of one run count once), for per-run figures.
+    #[serde(skip)]
+    pub runs: u32,
 }
 
 /// The relay's NIP-11 document, as the report shows it.
@@ -633,7 +637,7 @@ fn throughput(t: &Tally, duration_s: f64) -> Throughput {
     let ok: u64 = s.iter().map(|x| x.ok).sum();
     Throughput {
         ok_per_s: if duration_s > 0.0 {
-            round3(ok as f64 / duration_s / f64::from(t.runs()))
+            round3(ok as f64 / duration_s / f64::from(t.runs.max(1)))
         } else {
             0.0
         },

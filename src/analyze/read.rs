@@ -117,9 +117,8 @@ pub fn read_merged_each(
     completeness: Completeness,
     mut each: impl FnMut(&Runs),
 ) -> anyhow::Result<Runs> {
-    let mut merged: Option<Runs> = None;
     let mut seen = std::collections::HashSet::new();
-    let mut headers = Vec::new();
+    let mut files: Vec<Runs> = Vec::new();
     for path in paths {
         // One file given twice would count its run twice (and, in a comparison, fake a
         // side with no noise at all).
@@ -131,53 +130,90 @@ pub fn read_merged_each(
             ));
         }
         let (header, tally, partial) = read_file(path, completeness)?;
-        headers.push((path.clone(), header.clone()));
-        if let Some(runs) = &merged {
-            same_trace(&runs.header, &runs.files[0], &header, path)?;
+        if let Some(first) = files.first() {
+            same_trace(&first.header, &first.files[0], &header, path)?;
         }
-        let mut warnings = Vec::new();
+        let mut merge_warnings = Vec::new();
         if tally.trailers.iter().any(|t| t.interrupted) {
-            warnings.push(format!(
+            merge_warnings.push(format!(
                 "{} is an interrupted run (Ctrl-C or SIGTERM)",
                 path.display()
             ));
         }
-        let one = Runs {
+        files.push(Runs {
             header,
             files: vec![path.clone()],
             tally,
-            merge_warnings: Vec::new(),
+            merge_warnings,
             partial: partial.into_iter().collect(),
-        };
-        each(&one);
+        });
+    }
+    // Runs: a whole replay's file alone, or the shards of one sharded replay together (the
+    // same N and start instant).
+    let mut groups: Vec<Vec<Runs>> = Vec::new();
+    for f in files {
+        let key = f.header.part.map(|p| (p.count, f.header.start_at.clone()));
+        let home = key.as_ref().and_then(|k| {
+            groups.iter().position(|g| {
+                g[0].header
+                    .part
+                    .map(|p| (p.count, g[0].header.start_at.clone()))
+                    .as_ref()
+                    == Some(k)
+            })
+        });
+        match home {
+            Some(g) => groups[g].push(f),
+            None => groups.push(vec![f]),
+        }
+    }
+    let mut merged: Option<Runs> = None;
+    for group in groups {
+        let headers: Vec<(PathBuf, Header)> = group
+            .iter()
+            .map(|r| (r.files[0].clone(), r.header.clone()))
+            .collect();
+        let (shards, shard_warnings) =
+            check_shards(&headers, completeness == Completeness::AllowPartial)?;
+        let mut run = merge_all(group);
+        if let Some(n) = shards {
+            run.tally.shards = n;
+            run.tally.runs = 1;
+            run.merge_warnings.extend(shard_warnings);
+        }
+        each(&run);
         match &mut merged {
-            None => {
-                let mut first = one;
-                first.merge_warnings = warnings;
-                merged = Some(first);
-            }
-            Some(runs) => {
-                runs.merge_warnings.extend(warnings);
-                runs.merge_warnings
-                    .extend(differences(&runs.header, &one.header, path));
-                runs.files.push(path.clone());
-                runs.partial.extend(one.partial);
-                runs.tally.merge(one.tally);
+            None => merged = Some(run),
+            Some(all) => {
+                all.merge_warnings
+                    .extend(differences(&all.header, &run.header, &run.files[0]));
+                merge_into(all, run);
             }
         }
     }
     let mut merged = merged.ok_or_else(|| anyhow!("no results file given"))?;
-    if merged.files.len() == 1 {
+    if merged.files.len() == 1 && merged.header.part.is_none() {
         // Nothing merged: an interrupted run is said by the report itself.
         merged.merge_warnings.clear();
     }
-    let (shards, warnings) = check_shards(&headers, completeness == Completeness::AllowPartial)?;
-    if let Some(n) = shards {
-        // The shards are one run between them.
-        merged.tally.shards = n;
-        merged.merge_warnings.extend(warnings);
-    }
     Ok(merged)
+}
+
+/// The files of one group added up, in order.
+fn merge_all(group: Vec<Runs>) -> Runs {
+    let mut it = group.into_iter();
+    let mut first = it.next().expect("a group has a file");
+    for f in it {
+        merge_into(&mut first, f);
+    }
+    first
+}
+
+fn merge_into(all: &mut Runs, one: Runs) {
+    all.merge_warnings.extend(one.merge_warnings);
+    all.files.extend(one.files);
+    all.partial.extend(one.partial);
+    all.tally.merge(one.tally);
 }
 
 /// The records a results file holds an outcome for: the trace's, or its shard's.
@@ -187,8 +223,8 @@ fn records_played(header: &Header) -> u64 {
 
 /// Shards of one sharded replay (`--shard I/N`) merge into one run: each index 0..N−1
 /// exactly once, all of the same N. A missing or repeated shard is an error naming it;
-/// with `allow_missing`, missing shards are a warning instead. Files of whole runs do not
-/// mix with shards. Returns the number of shards, or `None` for whole runs.
+/// with `allow_missing`, missing shards are a warning instead. Returns the number of
+/// shards, or `None` for a whole run.
 fn check_shards(
     headers: &[(PathBuf, Header)],
     allow_missing: bool,
@@ -199,17 +235,6 @@ fn check_shards(
         .collect();
     if parts.is_empty() {
         return Ok((None, Vec::new()));
-    }
-    if parts.len() != headers.len() {
-        let whole = headers
-            .iter()
-            .find(|(_, h)| h.part.is_none())
-            .map(|(p, _)| p);
-        return Err(anyhow!(
-            "{} is a whole run and {} one shard: shards merge only with the other shards of their run",
-            whole.map_or_else(String::new, |p| p.display().to_string()),
-            parts[0].0.display()
-        ));
     }
     let count = parts[0].1.count;
     let mut by_index: std::collections::BTreeMap<u32, Vec<&PathBuf>> = Default::default();
@@ -229,7 +254,7 @@ fn check_shards(
     }
     if let Some((index, files)) = by_index.iter().find(|(_, f)| f.len() > 1) {
         return Err(anyhow!(
-            "shard {index}/{count} is given twice ({} and {}): each shard of a run counts once",
+            "shard {index}/{count} is given twice ({} and {}): each shard of a run counts once (shards of repeated runs are told apart by their --start-at)",
             files[0].display(),
             files[1].display()
         ));
@@ -442,6 +467,7 @@ fn stand_in_trailer(tally: &Tally, rows: u64, partial: &Partial) -> results::Tra
         notices: 0,
         late_acks: 0,
         connect_phase_ns: None,
+        start_offset_ns: None,
     }
 }
 

@@ -381,7 +381,7 @@ fn per_s(r: &Measured, secs: &[SecondCounts], f: fn(&SecondCounts) -> u64) -> f6
     if secs.is_empty() {
         return 0.0;
     }
-    let runs = (r.config.files.len() / r.config.shards.unwrap_or(1).max(1) as usize).max(1) as f64;
+    let runs = f64::from(r.config.runs.max(1));
     secs.iter().map(|s| f(s) as f64).sum::<f64>() / secs.len() as f64 / runs
 }
 

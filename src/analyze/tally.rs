@@ -275,6 +275,8 @@ pub struct Tally {
     pub deliveries: Deliveries,
     /// Files per run: N when the files are the N shards of one sharded replay, else 1.
     pub shards: u32,
+    /// Runs the files make (shards of one run count once).
+    pub runs: u32,
 }
 
 impl Tally {
@@ -314,12 +316,8 @@ impl Tally {
             against: Against::default(),
             deliveries: Deliveries::default(),
             shards: 1,
+            runs: 0,
         }
-    }
-
-    /// Runs the files make: shards of one run count once.
-    pub fn runs(&self) -> u32 {
-        (self.files / self.shards.max(1)).max(1)
     }
 
     /// Starts a new file: samples go into their own series.
@@ -330,6 +328,7 @@ impl Tally {
 
     pub fn end_file(&mut self, trailer: Trailer) {
         self.trailers.push(trailer);
+        self.runs += 1;
     }
 
     /// Response and service time over requests (not CLOSE and other frames); schedule lag over the
@@ -469,6 +468,8 @@ impl Tally {
     /// Adds another tally of the same trace (another file, or another worker's share).
     pub fn merge(&mut self, other: Tally) {
         self.files += other.files;
+        self.runs += other.runs;
+        self.shards = self.shards.max(other.shards);
         self.outcomes += other.outcomes;
         for (k, v) in other.by_outcome {
             *self.by_outcome.entry(k).or_default() += v;

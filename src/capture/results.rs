@@ -43,6 +43,10 @@ pub struct Header {
     /// One part of a sharded replay (`--shard I/N`); absent for a whole replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
+    /// `--start-at`: the wall-clock instant (RFC 3339 UTC) the run's clock started at, the
+    /// same for every shard of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
 }
 
 /// A part of a sharded replay: trace connections `c` with `c mod count == index`, whole
@@ -374,6 +378,10 @@ pub struct Trailer {
     /// absent from files of older lt.
     #[serde(default)]
     pub connect_phase_ns: Option<u64>,
+    /// With `--start-at`: the wall clock at t0 minus the instant asked for (ns; how far
+    /// this process's start was off, beside the machines' own clock sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset_ns: Option<i64>,
 }
 
 pub struct ResultsWriter<W: Write> {

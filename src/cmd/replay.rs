@@ -42,6 +42,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         plan = plan.with_part(index, count)?;
     }
     let load = args.load.load();
+    if let Some(at) = load.start_at.filter(|at| *at <= chrono::Utc::now()) {
+        return Err(anyhow!(
+            "--start-at {}: already past; give an instant after the connect phase, e.g. a minute from now",
+            replay::config::rfc3339(at)
+        ));
+    }
     let reconcile = load.reconcile_for(&target);
     // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
     let preflight = if !args.dry_run || args.preflight {

@@ -28,6 +28,8 @@ pub struct Load {
     pub reconcile: Option<bool>,
     /// `--delivery-rows`: a results row per delivery to a live subscription.
     pub delivery_rows: bool,
+    /// `--start-at`: start the clock at this wall-clock instant, once connected.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Load {
@@ -83,6 +85,11 @@ impl Config {
     }
 }
 
+/// An instant as the results header writes it: RFC 3339 UTC, milliseconds.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The options as the results header keeps them.
 fn options_text(load: &Load, reconcile: bool, relay_pid: Option<u32>) -> BTreeMap<String, String> {
     let mut o = BTreeMap::new();
@@ -112,6 +119,9 @@ fn options_text(load: &Load, reconcile: bool, relay_pid: Option<u32>) -> BTreeMa
     // Only when asked: the headers of runs without it stay as they were.
     if load.delivery_rows {
         o.insert("delivery_rows".into(), "true".into());
+    }
+    if let Some(t) = load.start_at {
+        o.insert("start_at".into(), rfc3339(t));
     }
     o
 }

@@ -107,6 +107,7 @@ pub fn run(
         machine: sample::machine(),
         preflight: cfg.preflight.clone(),
         part: plan.part,
+        start_at: cfg.load.start_at.map(config::rfc3339),
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -194,6 +195,7 @@ pub fn run(
         notices: frames.notices,
         late_acks: frames.late_acks,
         connect_phase_ns: Some(extra.connect_phase.as_nanos() as u64),
+        start_offset_ns: extra.start_offset_ns,
     };
     drop(shared);
     let writer = write_thread
@@ -261,6 +263,8 @@ struct Extra {
     connect_failures: u64,
     reconcile_error: Option<String>,
     connect_phase: Duration,
+    /// With `--start-at`: the wall clock at t0 minus the instant asked for.
+    start_offset_ns: Option<i64>,
 }
 
 async fn drive(
@@ -340,7 +344,34 @@ async fn drive(
 
     // The clock starts a moment after the connect phase, so the records due first are
     // already with their shards when their time comes.
-    let t0 = Instant::now() + START_MARGIN;
+    let t0 = match cfg.load.start_at {
+        None => Instant::now() + START_MARGIN,
+        Some(at) => {
+            let wait = (at - chrono::Utc::now()).to_std().map_err(|_| {
+                anyhow!(
+                    "--start-at {}: already past once the connections were open (connecting took {:.1} s); choose a later instant",
+                    config::rfc3339(at),
+                    connect_phase.as_secs_f64()
+                )
+            });
+            match wait {
+                Ok(wait) => Instant::now() + wait,
+                Err(e) => {
+                    let _ = join_shards(shards).await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    // How far the wall clock is from the instant asked for when t0 comes.
+    let start_offset = cfg.load.start_at.map(|at| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(t0)).await;
+            (chrono::Utc::now() - at)
+                .num_nanoseconds()
+                .unwrap_or(i64::MAX)
+        })
+    });
     // An expected delivery may come as late as a record's answer may.
     let fanout = if plan.live_subs > 0 {
         Some(fanout::Fanout::start(
@@ -438,12 +469,17 @@ async fn drive(
         shared.emit_all(rows);
     }
     sampler.abort();
+    let start_offset_ns = match start_offset {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
     Ok((
         shared,
         Extra {
             connect_failures,
             reconcile_error,
             connect_phase,
+            start_offset_ns,
         },
     ))
 }
