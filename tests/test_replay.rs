@@ -678,3 +678,62 @@ fn connect_phases_are_timed_apart() {
     let md = lt::analyze::render::report::render(&report);
     assert!(md.contains("Phases: TCP connect p50"), "{md}");
 }
+
+/// Runs lt with its file descriptor limit set to `soft`/`hard` (as a shell's `ulimit` would).
+fn lt_with_nofile(soft: u64, hard: u64) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = lt();
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Issue #19: lt raises its soft descriptor limit to the hard one, and a replay whose
+/// connections still do not fit is refused before connecting, with the limit and the fix.
+#[test]
+fn connections_beyond_the_descriptor_limit_are_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = synth(
+        dir.path(),
+        "t",
+        &["--duration", "5", "--rate", "50", "--clients", "200"],
+    );
+    let out = lt_with_nofile(150, 150)
+        .arg("replay")
+        .arg(&trace)
+        .args(["--relay", "ws://127.0.0.1:9/", "-o"])
+        .arg(dir.path().join("r.ltr"))
+        .output()
+        .unwrap();
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("200 connections need about 264 file descriptors, but lt may open 150"),
+        "{line}"
+    );
+    assert!(!dir.path().join("r.ltr").exists(), "nothing written");
+
+    // A soft limit below a hard limit that fits is raised, as the dry run says.
+    let out = lt_with_nofile(100, 400)
+        .arg("replay")
+        .arg(&trace)
+        .args(["--relay", "ws://127.0.0.1:9/", "--dry-run"])
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        said.contains("descriptors   about 264 needed, 400 allowed (soft limit raised from 100)"),
+        "{said}"
+    );
+}

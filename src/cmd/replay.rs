@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 
 use crate::analyze::report::Report;
 use crate::cli::ReplayArgs;
@@ -41,6 +41,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some((index, count)) = shard_of(&args)? {
         plan = plan.with_part(index, count)?;
     }
+    let fds = replay::fds::raise().context("reading the file descriptor limit")?;
+    if !args.dry_run {
+        replay::fds::check(plan.connections_played(), &fds).map_err(|e| anyhow!(e))?;
+    }
     let load = args.load.load();
     if let Some(at) = load.start_at.filter(|at| *at <= chrono::Utc::now()) {
         return Err(anyhow!(
@@ -60,7 +64,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         None
     };
     if args.dry_run {
-        print_plan(&args, &plan, &target, reconcile, preflight.as_ref());
+        print_plan(&args, &plan, &target, reconcile, preflight.as_ref(), &fds);
     }
     if let Some(p) = &preflight {
         replay::preflight::refuse_if_strict(p, args.load.strict_limits)?;
@@ -127,6 +131,7 @@ fn print_plan(
     target: &guard::Target,
     reconcile: bool,
     preflight: Option<&crate::capture::results::Preflight>,
+    fds: &replay::fds::Limit,
 ) {
     match preflight {
         None => outln!("dry run: nothing sent, no socket opened"),
@@ -170,6 +175,20 @@ fn print_plan(
             p.index
         );
     }
+    outln!(
+        "descriptors   about {} needed, {} allowed{}{}",
+        units::count(replay::fds::needed(plan.connections_played())),
+        units::count(fds.soft),
+        if fds.soft > fds.was {
+            format!(" (soft limit raised from {})", units::count(fds.was))
+        } else {
+            String::new()
+        },
+        match replay::fds::check(plan.connections_played(), fds) {
+            Ok(()) => String::new(),
+            Err(e) => format!(": too few, the run would be refused — {e}"),
+        }
+    );
     outln!(
         "connections   {} on {} network thread(s){}",
         plan.connections_played(),

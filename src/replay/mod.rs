@@ -17,6 +17,7 @@ mod conn;
 pub mod control;
 mod dispatch;
 mod fanout;
+pub mod fds;
 mod feed;
 mod hold;
 pub mod pace;
