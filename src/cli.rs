@@ -358,6 +358,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub strict_limits: bool,
 
+    /// Local address to connect from (repeatable, or a range such as
+    /// 127.0.0.2-127.0.0.9): connections are spread over them, past the ephemeral ports of
+    /// one source address toward one relay address (~28k).
+    #[arg(long = "source-addr", value_name = "ADDR", value_parser = parse_source_addrs)]
+    pub source_addrs: Vec<Vec<std::net::IpAddr>>,
+
     /// For a wss:// relay: a PEM file of CA certificates to trust besides the system's (a
     /// staging CA, a self-signed certificate). Repeatable. Certificate checks cannot be
     /// turned off.
@@ -622,6 +628,34 @@ fn parse_flag(s: &str) -> Result<bool, String> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected 1 or 0 (true or false)".into()),
     }
+}
+
+/// Most addresses one `--source-addr` range may name.
+const SOURCE_RANGE_MAX: u32 = 65_536;
+
+/// One address, or an IPv4 range `A-B` (both ends included).
+fn parse_source_addrs(s: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let s = s.trim();
+    let Some((a, b)) = s.split_once('-') else {
+        return s.parse::<IpAddr>().map(|ip| vec![ip]).map_err(|_| {
+            format!("{s:?}: expected an IP address or a range such as 127.0.0.2-127.0.0.9")
+        });
+    };
+    let (a, b) = match (a.trim().parse::<Ipv4Addr>(), b.trim().parse::<Ipv4Addr>()) {
+        (Ok(a), Ok(b)) => (u32::from(a), u32::from(b)),
+        _ => {
+            return Err(format!(
+                "{s:?}: a range is two IPv4 addresses, such as 127.0.0.2-127.0.0.9"
+            ))
+        }
+    };
+    if b < a || b - a >= SOURCE_RANGE_MAX {
+        return Err(format!(
+            "{s:?}: a range goes upwards and holds at most {SOURCE_RANGE_MAX} addresses"
+        ));
+    }
+    Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
 }
 
 /// An RFC 3339 instant, as UTC.

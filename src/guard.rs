@@ -181,6 +181,10 @@ pub struct Target {
     /// For `wss://`: the TLS client configuration (roots, `--ca-file`), set by the caller
     /// with [`crate::tls::client_config`]; `None` for `ws://`.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Local addresses to connect from (`--source-addr`), connection `c` from
+    /// `sources[c mod len]`; empty: the kernel chooses. More source addresses, more
+    /// connections toward one relay address than one address's ephemeral ports allow.
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 impl Target {
@@ -335,6 +339,7 @@ pub fn check(
         addrs,
         loopback,
         tls: None,
+        sources: Vec::new(),
     })
 }
 

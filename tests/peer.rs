@@ -124,6 +124,8 @@ struct Counters {
     reqs_answered: AtomicU64,
     bytes_received: AtomicU64,
     fan: FanState,
+    /// The addresses connections came from.
+    client_ips: std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl Counters {
@@ -180,6 +182,15 @@ impl Peer {
         self.counters.snapshot()
     }
 
+    /// The addresses connections came from so far.
+    pub fn client_ips(&self) -> Vec<std::net::IpAddr> {
+        self.counters
+            .client_ips
+            .lock()
+            .map(|ips| ips.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// What [`Behavior::FanOut`] dropped and duplicated so far.
     pub fn faults(&self) -> Faults {
         self.counters
@@ -209,8 +220,11 @@ async fn accept_loop(listener: TcpListener, behavior: Behavior, counters: Arc<Co
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, from)) => {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut ips) = counters.client_ips.lock() {
+                        ips.insert(from.ip());
+                    }
                     conns.spawn(serve(stream, behavior.clone(), counters.clone()));
                 }
                 // Out of file descriptors or a connection reset before accept: the listener

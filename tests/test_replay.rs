@@ -737,3 +737,54 @@ fn connections_beyond_the_descriptor_limit_are_refused_before_connecting() {
         "{said}"
     );
 }
+
+/// Issue #19: `--source-addr` spreads connections over local addresses (single ones and
+/// ranges); a range that is not one is refused in one line.
+#[test]
+fn source_addresses_spread_the_connections() {
+    let _machine = crate::util::busy();
+    let r = PeerRun::new(
+        Behavior::AckAll,
+        &["--duration", "5", "--rate", "50", "--clients", "20"],
+        &[
+            "--speed",
+            "4x",
+            "--source-addr",
+            "127.0.0.2-127.0.0.5",
+            "--source-addr",
+            "127.0.0.9",
+        ],
+    );
+    assert_eq!(r.count("ok"), r.records, "{:?}", r.counts);
+    let ips: Vec<String> = r
+        .peer
+        .client_ips()
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    // 127.0.0.1 is the NIP-11 preflight's, which is not load.
+    assert_eq!(
+        ips,
+        [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3",
+            "127.0.0.4",
+            "127.0.0.5",
+            "127.0.0.9"
+        ]
+    );
+    let out = lt()
+        .args([
+            "replay",
+            "x.ltc",
+            "--relay",
+            "ws://127.0.0.1:9/",
+            "--source-addr",
+        ])
+        .arg("127.0.0.9-127.0.0.2")
+        .output()
+        .unwrap();
+    let line = one_line_error(&out);
+    assert!(line.contains("a range goes upwards"), "{line}");
+}

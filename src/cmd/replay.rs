@@ -21,6 +21,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The guard runs before anything else touches the network, dry run included.
     let mut target = guard::check(&url, &allow, &guard::system_resolver)
         .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
+    target.sources = args.load.source_addrs.concat();
     if target.url.scheme() == "wss" {
         target.tls = Some(crate::tls::client_config(&args.load.ca_files)?);
     } else if let Some(file) = args.load.ca_files.first() {

@@ -64,14 +64,56 @@ pub struct Phases {
 /// Opens connection `conn` to an address the guard checked (never resolving again), with
 /// `TCP_NODELAY` on (Nagle would add ~40 ms to small frames); for `wss://`, TLS with the
 /// URL's host as the server name. Times each phase.
+/// The TCP connection of connection `conn`: from its source address when there are some
+/// (`--source-addr`), else from wherever the kernel chooses. An exhausted port range is
+/// named as such.
+async fn tcp_connect(
+    target: &Target,
+    addr: std::net::SocketAddr,
+    conn: u32,
+) -> Result<TcpStream, String> {
+    let out_of_ports = |e: &std::io::Error, from: &str| {
+        if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+            format!(
+                "TCP connect to {addr}{from}: {e} (no local port left toward this address: spread connections over more --source-addr)"
+            )
+        } else {
+            format!("TCP connect to {addr}{from}: {e}")
+        }
+    };
+    let Some(source) =
+        (!target.sources.is_empty()).then(|| target.sources[conn as usize % target.sources.len()])
+    else {
+        return TcpStream::connect(addr)
+            .await
+            .map_err(|e| out_of_ports(&e, ""));
+    };
+    let from = format!(" from {source}");
+    let socket = match (source, addr) {
+        (std::net::IpAddr::V4(_), std::net::SocketAddr::V4(_)) => tokio::net::TcpSocket::new_v4(),
+        (std::net::IpAddr::V6(_), std::net::SocketAddr::V6(_)) => tokio::net::TcpSocket::new_v6(),
+        _ => {
+            return Err(format!(
+                "TCP connect to {addr}{from}: the source and the relay's address are not of one IP version"
+            ))
+        }
+    }
+    .map_err(|e| format!("TCP socket{from}: {e}"))?;
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .map_err(|e| out_of_ports(&e, &from))?;
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| out_of_ports(&e, &from))
+}
+
 pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases) {
     let addr = target.addrs[conn as usize % target.addrs.len()];
     let mut phases = Phases::default();
     let attempt = async {
         let t = std::time::Instant::now();
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+        let tcp = tcp_connect(target, addr, conn).await?;
         phases.tcp_ns = Some(t.elapsed().as_nanos() as u64);
         tcp.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
