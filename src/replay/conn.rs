@@ -218,7 +218,9 @@ impl Conn {
     }
 
     /// Runs until the scheduler is done with this connection and nothing is left open.
-    pub async fn run(mut self, mut rx: UnboundedReceiver<Dispatch>) {
+    /// Records come boxed: a channel allocates its first block of 32 slots up front, and
+    /// at a pointer each that is 256 bytes per connection rather than 4.6 KiB.
+    pub async fn run(mut self, mut rx: UnboundedReceiver<Box<Dispatch>>) {
         let mut rx_open = true;
         // One timer for the timeouts, armed at the earliest deadline and re-armed only after
         // it fires. Deadlines only move later (they are in send order), so a timer armed at
@@ -336,7 +338,8 @@ impl Conn {
     }
 
     /// A record arrives from the scheduler.
-    fn accept(&mut self, d: Dispatch) {
+    fn accept(&mut self, d: Box<Dispatch>) {
+        let d = *d;
         if let (Op::Req { query }, Key::Sub(sub)) = (d.op, &d.key) {
             if query.is_live() && self.shared.counts_deliveries() {
                 self.live.insert(sub.clone(), d.index);

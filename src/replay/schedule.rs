@@ -50,7 +50,7 @@ const WAIT_SLICE_NS: u64 = 50_000_000;
 /// here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
-    conns: Vec<UnboundedSender<Dispatch>>,
+    conns: Vec<UnboundedSender<Box<Dispatch>>>,
     layout: Layout,
     shared: Arc<Shared>,
     s: Schedule,
@@ -97,7 +97,7 @@ pub async fn run(
             // Records come in intended order: no earlier moment is asked about again.
             holds.forget_before(d.ready_ns);
             let conn = layout.local_index(d.conn);
-            if let Err(e) = conns[conn].send(d) {
+            if let Err(e) = conns[conn].send(Box::new(d)) {
                 // The connection's task is gone (it only ends after the scheduler): count
                 // the record rather than lose it.
                 let row = e.0.unsent_row(Outcome::Disconnected { code: None });
