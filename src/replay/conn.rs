@@ -256,12 +256,12 @@ impl Conn {
             tokio::select! {
                 d = rx.recv(), if rx_open => match d {
                     Some(d) => {
-                        self.accept(d);
+                        self.accept(*d);
                         // Take what else is already queued, so it goes out in the same
                         // write: one system call for a burst, not one per record.
                         for _ in 1..BATCH_MAX {
                             match rx.try_recv() {
-                                Ok(d) => self.accept(d),
+                                Ok(d) => self.accept(*d),
                                 Err(TryRecvError::Empty) => break,
                                 Err(TryRecvError::Disconnected) => {
                                     rx_open = false;
@@ -338,8 +338,7 @@ impl Conn {
     }
 
     /// A record arrives from the scheduler.
-    fn accept(&mut self, d: Box<Dispatch>) {
-        let d = *d;
+    fn accept(&mut self, d: Dispatch) {
         if let (Op::Req { query }, Key::Sub(sub)) = (d.op, &d.key) {
             if query.is_live() && self.shared.counts_deliveries() {
                 self.live.insert(sub.clone(), d.index);
