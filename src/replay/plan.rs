@@ -32,8 +32,9 @@ pub struct Plan {
     pub by_kind: BTreeMap<String, u64>,
     /// Live subscriptions (REQs held open after their EOSE), whose deliveries are counted.
     pub live_subs: u64,
-    /// Records per trace client (index = client), for a part's share.
-    records_by_client: Vec<u64>,
+    /// Records per trace client, for a part's share (a map: client indices can be sparse
+    /// and large, up to 2^32 − 1).
+    records_by_client: std::collections::HashMap<u32, u64>,
     /// This process's part of a sharded replay (`--shard I/N`), once chosen.
     pub part: Option<Part>,
 }
@@ -51,15 +52,15 @@ impl Plan {
         let records = self
             .records_by_client
             .iter()
-            .enumerate()
-            .filter(|(client, _)| (*client as u32 % conns) % count == index)
+            .filter(|(client, _)| (*client % conns) % count == index)
             .map(|(_, n)| *n)
             .sum();
         self.part = Some(Part {
             index,
             count,
             records,
-            connections: (0..conns).filter(|c| c % count == index).count() as u32,
+            // c mod count == index for c in 0..conns.
+            connections: (conns - index.min(conns)).div_ceil(count),
         });
         Ok(self)
     }
@@ -103,11 +104,7 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
     while let Some(r) = reader.next_record()? {
         p.records += 1;
         clients = clients.max(r.client.saturating_add(1));
-        let c = r.client as usize;
-        if c >= p.records_by_client.len() {
-            p.records_by_client.resize(c + 1, 0);
-        }
-        p.records_by_client[c] += 1;
+        *p.records_by_client.entry(r.client).or_default() += 1;
         p.events += u64::from(r.op.is_event());
         p.live_subs += u64::from(matches!(r.op, Op::Req { query } if query.is_live()));
         p.frame_bytes += r.frame.len() as u64;
