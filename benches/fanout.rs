@@ -33,9 +33,10 @@ use lt::capture::{Completion, Header, Op, Query, Record, Role, TraceReader, Trac
 use lt::nostr::{keys, Unsigned};
 use peer::{Behavior, Peer};
 use support::{
-    mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role, RoleProcess, Timer,
+    blocking_sockets, mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role,
+    RoleProcess, Timer,
 };
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");
 const EPOCH: u64 = 1_770_000_000;
@@ -152,22 +153,12 @@ fn write_trace(path: &Path, subs: u32, eps: u64, secs: u64) {
 /// schedule lag under this fan-out.
 fn live_floor(url: &str, trace: &Path) -> (u64, f64) {
     use std::os::fd::AsRawFd;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .to_string();
     let records: Vec<Record> = TraceReader::open(trace)
         .expect("trace")
         .map(|r| r.expect("record"))
         .collect();
     let conns = records.iter().map(|r| r.client + 1).max().unwrap_or(1);
-    let mut sockets: Vec<_> = (0..conns)
-        .map(|_| {
-            let tcp = std::net::TcpStream::connect(&addr).expect("connect");
-            tcp.set_nodelay(true).expect("TCP_NODELAY");
-            tungstenite::client(url, tcp).expect("handshake").0
-        })
-        .collect();
+    let mut sockets = blocking_sockets(url, conns);
     let fds: Vec<i32> = sockets.iter().map(|ws| ws.get_ref().as_raw_fd()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {

@@ -54,7 +54,8 @@ use tokio_tungstenite::tungstenite::Message;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role, RoleProcess, Timer, Usage,
+    blocking_sockets, mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role,
+    RoleProcess, Timer, Usage,
 };
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");
@@ -210,18 +211,7 @@ fn timer_floor_p99_ms(period: Duration, secs: u64) -> f64 {
 /// alone (connecting and loading the trace excluded).
 fn open_loop_floor(url: &str, trace: &Path, conns: u32, read_replies: bool) -> (u64, f64) {
     use std::os::fd::AsRawFd;
-    use tokio_tungstenite::tungstenite;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut sockets: Vec<_> = (0..conns)
-        .map(|_| {
-            let tcp = std::net::TcpStream::connect(&addr).expect("connect");
-            tcp.set_nodelay(true).expect("TCP_NODELAY");
-            tungstenite::client(url, tcp).expect("handshake").0
-        })
-        .collect();
+    let mut sockets = blocking_sockets(url, conns);
     let events: Vec<(u64, u32, String)> = TraceReader::open(trace)
         .expect("trace")
         .map(|r| r.expect("record"))

@@ -228,3 +228,24 @@ pub fn serving_role(role: &str) -> (RoleProcess, String) {
     assert!(url.starts_with("ws://"), "{role} said {url:?}");
     (RoleProcess(child), url.trim().to_string())
 }
+
+/// `conns` blocking WebSocket connections to `url` (`ws://host:port/`), TCP_NODELAY on: the
+/// floors' clients.
+pub fn blocking_sockets(
+    url: &str,
+    conns: u32,
+) -> Vec<tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>> {
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_string();
+    (0..conns)
+        .map(|_| {
+            let tcp = std::net::TcpStream::connect(&addr).expect("connect");
+            tcp.set_nodelay(true).expect("TCP_NODELAY");
+            tokio_tungstenite::tungstenite::client(url, tcp)
+                .expect("handshake")
+                .0
+        })
+        .collect()
+}
