@@ -1907,3 +1907,93 @@ fn issue_drafts_and_the_pr_summary_carry_evidence_and_commands() {
         "{pr}"
     );
 }
+
+/// Writes shard `index` of `count` of a 1,000-record trace, holding `rows`.
+fn write_shard(path: &Path, index: u32, count: u32, rows: &[Row]) {
+    let records = rows.iter().filter(|r| matches!(r, Row::Outcome(_))).count() as u64;
+    let mut h = header("fs", 1000);
+    h.part = Some(lt::capture::results::Part {
+        index,
+        count,
+        records,
+        connections: 1,
+    });
+    let mut w = ResultsWriter::new(BufWriter::new(File::create(path).unwrap()), &h).unwrap();
+    for r in rows {
+        w.push(r).unwrap();
+    }
+    w.finish(Trailer {
+        rows: 0,
+        outcomes: 0,
+        by_outcome: BTreeMap::new(),
+        samples: 0,
+        finished_at: "2026-11-27T00:01:00Z".into(),
+        elapsed_ns: 10 * S,
+        interrupted: false,
+        unparseable_frames: 0,
+        oversized_frames: 0,
+        notices: 0,
+        late_acks: 0,
+        connect_phase_ns: None,
+        start_offset_ns: None,
+    })
+    .unwrap();
+}
+
+/// Issue #19: a shard whose lt fell behind makes the merged run untrustworthy, even when
+/// the merged figures hide it (its 5 late sends are 0.5% of the run's, 5% of its own).
+#[test]
+fn a_shard_that_fell_behind_makes_the_merged_run_untrustworthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("s0.ltr"), dir.path().join("s1.ltr"));
+    let calm: Vec<Row> = (0..900u64)
+        .map(|i| row(i, view(), i * 10 * MS, 0, Some(2 * MS), Outcome::Ok))
+        .collect();
+    let late: Vec<Row> = (900..1000u64)
+        .map(|i| {
+            let lag = if i % 20 == 0 { 50 * MS } else { 0 };
+            row(i, view(), i * 10 * MS, lag, Some(2 * MS), Outcome::Ok)
+        })
+        .collect();
+    write_shard(&a, 0, 2, &calm);
+    write_shard(&b, 1, 2, &late);
+    let runs = lt::analyze::read_merged(&[a.clone(), b.clone()]).unwrap();
+    let merged_lag = report::build(&runs, &Ids::new(), &[])
+        .measured
+        .latency
+        .overall
+        .schedule_lag_ms
+        .unwrap()
+        .p99;
+    assert!(merged_lag < 5.0, "the merged figures hide it: {merged_lag}");
+    let untrusted = lt::analyze::shards::untrusted(&runs).unwrap();
+    assert_eq!(untrusted.len(), 1, "{untrusted:?}");
+    assert!(
+        untrusted[0].starts_with("shard 1/2 (s1.ltr) was not trustworthy"),
+        "{untrusted:?}"
+    );
+
+    // Through the CLI: the report's verdict names the shard.
+    let out = lt()
+        .arg("analyze")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out-dir")
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = std::fs::read_dir(dir.path().join("r"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(v["trust"]["trustworthy"], false, "{}", v["trust"]);
+    assert!(
+        v["trust"]["reasons"].to_string().contains("shard 1/2"),
+        "{}",
+        v["trust"]
+    );
+}

@@ -77,6 +77,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         relay: h.preflight.as_ref().map(relay_info),
         shards: (t.shards > 1).then_some(t.shards),
         runs: t.runs.max(1),
+        untrusted_shards: Vec::new(),
     };
     let mut m = Measured {
         summary: Vec::new(),
@@ -144,6 +145,10 @@ pub struct Config {
     /// Runs the files make (shards of one run count once), for per-run figures.
     #[serde(skip)]
     pub runs: u32,
+    /// Shards not trustworthy on their own, and why (see `shards.rs`): the run is then not
+    /// trustworthy either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted_shards: Vec<String>,
 }
 
 /// The relay's NIP-11 document, as the report shows it.

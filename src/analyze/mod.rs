@@ -24,6 +24,7 @@ pub mod read;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod shards;
 pub mod stats;
 pub mod tally;
 pub mod thresholds;
@@ -65,7 +66,8 @@ pub struct Asked {
 /// error before anything is written.
 pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Written> {
     let profiles = crate::profile::load_all_beside(&runs.files);
-    let measured = measure::measure(runs, &asked.ids, &profiles);
+    let mut measured = measure::measure(runs, &asked.ids, &profiles);
+    measured.config.untrusted_shards = shards::untrusted(runs)?;
     let verdicts = judge::judge(&measured);
     let names = output::names(dir, "load-report", "load-test-report");
     let charts: Vec<(String, String)> = render::charts::report(&measured, &runs.tally)

@@ -27,6 +27,9 @@ pub struct Trust {
 /// got in the way (lag, its own CPU, dropped records) and whether the results are whole.
 pub fn trust(r: &Measured) -> Trust {
     let (mut reasons, held_note) = harness_reasons(r);
+    // A shard whose lt fell behind makes the run's figures understate the relay, even when
+    // the merged figures hide it.
+    reasons.extend(r.config.untrusted_shards.iter().cloned());
     let harness_bound = !reasons.is_empty();
     let partial = partial_reasons(r);
     reasons.extend(partial.iter().cloned());
