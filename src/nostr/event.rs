@@ -164,6 +164,20 @@ fn canonical(
     out
 }
 
+/// The id of an event given as JSON, read without building (or verifying) the event: what
+/// a client needs to match a relay's EVENT to what it knows.
+pub fn id_of(event_json: &str) -> Option<[u8; 32]> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let parsed: IdOnly = serde_json::from_str(event_json).ok()?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(parsed.id.as_bytes(), &mut out).ok()?;
+    Some(out)
+}
+
 impl Event {
     pub fn canonical(&self) -> String {
         canonical(
@@ -266,6 +280,15 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_events_id_is_read_from_its_json() {
+        let id = "ab".repeat(32);
+        let ev = format!(r#"{{"content":"{{\"id\":\"x\"}}","id":"{id}","kind":1}}"#);
+        assert_eq!(id_of(&ev), Some([0xab; 32]));
+        assert_eq!(id_of(r#"{"id":"xyz"}"#), None);
+        assert_eq!(id_of("[]"), None);
+    }
 
     const DEMO_PREIMAGE: &str = r#"[0,"c67bfd4fdf7059ed54e77568646efc19d4f5f0de46b544e7a673816d1cd63ad9",1770000900,30079,[["t","view"],["a","30078:b6caad2daae51f6b6385657dda592d5199f5bf3b45734337c9cfc1853434a336:1770000000123-k3j9x2m4qplw"],["d","a:30078:b6caad2daae51f6b6385657dda592d5199f5bf3b45734337c9cfc1853434a336:1770000000123-k3j9x2m4qplw:c67bfd4fdf7059ed54e77568646efc19d4f5f0de46b544e7a673816d1cd63ad9:20486"],["session","true"]],"{\"target\":{\"type\":\"a\",\"value\":\"30078:b6caad2daae51f6b6385657dda592d5199f5bf3b45734337c9cfc1853434a336:1770000000123-k3j9x2m4qplw\"},\"created_at\":1770000900}"]"#;
 

@@ -6,5 +6,5 @@ pub mod json;
 pub mod keys;
 pub mod message;
 
-pub use event::{Event, SignedFrame, Unsigned, VerifyError};
+pub use event::{id_of, Event, SignedFrame, Unsigned, VerifyError};
 pub use message::{ClientMessage, CodecError, Prefix, RelayMessage};

@@ -464,7 +464,7 @@ impl Conn {
             }
             RelayMessage::Event { sub, event } => {
                 if !self.book.on_event(&sub) && self.shared.counts_deliveries() {
-                    if let Some(id) = fanout::event_id(event.get()) {
+                    if let Some(id) = crate::nostr::id_of(event.get()) {
                         self.delivered(&sub, id);
                     }
                 }

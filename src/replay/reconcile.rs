@@ -21,11 +21,6 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const ROUNDS: usize = 15;
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
-#[derive(serde::Deserialize)]
-struct IdOnly {
-    id: String,
-}
-
 /// Decides the held rows' outcomes. On any failure to ask, the rows stay `timeout` and the
 /// error is returned beside them, so nothing is lost.
 pub async fn reconcile(
@@ -97,11 +92,8 @@ async fn query(
                 let Message::Text(text) = frame else { continue };
                 match RelayMessage::parse(text.as_str()) {
                     Ok(RelayMessage::Event { sub: s, event }) if s == sub => {
-                        if let Ok(ev) = serde_json::from_str::<IdOnly>(event.get()) {
-                            let mut id = [0u8; 32];
-                            if hex::decode_to_slice(&ev.id, &mut id).is_ok() {
-                                found.insert(id);
-                            }
+                        if let Some(id) = crate::nostr::id_of(event.get()) {
+                            found.insert(id);
                         }
                     }
                     Ok(RelayMessage::Eose(s)) if s == sub => return Ok(()),

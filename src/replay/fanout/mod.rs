@@ -70,19 +70,6 @@ pub fn facts<'a>(rows: impl Iterator<Item = &'a OutcomeRow>) -> Vec<Fact> {
     .collect()
 }
 
-/// The id of an event delivered as JSON, read without building the event.
-pub fn event_id(event: &str) -> Option<[u8; 32]> {
-    #[derive(serde::Deserialize)]
-    struct IdOnly<'a> {
-        #[serde(borrow)]
-        id: &'a str,
-    }
-    let parsed: IdOnly = serde_json::from_str(event).ok()?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(parsed.id, &mut out).ok()?;
-    Some(out)
-}
-
 /// The subscription id and event id of an EVENT frame written the way relays write them
 /// (`["EVENT","<sub>",{"id":"<64 hex>",…`), read without parsing the event: at 100k
 /// deliveries a second, parsing every event twice would be most of what lt spends on them.
@@ -262,14 +249,5 @@ mod tests {
         assert_eq!(fast_delivery(&short), None);
         assert_eq!(fast_delivery(r#"["EVENT","s",{"id":"é"#), None);
         assert_eq!(fast_delivery(r#"["OK","x",true,""]"#), None);
-    }
-
-    #[test]
-    fn an_events_id_is_read_from_its_json() {
-        let id = "ab".repeat(32);
-        let ev = format!(r#"{{"content":"{{\"id\":\"x\"}}","id":"{id}","kind":1}}"#);
-        assert_eq!(event_id(&ev), Some([0xab; 32]));
-        assert_eq!(event_id(r#"{"id":"xyz"}"#), None);
-        assert_eq!(event_id("[]"), None);
     }
 }
