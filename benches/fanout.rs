@@ -262,7 +262,11 @@ fn main() {
         .as_ref()
         .expect("a live section");
     let (expected, delivered, missed) = live.by_subscription.iter().fold((0, 0, 0), |a, s| {
-        (a.0 + s.expected, a.1 + s.delivered, a.2 + s.missed)
+        (
+            a.0 + s.counts.expected,
+            a.1 + s.counts.delivered,
+            a.2 + s.counts.missed,
+        )
     });
     let lag = report
         .measured

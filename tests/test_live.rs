@@ -145,7 +145,7 @@ fn both_relays_deliver_what_live_subscriptions_should_get() {
         let sum = |f: fn(&lt::analyze::deliveries::SubscriptionDeliveries) -> u64| {
             live.by_subscription.iter().map(f).sum::<u64>()
         };
-        let expected = sum(|s| s.expected);
+        let expected = sum(|s| s.counts.expected);
         assert!(expected > 200, "{kind:?}: {}", live.headline);
         assert_eq!(
             expected,
@@ -154,14 +154,14 @@ fn both_relays_deliver_what_live_subscriptions_should_get() {
             live.headline
         );
         assert_eq!(
-            (sum(|s| s.missed), sum(|s| s.unexpected)),
+            (sum(|s| s.counts.missed), sum(|s| s.counts.unexpected)),
             (0, 0),
             "{kind:?}: {}; missed {:?}; unexpected {:?}",
             live.headline,
             live.missed_examples,
             live.unexpected_examples
         );
-        assert_eq!(sum(|s| s.delivered), expected, "{kind:?}");
+        assert_eq!(sum(|s| s.counts.delivered), expected, "{kind:?}");
         assert_eq!(live.by_subscription.len(), 2, "{kind:?}: both types");
         let fanout = live.fanout_per_event.as_ref().expect("fan-out");
         assert!(
@@ -208,7 +208,7 @@ fn a_stalled_relay_shows_in_delivery_latency() {
         "the 1 s stall should hold deliveries back: {}",
         live.headline
     );
-    let missed: u64 = live.by_subscription.iter().map(|s| s.missed).sum();
+    let missed: u64 = live.by_subscription.iter().map(|s| s.counts.missed).sum();
     assert_eq!(missed, 0, "{}", live.headline);
     // The stalled second shows in the series: its p99 is far above a calm second's.
     let calm = live
@@ -230,7 +230,7 @@ fn a_stalled_relay_shows_in_delivery_latency() {
     let counted: u64 = live
         .by_subscription
         .iter()
-        .map(|s| s.delivered + s.uncertain + s.unexpected)
+        .map(|s| s.counts.delivered + s.counts.uncertain + s.counts.unexpected)
         .sum::<u64>()
         + live.read_deliveries;
     assert_eq!(rows, counted, "{}", live.headline);
@@ -281,13 +281,13 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
     // its event crossed the subscription's EOSE or CLOSE (then either answer is right, and
     // the delivery would have been uncertain): that is the only slack.
     assert_eq!(
-        sum(|s| s.unexpected),
+        sum(|s| s.counts.unexpected),
         doubled.len() as u64,
         "{}",
         report.headline
     );
-    assert_eq!(sum(|s| s.duplicates), doubled.len() as u64);
-    let (missed, uncertain) = (sum(|s| s.missed), sum(|s| s.uncertain));
+    assert_eq!(sum(|s| s.counts.duplicates), doubled.len() as u64);
+    let (missed, uncertain) = (sum(|s| s.counts.missed), sum(|s| s.counts.uncertain));
     assert!(
         missed <= dropped.len() as u64 && missed + uncertain >= dropped.len() as u64,
         "{} dropped; {}",

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::class;
 use super::stats::{percentiles_ms, round3, Percentiles};
-use crate::capture::results::{Buckets, DeliveryExample, DeliverySecond, FanoutRow};
+use crate::capture::results::{
+    Buckets, DeliveryCounts, DeliveryExample, DeliverySecond, FanoutRow,
+};
 use crate::capture::Query;
 
 /// Examples the report keeps of each kind.
@@ -18,14 +20,7 @@ const EXAMPLES: usize = 10;
 
 #[derive(Clone)]
 struct Kind {
-    subscriptions: u64,
-    expected: u64,
-    delivered: u64,
-    late: u64,
-    missed: u64,
-    uncertain: u64,
-    unexpected: u64,
-    duplicates: u64,
+    counts: DeliveryCounts,
     latency: Histogram<u64>,
     from_sent: Histogram<u64>,
 }
@@ -33,14 +28,7 @@ struct Kind {
 impl Default for Kind {
     fn default() -> Self {
         Kind {
-            subscriptions: 0,
-            expected: 0,
-            delivered: 0,
-            late: 0,
-            missed: 0,
-            uncertain: 0,
-            unexpected: 0,
-            duplicates: 0,
+            counts: DeliveryCounts::default(),
             latency: class::histogram(),
             from_sent: class::histogram(),
         }
@@ -95,14 +83,7 @@ impl Deliveries {
         };
         for q in &f.by_query {
             let mut k = Kind {
-                subscriptions: q.subscriptions,
-                expected: q.expected,
-                delivered: q.delivered,
-                late: q.late,
-                missed: q.missed,
-                uncertain: q.uncertain,
-                unexpected: q.unexpected,
-                duplicates: q.duplicates,
+                counts: q.counts,
                 ..Kind::default()
             };
             add_buckets(&mut k.latency, &q.latency_us);
@@ -127,14 +108,7 @@ impl Deliveries {
         self.grace_ns = self.grace_ns.max(other.grace_ns);
         for (q, o) in &other.kinds {
             let k = self.kinds.entry(*q).or_default();
-            k.subscriptions += o.subscriptions;
-            k.expected += o.expected;
-            k.delivered += o.delivered;
-            k.late += o.late;
-            k.missed += o.missed;
-            k.uncertain += o.uncertain;
-            k.unexpected += o.unexpected;
-            k.duplicates += o.duplicates;
+            k.counts.add(&o.counts);
             let _ = k.latency.add(&o.latency);
             let _ = k.from_sent.add(&o.from_sent);
         }
@@ -166,6 +140,8 @@ pub struct LiveDeliveries {
     /// How long after an event's OK an expected delivery could come before it was missed.
     pub grace_ms: f64,
     pub by_subscription: Vec<SubscriptionDeliveries>,
+    /// Every type together.
+    pub total: DeliveryCounts,
     /// Delivery latency over every type (ms, from the intended send time).
     pub latency_ms: Option<Percentiles>,
     /// Missed deliveries, percent of those expected (every type).
@@ -187,19 +163,10 @@ pub struct SubscriptionDeliveries {
     /// `live-feed`, `live-views`.
     #[serde(rename = "type")]
     pub kind: String,
-    pub subscriptions: u64,
-    pub expected: u64,
-    pub delivered: u64,
-    /// Of `delivered`, after the grace period.
-    pub late: u64,
-    pub missed: u64,
+    #[serde(flatten)]
+    pub counts: DeliveryCounts,
     /// `missed / expected`, percent.
     pub missed_pct: f64,
-    /// Received where either answer was right (the event crossed the EOSE or the CLOSE).
-    pub uncertain: u64,
-    pub unexpected: u64,
-    /// Of `unexpected`, the same event twice on one subscription.
-    pub duplicates: u64,
     /// Receipt − the publishing record's intended send time (ms): free of coordinated
     /// omission, as response time is.
     pub latency_ms: Option<Percentiles>,
@@ -245,25 +212,21 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         .iter()
         .map(|(q, k)| SubscriptionDeliveries {
             kind: q.label().to_owned(),
-            subscriptions: k.subscriptions,
-            expected: k.expected,
-            delivered: k.delivered,
-            late: k.late,
-            missed: k.missed,
-            missed_pct: round3(100.0 * k.missed as f64 / k.expected.max(1) as f64),
-            uncertain: k.uncertain,
-            unexpected: k.unexpected,
-            duplicates: k.duplicates,
+            counts: k.counts,
+            missed_pct: round3(100.0 * k.counts.missed as f64 / k.counts.expected.max(1) as f64),
             latency_ms: percentiles_ms(&k.latency),
             latency_from_sent_ms: percentiles_ms(&k.from_sent),
         })
         .collect();
-    let sum = |f: fn(&SubscriptionDeliveries) -> u64| by_subscription.iter().map(f).sum::<u64>();
+    let mut total = DeliveryCounts::default();
+    for k in d.kinds.values() {
+        total.add(&k.counts);
+    }
     let (expected, delivered, missed, unexpected) = (
-        sum(|s| s.expected),
-        sum(|s| s.delivered),
-        sum(|s| s.missed),
-        sum(|s| s.unexpected),
+        total.expected,
+        total.delivered,
+        total.missed,
+        total.unexpected,
     );
     let mut all = class::histogram();
     for k in d.kinds.values() {
@@ -283,6 +246,7 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         headline,
         grace_ms: round3(d.grace_ns as f64 / 1e6),
         by_subscription,
+        total,
         latency_ms,
         missed_pct: round3(100.0 * missed as f64 / expected.max(1) as f64),
         fanout_per_event: super::stats::percentiles_scaled(&d.fanout, 1.0),

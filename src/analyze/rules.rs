@@ -178,11 +178,7 @@ fn share_check(
 
 fn missed_deliveries(r: &Measured) -> Check {
     let live = r.live_deliveries.as_ref();
-    let (missed, expected) = live.map_or((0, 0), |d| {
-        d.by_subscription
-            .iter()
-            .fold((0, 0), |(m, e), s| (m + s.missed, e + s.expected))
-    });
+    let (missed, expected) = live.map_or((0, 0), |d| (d.total.missed, d.total.expected));
     let example = live
         .and_then(|d| d.missed_examples.first())
         .map_or(String::new(), |e| {

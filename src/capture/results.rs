@@ -162,7 +162,19 @@ pub struct FanoutRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanoutQuery {
     pub query: crate::capture::Query,
-    /// Live subscriptions of this kind that got their EOSE.
+    pub counts: DeliveryCounts,
+    /// Receipt − the publishing record's intended send time, every delivery of lt's events.
+    pub latency_us: Buckets,
+    /// Receipt − when the publishing record was sent.
+    pub latency_from_sent_us: Buckets,
+}
+
+/// What live subscriptions received against what they should have (see [`FanoutRow`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct DeliveryCounts {
+    /// Live subscriptions that got their EOSE.
     pub subscriptions: u64,
     pub expected: u64,
     /// Expected and received (within the grace, or later: `late`).
@@ -178,10 +190,19 @@ pub struct FanoutQuery {
     pub unexpected: u64,
     /// Of `unexpected`, the same event a second time on the same subscription.
     pub duplicates: u64,
-    /// Receipt − the publishing record's intended send time, every delivery of lt's events.
-    pub latency_us: Buckets,
-    /// Receipt − when the publishing record was sent.
-    pub latency_from_sent_us: Buckets,
+}
+
+impl DeliveryCounts {
+    pub fn add(&mut self, o: &DeliveryCounts) {
+        self.subscriptions += o.subscriptions;
+        self.expected += o.expected;
+        self.delivered += o.delivered;
+        self.late += o.late;
+        self.missed += o.missed;
+        self.uncertain += o.uncertain;
+        self.unexpected += o.unexpected;
+        self.duplicates += o.duplicates;
+    }
 }
 
 /// One missed or unexpected delivery, for the report.

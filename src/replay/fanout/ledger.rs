@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::analyze::class::HIST_MAX_US;
 use crate::capture::results::{
-    Buckets, DeliveryExample, DeliverySecond, FanoutQuery, FanoutRow, Outcome,
+    Buckets, DeliveryCounts, DeliveryExample, DeliverySecond, FanoutQuery, FanoutRow, Outcome,
 };
 use crate::capture::Query;
 use crate::nostr::filter::{Filter, Keys};
@@ -98,14 +98,7 @@ enum Verdict {
 
 #[derive(Default)]
 struct Stats {
-    subscriptions: u64,
-    expected: u64,
-    delivered: u64,
-    late: u64,
-    missed: u64,
-    uncertain: u64,
-    unexpected: u64,
-    duplicates: u64,
+    counts: DeliveryCounts,
     latency: Option<Histogram<u64>>,
     from_sent: Option<Histogram<u64>>,
 }
@@ -253,7 +246,11 @@ impl Ledger {
                 _ => State::Unanswered,
             };
             if matches!(sub.state, State::Open { .. }) {
-                self.stats.entry(sub.query).or_default().subscriptions += 1;
+                self.stats
+                    .entry(sub.query)
+                    .or_default()
+                    .counts
+                    .subscriptions += 1;
             }
         } else if let Some(req) = self.close_of.remove(&f.index) {
             if let (Some(sub), Some(at)) = (self.subs.get_mut(&req), f.sent_ns) {
@@ -276,10 +273,10 @@ impl Ledger {
         let Some(&index) = self.by_id.get(&id) else {
             let stats = self.stats.entry(query).or_default();
             if self.part_only {
-                stats.uncertain += 1;
+                stats.counts.uncertain += 1;
                 return;
             }
-            stats.unexpected += 1;
+            stats.counts.unexpected += 1;
             self.unexpected(
                 req,
                 id,
@@ -316,8 +313,8 @@ impl Ledger {
         *slot.1.entry(bucket).or_default() += 1;
         if !fresh {
             let stats = self.stats.entry(query).or_default();
-            stats.duplicates += 1;
-            stats.unexpected += 1;
+            stats.counts.duplicates += 1;
+            stats.counts.unexpected += 1;
             self.unexpected(req, id, Some(index), "delivered a second time");
             return;
         }
@@ -389,14 +386,7 @@ impl Ledger {
             .into_iter()
             .map(|(query, s)| FanoutQuery {
                 query,
-                subscriptions: s.subscriptions,
-                expected: s.expected,
-                delivered: s.delivered,
-                late: s.late,
-                missed: s.missed,
-                uncertain: s.uncertain,
-                unexpected: s.unexpected,
-                duplicates: s.duplicates,
+                counts: s.counts,
                 latency_us: s.latency.as_ref().map(buckets).unwrap_or_default(),
                 latency_from_sent_us: s.from_sent.as_ref().map(buckets).unwrap_or_default(),
             })
@@ -492,9 +482,9 @@ impl Ledger {
             let query = self.subs[&req].query;
             let delivered = self.events[&index].delivered_to.contains(&req);
             let stats = self.stats.entry(query).or_default();
-            stats.expected += 1;
+            stats.counts.expected += 1;
             if delivered {
-                stats.delivered += 1;
+                stats.counts.delivered += 1;
             } else {
                 let deadline = answered_ns.saturating_add(self.grace_ns);
                 self.pending.push_back((deadline, req, index));
@@ -504,7 +494,7 @@ impl Ledger {
         for req in early {
             match self.verdict(req, index) {
                 Verdict::Expected => {} // counted above
-                Verdict::Either => self.stats_of(req).uncertain += 1,
+                Verdict::Either => self.stats_of(req).counts.uncertain += 1,
                 Verdict::Not(why) => self.unexpected_at(req, index, why),
             }
         }
@@ -517,14 +507,14 @@ impl Ledger {
             Verdict::Expected => {
                 let late = !self.pending_set.remove(&(req, index));
                 let stats = self.stats_of(req);
-                stats.delivered += 1;
+                stats.counts.delivered += 1;
                 if late {
                     // Counted missed at its grace; it came after all.
-                    stats.late += 1;
-                    stats.missed = stats.missed.saturating_sub(1);
+                    stats.counts.late += 1;
+                    stats.counts.missed = stats.counts.missed.saturating_sub(1);
                 }
             }
-            Verdict::Either => self.stats_of(req).uncertain += 1,
+            Verdict::Either => self.stats_of(req).counts.uncertain += 1,
             Verdict::Not(why) => self.unexpected_at(req, index, why),
         }
     }
@@ -535,7 +525,7 @@ impl Ledger {
     }
 
     fn unexpected_at(&mut self, req: u64, index: u64, why: &'static str) {
-        self.stats_of(req).unexpected += 1;
+        self.stats_of(req).counts.unexpected += 1;
         let id = self.events.get(&index).map_or([0; 32], |e| e.keys.id);
         self.unexpected(req, id, Some(index), why);
     }
@@ -551,7 +541,7 @@ impl Ledger {
         if !self.pending_set.remove(&(req, index)) {
             return;
         }
-        self.stats_of(req).missed += 1;
+        self.stats_of(req).counts.missed += 1;
         if self.missed_examples.len() < EXAMPLES {
             let id = self.events.get(&index).map_or([0; 32], |e| e.keys.id);
             let example = self.example(
@@ -660,11 +650,11 @@ mod tests {
         let q = the(&row);
         assert_eq!(
             (
-                q.subscriptions,
-                q.expected,
-                q.delivered,
-                q.missed,
-                q.unexpected
+                q.counts.subscriptions,
+                q.counts.expected,
+                q.counts.delivered,
+                q.counts.missed,
+                q.counts.unexpected
             ),
             (1, 1, 1, 0, 0)
         );
@@ -687,7 +677,10 @@ mod tests {
         l.tick(30 * MS + GRACE);
         let (row, _) = l.finish();
         let q = the(&row);
-        assert_eq!((q.expected, q.delivered, q.missed), (1, 0, 1));
+        assert_eq!(
+            (q.counts.expected, q.counts.delivered, q.counts.missed),
+            (1, 0, 1)
+        );
         assert_eq!(row.missed_examples.len(), 1);
         assert_eq!(row.missed_examples[0].event_id, hex::encode([2u8; 32]));
         assert_eq!(row.missed_examples[0].record, Some(10));
@@ -702,7 +695,15 @@ mod tests {
         l.delivery(Some(0), [2; 32], 30 * MS + GRACE + 5 * MS);
         let (row, _) = l.finish();
         let q = the(&row);
-        assert_eq!((q.expected, q.delivered, q.late, q.missed), (1, 1, 1, 0));
+        assert_eq!(
+            (
+                q.counts.expected,
+                q.counts.delivered,
+                q.counts.late,
+                q.counts.missed
+            ),
+            (1, 1, 1, 0)
+        );
     }
 
     #[test]
@@ -723,7 +724,12 @@ mod tests {
         let (row, _) = l.finish();
         let q = the(&row);
         assert_eq!(
-            (q.expected, q.delivered, q.unexpected, q.duplicates),
+            (
+                q.counts.expected,
+                q.counts.delivered,
+                q.counts.unexpected,
+                q.counts.duplicates
+            ),
             (1, 1, 4, 1)
         );
         let why: Vec<&str> = row
@@ -766,7 +772,12 @@ mod tests {
         let q = the(&row);
         // Nothing was certainly expected, so nothing is missed: 11 was not delivered.
         assert_eq!(
-            (q.expected, q.missed, q.uncertain, q.unexpected),
+            (
+                q.counts.expected,
+                q.counts.missed,
+                q.counts.uncertain,
+                q.counts.unexpected
+            ),
             (0, 0, 2, 1)
         );
         assert_eq!(
@@ -781,7 +792,7 @@ mod tests {
         l.delivery(None, [1; 32], MS);
         let (row, _) = l.finish();
         assert_eq!(row.read_deliveries, 1);
-        assert_eq!(the(&row).unexpected, 0);
+        assert_eq!(the(&row).counts.unexpected, 0);
     }
 
     #[test]
@@ -799,7 +810,10 @@ mod tests {
         assert!(l.subs.is_empty() && l.pending_set.is_empty());
         let (row, _) = l.finish();
         let q = the(&row);
-        assert_eq!((q.expected, q.delivered, q.missed), (1_000, 1_000, 0));
+        assert_eq!(
+            (q.counts.expected, q.counts.delivered, q.counts.missed),
+            (1_000, 1_000, 0)
+        );
         assert_eq!(row.fanout, vec![(1, 1_000)]);
     }
 }
