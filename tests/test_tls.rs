@@ -166,7 +166,7 @@ fn an_allow_listed_staging_name_passes_the_guard_and_tls() {
     );
     target.tls = Some(lt::tls::client_config(std::slice::from_ref(&certs.ca)).unwrap());
 
-    let plan = lt::replay::plan::plan(&trace, lt::replay::Speed::Scaled(4.0), None).unwrap();
+    let plan = lt::replay::plan::plan(&trace, lt::replay::Speed::Scaled(4.0), None, None).unwrap();
     let load = lt::replay::Load {
         speed: lt::replay::Speed::Scaled(4.0),
         clients: None,

@@ -46,7 +46,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     }
     let thresholds = Thresholds::new(args.threshold.clone());
     let load = args.load.load();
-    let plan = replay::plan::plan(&args.trace, load.speed, load.clients)?;
+    let plan = replay::plan::plan(&args.trace, load.speed, load.clients, None)?;
     let out = session::out_dir(args.out.clone(), &a, &b)?;
     // Ctrl-C stops the replay under way (or, between runs, the session after the current
     // step); a second one kills the relay lt started and ends lt at once.

@@ -38,10 +38,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let mut plan = replay::plan::plan(&args.trace, args.load.speed, args.load.clients)?;
-    if let Some((index, count)) = shard_of(&args)? {
-        plan = plan.with_part(index, count)?;
-    }
+    let plan = replay::plan::plan(
+        &args.trace,
+        args.load.speed,
+        args.load.clients,
+        shard_of(&args)?,
+    )?;
     let fds = replay::fds::raise().context("reading the file descriptor limit")?;
     if !args.dry_run {
         replay::fds::check(plan.connections_played(), &fds).map_err(|e| anyhow!(e))?;

@@ -32,39 +32,11 @@ pub struct Plan {
     pub by_kind: BTreeMap<String, u64>,
     /// Live subscriptions (REQs held open after their EOSE), whose deliveries are counted.
     pub live_subs: u64,
-    /// Records per trace client, for a part's share (a map: client indices can be sparse
-    /// and large, up to 2^32 − 1).
-    records_by_client: std::collections::HashMap<u32, u64>,
     /// This process's part of a sharded replay (`--shard I/N`), once chosen.
     pub part: Option<Part>,
 }
 
 impl Plan {
-    /// This plan as part `index` of `count` (`--shard I/N`): connection `c` is the part's
-    /// when `c mod count == index`.
-    pub fn with_part(mut self, index: u32, count: u32) -> anyhow::Result<Plan> {
-        if count == 0 || index >= count {
-            return Err(anyhow::anyhow!(
-                "--shard {index}/{count}: the index must be below the count (0/4 … 3/4)"
-            ));
-        }
-        let conns = self.connections.max(1);
-        let records = self
-            .records_by_client
-            .iter()
-            .filter(|(client, _)| (*client % conns) % count == index)
-            .map(|(_, n)| *n)
-            .sum();
-        self.part = Some(Part {
-            index,
-            count,
-            records,
-            // c mod count == index for c in 0..conns.
-            connections: (conns - index.min(conns)).div_ceil(count),
-        });
-        Ok(self)
-    }
-
     /// Records this process plays: the trace's, or its part's.
     pub fn records_played(&self) -> u64 {
         self.part.map_or(self.records, |p| p.records)
@@ -86,9 +58,21 @@ impl Plan {
     }
 }
 
-/// The plan of replaying `path` at `speed`. At `--speed max` every record is due at once,
-/// so its timing figures (duration, peak second, largest gap) describe the trace at 1x.
-pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result<Plan> {
+/// The plan of replaying `path` at `speed`, as part `part` = (I, N) of a sharded replay
+/// when given (`--shard I/N`: connection `c` is the part's when `c mod N == I`). At
+/// `--speed max` every record is due at once, so its timing figures (duration, peak
+/// second, largest gap) describe the trace at 1x.
+pub fn plan(
+    path: &Path,
+    speed: Speed,
+    conns_cap: Option<u32>,
+    part: Option<(u32, u32)>,
+) -> anyhow::Result<Plan> {
+    if let Some((index, count)) = part.filter(|(i, n)| *n == 0 || i >= n) {
+        return Err(anyhow::anyhow!(
+            "--shard {index}/{count}: the index must be below the count (0/4 … 3/4)"
+        ));
+    }
     let speed = match speed {
         Speed::Max => Speed::Scaled(1.0),
         paced => paced,
@@ -98,13 +82,18 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
         clients_asked: conns_cap,
         ..Plan::default()
     };
+    // Records per trace client, only for a part's share (a map: client indices can be
+    // sparse and large, up to 2^32 − 1).
+    let mut by_client = std::collections::HashMap::<u32, u64>::new();
     // A recording's clients are the connections that sent something.
     let mut clients = reader.header().declared_clients().unwrap_or(0);
     let (mut second, mut in_second, mut last_ns) = (u64::MAX, 0u64, None::<u64>);
     while let Some(r) = reader.next_record()? {
         p.records += 1;
         clients = clients.max(r.client.saturating_add(1));
-        *p.records_by_client.entry(r.client).or_default() += 1;
+        if part.is_some() {
+            *by_client.entry(r.client).or_default() += 1;
+        }
         p.events += u64::from(r.op.is_event());
         p.live_subs += u64::from(matches!(r.op, Op::Req { query } if query.is_live()));
         p.frame_bytes += r.frame.len() as u64;
@@ -128,6 +117,20 @@ pub fn plan(path: &Path, speed: Speed, conns_cap: Option<u32>) -> anyhow::Result
     p.duration_s = last_ns.unwrap_or(0) as f64 / 1e9;
     p.trace_clients = clients;
     p.connections = conns_cap.map_or(clients, |c| c.min(clients)).max(1);
+    if let Some((index, count)) = part {
+        let conns = p.connections;
+        p.part = Some(Part {
+            index,
+            count,
+            records: by_client
+                .iter()
+                .filter(|(client, _)| (**client % conns) % count == index)
+                .map(|(_, n)| *n)
+                .sum(),
+            // c mod count == index for c in 0..conns.
+            connections: (conns - index.min(conns)).div_ceil(count),
+        });
+    }
     let trailer = reader
         .trailer()
         .ok_or_else(|| anyhow::anyhow!("{}: no trailer", path.display()))?;
