@@ -12,7 +12,10 @@
 //!    floors: a bare open-loop sender, and the same sender also reading every reply;
 //! 4. peak RSS replaying 1M records against 100k (goal ≤ 1.2×);
 //! 5. TLS: CPU per event over `wss://` against `ws://` (goal ≤ 1.15×), and the connect
-//!    phase of 1,000 TLS connections at `--connect-concurrency 200` (goal < 2 s).
+//!    phase of 1,000 TLS connections at `--connect-concurrency 200` (goal < 2 s);
+//! 6. memory per open connection: lt's RSS holding 10,000 connections against 100 on the
+//!    same light trace, the difference per extra connection (goal ≤ 8 KiB), at steady
+//!    state (lt's own RSS samples in the results) and at the peak (VmHWM).
 //!
 //! 1, 2 and 4 are the median of three rounds, with their range: on a small machine one round
 //! alone is too noisy to compare builds by.
@@ -24,7 +27,8 @@
 //!
 //! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
 //! the large trace of step 4; `LT_BENCH_ONLY` (e.g. `ceiling,lag`) runs only the named steps
-//! (`ceiling`, `lag`, `cpu`, `memory`, `tls`).
+//! (`ceiling`, `lag`, `cpu`, `memory`, `tls`, `connections`). `LT_BENCH_CONNS` (default
+//! 10000) sets the many connections of step 6.
 
 #[path = "../tests/relay.rs"]
 #[allow(dead_code, unused_imports)]
@@ -334,6 +338,66 @@ fn main() {
     }
     if wanted("tls") {
         tls_costs(d);
+    }
+    if wanted("connections") {
+        per_connection(d);
+    }
+}
+
+/// Step 6, memory per open connection: the same 20 s trace (200 events/s) folded onto 100
+/// and onto `LT_BENCH_CONNS` connections, into the peer; lt's RSS with many minus with few,
+/// per extra connection. Steady state is the median of lt's own RSS samples once every
+/// connection is open; peak is VmHWM (the connect phase included).
+fn per_connection(d: &Path) {
+    let many: u32 = std::env::var("LT_BENCH_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let few = 100u32;
+    let trace = d.join("conns.ltc");
+    synth(
+        &trace,
+        &[
+            "--rate",
+            "200",
+            "--duration",
+            "20",
+            "--clients",
+            &many.to_string(),
+        ],
+    );
+    let (_peer, url) = peer_process();
+    let mut steady: HashMap<u32, Vec<f64>> = HashMap::new();
+    let mut peak: HashMap<u32, Vec<f64>> = HashMap::new();
+    for round in 0..ROUNDS {
+        for conns in [few, many] {
+            let out = d.join(format!("conns-{conns}-{round}.ltr"));
+            let u = replay(&trace, &url, &out, &["--clients", &conns.to_string()]);
+            let mut rss = Vec::new();
+            let mut r = ResultsReader::open(&out).expect("results");
+            while let Some(row) = r.next_row().expect("row") {
+                if let Row::Sample(s) = row {
+                    if s.connections_open == conns {
+                        rss.push(s.harness_rss_bytes as f64 / 1024.0);
+                    }
+                }
+            }
+            assert!(!rss.is_empty(), "{conns} connections were never all open");
+            rss.sort_by(f64::total_cmp);
+            steady.entry(conns).or_default().push(rss[rss.len() / 2]);
+            peak.entry(conns).or_default().push(u.max_rss_kib as f64);
+        }
+    }
+    let median = |v: &[f64]| v[median_index(v)];
+    let extra = f64::from(many - few);
+    for (what, m) in [("steady", &steady), ("peak", &peak)] {
+        let (a, b) = (median(&m[&few]), median(&m[&many]));
+        println!(
+            "  per conn    {what:<6} {:.1} KiB per extra open connection: RSS {b:.0} KiB with {many} (range {}) vs {a:.0} KiB with {few} (range {}), medians of {ROUNDS}  (goal <= 8)",
+            (b - a) / extra,
+            range(&m[&many], 0),
+            range(&m[&few], 0),
+        );
     }
 }
 
