@@ -291,7 +291,11 @@ impl Conn {
                     self.book.expire(self.shared.now_ns());
                 }
                 _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() && rx_open => {
-                    self.reconnect().await;
+                    // Boxed: a connection attempt's future (TCP, TLS and the WebSocket
+                    // handshake) is ~8 KiB, and inline it would make every connection's
+                    // task that much larger for the whole run; it is needed only while
+                    // reconnecting.
+                    Box::pin(self.reconnect()).await;
                 }
             }
             self.flush_done();

@@ -117,21 +117,37 @@ async fn run(
         schedule,
     } = setup;
     // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
-    let mut attempts = Vec::new();
-    // Its connections in id order, so connection `c` lands at `local_index(c)`.
+    // An attempt's task is ~8 KiB (TCP, TLS and the WebSocket handshake), and a task's
+    // memory lasts until its result is taken: attempts are spawned only once they hold a
+    // permit, and their results are taken as they finish, so only the attempts under way
+    // hold memory, not one per connection.
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut done = Vec::new();
     for c in (0..conns).filter(|&c| layout.mine(c) && layout.owner(c) == id) {
-        let (limiter, target) = (connect_limiter.clone(), target.clone());
-        attempts.push(tokio::spawn(async move {
-            let _permit = limiter.acquire_owned().await;
+        let permit = connect_limiter
+            .clone()
+            .acquire_owned()
+            .await
+            .context("connect limiter")?;
+        while let Some(a) = attempts.try_join_next() {
+            done.push(a.context("connect task")?);
+        }
+        let target = target.clone();
+        attempts.spawn(async move {
+            let _permit = permit;
             let t = Instant::now();
             let (r, phases) = conn::connect(&target, c).await;
             (c, t.elapsed(), r, phases)
-        }));
+        });
     }
-    let mut sockets = Vec::with_capacity(attempts.len());
-    let mut report = Vec::with_capacity(attempts.len());
-    for a in attempts {
-        let (conn, latency, r, phases) = a.await.context("connect task")?;
+    while let Some(a) = attempts.join_next().await {
+        done.push(a.context("connect task")?);
+    }
+    // In id order, so connection `c` lands at `local_index(c)`.
+    done.sort_unstable_by_key(|a| a.0);
+    let mut sockets = Vec::with_capacity(done.len());
+    let mut report = Vec::with_capacity(done.len());
+    for (conn, latency, r, phases) in done {
         report.push(Connected {
             conn,
             latency,
