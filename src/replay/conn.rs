@@ -16,18 +16,19 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use super::book::Book;
 use super::dispatch::{Dispatch, Key};
 use super::fanout::{self, Delivery};
 use super::shared::Shared;
+use super::stream::Stream;
 use crate::capture::results::{ConnectRow, NoticeRow, Row};
 use crate::capture::Op;
 use crate::guard::Target;
 use crate::nostr::RelayMessage;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<Stream>;
 
 /// Relay frames above this are counted as oversized and not parsed.
 pub const OVERSIZED_BYTES: usize = 1 << 20;
@@ -63,9 +64,6 @@ pub struct Phases {
     pub upgrade_ns: Option<u64>,
 }
 
-/// Opens connection `conn` to an address the guard checked (never resolving again), with
-/// `TCP_NODELAY` on (Nagle would add ~40 ms to small frames); for `wss://`, TLS with the
-/// URL's host as the server name. Times each phase.
 /// The TCP connection of connection `conn`: from its source address when there are some
 /// (`--source-addr`), else from wherever the kernel chooses. An exhausted port range is
 /// named as such.
@@ -110,6 +108,9 @@ async fn tcp_connect(
         .map_err(|e| out_of_ports(&e, &from))
 }
 
+/// Opens connection `conn` to an address the guard checked (never resolving again), with
+/// `TCP_NODELAY` on (Nagle would add ~40 ms to small frames); for `wss://`, TLS with the
+/// URL's host as the server name. Times each phase.
 pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases) {
     let addr = target.addrs[conn as usize % target.addrs.len()];
     let mut phases = Phases::default();
@@ -120,7 +121,7 @@ pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases)
         tcp.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
         let stream = match &target.tls {
-            None => MaybeTlsStream::Plain(tcp),
+            None => Stream::Plain(tcp),
             Some(config) => {
                 let host = target.url.host_str().unwrap_or_default();
                 let name = rustls::pki_types::ServerName::try_from(host.to_owned())
@@ -131,7 +132,7 @@ pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases)
                     .await
                     .map_err(|e| crate::tls::why(host, &e))?;
                 phases.tls_ns = Some(t.elapsed().as_nanos() as u64);
-                MaybeTlsStream::Rustls(tls)
+                Stream::Tls(Box::new(tls))
             }
         };
         let t = std::time::Instant::now();

@@ -28,6 +28,7 @@ pub mod sample;
 mod schedule;
 mod shard;
 mod shared;
+mod stream;
 mod timer;
 
 use std::collections::BTreeMap;
