@@ -47,13 +47,14 @@ fn ws_config() -> WebSocketConfig {
     // is counted rather than killing the connection.
     // A small read buffer: tungstenite zeroes the whole buffer on every read, and at 128 KiB
     // (its default) that memset was the largest single cost of replay; and every connection
-    // keeps it. Replies are small; larger frames are simply read in several steps. 4 KiB
-    // against 8: lt's RSS per open connection 29.7 KiB against 33.5 (5,000 connections
-    // into the ack-only peer), CPU per event the same.
+    // keeps it (since lt does the upgrade itself, `upgrade.rs`, at this size; it grows to
+    // the largest frame a connection receives). Replies are small; larger frames are read
+    // in several steps. 2 KiB against 4: 2 KiB less per open connection, the same ceiling
+    // (`cargo bench --bench replay`, steps 1 and 6).
     WebSocketConfig::default()
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20))
-        .read_buffer_size(4 << 10)
+        .read_buffer_size(2 << 10)
 }
 
 /// How long each phase of a connection attempt took (`None`: not reached, or no TLS).
@@ -136,13 +137,9 @@ pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases)
             }
         };
         let t = std::time::Instant::now();
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            target.url.as_str(),
-            stream,
-            Some(ws_config()),
-        )
-        .await
-        .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        let ws = super::upgrade::upgrade(stream, &target.url, ws_config())
+            .await
+            .map_err(|e| format!("WebSocket handshake: {e}"))?;
         phases.upgrade_ns = Some(t.elapsed().as_nanos() as u64);
         Ok(ws)
     };

@@ -30,6 +30,7 @@ mod shard;
 mod shared;
 mod stream;
 mod timer;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::fs::File;
