@@ -132,6 +132,8 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     );
     let mut seen = HashSet::new();
     let mut r_ok = 0;
+    // Every view's response time, from every part's rows.
+    let mut views_ns = Vec::new();
     for out in &outs {
         let mut r = lt::capture::results::ResultsReader::open(out).expect("results");
         let part = r.header().part.expect("a shard's header says so");
@@ -146,6 +148,13 @@ fn four_shards_merge_into_the_run_one_process_plays() {
                 );
                 assert!(seen.insert(o.index), "record {} played twice", o.index);
                 r_ok += 1;
+                if lt::analyze::class::Class::of(o.op) == lt::analyze::class::Class::View {
+                    if let (lt::capture::results::Outcome::Ok, Some(done)) =
+                        (&o.outcome, o.completed_ns)
+                    {
+                        views_ns.push(done - o.intended_ns);
+                    }
+                }
             }
         }
         let offset_ns = r.trailer().and_then(|t| t.start_offset_ns).expect("offset");
@@ -156,6 +165,30 @@ fn four_shards_merge_into_the_run_one_process_plays() {
         );
     }
     assert_eq!(r_ok, records);
+
+    // Merged exactly: the merged run's p99 is the p99 of the union of the parts' rows, to
+    // HDR precision (histograms added, no percentile of a part averaged anywhere).
+    let view = &report.measured.latency.by_type["view"];
+    let merged = view.response_ms.as_ref().expect("view response");
+    assert_eq!(merged.count, views_ns.len() as u64);
+    assert_eq!(merged.at_timeout, 0);
+    let mut union = lt::analyze::class::histogram();
+    for &ns in &views_ns {
+        lt::analyze::class::record_ns(&mut union, ns);
+    }
+    let hdr_p99_ms = lt::analyze::stats::round3(union.value_at_quantile(0.99) as f64 / 1_000.0);
+    assert_eq!(
+        merged.p99, hdr_p99_ms,
+        "p99 of the merged run vs of the union's histogram"
+    );
+    views_ns.sort_unstable();
+    let rank = ((0.99 * views_ns.len() as f64).ceil() as usize).max(1) - 1;
+    let exact_ms = views_ns[rank] as f64 / 1e6;
+    assert!(
+        (merged.p99 - exact_ms).abs() <= exact_ms * 0.002 + 0.002,
+        "merged p99 {} ms vs the union's exact p99 {exact_ms} ms",
+        merged.p99
+    );
 
     // The relay stored what a single process replaying the same trace makes a fresh relay
     // store, asked by id.

@@ -6,6 +6,7 @@ mod relay;
 mod test_ab;
 mod test_analyze;
 mod test_capture;
+mod test_deploy;
 mod test_golden;
 mod test_import;
 mod test_inspect_export;
