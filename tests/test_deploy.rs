@@ -84,8 +84,14 @@ fn command_line(
                 arg = arg.replace(&format!("$({name})"), value);
             }
             assert!(!arg.contains("$("), "unexpanded: {arg}");
+            // A path under a mount point (at the start of the argument, or of a word of a
+            // shell line).
             for (at, local) in mounts {
-                arg = arg.replace(at, &local.to_string_lossy());
+                let local = local.to_string_lossy();
+                if let Some(rest) = arg.strip_prefix(&format!("{at}/")) {
+                    arg = format!("{local}/{rest}");
+                }
+                arg = arg.replace(&format!(" {at}/"), &format!(" {local}/"));
             }
             arg
         })
