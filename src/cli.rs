@@ -396,8 +396,9 @@ pub struct AnalyzeArgs {
     pub hgrm: bool,
 
     /// Read a results file that ends early (lt killed, disk full) up to its last complete
-    /// block; the report is marked partial and not trustworthy.
-    #[arg(long)]
+    /// block, or a sharded run with a part missing; the report is marked partial and not
+    /// trustworthy.
+    #[arg(long, visible_alias = "allow-partial")]
     pub partial: bool,
 
     /// A gate on the report: `METRIC OP VALUE`, e.g. 'response.p99 < 50ms', 'success >=

@@ -247,6 +247,22 @@ fn four_shards_merge_into_the_run_one_process_plays() {
         "{}",
         text(&out.stderr)
     );
+    // With --allow-partial (the issue's name for --partial), what is there, said so.
+    let out = Command::new(env!("CARGO_BIN_EXE_lt"))
+        .arg("analyze")
+        .args(three)
+        .args(["--allow-partial", "--out-dir"])
+        .arg(dir.path().join("r"))
+        .output()
+        .expect("analyze");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = std::fs::read_dir(dir.path().join("r"))
+        .expect("report dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .expect("a Markdown report");
+    let md = std::fs::read_to_string(md).expect("report");
+    assert!(md.contains("3/4"), "{md}");
 
     // An instant already past once connected is refused before any load.
     let late = dir.path().join("late.ltr");
