@@ -88,6 +88,9 @@ pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
     let (feed, feed_rx) = mpsc::channel(BATCHES_QUEUED);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Connection tasks the scheduler wakes (from its own thread, see `run`) wait in
+        // the remote queue: look there every 4 task runs rather than every 31.
+        .global_queue_interval(4)
         .build()
         .context("starting a network runtime")?;
     let thread = std::thread::Builder::new()
@@ -171,9 +174,29 @@ async fn run(
         let conn = Conn::new(c, shared.clone(), target.clone(), ws);
         tasks.push(tokio::spawn(conn.run(rx)));
     }
+    // The scheduler keeps time on a thread of its own. On this thread, a due record waited
+    // behind every connection task the network had already woken (a fan-out of deliveries
+    // readies hundreds at once), twice: for the timer's wake-up, then for its connection's.
+    // Woken from another thread, a connection's task is taken from the runtime's remote
+    // queue within 31 task runs (tokio's global queue interval).
     // On a scheduler error the senders are gone: connections drain what they have, then
     // the error is reported.
-    let scheduled = schedule::run(feed, senders, layout, shared, schedule).await;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("lt-sched-{id}"))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(schedule::run(feed, senders, layout, shared, schedule)));
+            let _ = done_tx.send(result);
+        })
+        .context("starting a scheduler thread")?;
+    let scheduled = done_rx.await.unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the scheduler thread ended without a result",
+        ))
+    });
     for t in tasks {
         t.await
             .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;
