@@ -75,6 +75,7 @@ pub fn network_threads(plan: &Plan, asked: Option<usize>, speed: Speed) -> usize
     shard::count(
         asked,
         plan.peak_per_s,
+        plan.live_subs > 0,
         speed == Speed::Max,
         cores,
         plan.connections_played(),
