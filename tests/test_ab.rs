@@ -291,11 +291,7 @@ fn ab_reports_a_relay_killed_mid_run_and_keeps_the_other_runs() {
     // The failed run's results stay readable beside the others.
     let killed = dir.path().join("out/runs/02-B-flaky/results.ltr");
     lt::capture::results::ResultsReader::open(&killed).expect("failed run's results readable");
-    let md = std::fs::read_dir(dir.path().join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "md"))
-        .unwrap();
+    let md = crate::util::file_with_extension(&dir.path().join("out"), "md");
     assert!(std::fs::read_to_string(md).unwrap().contains("Failed runs"));
 }
 

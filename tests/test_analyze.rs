@@ -1631,13 +1631,7 @@ fn a_results_file_cut_short_is_read_with_partial_and_said_so() {
             )),
             "{stdout}"
         );
-        let find = |ext: &str| {
-            std::fs::read_dir(&out_dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.extension().is_some_and(|x| x == ext))
-                .unwrap()
-        };
+        let find = |ext: &str| crate::util::file_with_extension(&out_dir, ext);
         let (json, md) = (find("json"), find("md"));
         let value = check_report_files(&json, &md);
         let partial = &value["config"]["partial"][0];
@@ -1693,13 +1687,7 @@ fn checks_gate_the_exit_code_and_are_kept_in_the_report() {
         (o, out)
     };
     let json_of = |out: &Path| {
-        let find = |ext: &str| {
-            std::fs::read_dir(out)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.extension().is_some_and(|x| x == ext))
-                .unwrap()
-        };
+        let find = |ext: &str| crate::util::file_with_extension(out, ext);
         (
             check_report_files(&find("json"), &find("md")),
             std::fs::read_to_string(find("md")).unwrap(),
@@ -1983,11 +1971,7 @@ fn a_shard_that_fell_behind_makes_the_merged_run_untrustworthy() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let json = std::fs::read_dir(dir.path().join("r"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .unwrap();
+    let json = crate::util::file_with_extension(&dir.path().join("r"), "json");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(v["trust"]["trustworthy"], false, "{}", v["trust"]);

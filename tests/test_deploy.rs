@@ -249,11 +249,7 @@ fn the_indexed_job_played_here_makes_one_merged_run() {
         text(&out.stdout).contains("# "),
         "the Markdown report is printed"
     );
-    let json = std::fs::read_dir(results.join("report"))
-        .expect("report/")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a JSON report");
+    let json = crate::util::file_with_extension(&results.join("report"), "json");
     let report: Value =
         serde_json::from_slice(&std::fs::read(json).expect("report")).expect("JSON");
     let records = lt::capture::TraceReader::open(&dir.path().join("pod-0/trace.ltc"))

@@ -332,11 +332,7 @@ fn a_recording_replayed_into_another_relay_names_what_it_answers_differently() {
         .output()
         .expect("run lt analyze");
     assert!(out.status.success(), "lt analyze: {}", text(&out.stderr));
-    let json = std::fs::read_dir(&reports)
-        .expect("reports")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a JSON report");
+    let json = crate::util::file_with_extension(&reports, "json");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("JSON");
     let a = &report["against_recording"];
@@ -362,11 +358,7 @@ fn a_recording_replayed_into_another_relay_names_what_it_answers_differently() {
         a["events"].as_u64().expect("n"),
         "every other event accepted as recorded: {a}"
     );
-    let md = std::fs::read_dir(&reports)
-        .expect("reports")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "md"))
-        .expect("a Markdown report");
+    let md = crate::util::file_with_extension(&reports, "md");
     let md = std::fs::read_to_string(md).expect("read");
     assert!(md.contains("## Against the recording"), "{md}");
     assert!(

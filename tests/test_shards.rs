@@ -256,11 +256,7 @@ fn four_shards_merge_into_the_run_one_process_plays() {
         .output()
         .expect("analyze");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let md = std::fs::read_dir(dir.path().join("r"))
-        .expect("report dir")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "md"))
-        .expect("a Markdown report");
+    let md = crate::util::file_with_extension(&dir.path().join("r"), "md");
     let md = std::fs::read_to_string(md).expect("report");
     assert!(md.contains("3/4"), "{md}");
 

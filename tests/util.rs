@@ -70,3 +70,13 @@ pub fn busy() -> std::sync::RwLockReadGuard<'static, ()> {
 pub fn quiet() -> std::sync::RwLockWriteGuard<'static, ()> {
     MACHINE.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The file in `dir` with extension `ext` (a report's `.json` or `.md`: their names carry
+/// the date). Panics, naming the folder, when there is none.
+pub fn file_with_extension(dir: &Path, ext: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == ext))
+        .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+}
