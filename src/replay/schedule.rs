@@ -1,12 +1,10 @@
-//! A shard's scheduler: a task on the shard's own runtime that hands each record to its
-//! connection at `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
+//! A shard's scheduler: on a thread of its own (see `shard::run`), it hands each record to
+//! its connection's task at `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
 //! the previous record), so lateness never accumulates; what lateness there is, is recorded
 //! as schedule lag when the record is written.
 //!
 //! Deadlines are kept with a timerfd, not tokio's timer: tokio's timer wheel has 1 ms
-//! granularity, a timerfd has the kernel's high-resolution clock and still wakes the runtime
-//! through its own poll, so the connection task that writes the record runs on the same
-//! thread in the same wake-up.
+//! granularity, a timerfd has the kernel's high-resolution clock.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,7 +30,7 @@ pub const RATE_PER_SHARD: u64 = 25_000;
 /// Network threads a trace with live subscriptions gets at least (cores allowing). The fan-out
 /// a relay sends them is read on every subscriber's connection and is not in the trace's
 /// rate. Measured (`cargo bench --bench fanout`, 1,000 subscribers, 100k deliveries/s, 2
-/// cores): lt's own schedule lag p99 5.0–6.2 ms with one thread, 3.6–4.2 ms with two (goal
+/// cores): lt's own schedule lag p99 5.0–6.2 ms with one thread, 3.5–4.6 ms with two (goal
 /// ≤ 5), at 15% more CPU per delivery.
 pub const LIVE_SHARDS: usize = 2;
 
@@ -191,7 +191,7 @@ async fn run(
     // behind every connection task the network had already woken (a fan-out of deliveries
     // readies hundreds at once), twice: for the timer's wake-up, then for its connection's.
     // Woken from another thread, a connection's task is taken from the runtime's remote
-    // queue within 31 task runs (tokio's global queue interval).
+    // queue within 4 task runs (`global_queue_interval` in `spawn`).
     // On a scheduler error the senders are gone: connections drain what they have, then
     // the error is reported.
     let (done_tx, done_rx) = oneshot::channel();
