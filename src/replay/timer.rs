@@ -4,8 +4,7 @@
 //! tokio's timer has 1 ms granularity (its wheel ticks in milliseconds and `epoll_wait`
 //! takes milliseconds), which alone would put the schedule lag of a record at up to 1 ms.
 //! A timerfd fires on the kernel's high-resolution clock; being a file descriptor, it wakes
-//! the runtime exactly like a socket does, so the task that writes the record runs in the
-//! same wake-up, on the same thread.
+//! the runtime exactly like a socket does.
 
 use std::io;
 use std::os::fd::OwnedFd;
