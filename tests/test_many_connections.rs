@@ -206,3 +206,128 @@ fn tens_of_thousands_of_connections_from_one_process_each_publish() {
         peak_rss as f64 / 1024.0 / f64::from(conns)
     );
 }
+
+/// Runs `f` on a thread of its own in a new network namespace (the relays and lt processes
+/// it starts inherit it), with loopback up and the ephemeral port range narrowed to
+/// `ports`, so that running out of local ports takes hundreds of connections, not 28,000.
+/// Needs CAP_SYS_ADMIN (root): without it the test fails here, saying so.
+fn in_own_netns<T: Send + 'static>(ports: (u16, u16), f: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare affects this thread only; the ioctls read and write a zeroed
+        // ifreq naming "lo" on a socket this block opens and closes.
+        unsafe {
+            assert_eq!(
+                libc::unshare(libc::CLONE_NEWNET),
+                0,
+                "a network namespace of its own needs CAP_SYS_ADMIN (root): {}",
+                std::io::Error::last_os_error()
+            );
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (i, b) in b"lo".iter().enumerate() {
+                req.ifr_name[i] = *b as libc::c_char;
+            }
+            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            assert_eq!(
+                libc::ioctl(fd, libc::SIOCSIFFLAGS, &req),
+                0,
+                "lo up: {}",
+                std::io::Error::last_os_error()
+            );
+            libc::close(fd);
+        }
+        let range = "/proc/sys/net/ipv4/ip_local_port_range";
+        std::fs::write(range, format!("{} {}", ports.0, ports.1)).expect(range);
+        assert_eq!(
+            std::fs::read_to_string(range)
+                .expect(range)
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            [ports.0.to_string(), ports.1.to_string()]
+        );
+        f()
+    });
+    thread
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Initial connections that connected, and the causes of those that did not.
+fn connects(results: &Path) -> (u32, Vec<String>) {
+    let mut r = ResultsReader::open(results).expect("results");
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(row) = r.next_row().expect("row") {
+        if let Row::Connect(c) = row {
+            if c.initial {
+                match c.error {
+                    None => ok += 1,
+                    Some(e) => failed.push(e),
+                }
+            }
+        }
+    }
+    (ok, failed)
+}
+
+#[test]
+fn one_source_address_runs_out_of_ports_and_several_do_not() {
+    let _machine = crate::util::busy();
+    in_own_netns((40_000, 40_499), || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let trace = synth(
+            dir.path(),
+            "narrow",
+            &[
+                "--clients",
+                "1200",
+                "--duration",
+                "4",
+                "--rate",
+                "100",
+                "--read-share",
+                "0",
+            ],
+        );
+        let relay = Relay::start(RelayKind::Rnostr, RelayOptions { raise_limits: true });
+
+        // From one address, 500 ports toward the relay's one address: the rest fail, and
+        // say why and what to do.
+        let one = dir.path().join("one.ltr");
+        let run = replay(&trace, &relay.url, &one, &["--speed", "4x"]);
+        let (ok, failed) = connects(&one);
+        assert!(
+            (400..=500).contains(&ok) && ok as usize + failed.len() == 1200,
+            "{ok} connected, {} failed: {}",
+            failed.len(),
+            text(&run.stderr)
+        );
+        assert!(
+            failed.iter().all(|e| {
+                e.contains(
+                "no local port left toward this address: spread connections over more --source-addr"
+            )
+            }),
+            "{:?}",
+            &failed[..failed.len().min(3)]
+        );
+
+        // From three others (the first run's ports wait in TIME_WAIT), 1,500: all connect.
+        let three = dir.path().join("three.ltr");
+        let run = replay(
+            &trace,
+            &relay.url,
+            &three,
+            &["--speed", "4x", "--source-addr", "127.0.0.2-127.0.0.4"],
+        );
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let (ok, failed) = connects(&three);
+        assert_eq!(
+            (ok, failed.len()),
+            (1200, 0),
+            "{:?}",
+            &failed[..failed.len().min(3)]
+        );
+    });
+}

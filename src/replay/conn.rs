@@ -100,6 +100,24 @@ async fn tcp_connect(
         }
     }
     .map_err(|e| format!("TCP socket{from}: {e}"))?;
+    // The port is chosen at connect, not at bind (IP_BIND_ADDRESS_NO_PORT): bound without a
+    // destination, every socket of a source address would need a port of its own, so one
+    // address's range would be shared by all relay addresses instead of serving each.
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is the socket's own and open; the option value is a c_int.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("TCP socket{from}: IP_BIND_ADDRESS_NO_PORT: {e}"));
+    }
     socket
         .bind(std::net::SocketAddr::new(source, 0))
         .map_err(|e| out_of_ports(&e, &from))?;
