@@ -304,6 +304,7 @@ async fn drive(
             target: target.clone(),
             connect_limiter: connect_limiter.clone(),
             schedule,
+            scheduler_thread: plan.live_subs > 0,
         })?);
     }
 

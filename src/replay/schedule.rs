@@ -1,5 +1,6 @@
-//! A shard's scheduler: on a thread of its own (see `shard::run`), it hands each record to
-//! its connection's task at `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
+//! A shard's scheduler, on the shard's network thread or on one of its own
+//! (`shard::Setup::scheduler_thread`): it hands each record to its connection's task at
+//! `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
 //! the previous record), so lateness never accumulates; what lateness there is, is recorded
 //! as schedule lag when the record is written.
 //!

@@ -30,8 +30,9 @@ pub const RATE_PER_SHARD: u64 = 25_000;
 /// Network threads a trace with live subscriptions gets at least (cores allowing). The fan-out
 /// a relay sends them is read on every subscriber's connection and is not in the trace's
 /// rate. Measured (`cargo bench --bench fanout`, 1,000 subscribers, 100k deliveries/s, 2
-/// cores): lt's own schedule lag p99 5.0–6.2 ms with one thread, 3.5–4.6 ms with two (goal
-/// ≤ 5), at 15% more CPU per delivery.
+/// cores, the scheduler on its own thread: `Setup::scheduler_thread`): lt's own schedule lag
+/// p99 5.0–6.2 ms with one thread, 3.5–4.6 ms with two (goal ≤ 5), at 15% more CPU per
+/// delivery.
 pub const LIVE_SHARDS: usize = 2;
 
 /// How many shards a replay runs: `asked` (`--threads`), or else the fewest that carry the
@@ -73,6 +74,15 @@ pub struct Setup {
     /// Bounds concurrent connection attempts across all shards.
     pub connect_limiter: Arc<Semaphore>,
     pub schedule: Schedule,
+    /// The scheduler keeps time on a thread of its own, not on the network thread. There, a
+    /// due record waits behind every connection task the network has woken, twice (for the
+    /// timer's wake-up, then for its connection's): with the fan-out of live subscriptions
+    /// that is hundreds of tasks. Woken from another thread, a connection's task is taken
+    /// from the runtime's remote queue within 4 task runs (`global_queue_interval` in
+    /// [`spawn`]). Without fan-out the extra thread costs more than it saves: a wake-up
+    /// more per record, and at 20k records/s over 1,000 connections a lag p99 of 0.80 ms
+    /// against 0.65 (`cargo bench --bench replay`, step 2).
+    pub scheduler_thread: bool,
 }
 
 /// One initial connection attempt.
@@ -101,8 +111,8 @@ pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
     let (feed, feed_rx) = mpsc::channel(BATCHES_QUEUED);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Connection tasks the scheduler wakes (from its own thread, see `run`) wait in
-        // the remote queue: look there every 4 task runs rather than every 31.
+        // Connection tasks a scheduler on its own thread wakes (`Setup::scheduler_thread`)
+        // wait in the remote queue: look there every 4 task runs rather than every 31.
         .global_queue_interval(4)
         .build()
         .context("starting a network runtime")?;
@@ -131,6 +141,7 @@ async fn run(
         target,
         connect_limiter,
         schedule,
+        scheduler_thread,
     } = setup;
     // Connect phase: bounded concurrency, each attempt timed, failures kept with their cause.
     // An attempt's task is ~8 KiB (TCP, TLS and the WebSocket handshake), and a task's
@@ -187,34 +198,44 @@ async fn run(
         let conn = Conn::new(c, shared.clone(), target.clone(), ws);
         tasks.push(tokio::spawn(conn.run(rx)));
     }
-    // The scheduler keeps time on a thread of its own. On this thread, a due record waited
-    // behind every connection task the network had already woken (a fan-out of deliveries
-    // readies hundreds at once), twice: for the timer's wake-up, then for its connection's.
-    // Woken from another thread, a connection's task is taken from the runtime's remote
-    // queue within 4 task runs (`global_queue_interval` in `spawn`).
     // On a scheduler error the senders are gone: connections drain what they have, then
     // the error is reported.
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name(format!("lt-sched-{id}"))
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|rt| rt.block_on(schedule::run(feed, senders, layout, shared, schedule)));
-            let _ = done_tx.send(result);
+    let scheduled = if scheduler_thread {
+        on_own_thread(format!("lt-sched-{id}"), move || {
+            schedule::run(feed, senders, layout, shared, schedule)
         })
-        .context("starting a scheduler thread")?;
-    let scheduled = done_rx.await.unwrap_or_else(|_| {
-        Err(std::io::Error::other(
-            "the scheduler thread ended without a result",
-        ))
-    });
+        .await?
+    } else {
+        schedule::run(feed, senders, layout, shared, schedule).await
+    };
     for t in tasks {
         t.await
             .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;
     }
     scheduled.with_context(|| format!("scheduler of network thread {id}"))
+}
+
+/// Runs the future `make` makes on a thread of its own, with a runtime of its own, and
+/// returns what it returned.
+async fn on_own_thread<F, Fut>(name: String, make: F) -> anyhow::Result<std::io::Result<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(make()));
+            let _ = done_tx.send(result);
+        })
+        .with_context(|| format!("starting thread {name}"))?;
+    done_rx
+        .await
+        .map_err(|_| anyhow!("thread {name} ended without a result"))
 }
 
 #[cfg(test)]
