@@ -74,14 +74,15 @@ pub struct Setup {
     /// Bounds concurrent connection attempts across all shards.
     pub connect_limiter: Arc<Semaphore>,
     pub schedule: Schedule,
-    /// The scheduler keeps time on a thread of its own, not on the network thread. There, a
-    /// due record waits behind every connection task the network has woken, twice (for the
-    /// timer's wake-up, then for its connection's): with the fan-out of live subscriptions
-    /// that is hundreds of tasks. Woken from another thread, a connection's task is taken
-    /// from the runtime's remote queue within 4 task runs (`global_queue_interval` in
-    /// [`spawn`]). Without fan-out the extra thread costs more than it saves: a wake-up
-    /// more per record, and at 20k records/s over 1,000 connections a lag p99 of 0.80 ms
-    /// against 0.65 (`cargo bench --bench replay`, step 2).
+    /// Whether the scheduler keeps time on a thread of its own rather than on the network
+    /// thread. There, a due record waits behind every connection task the network has
+    /// woken, twice (for the timer's wake-up, then for its connection's): with the fan-out
+    /// of live subscriptions that is hundreds of tasks. Woken from another thread, a
+    /// connection's task is taken from the runtime's remote queue within 4 task runs
+    /// (`global_queue_interval` in [`spawn`]). Without fan-out the extra thread costs more
+    /// than it saves: a wake-up more per record, and at 20k records/s over 1,000
+    /// connections a lag p99 of 0.80 ms against 0.65–0.69 (`cargo bench --bench replay`,
+    /// step 2).
     pub scheduler_thread: bool,
 }
 
