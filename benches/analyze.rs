@@ -131,19 +131,8 @@ fn make(path: &Path, rows: u64) {
         }
     }
     w.finish(Trailer {
-        rows: 0,
-        outcomes: 0,
-        by_outcome: BTreeMap::new(),
-        samples: 0,
-        finished_at: String::new(),
         elapsed_ns: rows * 1_000_000_000 / per_s,
-        interrupted: false,
-        unparseable_frames: 0,
-        oversized_frames: 0,
-        notices: 0,
-        late_acks: 0,
-        connect_phase_ns: None,
-        start_offset_ns: None,
+        ..Default::default()
     })
     .expect("trailer");
 }

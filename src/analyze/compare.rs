@@ -33,20 +33,13 @@ impl Side {
     /// Reads each file once: the figures of each run, and one tally merged over all.
     pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<Side> {
         let mut runs = Vec::new();
-        let mut shard_error = None;
         let merged =
             super::read::read_merged_each(paths, super::read::Completeness::Required, |one| {
                 let mut m = measure::measure(one, &Ids::new(), &[]);
                 // A shard's own verdict counts: the run is trustworthy only if each was.
-                match super::shards::untrusted(one) {
-                    Ok(untrusted) => m.config.untrusted_shards = untrusted,
-                    Err(e) => shard_error = shard_error.take().or(Some(e)),
-                }
+                m.config.untrusted_shards = super::shards::untrusted(one);
                 runs.push(m);
             })?;
-        if let Some(e) = shard_error {
-            return Err(e);
-        }
         let trust = runs.iter().map(trust::trust).collect();
         Ok(Side {
             name: name.into(),

@@ -202,6 +202,11 @@ fn example(e: &DeliveryExample) -> Example {
     }
 }
 
+/// Missed deliveries, percent of those expected.
+fn missed_pct(c: &DeliveryCounts) -> f64 {
+    round3(100.0 * c.missed as f64 / c.expected.max(1) as f64)
+}
+
 /// The section, or `None` when no file had a `Fanout` row.
 pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
     if d.runs == 0 {
@@ -213,7 +218,7 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         .map(|(q, k)| SubscriptionDeliveries {
             kind: q.label().to_owned(),
             counts: k.counts,
-            missed_pct: round3(100.0 * k.counts.missed as f64 / k.counts.expected.max(1) as f64),
+            missed_pct: missed_pct(&k.counts),
             latency_ms: percentiles_ms(&k.latency),
             latency_from_sent_ms: percentiles_ms(&k.from_sent),
         })
@@ -248,7 +253,7 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         by_subscription,
         total,
         latency_ms,
-        missed_pct: round3(100.0 * missed as f64 / expected.max(1) as f64),
+        missed_pct: missed_pct(&total),
         fanout_per_event: super::stats::percentiles_scaled(&d.fanout, 1.0),
         missed_examples: d.missed_examples.iter().map(example).collect(),
         unexpected_examples: d.unexpected_examples.iter().map(example).collect(),

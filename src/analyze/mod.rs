@@ -67,7 +67,7 @@ pub struct Asked {
 pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Written> {
     let profiles = crate::profile::load_all_beside(&runs.files);
     let mut measured = measure::measure(runs, &asked.ids, &profiles);
-    measured.config.untrusted_shards = shards::untrusted(runs)?;
+    measured.config.untrusted_shards = shards::untrusted(runs);
     let verdicts = judge::judge(&measured);
     let names = output::names(dir, "load-report", "load-test-report");
     let charts: Vec<(String, String)> = render::charts::report(&measured, &runs.tally)

@@ -14,6 +14,7 @@ use crate::capture::results::{self, Header, ResultsReader, Row};
 use crate::capture::{Completion, Error, ErrorKind, Position, TraceReader};
 
 /// One or more results files of the same trace, read and added up.
+#[derive(Clone)]
 pub struct Runs {
     /// The first file's header (the others share its trace fingerprint).
     pub header: Header,
@@ -24,6 +25,9 @@ pub struct Runs {
     pub merge_warnings: Vec<String>,
     /// Files read with `--partial` that had no trailer: what each covers and why it ends.
     pub partial: Vec<Partial>,
+    /// When the files are shards of sharded runs: each shard's file alone, as read (for
+    /// its own trust verdict, `shards::untrusted`); empty otherwise.
+    pub parts: Vec<Runs>,
 }
 
 /// Whether a results file without its trailer (lt killed, disk full) is an error or is read
@@ -146,21 +150,19 @@ pub fn read_merged_each(
             tally,
             merge_warnings,
             partial: partial.into_iter().collect(),
+            parts: Vec::new(),
         });
     }
     // Runs: a whole replay's file alone, or the shards of one sharded replay together (the
     // same N and start instant).
+    let run_of = |h: &Header| h.part.map(|p| (p.count, h.start_at.clone()));
     let mut groups: Vec<Vec<Runs>> = Vec::new();
     for f in files {
-        let key = f.header.part.map(|p| (p.count, f.header.start_at.clone()));
+        let key = run_of(&f.header);
         let home = key.as_ref().and_then(|k| {
-            groups.iter().position(|g| {
-                g[0].header
-                    .part
-                    .map(|p| (p.count, g[0].header.start_at.clone()))
-                    .as_ref()
-                    == Some(k)
-            })
+            groups
+                .iter()
+                .position(|g| run_of(&g[0].header).as_ref() == Some(k))
         });
         match home {
             Some(g) => groups[g].push(f),
@@ -175,11 +177,19 @@ pub fn read_merged_each(
             .collect();
         let (shards, shard_warnings) =
             check_shards(&headers, completeness == Completeness::AllowPartial)?;
+        // A shard's own figures are kept (a copy of its tally) so that its trust verdict
+        // needs no second read of its file.
+        let parts = if shards.is_some() {
+            group.clone()
+        } else {
+            Vec::new()
+        };
         let mut run = merge_all(group);
         if let Some(n) = shards {
             run.tally.shards = n;
             run.tally.runs = 1;
             run.merge_warnings.extend(shard_warnings);
+            run.parts = parts;
         }
         each(&run);
         match &mut merged {
@@ -213,6 +223,7 @@ fn merge_into(all: &mut Runs, one: Runs) {
     all.merge_warnings.extend(one.merge_warnings);
     all.files.extend(one.files);
     all.partial.extend(one.partial);
+    all.parts.extend(one.parts);
     all.tally.merge(one.tally);
 }
 
@@ -459,15 +470,8 @@ fn stand_in_trailer(tally: &Tally, rows: u64, partial: &Partial) -> results::Tra
         outcomes: tally.outcomes,
         by_outcome: tally.by_outcome.clone(),
         samples: tally.samples.last().map_or(0, |s| s.len() as u64),
-        finished_at: String::new(),
         elapsed_ns: (partial.covered_s * 1e9) as u64,
-        interrupted: false,
-        unparseable_frames: 0,
-        oversized_frames: 0,
-        notices: 0,
-        late_acks: 0,
-        connect_phase_ns: None,
-        start_offset_ns: None,
+        ..Default::default()
     }
 }
 

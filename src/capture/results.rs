@@ -376,7 +376,7 @@ pub struct NoticeRow {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trailer {
     pub rows: u64,
     /// Outcome rows: equals the trace's record count.

@@ -149,14 +149,23 @@ impl Filter {
     }
 }
 
-/// The filters of a `["REQ",sub,filter…]` frame.
-pub fn of_req(frame: &str) -> Result<Vec<Filter>, String> {
+/// The subscription id and the filters of a `["REQ",sub,filter…]` frame.
+pub fn of_req(frame: &str) -> Result<(String, Vec<Filter>), String> {
     let v: Value = serde_json::from_str(frame).map_err(|e| format!("REQ frame: {e}"))?;
     let items = v.as_array().ok_or("REQ frame is not a JSON list")?;
     if items.first().and_then(Value::as_str) != Some("REQ") {
         return Err("not a REQ frame".into());
     }
-    items.iter().skip(2).map(Filter::parse).collect()
+    let sub = items
+        .get(1)
+        .and_then(Value::as_str)
+        .ok_or("REQ frame without a subscription id")?;
+    let filters = items
+        .iter()
+        .skip(2)
+        .map(Filter::parse)
+        .collect::<Result<_, _>>()?;
+    Ok((sub.to_owned(), filters))
 }
 
 #[cfg(test)]
@@ -232,16 +241,18 @@ mod tests {
 
     #[test]
     fn a_req_frame_gives_its_filters() {
-        let fs = of_req(
+        let (sub, fs) = of_req(
             r##"["REQ","live-feed-1",{"kinds":[30078],"#t":["video"],"since":5},{"ids":[]}]"##,
         )
         .expect("filters");
+        assert_eq!(sub, "live-feed-1");
         assert_eq!(fs.len(), 2);
         assert_eq!(fs[0].kinds, Some(vec![30078]));
         assert_eq!(fs[0].tags, vec![(b't', vec!["video".to_owned()])]);
         assert_eq!(fs[0].since, Some(5));
         assert!(of_req(r#"["EVENT",{}]"#).is_err());
         assert!(of_req("nope").is_err());
+        assert!(of_req(r#"["REQ",7,{}]"#).is_err());
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn run(
             o
         },
         target: cfg.target.display_host(),
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: config::rfc3339(chrono::Utc::now()),
         machine: sample::machine(),
         preflight: cfg.preflight.clone(),
         part: plan.part,
@@ -191,7 +191,7 @@ pub fn run(
         outcomes: 0,
         by_outcome: BTreeMap::new(),
         samples: 0,
-        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: config::rfc3339(chrono::Utc::now()),
         elapsed_ns: started.elapsed().as_nanos() as u64,
         interrupted: shared.stopping(),
         unparseable_frames: frames.unparseable,

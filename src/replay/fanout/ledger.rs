@@ -609,6 +609,7 @@ mod tests {
             r##"["REQ","s",{{"kinds":[30079],"#t":["view"],"#a":["{coord}"],"since":1770000000}}]"##
         ))
         .expect("filter")
+        .1
     }
 
     fn fact(index: u64, sent: u64, done: u64, answer: Answer) -> Fact {

@@ -126,10 +126,7 @@ impl Announcer {
                 }
             }
             Op::Req { query } if query.is_live() => {
-                let Ok(filters) = filter::of_req(&r.frame) else {
-                    return;
-                };
-                let Some(name) = sub_name(&r.frame) else {
+                let Ok((name, filters)) = filter::of_req(&r.frame) else {
                     return;
                 };
                 self.open.insert(index);
@@ -149,11 +146,6 @@ impl Announcer {
         };
         let _ = self.tx.send(msg);
     }
-}
-
-fn sub_name(frame: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
-    Some(v.get(1)?.as_str()?.to_owned())
 }
 
 /// The ledger's thread.
