@@ -648,19 +648,29 @@ fn cpu_per_event(d: &Path) {
             let results = d.join("cpu.ltr");
             let u = replay(&trace, &relay.url, &results, &[]);
             let (mut sent, mut first, mut last) = (0u64, u64::MAX, 0u64);
+            // lt's own samples, one a second from t0: (at_ns, CPU % of a core since the last).
+            let mut samples = Vec::new();
+            let mut sent_at = Vec::new();
             let mut r = ResultsReader::open(&results).expect("results");
             while let Some(row) = r.next_row().expect("row") {
-                if let Row::Outcome(o) = row {
-                    if let (Some(at), true) = (o.sent_ns, o.op.is_event()) {
-                        sent += 1;
-                        first = first.min(at);
-                        last = last.max(at);
+                match row {
+                    Row::Outcome(o) => {
+                        if let (Some(at), true) = (o.sent_ns, o.op.is_event()) {
+                            sent += 1;
+                            first = first.min(at);
+                            last = last.max(at);
+                            sent_at.push(at);
+                        }
                     }
+                    Row::Sample(s) => samples.push((s.at_ns, f64::from(s.harness_cpu_pct))),
+                    _ => {}
                 }
             }
             let sent_rate = sent as f64 / (last.saturating_sub(first) as f64 / 1e9).max(1e-3);
             let (acked, span) = acked_rate(&results);
-            let lt_cpu_us = u.cpu_s * 1e6 / sent.max(1) as f64;
+            let lt_whole_us = u.cpu_s * 1e6 / sent.max(1) as f64;
+            let (play_cpu_s, play_sent) = play_window(&samples, &sent_at);
+            let lt_cpu_us = play_cpu_s * 1e6 / play_sent.max(1) as f64;
             // Each floor against a fresh relay, as lt had.
             let floor_us = |read_replies: &str| {
                 let relay = fresh_relay();
@@ -679,22 +689,44 @@ fn cpu_per_event(d: &Path) {
             let floor_send_us = floor_us("0");
             let floor_read_us = floor_us("1");
             println!(
-                "  cpu/event   lt {lt_cpu_us:.1} CPU-µs/event sending {sent_rate:.0} events/s ({:.0}/s acked) vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
+                "  cpu/event   lt {lt_whole_us:.1} CPU-µs/event (the whole process) sending {sent_rate:.0} events/s ({:.0}/s acked) vs nostr-bench {nb_cpu_us:.1} at {nb_rate:.0}/s (nostr-rs-relay): ratio {:.2}  (goal <= 0.25)",
                 acked as f64 / span,
-                lt_cpu_us / nb_cpu_us
+                lt_whole_us / nb_cpu_us
             );
             // What the goal can be judged against: the send loop of any open-loop sender pays
             // at least one wake-up and one write system call per event (on loopback the
             // write also runs the relay side's TCP receive), and reading the replies at least
             // one more wake-up and read, whatever else it does.
             println!(
-                "              floor: a bare open-loop sender (a timerfd wait and one write per event, send loop only) {floor_send_us:.1} CPU-µs/event, ratio {:.2} to nostr-bench; reading the replies too (epoll, raw bytes, nothing parsed) {floor_read_us:.1}, ratio {:.2}; lt/floor {:.1}",
+                "              floor: a bare open-loop sender (a timerfd wait and one write per event, send loop only) {floor_send_us:.1} CPU-µs/event, ratio {:.2} to nostr-bench; reading the replies too (epoll, raw bytes, nothing parsed) {floor_read_us:.1}, ratio {:.2}",
                 floor_send_us / nb_cpu_us,
                 floor_read_us / nb_cpu_us,
-                lt_cpu_us / floor_read_us
+            );
+            // Like for like: the floor's figure leaves out connecting and loading the trace,
+            // so lt's leaves out its own setup (reading and checking the whole trace for
+            // the plan, connecting) and teardown (the summary), counting its CPU from t0 to
+            // its last sample; the whole process's figure is the line above.
+            println!(
+                "              lt over its play (t0 to its last sample, {play_sent} events sent; all threads: scheduling, sockets, reading the trace, writing results) {lt_cpu_us:.1} CPU-µs/event: lt/floor {:.2}  (goal <= 1.3; whole process {:.2})",
+                lt_cpu_us / floor_read_us,
+                lt_whole_us / floor_read_us
             );
         }
     }
+}
+
+/// lt's CPU seconds from t0 to its last sample, from its samples (each: CPU % of a core
+/// since the one before), and the events it sent in that window.
+fn play_window(samples: &[(u64, f64)], sent_at: &[u64]) -> (f64, u64) {
+    let cpu_s = samples
+        .windows(2)
+        .map(|w| w[1].1 / 100.0 * w[1].0.saturating_sub(w[0].0) as f64 / 1e9)
+        .sum();
+    let end = samples.last().map_or(0, |s| s.0);
+    (
+        cpu_s,
+        sent_at.iter().filter(|at| **at <= end).count() as u64,
+    )
 }
 
 /// Step 4, memory: 1M records against 100k, into the peer as fast as it acks.

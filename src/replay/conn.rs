@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -176,10 +175,9 @@ pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases)
 }
 
 enum Link {
-    Up {
-        sink: SplitSink<Ws, Message>,
-        stream: SplitStream<Ws>,
-    },
+    /// One owner for both directions, unsplit: the loop writes only between reads (never
+    /// awaiting both at once), and a split stream takes a lock on every poll.
+    Up(Box<Ws>),
     Down {
         retry_at: Instant,
         backoff: Duration,
@@ -204,8 +202,7 @@ impl Conn {
         let link = match ws {
             Some(ws) => {
                 shared.conn_opened();
-                let (sink, stream) = ws.split();
-                Link::Up { sink, stream }
+                Link::Up(Box::new(ws))
             }
             None => Link::Down {
                 retry_at: Instant::now() + BACKOFF_START,
@@ -230,7 +227,7 @@ impl Conn {
     }
 
     fn up(&self) -> bool {
-        matches!(self.link, Link::Up { .. })
+        matches!(self.link, Link::Up(_))
     }
 
     /// Runs until the scheduler is done with this connection and nothing is left open.
@@ -266,9 +263,9 @@ impl Conn {
             }
             let retry = match &self.link {
                 Link::Down { retry_at, .. } => Some(*retry_at),
-                Link::Up { .. } => None,
+                Link::Up(_) => None,
             };
-            let up = matches!(self.link, Link::Up { .. });
+            let up = matches!(self.link, Link::Up(_));
             tokio::select! {
                 d = rx.recv(), if rx_open => match d {
                     Some(d) => {
@@ -292,7 +289,7 @@ impl Conn {
                     self.on_frame(frame);
                     // Replies already read from the socket are handled before waiting again.
                     for _ in 1..BATCH_MAX {
-                        if !matches!(self.link, Link::Up { .. }) {
+                        if !matches!(self.link, Link::Up(_)) {
                             break;
                         }
                         match next_frame(&mut self.link).now_or_never() {
@@ -306,7 +303,7 @@ impl Conn {
                     armed = false;
                     self.book.expire(self.shared.now_ns());
                 }
-                _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() && rx_open => {
+                _ = retry_due(retry), if retry.is_some() && rx_open => {
                     // Boxed: a connection attempt's future (TCP, TLS and the WebSocket
                     // handshake) is ~8 KiB, and inline it would make every connection's
                     // task that much larger for the whole run; it is needed only while
@@ -318,14 +315,14 @@ impl Conn {
         }
         self.linger().await;
         self.flush_done();
-        if let Link::Up { mut sink, .. } = std::mem::replace(
+        if let Link::Up(mut ws) = std::mem::replace(
             &mut self.link,
             Link::Down {
                 retry_at: Instant::now(),
                 backoff: BACKOFF_START,
             },
         ) {
-            let _ = sink.close().await;
+            let _ = ws.close(None).await;
             self.shared.conn_closed();
         }
     }
@@ -349,7 +346,7 @@ impl Conn {
     /// does), turning lt's own hang-up into "lost" events.
     async fn linger(&mut self) {
         let until = Instant::now() + LINGER_MAX;
-        while matches!(self.link, Link::Up { .. }) && Instant::now() < until {
+        while matches!(self.link, Link::Up(_)) && Instant::now() < until {
             tokio::select! {
                 frame = next_frame(&mut self.link) => self.on_frame(frame),
                 _ = tokio::time::sleep(LINGER_QUIET) => break,
@@ -375,7 +372,7 @@ impl Conn {
         if batch.is_empty() {
             return;
         }
-        let Link::Up { sink, .. } = &mut self.link else {
+        let Link::Up(sink) = &mut self.link else {
             let bytes: Vec<u32> = batch.iter().map(|d| d.frame.len() as u32).collect();
             self.book
                 .write_failed(batch, &bytes, None, self.shared.now_ns());
@@ -537,7 +534,7 @@ impl Conn {
     async fn reconnect(&mut self) {
         let backoff = match &self.link {
             Link::Down { backoff, .. } => *backoff,
-            Link::Up { .. } => return,
+            Link::Up(_) => return,
         };
         let started = self.shared.now_ns();
         let t = std::time::Instant::now();
@@ -545,8 +542,7 @@ impl Conn {
         let latency_ns = t.elapsed().as_nanos() as u64;
         let error = match result {
             Ok(ws) => {
-                let (sink, stream) = ws.split();
-                self.link = Link::Up { sink, stream };
+                self.link = Link::Up(Box::new(ws));
                 self.shared.conn_opened();
                 None
             }
@@ -572,11 +568,20 @@ impl Conn {
     }
 }
 
+/// Returns at `retry`. A future that makes its timer only when first polled: `select!`
+/// builds every branch's future on each turn of the loop, enabled or not, and a timer made
+/// and dropped per reply read the clock and the runtime's handle for nothing.
+async fn retry_due(retry: Option<Instant>) {
+    if let Some(at) = retry {
+        sleep_until(at).await;
+    }
+}
+
 async fn next_frame(
     link: &mut Link,
 ) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match link {
-        Link::Up { stream, .. } => stream.next().await,
+        Link::Up(ws) => ws.next().await,
         Link::Down { .. } => std::future::pending().await,
     }
 }
