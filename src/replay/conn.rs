@@ -368,19 +368,19 @@ impl Conn {
     /// Writes every record that may go now in one batch: frames are fed, then flushed once,
     /// so a burst costs one write system call rather than one per frame.
     async fn send_ready(&mut self) {
-        let mut batch = self.book.take_ready(self.shared.now_ns());
+        // One clock reading before the write and one after it serve every step: the
+        // clock is read per record and per reply, and each reading counts there.
+        let started = self.shared.now_ns();
+        let mut batch = self.book.take_ready(started);
         if batch.is_empty() {
             return;
         }
-        let Link::Up(sink) = &mut self.link else {
-            let bytes: Vec<u32> = batch.iter().map(|d| d.frame.len() as u32).collect();
-            self.book
-                .write_failed(batch, &bytes, None, self.shared.now_ns());
-            return;
-        };
         // The frames move into the socket's buffer; their sizes stay for the rows.
         let bytes: Vec<u32> = batch.iter().map(|d| d.frame.len() as u32).collect();
-        let started = self.shared.now_ns();
+        let Link::Up(sink) = &mut self.link else {
+            self.book.write_failed(batch, &bytes, None, started);
+            return;
+        };
         // A write that cannot finish at once means the relay's socket is full: it has not
         // read what lt wrote before (TCP backpressure). The wait is the relay's.
         let written = {
@@ -414,7 +414,7 @@ impl Conn {
         }
         self.shared
             .record_sent(batch.iter().map(|d| d.ready_ns), now);
-        self.book.sent(batch, &bytes, now, self.shared.now_ns());
+        self.book.sent(batch, &bytes, now, now);
     }
 
     fn on_frame(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {

@@ -57,24 +57,68 @@ impl Deadline {
 
     /// Returns once `ns` after t0 has passed (at once if it already has).
     pub async fn wait(&mut self, ns: u64) -> io::Result<()> {
+        let due = self.t0_ns + ns;
         let spec = Itimerspec {
             it_interval: timespec(0),
-            it_value: timespec(self.t0_ns + ns),
+            it_value: timespec(due),
         };
-        // Re-arming also resets the expiration count, so an earlier expiry never counts.
+        // Re-arming resets the expiration count, so an earlier expiry never counts, and the
+        // count is never read: the next expiry is a new edge for the runtime's edge-triggered
+        // poll whatever the count, and the clock says whether it was this one. A read per
+        // record was a system call in five of replay's.
         timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &spec)?;
-        let mut count = [0u8; 8];
         loop {
             let mut ready = self.fd.readable().await?;
-            let read = rustix::io::read(self.fd.get_ref(), &mut count);
-            // Cleared after a successful read too: the count is now zero, and a later
-            // expiry is a new edge that sets readiness again. One read per wait, not two.
             ready.clear_ready();
-            match read {
-                Ok(_) => return Ok(()),
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
+            // Readiness left by an expiry whose wait was given up (a stop) is not this one.
+            let now = clock_gettime(ClockId::Monotonic);
+            if now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64 >= due {
+                return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn waits_end_at_or_after_their_deadlines_never_before() {
+        runtime().block_on(async {
+            let t0 = Instant::now();
+            let mut timer = Deadline::new(t0).unwrap();
+            for ms in [2u64, 3, 3, 7, 12] {
+                timer.wait(ms * 1_000_000).await.unwrap();
+                assert!(t0.elapsed() >= Duration::from_millis(ms), "{ms} ms");
+            }
+            // A deadline already past returns at once.
+            let before = Instant::now();
+            timer.wait(0).await.unwrap();
+            assert!(before.elapsed() < Duration::from_millis(500));
+        });
+    }
+
+    #[test]
+    fn an_expiry_whose_wait_was_given_up_does_not_end_the_next_wait() {
+        runtime().block_on(async {
+            let t0 = Instant::now();
+            let mut timer = Deadline::new(t0).unwrap();
+            // Given up before its 5 ms deadline; the timer still expires, unread.
+            let given_up = tokio::time::timeout(Duration::from_millis(1), timer.wait(5_000_000));
+            assert!(given_up.await.is_err());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Its readiness is left over; the next wait must still last until its own time.
+            timer.wait(60_000_000).await.unwrap();
+            assert!(t0.elapsed() >= Duration::from_millis(60));
+        });
     }
 }
