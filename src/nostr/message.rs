@@ -209,8 +209,35 @@ impl<'a> ClientMessage<'a> {
     }
 }
 
+/// An OK written the way relays write it (`["OK","<64 hex>",true,"<message>"]`, no spaces,
+/// no escapes or control characters in the message), read without a JSON parser: it is
+/// the reply to nearly every record lt sends. `None` for any other shape, which takes the
+/// parser; where both read a frame they read it alike (tested below).
+fn plain_ok(frame: &str) -> Option<RelayMessage<'_>> {
+    let rest = frame.strip_prefix("[\"OK\",\"")?;
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(rest.get(..64)?, &mut id).ok()?;
+    let rest = rest[64..].strip_prefix("\",")?;
+    let (accepted, rest) = match rest.strip_prefix("true,\"") {
+        Some(r) => (true, r),
+        None => (false, rest.strip_prefix("false,\"")?),
+    };
+    let message = rest.strip_suffix("\"]")?;
+    if message.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return None;
+    }
+    Some(RelayMessage::Ok {
+        id,
+        accepted,
+        message: Cow::Borrowed(message),
+    })
+}
+
 impl<'a> RelayMessage<'a> {
     pub fn parse(frame: &'a str) -> Result<Self, CodecError> {
+        if let Some(ok) = plain_ok(frame) {
+            return Ok(ok);
+        }
         let items = elements(frame)?;
         let ty = string(&items, 0, "message type")?;
         match ty.as_ref() {
@@ -451,6 +478,46 @@ mod tests {
                 let frame = m.to_frame();
                 proptest::prop_assert_eq!(RelayMessage::parse(&frame).unwrap(), m);
             }
+        }
+
+        /// The OK fast path reads every frame it takes as the parser does, whatever the
+        /// frame: OK-shaped text with arbitrary ids, flags, messages and tails.
+        #[test]
+        fn the_plain_ok_path_agrees_with_the_parser(
+            id in proptest::prop_oneof![3 => "[0-9a-fA-F]{64}", 1 => "[0-9a-fA-Fg ]{62,66}"],
+            flag in "true|false|1|tru",
+            message in r#"[a-z: "\\\u{1}\u{e9}]{0,12}"#,
+            tail in r#"|\]|"\]|"\] | "\]|"\]x|",1\]"#,
+        ) {
+            let frame = format!(r#"["OK","{id}",{flag},"{message}{tail}"#);
+            if let Some(fast) = plain_ok(&frame) {
+                // A space the fast path does not take: the same frame through the parser.
+                let spaced = frame.replacen("[\"OK\"", "[ \"OK\"", 1);
+                proptest::prop_assert!(plain_ok(&spaced).is_none());
+                proptest::prop_assert_eq!(Some(fast), RelayMessage::parse(&spaced).ok(), "{}", frame);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_oks_take_the_fast_path_and_others_the_parser() {
+        let id = "b1a649ebe8b435ec71d3784793f3bbf4b93e64e17568a741aecd4c7ddeafce30";
+        for taken in [
+            format!(r#"["OK","{id}",true,""]"#),
+            format!(r#"["OK","{id}",false,"duplicate: already have this event"]"#),
+        ] {
+            assert!(plain_ok(&taken).is_some(), "{taken}");
+        }
+        for (frame, parses) in [
+            (format!(r#"["OK", "{id}",true,""]"#), true),
+            (format!(r#"["OK","{id}",true,"a \"quoted\" word"]"#), true),
+            (format!(r#"["OK","{id}",true]"#), true),
+            (format!(r#"["OK","{id}",true,"x",1]"#), true),
+            (format!(r#"["OK","{id}",yes,""]"#), false),
+            (format!(r#"["OK","{id}",true,"x"] trailing"#), false),
+        ] {
+            assert!(plain_ok(&frame).is_none(), "{frame}");
+            assert_eq!(RelayMessage::parse(&frame).is_ok(), parses, "{frame}");
         }
     }
 
