@@ -368,8 +368,8 @@ impl Conn {
     /// Writes every record that may go now in one batch: frames are fed, then flushed once,
     /// so a burst costs one write system call rather than one per frame.
     async fn send_ready(&mut self) {
-        // One clock reading before the write and one after it serve every step: the
-        // clock is read per record and per reply, and each reading counts there.
+        // One clock reading before the write serves every step up to it: the clock is
+        // read per record and per reply, and each reading counts there.
         let started = self.shared.now_ns();
         let mut batch = self.book.take_ready(started);
         if batch.is_empty() {
@@ -414,7 +414,8 @@ impl Conn {
         }
         self.shared
             .record_sent(batch.iter().map(|d| d.ready_ns), now);
-        self.book.sent(batch, &bytes, now, now);
+        // A CLOSE, which nothing answers, completes at a reading after its send time.
+        self.book.sent(batch, &bytes, now, self.shared.now_ns());
     }
 
     fn on_frame(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
