@@ -60,10 +60,11 @@ use shared::{Setup, Shared};
 const START_MARGIN: Duration = Duration::from_millis(100);
 /// How long the results writer sleeps when it has caught up: each wake-up costs CPU that
 /// shows in lt's cost per event at low rates. The long nap follows a round of fewer than
-/// [`WRITER_FEW_ROWS`] rows, so at most ~1,300 rows (12.8k rows/s) pile up in one, far
-/// below the backlog cap at which the scheduler would wait for the writer.
+/// [`WRITER_FEW_ROWS`] rows. It is bounded by a burst after a quiet round: rows that come
+/// in faster than the backlog cap (`shared::ROWS_BACKLOG_MAX`, 8,192) per nap make the
+/// scheduler wait for the writer, which 50 ms allows up to 160k rows/s (20 ms: 400k).
 const WRITER_NAP: Duration = Duration::from_millis(20);
-const WRITER_NAP_LONG: Duration = Duration::from_millis(100);
+const WRITER_NAP_LONG: Duration = Duration::from_millis(50);
 const WRITER_FEW_ROWS: usize = 256;
 
 pub struct Summary {

@@ -68,10 +68,12 @@ impl ProcessMeter {
         let Some((ticks, rss)) = usage(&self.pid) else {
             return (None, None);
         };
-        let cpu_ns = match own_cpu_ns().filter(|_| self.pid == "self") {
-            Some(ns) => ns,
-            None => (ticks as f64 / ticks_per_second() * 1e9) as u64,
+        let exact = if self.pid == "self" {
+            own_cpu_ns()
+        } else {
+            None
         };
+        let cpu_ns = exact.unwrap_or((ticks as f64 / ticks_per_second() * 1e9) as u64);
         let now = Instant::now();
         let cpu = self.last.map(|(t, prev)| {
             let secs = now.duration_since(t).as_secs_f64().max(1e-6);

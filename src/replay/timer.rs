@@ -30,6 +30,12 @@ fn timespec(ns: u64) -> Timespec {
     }
 }
 
+/// `CLOCK_MONOTONIC` now, ns: the clock the timerfd keeps.
+fn monotonic_ns() -> u64 {
+    let now = clock_gettime(ClockId::Monotonic);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
 impl Deadline {
     /// A timer whose deadlines are given in ns after `t0`. Must be made inside the runtime
     /// that will await it.
@@ -40,9 +46,8 @@ impl Deadline {
         )?;
         // std's Instant is CLOCK_MONOTONIC on Linux; t0 (past or future) is read back
         // through it.
-        let now = clock_gettime(ClockId::Monotonic);
+        let now_ns = monotonic_ns();
         let at = Instant::now();
-        let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
         let t0_ns = if t0 >= at {
             now_ns + (t0 - at).as_nanos() as u64
         } else {
@@ -71,8 +76,7 @@ impl Deadline {
             let mut ready = self.fd.readable().await?;
             ready.clear_ready();
             // Readiness left by an expiry whose wait was given up (a stop) is not this one.
-            let now = clock_gettime(ClockId::Monotonic);
-            if now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64 >= due {
+            if monotonic_ns() >= due {
                 return Ok(());
             }
         }
