@@ -3,7 +3,7 @@
 //! subscription id) with their deadlines, and what each one's outcome is. Every record
 //! that enters a book leaves it as exactly one outcome row.
 //!
-//! The connection task (`conn`) owns the socket and the clock; it tells the book what
+//! The connection (`conn`) owns the socket and the clock; it tells the book what
 //! happened (a record arrived, a batch was written, a reply came, time passed, the socket
 //! died) with the time in ns after t0, and collects the finished rows. Nothing here waits,
 //! so every path is tested in microseconds below.
@@ -110,7 +110,7 @@ impl Book {
             return;
         }
         // Held time counts from when the record reached this connection (it may have
-        // waited in the channel while the task was blocked writing).
+        // waited while its connection was blocked writing or connecting).
         let reached = d.dispatched_ns.max(d.ready_ns);
         d.held_mark = self.holds.held_before(reached);
         self.holds.forget_before(reached);

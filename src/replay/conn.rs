@@ -1,187 +1,93 @@
-//! One task per connection: the socket loop. It writes the records dispatched to it, reads
-//! the relay's replies, wakes at deadlines, and reconnects with backoff when the connection
-//! dies; the bookkeeping of every record (queue, dependencies, in flight, outcomes) is the
-//! connection's [`Book`], which this loop tells what happened.
+//! One connection of a network thread: its socket and its [`Book`]. It has no task of its
+//! own: the thread's one loop (`net.rs`) hands it records, polls it when its socket (or a
+//! connection attempt) has news, tells it when its time has come, and lets it write. The
+//! connection writes the records due, reads the relay's replies, times records out, and
+//! reconnects with backoff when the socket dies; the bookkeeping of every record (queue,
+//! dependencies, in flight, outcomes) is the [`Book`], which it tells what happened.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use futures_util::{Sink, Stream as _};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::book::Book;
+use super::book::{Book, Done};
+use super::connect::{connect, Phases, Ws};
 use super::dispatch::{Dispatch, Key};
 use super::fanout::{self, Delivery};
 use super::shared::Shared;
-use super::stream::Stream;
 use crate::capture::results::{ConnectRow, NoticeRow, Row};
 use crate::capture::Op;
 use crate::guard::Target;
 use crate::nostr::RelayMessage;
 
-pub type Ws = WebSocketStream<Stream>;
-
 /// Relay frames above this are counted as oversized and not parsed.
 pub const OVERSIZED_BYTES: usize = 1 << 20;
 /// NOTICE texts kept per connection as rows; all are counted.
 const NOTICE_ROWS_PER_CONN: u32 = 20;
-/// Records taken from the scheduler, or replies handled, in one go before the task yields.
-const BATCH_MAX: usize = 256;
+/// Replies handled in one go before the other connections get their turn.
+const READ_BATCH: usize = 256;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER_QUIET: Duration = Duration::from_secs(1);
 const LINGER_MAX: Duration = Duration::from_secs(30);
 
-fn ws_config() -> WebSocketConfig {
-    // Accept large frames so a relay's big stored events or a hostile peer's oversized frame
-    // is counted rather than killing the connection.
-    // A small read buffer: tungstenite zeroes the whole buffer on every read, and at 128 KiB
-    // (its default) that memset was the largest single cost of replay; and every connection
-    // keeps it (since lt does the upgrade itself, `upgrade.rs`, at this size; it grows to
-    // the largest frame a connection receives). Replies are small; larger frames are read
-    // in several steps. 2 KiB against 4: 2 KiB less per open connection, the same ceiling
-    // (`cargo bench --bench replay`, steps 1 and 6).
-    WebSocketConfig::default()
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20))
-        .read_buffer_size(2 << 10)
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
 }
 
-/// How long each phase of a connection attempt took (`None`: not reached, or no TLS).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Phases {
-    pub tcp_ns: Option<u64>,
-    pub tls_ns: Option<u64>,
-    pub upgrade_ns: Option<u64>,
-}
-
-/// The TCP connection of connection `conn`: from its source address when there are some
-/// (`--source-addr`), else from wherever the kernel chooses. An exhausted port range is
-/// named as such.
-async fn tcp_connect(
-    target: &Target,
-    addr: std::net::SocketAddr,
-    conn: u32,
-) -> Result<TcpStream, String> {
-    let out_of_ports = |e: &std::io::Error, from: &str| {
-        if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-            format!(
-                "TCP connect to {addr}{from}: {e} (no local port left toward this address: spread connections over more --source-addr)"
-            )
-        } else {
-            format!("TCP connect to {addr}{from}: {e}")
-        }
-    };
-    let Some(source) =
-        (!target.sources.is_empty()).then(|| target.sources[conn as usize % target.sources.len()])
-    else {
-        return TcpStream::connect(addr)
-            .await
-            .map_err(|e| out_of_ports(&e, ""));
-    };
-    let from = format!(" from {source}");
-    let socket = match (source, addr) {
-        (std::net::IpAddr::V4(_), std::net::SocketAddr::V4(_)) => tokio::net::TcpSocket::new_v4(),
-        (std::net::IpAddr::V6(_), std::net::SocketAddr::V6(_)) => tokio::net::TcpSocket::new_v6(),
-        _ => {
-            return Err(format!(
-                "TCP connect to {addr}{from}: the source and the relay's address are not of one IP version"
-            ))
-        }
-    }
-    .map_err(|e| format!("TCP socket{from}: {e}"))?;
-    // The port is chosen at connect, not at bind (IP_BIND_ADDRESS_NO_PORT): bound without a
-    // destination, every socket of a source address would need a port of its own, so one
-    // address's range would be shared by all relay addresses instead of serving each.
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is the socket's own and open; the option value is a c_int.
-    let set = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            std::ptr::addr_of!(on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!("TCP socket{from}: IP_BIND_ADDRESS_NO_PORT: {e}"));
-    }
-    socket
-        .bind(std::net::SocketAddr::new(source, 0))
-        .map_err(|e| out_of_ports(&e, &from))?;
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| out_of_ports(&e, &from))
-}
-
-/// Opens connection `conn` to an address the guard checked (never resolving again), with
-/// `TCP_NODELAY` on (Nagle would add ~40 ms to small frames); for `wss://`, TLS with the
-/// URL's host as the server name. Times each phase.
-pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases) {
-    let addr = target.addrs[conn as usize % target.addrs.len()];
-    let mut phases = Phases::default();
-    let attempt = async {
-        let t = std::time::Instant::now();
-        let tcp = tcp_connect(target, addr, conn).await?;
-        phases.tcp_ns = Some(t.elapsed().as_nanos() as u64);
-        tcp.set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        let stream = match &target.tls {
-            None => Stream::Plain(tcp),
-            Some(config) => {
-                let host = target.url.host_str().unwrap_or_default();
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                    .map_err(|e| format!("TLS with {host}: not a server name ({e})"))?;
-                let t = std::time::Instant::now();
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| crate::tls::why(host, &e))?;
-                phases.tls_ns = Some(t.elapsed().as_nanos() as u64);
-                Stream::Tls(Box::new(tls))
-            }
-        };
-        let t = std::time::Instant::now();
-        let ws = super::upgrade::upgrade(stream, &target.url, ws_config())
-            .await
-            .map_err(|e| format!("WebSocket handshake: {e}"))?;
-        phases.upgrade_ns = Some(t.elapsed().as_nanos() as u64);
-        Ok(ws)
-    };
-    let result = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "connect to {addr} timed out after {CONNECT_TIMEOUT:?}{}",
-            if phases.tcp_ns.is_some() && target.tls.is_some() && phases.tls_ns.is_none() {
-                " (TLS handshake)"
-            } else {
-                ""
-            }
-        )),
-    };
-    (result, phases)
-}
+/// A connection attempt under way. Boxed: its future (TCP, TLS and the WebSocket handshake)
+/// is ~8 KiB, needed only while reconnecting.
+type Attempt = Pin<Box<dyn Future<Output = (Result<Ws, String>, Phases)>>>;
 
 enum Link {
-    /// One owner for both directions, unsplit: the loop writes only between reads (never
-    /// awaiting both at once), and a split stream takes a lock on every poll.
     Up(Box<Ws>),
     Down {
-        retry_at: Instant,
+        /// When to try again, ns after t0.
+        retry_ns: u64,
         backoff: Duration,
     },
+    Connecting {
+        attempt: Attempt,
+        started_ns: u64,
+        started: std::time::Instant,
+        backoff: Duration,
+    },
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The schedule may still send records here.
+    Playing,
+    /// The schedule is over and nothing is open: reading until the relay is quiet (ns after
+    /// t0), at most until `until`.
+    Lingering {
+        quiet_until: u64,
+        until: u64,
+    },
+    /// Closing the WebSocket, at most until `until`.
+    Closing {
+        until: u64,
+    },
+    Finished,
+}
+
+/// A batch on its way into the socket: fed frame by frame, then flushed. A write that
+/// cannot finish at once means the relay's socket is full: it has not read what lt wrote
+/// before (TCP backpressure), and the wait is the relay's.
+struct Write {
+    batch: Vec<Dispatch>,
+    /// Each frame's size, for the rows (the frames themselves move into the socket).
+    bytes: Vec<u32>,
+    /// Frames handed to the WebSocket so far.
+    fed: usize,
+    started: u64,
+    blocked: bool,
 }
 
 pub struct Conn {
@@ -189,9 +95,18 @@ pub struct Conn {
     shared: Arc<Shared>,
     target: Arc<Target>,
     link: Link,
+    phase: Phase,
     book: Book,
+    write: Option<Write>,
+    /// Records that came during a connection attempt: they wait for its end (and are sent
+    /// if it succeeds) rather than fail at once.
+    parked: Vec<Dispatch>,
+    /// The timeout the thread's timer is asked to wake this connection for, ns after t0.
+    /// Deadlines only move later (they are in send order): a wake-up for an earlier,
+    /// since-answered record's deadline just finds nothing due and asks for the next.
+    armed: Option<u64>,
     notices_kept: u32,
-    /// Deliveries read since the last hand-over to the fan-out ledger.
+    /// Deliveries read since the thread last collected them.
     deliveries: Vec<Delivery>,
     /// Live subscriptions sent on this connection: id → the REQ's record index.
     live: HashMap<String, u64>,
@@ -205,21 +120,21 @@ impl Conn {
                 Link::Up(Box::new(ws))
             }
             None => Link::Down {
-                retry_at: Instant::now() + BACKOFF_START,
+                retry_ns: shared.now_ns() + ns(BACKOFF_START),
                 backoff: BACKOFF_START,
             },
         };
-        let book = Book::new(
-            id,
-            shared.per_conn_in_flight(),
-            shared.timeout().as_nanos() as u64,
-        );
+        let book = Book::new(id, shared.per_conn_in_flight(), ns(shared.timeout()));
         Conn {
             id,
             shared,
             target,
             link,
+            phase: Phase::Playing,
             book,
+            write: None,
+            parked: Vec::new(),
+            armed: None,
             notices_kept: 0,
             deliveries: Vec::new(),
             live: HashMap::new(),
@@ -230,183 +145,183 @@ impl Conn {
         matches!(self.link, Link::Up(_))
     }
 
-    /// Runs until the scheduler is done with this connection and nothing is left open.
-    /// Records come boxed: a channel allocates its first block of 32 slots up front, and
-    /// at a pointer each that is 256 bytes per connection rather than 4.6 KiB.
-    pub async fn run(mut self, mut rx: UnboundedReceiver<Box<Dispatch>>) {
-        let mut rx_open = true;
-        // One timer for the timeouts, armed at the earliest deadline and re-armed only after
-        // it fires. Deadlines only move later (they are in send order), so a timer armed at
-        // an earlier, since-answered record's deadline just fires once for nothing and is
-        // re-armed. A new tokio timer per loop (one per reply) cost a wake-up of the runtime
-        // each: a third of replay's system calls.
-        let timeouts = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timeouts);
-        let mut armed = false;
-        loop {
-            // Sending may complete records (CLOSE) and so free room: repeat while it helps.
-            let mut before = usize::MAX;
-            while self.book.queued() > 0 && self.book.queued() != before {
-                before = self.book.queued();
-                self.send_ready().await;
-            }
-            self.flush_done();
-            if !rx_open && self.book.idle() {
-                break;
-            }
-            if !armed {
-                if let Some(ns) = self.book.next_deadline() {
-                    let at = Instant::from_std(self.shared.t0() + Duration::from_nanos(ns));
-                    timeouts.as_mut().reset(at);
-                    armed = true;
-                }
-            }
-            let retry = match &self.link {
-                Link::Down { retry_at, .. } => Some(*retry_at),
-                Link::Up(_) => None,
-            };
-            let up = matches!(self.link, Link::Up(_));
-            tokio::select! {
-                d = rx.recv(), if rx_open => match d {
-                    Some(d) => {
-                        self.accept(*d);
-                        // Take what else is already queued, so it goes out in the same
-                        // write: one system call for a burst, not one per record.
-                        for _ in 1..BATCH_MAX {
-                            match rx.try_recv() {
-                                Ok(d) => self.accept(*d),
-                                Err(TryRecvError::Empty) => break,
-                                Err(TryRecvError::Disconnected) => {
-                                    rx_open = false;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    None => rx_open = false,
-                },
-                frame = next_frame(&mut self.link), if up => {
-                    self.on_frame(frame);
-                    // Replies already read from the socket are handled before waiting again.
-                    for _ in 1..BATCH_MAX {
-                        if !matches!(self.link, Link::Up(_)) {
-                            break;
-                        }
-                        match next_frame(&mut self.link).now_or_never() {
-                            Some(frame) => self.on_frame(frame),
-                            None => break,
-                        }
-                    }
-                    self.book.trim_deadlines();
-                }
-                _ = &mut timeouts, if armed => {
-                    armed = false;
-                    self.book.expire(self.shared.now_ns());
-                }
-                _ = retry_due(retry), if retry.is_some() && rx_open => {
-                    // Boxed: a connection attempt's future (TCP, TLS and the WebSocket
-                    // handshake) is ~8 KiB, and inline it would make every connection's
-                    // task that much larger for the whole run; it is needed only while
-                    // reconnecting.
-                    Box::pin(self.reconnect()).await;
-                }
-            }
-            self.flush_done();
-        }
-        self.linger().await;
-        self.flush_done();
-        if let Link::Up(mut ws) = std::mem::replace(
-            &mut self.link,
-            Link::Down {
-                retry_at: Instant::now(),
-                backoff: BACKOFF_START,
-            },
-        ) {
-            let _ = ws.close(None).await;
-            self.shared.conn_closed();
-        }
+    pub fn finished(&self) -> bool {
+        self.phase == Phase::Finished
     }
 
-    /// Hands the records completed since the last call to the shared state in one batch:
-    /// one lock and one message to the writer per wake-up rather than per record.
-    fn flush_done(&mut self) {
-        let done = self.book.take_done();
-        if !done.is_empty() {
-            self.shared.complete_all(done);
-        }
-        // After the outcomes: a delivery follows its subscription's EOSE.
-        if !self.deliveries.is_empty() {
-            self.shared.delivered(std::mem::take(&mut self.deliveries));
-        }
-    }
-
-    /// Keeps reading until the relay has been quiet for [`LINGER_QUIET`] (at most
-    /// [`LINGER_MAX`]). A relay that fell behind is still working through events whose
-    /// records timed out; closing the socket at once would make it drop them (nostr-rs-relay
-    /// does), turning lt's own hang-up into "lost" events.
-    async fn linger(&mut self) {
-        let until = Instant::now() + LINGER_MAX;
-        while matches!(self.link, Link::Up(_)) && Instant::now() < until {
-            tokio::select! {
-                frame = next_frame(&mut self.link) => self.on_frame(frame),
-                _ = tokio::time::sleep(LINGER_QUIET) => break,
-            }
-        }
+    /// The earliest moment (ns after t0) this connection has something to do without news
+    /// from its socket: a timeout, a retry, the end of its lingering or of its close.
+    pub fn next_wake(&self) -> Option<u64> {
+        let phase = match self.phase {
+            Phase::Playing | Phase::Finished => None,
+            Phase::Lingering { quiet_until, until } => Some(quiet_until.min(until)),
+            Phase::Closing { until } => Some(until),
+        };
+        let retry = match (&self.link, self.phase) {
+            (Link::Down { retry_ns, .. }, Phase::Playing) => Some(*retry_ns),
+            _ => None,
+        };
+        [self.armed, retry, phase].into_iter().flatten().min()
     }
 
     /// A record arrives from the scheduler.
-    fn accept(&mut self, d: Dispatch) {
+    pub fn accept(&mut self, d: Dispatch) {
         if let (Op::Req { query }, Key::Sub(sub)) = (d.op, &d.key) {
             if query.is_live() && self.shared.counts_deliveries() {
                 self.live.insert(sub.clone(), d.index);
             }
         }
+        if matches!(self.link, Link::Connecting { .. }) {
+            self.parked.push(d);
+            return;
+        }
         let up = self.up();
         self.book.accept(d, up, self.shared.now_ns());
     }
 
-    /// Writes every record that may go now in one batch: frames are fed, then flushed once,
-    /// so a burst costs one write system call rather than one per frame.
-    async fn send_ready(&mut self) {
+    /// The socket or the connection attempt has news: takes it. True when replies are left
+    /// unread after a batch (the caller polls again later, after the other connections).
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        self.poll_connect(cx);
+        if self.write.is_some() {
+            self.poll_write(cx);
+        }
+        if let Phase::Closing { .. } = self.phase {
+            self.poll_close(cx);
+            return false;
+        }
+        self.read(cx)
+    }
+
+    /// Time has come for something (see [`Conn::next_wake`]) at `now`.
+    pub fn on_time(&mut self, now: u64, schedule_over: bool, cx: &mut Context<'_>) {
+        if self.armed.is_some_and(|t| t <= now) {
+            self.armed = None;
+            self.book.expire(now);
+        }
+        match self.phase {
+            Phase::Playing => {
+                if let Link::Down { retry_ns, backoff } = self.link {
+                    if retry_ns <= now && !schedule_over {
+                        self.link = Link::Connecting {
+                            attempt: Box::pin(connect_owned(self.target.clone(), self.id)),
+                            started_ns: now,
+                            started: std::time::Instant::now(),
+                            backoff,
+                        };
+                        self.poll_connect(cx);
+                    }
+                }
+            }
+            Phase::Lingering { quiet_until, until } if quiet_until.min(until) <= now => {
+                self.phase = Phase::Closing {
+                    until: until.max(now + ns(LINGER_QUIET)),
+                };
+                self.poll_close(cx);
+            }
+            Phase::Closing { until } if until <= now => self.close_now(),
+            _ => {}
+        }
+    }
+
+    /// Writes what may go now, then moves on in its life when there is nothing left to do:
+    /// after the schedule (`schedule_over`), an idle connection lingers, closes, finishes.
+    pub fn pump(&mut self, cx: &mut Context<'_>, schedule_over: bool) {
+        // Sending may complete records (CLOSE) and so free room: repeat while it helps.
+        while self.write.is_none() && self.book.queued() > 0 {
+            let before = self.book.queued();
+            self.start_write(cx);
+            if self.book.queued() == before {
+                break;
+            }
+        }
+        if self.armed.is_none() {
+            self.armed = self.book.next_deadline();
+        }
+        let quiet = self.write.is_none()
+            && self.parked.is_empty()
+            && self.book.idle()
+            && !matches!(self.link, Link::Connecting { .. });
+        if self.phase == Phase::Playing && schedule_over && quiet {
+            self.phase = match self.link {
+                Link::Up(_) => {
+                    let now = self.shared.now_ns();
+                    Phase::Lingering {
+                        quiet_until: now + ns(LINGER_QUIET),
+                        until: now + ns(LINGER_MAX),
+                    }
+                }
+                _ => Phase::Finished,
+            };
+        }
+        if matches!(self.phase, Phase::Lingering { .. } | Phase::Closing { .. }) && !self.up() {
+            self.phase = Phase::Finished;
+        }
+    }
+
+    /// Hands over the records finished and the deliveries read since the last call.
+    /// Deliveries go after outcomes: a delivery follows its subscription's EOSE.
+    pub fn take(&mut self, done: &mut Vec<Done>, deliveries: &mut Vec<Delivery>) {
+        done.append(&mut self.book.take_done());
+        deliveries.append(&mut self.deliveries);
+    }
+
+    /// Takes the records that may be written now and starts writing them: one batch, fed
+    /// frame by frame and flushed once, so a burst costs one write system call.
+    fn start_write(&mut self, cx: &mut Context<'_>) {
         // One clock reading before the write serves every step up to it: the clock is
         // read per record and per reply, and each reading counts there.
         let started = self.shared.now_ns();
-        let mut batch = self.book.take_ready(started);
+        let batch = self.book.take_ready(started);
         if batch.is_empty() {
             return;
         }
-        // The frames move into the socket's buffer; their sizes stay for the rows.
         let bytes: Vec<u32> = batch.iter().map(|d| d.frame.len() as u32).collect();
-        let Link::Up(sink) = &mut self.link else {
+        if !self.up() {
             self.book.write_failed(batch, &bytes, None, started);
             return;
+        }
+        self.write = Some(Write {
+            batch,
+            bytes,
+            fed: 0,
+            started,
+            blocked: false,
+        });
+        self.poll_write(cx);
+    }
+
+    /// Carries the write under way as far as the socket takes it.
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        let (Some(w), Link::Up(ws)) = (self.write.as_mut(), &mut self.link) else {
+            return;
         };
-        // A write that cannot finish at once means the relay's socket is full: it has not
-        // read what lt wrote before (TCP backpressure). The wait is the relay's.
-        let written = {
-            let write = async {
-                for d in &mut batch {
-                    sink.feed(Message::text(std::mem::take(&mut d.frame)))
-                        .await?;
+        let mut ws = Pin::new(&mut **ws);
+        let mut step = || -> Poll<Result<(), WsError>> {
+            while w.fed < w.batch.len() {
+                std::task::ready!(ws.as_mut().poll_ready(cx))?;
+                let frame = std::mem::take(&mut w.batch[w.fed].frame);
+                ws.as_mut().start_send(Message::text(frame))?;
+                w.fed += 1;
+            }
+            ws.as_mut().poll_flush(cx)
+        };
+        let result = match step() {
+            Poll::Pending => {
+                if !w.blocked {
+                    w.blocked = true;
+                    self.book.socket_blocked(w.started);
                 }
-                sink.flush().await
-            };
-            tokio::pin!(write);
-            let book = &mut self.book;
-            let mut blocked = false;
-            std::future::poll_fn(|cx| {
-                let p = write.as_mut().poll(cx);
-                if p.is_pending() && !blocked {
-                    blocked = true;
-                    book.socket_blocked(started);
-                }
-                p
-            })
-            .await
+                return;
+            }
+            Poll::Ready(r) => r,
+        };
+        let Some(Write { batch, bytes, .. }) = self.write.take() else {
+            return;
         };
         let now = self.shared.now_ns();
         self.book.write_ended(now);
-        if let Err(e) = written {
+        if let Err(e) = result {
             let code = close_code(&e);
             self.book.write_failed(batch, &bytes, code, now);
             self.disconnect(code);
@@ -418,7 +333,92 @@ impl Conn {
         self.book.sent(batch, &bytes, now, self.shared.now_ns());
     }
 
-    fn on_frame(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+    /// Reads the replies the socket has, up to a batch. Not while a write is under way: its
+    /// records are not in flight in the book until it ends, so a reply to one would look
+    /// unknown. True when the batch was full.
+    fn read(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut handled = 0;
+        while self.write.is_none() && handled < READ_BATCH {
+            let Link::Up(ws) = &mut self.link else {
+                break;
+            };
+            let Poll::Ready(frame) = Pin::new(&mut **ws).poll_next(cx) else {
+                break;
+            };
+            self.on_frame(frame);
+            handled += 1;
+        }
+        if handled > 0 {
+            self.book.trim_deadlines();
+            if let Phase::Lingering { quiet_until, .. } = &mut self.phase {
+                *quiet_until = self.shared.now_ns() + ns(LINGER_QUIET);
+            }
+        }
+        handled == READ_BATCH
+    }
+
+    fn poll_connect(&mut self, cx: &mut Context<'_>) {
+        let Link::Connecting {
+            attempt,
+            started_ns,
+            started,
+            backoff,
+        } = &mut self.link
+        else {
+            return;
+        };
+        let Poll::Ready((result, phases)) = attempt.as_mut().poll(cx) else {
+            return;
+        };
+        let (started_ns, latency_ns, backoff) =
+            (*started_ns, started.elapsed().as_nanos() as u64, *backoff);
+        let error = match result {
+            Ok(ws) => {
+                self.link = Link::Up(Box::new(ws));
+                self.shared.conn_opened();
+                None
+            }
+            Err(e) => {
+                let next = (backoff * 2).min(BACKOFF_MAX);
+                self.link = Link::Down {
+                    retry_ns: self.shared.now_ns() + ns(next),
+                    backoff: next,
+                };
+                Some(e)
+            }
+        };
+        self.shared.emit(Row::Connect(ConnectRow {
+            conn: self.id,
+            at_ns: started_ns,
+            initial: false,
+            latency_ns,
+            error,
+            tcp_ns: phases.tcp_ns,
+            tls_ns: phases.tls_ns,
+            upgrade_ns: phases.upgrade_ns,
+        }));
+        for d in std::mem::take(&mut self.parked) {
+            self.accept(d);
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) {
+        let Link::Up(ws) = &mut self.link else {
+            self.phase = Phase::Finished;
+            return;
+        };
+        if Pin::new(&mut **ws).poll_close(cx).is_ready() {
+            self.close_now();
+        }
+    }
+
+    /// Done with the socket, closed or not.
+    fn close_now(&mut self) {
+        self.link_down();
+        self.phase = Phase::Finished;
+    }
+
+    fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) {
         let msg = match frame {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -518,6 +518,7 @@ impl Conn {
     /// The connection died: everything on it becomes `disconnected`, then retry later.
     fn disconnect(&mut self, code: Option<u16>) {
         self.book.disconnect(code, self.shared.now_ns());
+        self.armed = None;
         self.link_down();
     }
 
@@ -527,69 +528,20 @@ impl Conn {
             self.shared.conn_closed();
         }
         self.link = Link::Down {
-            retry_at: Instant::now() + BACKOFF_START,
+            retry_ns: self.shared.now_ns() + ns(BACKOFF_START),
             backoff: BACKOFF_START,
         };
     }
-
-    async fn reconnect(&mut self) {
-        let backoff = match &self.link {
-            Link::Down { backoff, .. } => *backoff,
-            Link::Up(_) => return,
-        };
-        let started = self.shared.now_ns();
-        let t = std::time::Instant::now();
-        let (result, phases) = connect(&self.target, self.id).await;
-        let latency_ns = t.elapsed().as_nanos() as u64;
-        let error = match result {
-            Ok(ws) => {
-                self.link = Link::Up(Box::new(ws));
-                self.shared.conn_opened();
-                None
-            }
-            Err(e) => {
-                let next = (backoff * 2).min(BACKOFF_MAX);
-                self.link = Link::Down {
-                    retry_at: Instant::now() + next,
-                    backoff: next,
-                };
-                Some(e)
-            }
-        };
-        self.shared.emit(Row::Connect(ConnectRow {
-            conn: self.id,
-            at_ns: started,
-            initial: false,
-            latency_ns,
-            error,
-            tcp_ns: phases.tcp_ns,
-            tls_ns: phases.tls_ns,
-            upgrade_ns: phases.upgrade_ns,
-        }));
-    }
 }
 
-/// Returns at `retry`. A future that makes its timer only when first polled: `select!`
-/// builds every branch's future on each turn of the loop, enabled or not, and a timer made
-/// and dropped per reply read the clock and the runtime's handle for nothing.
-async fn retry_due(retry: Option<Instant>) {
-    if let Some(at) = retry {
-        sleep_until(at).await;
-    }
+/// [`connect`] with its target owned, so the attempt can be kept while it runs.
+async fn connect_owned(target: Arc<Target>, conn: u32) -> (Result<Ws, String>, Phases) {
+    connect(&target, conn).await
 }
 
-async fn next_frame(
-    link: &mut Link,
-) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
-    match link {
-        Link::Up(ws) => ws.next().await,
-        Link::Down { .. } => std::future::pending().await,
-    }
-}
-
-fn close_code(e: &tokio_tungstenite::tungstenite::Error) -> Option<u16> {
+fn close_code(e: &WsError) -> Option<u16> {
     match e {
-        tokio_tungstenite::tungstenite::Error::Protocol(_) => Some(1002),
+        WsError::Protocol(_) => Some(1002),
         _ => None,
     }
 }

@@ -14,12 +14,14 @@
 mod book;
 pub mod config;
 mod conn;
+mod connect;
 pub mod control;
 mod dispatch;
 mod fanout;
 pub mod fds;
 mod feed;
 mod hold;
+mod net;
 pub mod pace;
 pub mod plan;
 pub mod preflight;
@@ -44,7 +46,7 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, Semaphore};
 
 pub use config::{Config, Load};
-pub use conn::{connect, Ws};
+pub use connect::{connect, Ws};
 pub use control::{Observer, Progress, Quiet, Stop};
 pub use pace::Speed;
 pub use plan::Plan;

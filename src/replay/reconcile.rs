@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::conn::connect;
+use super::connect::connect;
 use crate::capture::results::{Outcome, OutcomeRow};
 use crate::guard::Target;
 use crate::nostr::{message, RelayMessage};

@@ -1,6 +1,6 @@
 //! A shard's scheduler, on the shard's network thread or on one of its own
-//! (`shard::Setup::scheduler_thread`): it hands each record to its connection's task at
-//! `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
+//! (`shard::Setup::scheduler_thread`): it hands each record to the network loop (`net`),
+//! which gives it to its connection, at `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
 //! the previous record), so lateness never accumulates; what lateness there is, is recorded
 //! as schedule lag when the record is written.
 //!
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
-use super::dispatch::{Dispatch, Layout};
+use super::dispatch::Dispatch;
 use super::hold::Holds;
 use super::shared::Shared;
 use super::timer::Deadline;
@@ -44,13 +44,11 @@ pub struct Schedule {
 /// The longest single wait, so a stop request is noticed promptly.
 const WAIT_SLICE_NS: u64 = 50_000_000;
 
-/// Dispatches every record fed to this shard to its connection (`conns` in
-/// [`Layout::local_index`] order). Records that are not sent (stop, dropped) get their row
-/// here.
+/// Dispatches every record fed to this shard to the shard's network loop. Records that are
+/// not sent (stop, dropped) get their row here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
-    conns: Vec<UnboundedSender<Box<Dispatch>>>,
-    layout: Layout,
+    net: UnboundedSender<Dispatch>,
     shared: Arc<Shared>,
     s: Schedule,
 ) -> std::io::Result<()> {
@@ -95,10 +93,9 @@ pub async fn run(
             d.held_ns = holds.within(d.ready_ns, d.dispatched_ns);
             // Records come in intended order: no earlier moment is asked about again.
             holds.forget_before(d.ready_ns);
-            let conn = layout.local_index(d.conn);
-            if let Err(e) = conns[conn].send(Box::new(d)) {
-                // The connection's task is gone (it only ends after the scheduler): count
-                // the record rather than lose it.
+            if let Err(e) = net.send(d) {
+                // The network loop is gone (it only ends after the scheduler): count the
+                // record rather than lose it.
                 let row = e.0.unsent_row(Outcome::Disconnected { code: None });
                 shared.complete(row, None);
             }

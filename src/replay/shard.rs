@@ -1,6 +1,6 @@
 //! A shard: an OS thread running its own single-threaded tokio runtime, which owns every
-//! connection whose id ≡ shard id (mod shard count), their tasks, and the scheduler that
-//! feeds them. As few shards as the schedule needs, at most one per core (see [`count`]).
+//! connection whose id ≡ shard id (mod shard count), in one loop (`net`), and the
+//! scheduler that feeds them. As few shards as the schedule needs, at most one per core (see [`count`]).
 //!
 //! Why shards rather than one multi-threaded runtime: a record's path from "due" to "on the
 //! wire" then stays on one thread. With a scheduler thread handing records to a shared
@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::conn::{self, Conn};
+use super::conn::Conn;
+use super::connect::{self, Phases};
 use super::dispatch::{Dispatch, Layout};
+use super::net::Net;
 use super::schedule::{self, Schedule};
 use super::shared::Shared;
 use crate::guard::Target;
@@ -75,14 +77,12 @@ pub struct Setup {
     pub connect_limiter: Arc<Semaphore>,
     pub schedule: Schedule,
     /// Whether the scheduler keeps time on a thread of its own rather than on the network
-    /// thread. There, a due record waits behind every connection task the network has
-    /// woken, twice (for the timer's wake-up, then for its connection's): with the fan-out
-    /// of live subscriptions that is hundreds of tasks. Woken from another thread, a
-    /// connection's task is taken from the runtime's remote queue within 4 task runs
-    /// (`global_queue_interval` in [`spawn`]). Without fan-out the extra thread costs more
-    /// than it saves: a wake-up more per record, and at 20k records/s over 1,000
-    /// connections a lag p99 of 0.80 ms against 0.65–0.69 (`cargo bench --bench replay`,
-    /// step 2).
+    /// thread. There, a due record waits behind the reading of every connection the
+    /// network has woken: with the fan-out of live subscriptions that is hundreds of
+    /// connections. Without fan-out the extra thread costs more than it saves: a wake-up
+    /// more per record, and at 20k records/s over 1,000 connections a lag p99 of 0.80 ms
+    /// against 0.65–0.69 (`cargo bench --bench replay`, step 2, measured when each
+    /// connection had a task of its own).
     pub scheduler_thread: bool,
 }
 
@@ -91,7 +91,7 @@ pub struct Connected {
     pub conn: u32,
     pub latency: Duration,
     pub error: Option<String>,
-    pub phases: conn::Phases,
+    pub phases: Phases,
 }
 
 /// The control side of a running shard.
@@ -112,9 +112,6 @@ pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
     let (feed, feed_rx) = mpsc::channel(BATCHES_QUEUED);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Connection tasks a scheduler on its own thread wakes (`Setup::scheduler_thread`)
-        // wait in the remote queue: look there every 4 task runs rather than every 31.
-        .global_queue_interval(4)
         .build()
         .context("starting a network runtime")?;
     let thread = std::thread::Builder::new()
@@ -164,7 +161,7 @@ async fn run(
         attempts.spawn(async move {
             let _permit = permit;
             let t = Instant::now();
-            let (r, phases) = conn::connect(&target, c).await;
+            let (r, phases) = connect::connect(&target, c).await;
             (c, t.elapsed(), r, phases)
         });
     }
@@ -191,28 +188,22 @@ async fn run(
         return Ok(());
     };
 
-    let mut senders = Vec::with_capacity(sockets.len());
-    let mut tasks = Vec::with_capacity(sockets.len());
-    for (c, ws) in sockets {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
-        let conn = Conn::new(c, shared.clone(), target.clone(), ws);
-        tasks.push(tokio::spawn(conn.run(rx)));
-    }
-    // On a scheduler error the senders are gone: connections drain what they have, then
-    // the error is reported.
+    let conns = sockets
+        .into_iter()
+        .map(|(c, ws)| Conn::new(c, shared.clone(), target.clone(), ws))
+        .collect();
+    let (to_net, inbox) = mpsc::unbounded_channel();
+    let net = Net::new(conns, inbox, layout, shared.clone());
+    // On a scheduler error its sender is gone: connections drain what they have, then the
+    // error is reported.
     let scheduled = if scheduler_thread {
-        on_own_thread(format!("lt-sched-{id}"), move || {
-            schedule::run(feed, senders, layout, shared, schedule)
-        })
+        net.run(on_own_thread(format!("lt-sched-{id}"), move || {
+            schedule::run(feed, to_net, shared, schedule)
+        }))
         .await?
     } else {
-        schedule::run(feed, senders, layout, shared, schedule).await
+        net.run(schedule::run(feed, to_net, shared, schedule)).await
     };
-    for t in tasks {
-        t.await
-            .map_err(|e| anyhow!("connection task of shard {id}: {e}"))?;
-    }
     scheduled.with_context(|| format!("scheduler of network thread {id}"))
 }
 

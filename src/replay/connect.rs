@@ -1,0 +1,147 @@
+//! Opening a replay connection: TCP (from a chosen source address when there are some),
+//! TLS for `wss://`, then the WebSocket upgrade, each phase timed; used for the first
+//! connection, every reconnect, and reconciliation.
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+
+use super::stream::Stream;
+use crate::guard::Target;
+
+pub type Ws = WebSocketStream<Stream>;
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn ws_config() -> WebSocketConfig {
+    // Accept large frames so a relay's big stored events or a hostile peer's oversized frame
+    // is counted rather than killing the connection.
+    // A small read buffer: tungstenite zeroes the whole buffer on every read, and at 128 KiB
+    // (its default) that memset was the largest single cost of replay; and every connection
+    // keeps it (since lt does the upgrade itself, `upgrade.rs`, at this size; it grows to
+    // the largest frame a connection receives). Replies are small; larger frames are read
+    // in several steps. 2 KiB against 4: 2 KiB less per open connection, the same ceiling
+    // (`cargo bench --bench replay`, steps 1 and 6).
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+        .read_buffer_size(2 << 10)
+}
+
+/// How long each phase of a connection attempt took (`None`: not reached, or no TLS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    pub tcp_ns: Option<u64>,
+    pub tls_ns: Option<u64>,
+    pub upgrade_ns: Option<u64>,
+}
+
+/// The TCP connection of connection `conn`: from its source address when there are some
+/// (`--source-addr`), else from wherever the kernel chooses. An exhausted port range is
+/// named as such.
+async fn tcp_connect(
+    target: &Target,
+    addr: std::net::SocketAddr,
+    conn: u32,
+) -> Result<TcpStream, String> {
+    let out_of_ports = |e: &std::io::Error, from: &str| {
+        if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+            format!(
+                "TCP connect to {addr}{from}: {e} (no local port left toward this address: spread connections over more --source-addr)"
+            )
+        } else {
+            format!("TCP connect to {addr}{from}: {e}")
+        }
+    };
+    let Some(source) =
+        (!target.sources.is_empty()).then(|| target.sources[conn as usize % target.sources.len()])
+    else {
+        return TcpStream::connect(addr)
+            .await
+            .map_err(|e| out_of_ports(&e, ""));
+    };
+    let from = format!(" from {source}");
+    let socket = match (source, addr) {
+        (std::net::IpAddr::V4(_), std::net::SocketAddr::V4(_)) => tokio::net::TcpSocket::new_v4(),
+        (std::net::IpAddr::V6(_), std::net::SocketAddr::V6(_)) => tokio::net::TcpSocket::new_v6(),
+        _ => {
+            return Err(format!(
+                "TCP connect to {addr}{from}: the source and the relay's address are not of one IP version"
+            ))
+        }
+    }
+    .map_err(|e| format!("TCP socket{from}: {e}"))?;
+    // The port is chosen at connect, not at bind (IP_BIND_ADDRESS_NO_PORT): bound without a
+    // destination, every socket of a source address would need a port of its own, so one
+    // address's range would be shared by all relay addresses instead of serving each.
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is the socket's own and open; the option value is a c_int.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("TCP socket{from}: IP_BIND_ADDRESS_NO_PORT: {e}"));
+    }
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .map_err(|e| out_of_ports(&e, &from))?;
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| out_of_ports(&e, &from))
+}
+
+/// Opens connection `conn` to an address the guard checked (never resolving again), with
+/// `TCP_NODELAY` on (Nagle would add ~40 ms to small frames); for `wss://`, TLS with the
+/// URL's host as the server name. Times each phase.
+pub async fn connect(target: &Target, conn: u32) -> (Result<Ws, String>, Phases) {
+    let addr = target.addrs[conn as usize % target.addrs.len()];
+    let mut phases = Phases::default();
+    let attempt = async {
+        let t = std::time::Instant::now();
+        let tcp = tcp_connect(target, addr, conn).await?;
+        phases.tcp_ns = Some(t.elapsed().as_nanos() as u64);
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let stream = match &target.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let host = target.url.host_str().unwrap_or_default();
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| format!("TLS with {host}: not a server name ({e})"))?;
+                let t = std::time::Instant::now();
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| crate::tls::why(host, &e))?;
+                phases.tls_ns = Some(t.elapsed().as_nanos() as u64);
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        let t = std::time::Instant::now();
+        let ws = super::upgrade::upgrade(stream, &target.url, ws_config())
+            .await
+            .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        phases.upgrade_ns = Some(t.elapsed().as_nanos() as u64);
+        Ok(ws)
+    };
+    let result = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "connect to {addr} timed out after {CONNECT_TIMEOUT:?}{}",
+            if phases.tcp_ns.is_some() && target.tls.is_some() && phases.tls_ns.is_none() {
+                " (TLS handshake)"
+            } else {
+                ""
+            }
+        )),
+    };
+    (result, phases)
+}
