@@ -219,6 +219,8 @@ impl Net {
                 Poll::Pending => break,
             }
         }
+        // Records due go out before the replies are read: their lag is lt's.
+        self.settle();
         let mut woken = std::mem::take(&mut self.turn_woken);
         self.woken.take(&mut woken);
         for &i in &woken {
@@ -250,6 +252,24 @@ impl Net {
             self.dirty(i);
         }
 
+        self.settle();
+        // One lock and one message to the writer per turn, rather than per connection.
+        if !self.done.is_empty() {
+            self.shared.complete_all(std::mem::take(&mut self.done));
+        }
+        if !self.deliveries.is_empty() {
+            self.shared.delivered(std::mem::take(&mut self.deliveries));
+        }
+        if self.schedule_over && self.unfinished == 0 {
+            return Poll::Ready(());
+        }
+        self.arm(cx);
+        Poll::Pending
+    }
+
+    /// Lets every connection touched this turn write what it may and move on in its life;
+    /// collects what finished and asks the timer for each one's next moment.
+    fn settle(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &i in &dirty {
             let c = &mut self.conns[i as usize];
@@ -277,18 +297,6 @@ impl Net {
         }
         dirty.clear();
         self.dirty = dirty;
-        // One lock and one message to the writer per turn, rather than per connection.
-        if !self.done.is_empty() {
-            self.shared.complete_all(std::mem::take(&mut self.done));
-        }
-        if !self.deliveries.is_empty() {
-            self.shared.delivered(std::mem::take(&mut self.deliveries));
-        }
-        if self.schedule_over && self.unfinished == 0 {
-            return Poll::Ready(());
-        }
-        self.arm(cx);
-        Poll::Pending
     }
 
     /// Sets the thread's one timer to the earliest moment a connection asked for.
