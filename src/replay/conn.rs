@@ -53,8 +53,8 @@ enum Link {
     },
     Connecting {
         attempt: Attempt,
+        /// When the attempt began, ns after t0.
         started_ns: u64,
-        started: std::time::Instant,
         backoff: Duration,
     },
 }
@@ -205,11 +205,12 @@ impl Conn {
                     if retry_ns <= now && !schedule_over {
                         self.link = Link::Connecting {
                             attempt: Box::pin(connect_owned(self.target.clone(), self.id)),
-                            started_ns: now,
-                            started: std::time::Instant::now(),
+                            started_ns: self.shared.now_ns(),
                             backoff,
                         };
-                        self.poll_connect(cx);
+                        // As if woken: the attempt starts, and a socket it opens at once
+                        // is read (which is what makes the socket wake this connection).
+                        self.poll(cx);
                     }
                 }
             }
@@ -293,7 +294,17 @@ impl Conn {
 
     /// Carries the write under way as far as the socket takes it.
     fn poll_write(&mut self, cx: &mut Context<'_>) {
-        let (Some(w), Link::Up(ws)) = (self.write.as_mut(), &mut self.link) else {
+        let Some(w) = self.write.as_mut() else {
+            return;
+        };
+        let Link::Up(ws) = &mut self.link else {
+            // Only a socket that is up gets a write, and a write ends before the socket is
+            // read again; should one still be left without its socket, its records fail
+            // rather than wait forever.
+            if let Some(Write { batch, bytes, .. }) = self.write.take() {
+                self.book
+                    .write_failed(batch, &bytes, None, self.shared.now_ns());
+            }
             return;
         };
         let mut ws = Pin::new(&mut **ws);
@@ -361,7 +372,6 @@ impl Conn {
         let Link::Connecting {
             attempt,
             started_ns,
-            started,
             backoff,
         } = &mut self.link
         else {
@@ -370,8 +380,8 @@ impl Conn {
         let Poll::Ready((result, phases)) = attempt.as_mut().poll(cx) else {
             return;
         };
-        let (started_ns, latency_ns, backoff) =
-            (*started_ns, started.elapsed().as_nanos() as u64, *backoff);
+        let (started_ns, backoff) = (*started_ns, *backoff);
+        let latency_ns = self.shared.now_ns().saturating_sub(started_ns);
         let error = match result {
             Ok(ws) => {
                 self.link = Link::Up(Box::new(ws));

@@ -2,6 +2,8 @@
 //! TLS for `wss://`, then the WebSocket upgrade, each phase timed; used for the first
 //! connection, every reconnect, and reconciliation.
 
+use std::time::Duration;
+
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
@@ -11,7 +13,7 @@ use crate::guard::Target;
 
 pub type Ws = WebSocketStream<Stream>;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn ws_config() -> WebSocketConfig {
     // Accept large frames so a relay's big stored events or a hostile peer's oversized frame

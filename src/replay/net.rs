@@ -32,8 +32,8 @@ const INBOX_BATCH: usize = 256;
 const INBOX_BATCHES: usize = 16;
 
 /// The connections whose socket (or connection attempt) has news, by index, and the loop's
-/// own waker. Wakers may be called from any thread (a TLS handshake's, a channel's), hence
-/// the atomics; in practice it is the thread's own I/O driver.
+/// own waker. A waker must be callable from any thread, hence the atomics and the lock;
+/// in practice only this thread's I/O driver and timer call them.
 struct Woken {
     list: Mutex<Vec<u32>>,
     listed: Vec<AtomicBool>,
@@ -234,6 +234,28 @@ impl Net {
         woken.clear();
         self.turn_woken = woken;
 
+        // The clock is read only when the timer has fired: a turn per reply does not need it.
+        if self.sleep_at.is_some() && self.sleep.is_elapsed() {
+            self.times_due();
+        }
+
+        self.settle();
+        // One lock and one message to the writer per turn, rather than per connection.
+        if !self.done.is_empty() {
+            self.shared.complete_all(std::mem::take(&mut self.done));
+        }
+        if !self.deliveries.is_empty() {
+            self.shared.delivered(std::mem::take(&mut self.deliveries));
+        }
+        if self.schedule_over && self.unfinished == 0 {
+            return Poll::Ready(());
+        }
+        self.arm(cx);
+        Poll::Pending
+    }
+
+    /// Tells every connection whose moment has come.
+    fn times_due(&mut self) {
         let now = self.shared.now_ns();
         while let Some(&Reverse((at, i))) = self.timers.peek() {
             if at > now {
@@ -251,20 +273,6 @@ impl Net {
             );
             self.dirty(i);
         }
-
-        self.settle();
-        // One lock and one message to the writer per turn, rather than per connection.
-        if !self.done.is_empty() {
-            self.shared.complete_all(std::mem::take(&mut self.done));
-        }
-        if !self.deliveries.is_empty() {
-            self.shared.delivered(std::mem::take(&mut self.deliveries));
-        }
-        if self.schedule_over && self.unfinished == 0 {
-            return Poll::Ready(());
-        }
-        self.arm(cx);
-        Poll::Pending
     }
 
     /// Lets every connection touched this turn write what it may and move on in its life;
@@ -302,6 +310,7 @@ impl Net {
     /// Sets the thread's one timer to the earliest moment a connection asked for.
     fn arm(&mut self, cx: &mut Context<'_>) {
         let Some(&Reverse((at, _))) = self.timers.peek() else {
+            self.sleep_at = None;
             return;
         };
         if self.sleep_at != Some(at) {

@@ -1,8 +1,8 @@
 //! A shard's scheduler, on the shard's network thread or on one of its own
 //! (`shard::Setup::scheduler_thread`): it hands each record to the network loop (`net`),
-//! which gives it to its connection, at `t0 + offset / speed`. It waits on absolute deadlines (never the gap since
-//! the previous record), so lateness never accumulates; what lateness there is, is recorded
-//! as schedule lag when the record is written.
+//! which gives it to its connection, at `t0 + offset / speed`. It waits on absolute
+//! deadlines (never the gap since the previous record), so lateness never accumulates;
+//! what lateness there is, is recorded as schedule lag when the record is written.
 //!
 //! Deadlines are kept with a timerfd, not tokio's timer: tokio's timer wheel has 1 ms
 //! granularity, a timerfd has the kernel's high-resolution clock.

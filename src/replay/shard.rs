@@ -1,6 +1,7 @@
 //! A shard: an OS thread running its own single-threaded tokio runtime, which owns every
 //! connection whose id ≡ shard id (mod shard count), in one loop (`net`), and the
-//! scheduler that feeds them. As few shards as the schedule needs, at most one per core (see [`count`]).
+//! scheduler that feeds them. As few shards as the schedule needs, at most one per core
+//! (see [`count`]).
 //!
 //! Why shards rather than one multi-threaded runtime: a record's path from "due" to "on the
 //! wire" then stays on one thread. With a scheduler thread handing records to a shared
