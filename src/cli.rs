@@ -159,19 +159,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "PARTIAL", conflicts_with_all = ["upstream", "duration"])]
     pub recover: Option<PathBuf>,
 
-    /// Dedicated test hosts lt may connect to besides loopback: exact names, IPs or CIDRs
-    /// (repeat, or separate with commas).
-    #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
-    pub allow_hosts: Vec<String>,
-
-    /// For a wss:// upstream: a PEM file of CA certificates to trust besides the system's.
-    #[arg(
-        long = "ca-file",
-        value_name = "PEM",
-        env = "LT_CA_FILE",
-        value_delimiter = ':'
-    )]
-    pub ca_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 
     /// The capture to write (`.ltc`).
     #[arg(short, long)]
@@ -247,10 +236,8 @@ pub struct ReplayArgs {
     #[arg(long, env = "RELAY_URL")]
     pub relay: Option<String>,
 
-    /// Dedicated test hosts lt may load besides loopback: exact names, IPs or CIDRs
-    /// (repeat, or separate with commas).
-    #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
-    pub allow_hosts: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 
     #[command(flatten)]
     pub load: LoadArgs,
@@ -286,6 +273,35 @@ pub struct ReplayArgs {
     /// and predict which records its advertised limits refuse.
     #[arg(long)]
     pub preflight: bool,
+}
+
+/// Where lt may connect and how, for `replay` (`--relay`) and `record` (`--upstream`): the
+/// allow-list, TLS roots and source addresses. [`TargetArgs::check`] turns them and the URL
+/// into the one checked `guard::Target` (`target::check`). `ab` starts its relays on loopback itself and has
+/// none of these.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Dedicated test hosts lt may connect to besides loopback: exact names, IPs or CIDRs
+    /// (repeat, or separate with commas).
+    #[arg(long = "allow-host", env = "LT_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+
+    /// For a wss:// relay: a PEM file of CA certificates to trust besides the system's (a
+    /// staging CA, a self-signed certificate). Repeatable. Certificate checks cannot be
+    /// turned off.
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "LT_CA_FILE",
+        value_delimiter = ':'
+    )]
+    pub ca_files: Vec<PathBuf>,
+
+    /// Local address to connect from (repeatable, or a range such as
+    /// 127.0.0.2-127.0.0.9): connections are spread over them, past the ephemeral ports of
+    /// one source address toward one relay address (~28k).
+    #[arg(long = "source-addr", value_name = "ADDR", value_parser = parse_source_addrs)]
+    pub source_addrs: Vec<Vec<std::net::IpAddr>>,
 }
 
 /// How a trace is played: shared by `replay` and `ab`.
@@ -357,23 +373,6 @@ pub struct LoadArgs {
     /// (the preflight's predictions).
     #[arg(long)]
     pub strict_limits: bool,
-
-    /// Local address to connect from (repeatable, or a range such as
-    /// 127.0.0.2-127.0.0.9): connections are spread over them, past the ephemeral ports of
-    /// one source address toward one relay address (~28k).
-    #[arg(long = "source-addr", value_name = "ADDR", value_parser = parse_source_addrs)]
-    pub source_addrs: Vec<Vec<std::net::IpAddr>>,
-
-    /// For a wss:// relay: a PEM file of CA certificates to trust besides the system's (a
-    /// staging CA, a self-signed certificate). Repeatable. Certificate checks cannot be
-    /// turned off.
-    #[arg(
-        long = "ca-file",
-        value_name = "PEM",
-        env = "LT_CA_FILE",
-        value_delimiter = ':'
-    )]
-    pub ca_files: Vec<PathBuf>,
 }
 
 /// Output and analysis options of `analyze`.

@@ -167,27 +167,60 @@ fn is_public_relay(host: &str) -> bool {
     listed || PUBLIC_RELAY_WORDS.iter().any(|word| host.contains(word))
 }
 
-/// A target that passed the guard. Connect only to `addrs`: they are what was checked.
+/// A target that passed the guard. Connect only to `addrs`: they are what was checked. Its
+/// fields are private: a `Target` exists only as [`check`] returned it, plus the TLS and
+/// source addresses its caller sets (`target::check`, for `replay` and `record`).
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The relay URL with userinfo and fragment removed, for the WebSocket handshake (Host
-    /// header, TLS server name) and the request path.
-    pub url: Url,
-    /// Every address the host resolved to, each checked, with the URL's port. IPv4-mapped
-    /// IPv6 addresses are given as the IPv4 address they were judged as.
-    pub addrs: Vec<SocketAddr>,
-    /// Every address is loopback.
-    pub loopback: bool,
-    /// For `wss://`: the TLS client configuration (roots, `--ca-file`), set by the caller
-    /// with [`crate::tls::client_config`]; `None` for `ws://`.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    /// Local addresses to connect from (`--source-addr`), connection `c` from
-    /// `sources[c mod len]`; empty: the kernel chooses. More source addresses, more
-    /// connections toward one relay address than one address's ephemeral ports allow.
-    pub sources: Vec<std::net::IpAddr>,
+    url: Url,
+    addrs: Vec<SocketAddr>,
+    loopback: bool,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    sources: Vec<IpAddr>,
 }
 
 impl Target {
+    /// The relay URL with userinfo and fragment removed, for the WebSocket handshake (Host
+    /// header, TLS server name) and the request path.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Every address the host resolved to, each checked, with the URL's port. IPv4-mapped
+    /// IPv6 addresses are given as the IPv4 address they were judged as.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Every address is loopback.
+    pub fn loopback(&self) -> bool {
+        self.loopback
+    }
+
+    /// For `wss://`: the TLS client configuration (roots, `--ca-file`); `None` for `ws://`.
+    pub fn tls(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// Local addresses to connect from (`--source-addr`), connection `c` from
+    /// `sources[c mod len]`; empty: the kernel chooses. More source addresses, more
+    /// connections toward one relay address than one address's ephemeral ports allow.
+    pub fn sources(&self) -> &[IpAddr] {
+        &self.sources
+    }
+
+    /// The TLS client configuration to speak `wss://` with (built by
+    /// [`crate::tls::client_config`]).
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Target {
+        self.tls = tls;
+        self
+    }
+
+    pub fn with_sources(mut self, sources: Vec<IpAddr>) -> Target {
+        self.sources = sources;
+        self
+    }
+
     /// `host:port`, what reports may show: never userinfo, path or query, which can carry
     /// credentials or tokens.
     pub fn display_host(&self) -> String {

@@ -102,7 +102,7 @@ impl Document {
 
 /// The document's URL for `target`: http for ws, https for wss, same host and path.
 pub fn url(target: &Target) -> String {
-    let mut u = target.url.clone();
+    let mut u = target.url().clone();
     let scheme = if u.scheme() == "wss" { "https" } else { "http" };
     // Only ws/wss pass the guard, and both map to a special scheme: cannot fail.
     let _ = u.set_scheme(scheme);
@@ -147,7 +147,7 @@ pub fn fetch(target: &Target, ca_files: &[PathBuf]) -> Preflight {
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
         .max_redirects(0);
-    if target.url.scheme() == "wss" {
+    if target.url().scheme() == "wss" {
         let roots = match crate::tls::roots(ca_files) {
             Ok(r) => r,
             Err(e) => return note(format!("{e:#}")),
@@ -166,7 +166,7 @@ pub fn fetch(target: &Target, ca_files: &[PathBuf]) -> Preflight {
     let agent = ureq::Agent::with_parts(
         config.build(),
         ureq::unversioned::transport::DefaultConnector::new(),
-        Checked(target.addrs.clone()),
+        Checked(target.addrs().to_vec()),
     );
     let response = agent
         .get(&url)

@@ -1,6 +1,6 @@
 //! What a command that replays needs from the terminal it runs in: a progress line, and
-//! Ctrl-C. The replay library only takes a stop handle and an observer; what a signal does
-//! to the process is decided here.
+//! Ctrl-C. The replay library only takes a stop handle and an observer; what a second
+//! signal does to the process is the command's (`cmd/`): it passes the way out.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use crate::replay::{Observer, Progress, Stop};
 
 /// Ctrl-C and SIGTERM for a command that replays: the first asks `stop` to stop (records not
 /// yet sent become `not_sent`, replies in flight get up to `timeout`); the second runs
-/// `quit` (`lt ab` kills the relay it started) and ends lt at once with status 130, leaving
-/// the results file at its last complete block.
+/// `quit`, the command's way out (`lt ab` kills the relay it started; each command then
+/// ends the process with status 130), leaving the results file at its last complete block.
 pub fn on_interrupt(
     stop: Stop,
     timeout: std::time::Duration,
@@ -27,7 +27,8 @@ pub fn on_interrupt(
 }
 
 /// Ctrl-C and SIGTERM: the first asks `stop` to stop and says `first`; the second says
-/// `second`, runs `quit` and ends lt at once with status 130.
+/// `second` and runs `quit` on the signal thread, which is meant to end the process (if it
+/// returns, later signals say `second` and run it again).
 pub fn on_signals(
     stop: Stop,
     first: String,
@@ -47,7 +48,6 @@ pub fn on_signals(
                 } else {
                     eprintln!("\nlt: {second}");
                     quit();
-                    std::process::exit(130);
                 }
             }
         })

@@ -65,7 +65,8 @@ fn ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// Why a TLS handshake with `host` failed, in words a user acts on.
+/// Why a TLS handshake with `host` failed, in words a user acts on (the transport puts
+/// "TLS with HOST: " before it).
 pub fn why(host: &str, e: &std::io::Error) -> String {
     use rustls::{CertificateError, Error};
     let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
@@ -85,5 +86,5 @@ pub fn why(host: &str, e: &std::io::Error) -> String {
         Some(other) => other.to_string(),
         None => e.to_string(),
     };
-    format!("TLS with {host}: {what}")
+    what
 }

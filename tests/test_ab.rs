@@ -326,6 +326,31 @@ fn ab_refuses_bad_specs_before_starting_anything() {
     assert!(!dir.path().join("out").exists());
 }
 
+/// `lt ab` starts its relays on loopback with the TLS its specs give: replay's target flags
+/// would do nothing there, so it does not accept them (it once did, silently).
+#[test]
+fn ab_has_no_target_flags_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    for extra in [
+        &["--source-addr", "127.0.0.2"][..],
+        &["--ca-file", "ca.pem"][..],
+        &["--allow-host", "relay.test"][..],
+    ] {
+        let out = ab(
+            dir.path(),
+            &trace,
+            "x=relay {port}",
+            "y=relay {port}",
+            extra,
+        );
+        let line = crate::util::one_line_error(&out);
+        assert!(!out.status.success(), "{extra:?} accepted");
+        assert!(line.contains("unexpected argument"), "{extra:?}: {line}");
+    }
+    assert!(!dir.path().join("out").exists());
+}
+
 #[test]
 fn ab_refuses_a_relay_listening_beyond_loopback() {
     let _machine = crate::util::busy();

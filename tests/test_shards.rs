@@ -113,6 +113,35 @@ fn four_shards_merge_into_the_run_one_process_plays() {
             text(&out.stderr),
             relay.log_tail(20)
         );
+        // Each part's summary is the part's: no error about the parts it does not have,
+        // its outcomes as shares of its own records, and where the run's report comes from.
+        let (said, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !stderr.contains("reading the results back"),
+            "shard {i}: {stderr}"
+        );
+        assert!(!stderr.contains("missing"), "shard {i}: {stderr}");
+        assert!(
+            said.contains(&format!(
+                "part          {i} of {n}: these figures are this part's"
+            )),
+            "shard {i}: {said}"
+        );
+        let shares: f64 = said
+            .lines()
+            .filter_map(|l| {
+                l.strip_suffix('%')?
+                    .split_whitespace()
+                    .last()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .sum();
+        assert!(
+            (shares - 100.0).abs() < 0.5,
+            "shard {i}: {shares}% in\n{said}"
+        );
+        assert!(!said.starts_with("WARNING"), "shard {i}: {said}");
     }
 
     // Merged: the trace's records once each, one run.

@@ -157,14 +157,16 @@ fn an_allow_listed_staging_name_passes_the_guard_and_tls() {
         assert_eq!(host, "staging.test");
         Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
     };
-    let mut target = lt::guard::check(&url, &allow, &resolver).unwrap();
-    assert!(target.loopback);
-    assert_eq!(target.url.host_str(), Some("staging.test"));
+    let target = lt::guard::check(&url, &allow, &resolver).unwrap();
+    assert!(target.loopback());
+    assert_eq!(target.url().host_str(), Some("staging.test"));
     assert_eq!(
-        target.addrs,
-        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]
+        target.addrs(),
+        [std::net::SocketAddr::from(([127, 0, 0, 1], port))]
     );
-    target.tls = Some(lt::tls::client_config(std::slice::from_ref(&certs.ca)).unwrap());
+    let target = target.with_tls(Some(
+        lt::tls::client_config(std::slice::from_ref(&certs.ca)).unwrap(),
+    ));
 
     let plan = lt::replay::plan::plan(&trace, lt::replay::Speed::Scaled(4.0), None, None).unwrap();
     let load = lt::replay::Load {

@@ -5,6 +5,7 @@ mod peer;
 mod relay;
 mod test_ab;
 mod test_analyze;
+mod test_architecture;
 mod test_capture;
 mod test_deploy;
 mod test_golden;

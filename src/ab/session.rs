@@ -330,9 +330,8 @@ fn replay_into(
     // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
     let target = guard::check(&relay.url, &allow, &guard::system_resolver)
-        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
-    let mut target = target;
-    target.tls = relay.tls.clone();
+        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?
+        .with_tls(relay.tls.clone());
     let cas: Vec<std::path::PathBuf> = spec_ca(setup, &relay.name).into_iter().collect();
     let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
     // Each run asks its relay what it is (a comparison names builds by what they say).

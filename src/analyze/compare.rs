@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::measure::{self, Measured};
+use super::measure;
+use super::model::Measured;
 use super::read::Ids;
 use super::read::Runs;
 use super::report;

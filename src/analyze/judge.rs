@@ -1,7 +1,7 @@
 //! Verdicts on what was measured: the trust verdict, every rule checked, and the ranked
 //! remediation that follows from them. Pure: figures in, verdicts out.
 
-use super::measure::Measured;
+use super::model::Measured;
 use super::rules::{self, Remediation, RuleCheck};
 use super::trust::{self, Trust};
 

@@ -19,6 +19,7 @@ pub mod deliveries;
 pub mod gate;
 pub mod judge;
 pub mod measure;
+pub mod model;
 pub mod output;
 pub mod read;
 pub mod render;
@@ -33,8 +34,8 @@ pub mod trust;
 pub mod verdict;
 
 pub use read::{
-    option_differences, read_file, read_merged, read_merged_each, same_trace, Completeness, Ids,
-    Partial, Runs, LOAD_OPTIONS,
+    option_differences, read_file, read_merged, read_merged_each, read_one, same_trace,
+    Completeness, Ids, Partial, Runs, LOAD_OPTIONS,
 };
 
 use std::path::{Path, PathBuf};

@@ -114,6 +114,20 @@ pub fn read_merged(paths: &[PathBuf]) -> anyhow::Result<Runs> {
     read_merged_each(paths, Completeness::Required, |_| {})
 }
 
+/// One results file as a run of its own, a part of a sharded replay included: what that
+/// part's replay summary is about (the merged analysis needs every part, [`read_merged`]).
+pub fn read_one(path: &Path) -> anyhow::Result<Runs> {
+    let (header, tally, partial) = read_file(path, Completeness::Required)?;
+    Ok(Runs {
+        header,
+        files: vec![path.to_path_buf()],
+        tally,
+        merge_warnings: Vec::new(),
+        partial: partial.into_iter().collect(),
+        parts: Vec::new(),
+    })
+}
+
 /// As [`read_merged`], showing `each` every file's own tally before it is added in (for
 /// per-run figures without reading a file twice).
 pub fn read_merged_each(

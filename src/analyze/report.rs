@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, CheckResult, Expr};
 use super::judge::{self, Verdicts};
-use super::measure::{self, Measured};
+use super::measure;
+use super::model::Measured;
 use super::read::{Ids, Runs};
 use super::rules::{Remediation, RuleCheck};
 use super::trust::Trust;

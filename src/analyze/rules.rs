@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::measure::{self, Measured, SecondCounts};
+use super::model::{self, Measured, SecondCounts};
 use super::stats::figure;
 use super::trust::{harness_reasons, partial_reasons, LAG_P99_BOUND_MS};
 
@@ -286,7 +286,7 @@ fn machine_saturated(r: &Measured) -> Check {
             .resources
             .relay
             .is_none()
-            .then(|| measure::relay_not_sampled(r).to_owned()),
+            .then(|| model::relay_not_sampled(r).to_owned()),
         fired: r.resources.relay.is_some() && share >= MACHINE_CPU_BOUND_PCT,
         value: share,
         threshold: MACHINE_CPU_BOUND_PCT,
@@ -331,7 +331,7 @@ fn cpu_bound(r: &Measured) -> Check {
     let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
     Check {
         id: "cpu_bound",
-        not_evaluated: cpu.is_none().then(|| measure::relay_not_sampled(r).to_owned()),
+        not_evaluated: cpu.is_none().then(|| model::relay_not_sampled(r).to_owned()),
         fired,
         value: cpu.unwrap_or(0.0),
         threshold: RELAY_CPU_BOUND_PCT,
@@ -342,7 +342,7 @@ fn cpu_bound(r: &Measured) -> Check {
                 figure(share),
                 figure(c)
             ),
-            None => measure::relay_not_sampled(r).into(),
+            None => model::relay_not_sampled(r).into(),
         },
         action: format!(
             "The relay is CPU-bound at about {} succeeded records/s (while the trace was played, not counting the drain after it): profile it at this rate (perf record -p PID), look for per-event work to cut (signature checks, JSON, index updates), or give it more cores.",
@@ -756,7 +756,7 @@ fn rss_growth(r: &Measured) -> Check {
         .map_or((0.0, 0.0), |x| (x.rss_growth_mb, x.rss_slope_mb_per_min));
     let long_enough = r.config.duration_s >= RSS_MIN_RUN_S;
     let not_evaluated = if r.resources.relay.is_none() {
-        Some(measure::relay_not_sampled(r).to_owned())
+        Some(model::relay_not_sampled(r).to_owned())
     } else if !long_enough {
         Some(format!(
             "the run lasted {} s; a memory trend needs at least {RSS_MIN_RUN_S} s",

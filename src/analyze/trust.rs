@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::measure::Measured;
+use super::model::Measured;
 use super::stats::figure;
 
 /// Schedule lag p99 above this: lt could not keep the schedule (ms).

@@ -58,6 +58,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
             // SAFETY: kill(2) on the process group lt started for the relay.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
+        std::process::exit(130);
     })?;
     let setup = Setup {
         a: &a,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::anyhow;
 
 use crate::cli::RecordArgs;
-use crate::guard::{self, AllowList};
 use crate::record::{self, Status, Summary, Watch};
-use crate::replay::Stop;
+use crate::target;
 use crate::terminal;
+use crate::transport::Stop;
 use crate::units;
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -33,18 +33,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             "--upstream is required: the relay to record against"
         ));
     };
-    let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
     // The same guard as replay: the proxy only ever connects to loopback or named hosts.
-    let mut upstream = guard::check(upstream_url, &allow, &guard::system_resolver)
-        .map_err(|refusal| anyhow!("refusing to record against --upstream: {refusal}"))?;
-    if upstream.url.scheme() == "wss" {
-        upstream.tls = Some(crate::tls::client_config(&args.ca_files)?);
-    } else if let Some(file) = args.ca_files.first() {
-        return Err(anyhow!(
-            "--ca-file {}: the upstream is ws://, without TLS; --ca-file is for wss:// upstreams",
-            file.display()
-        ));
-    }
+    let upstream = target::check(&args.target, upstream_url, target::Role::Upstream)?;
     let listen = listen_addr(&args.listen)?;
     if !listen.ip().is_loopback() {
         eprintln!(
@@ -62,14 +52,15 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             output.display(),
             output.display()
         ),
-        || {},
+        // A second Ctrl-C ends lt at once, as an interrupted command ends: status 130.
+        || std::process::exit(130),
     )?;
     let watch: Arc<dyn Watch> = Arc::new(Progress::new(args.quiet, upstream.display_host()));
     let summary = record::run(
         record::Options {
             listen,
             upstream,
-            ca_files: args.ca_files.clone(),
+            ca_files: args.target.ca_files.clone(),
             output: args.output.clone(),
             duration: args.duration.map(std::time::Duration::from_secs_f64),
             answer_timeout: args.answer_timeout,

@@ -7,8 +7,9 @@ use anyhow::{anyhow, Context};
 
 use crate::analyze::report::Report;
 use crate::cli::ReplayArgs;
-use crate::guard::{self, AllowList};
+use crate::guard;
 use crate::replay::{self, Config, Plan, Speed, Summary};
+use crate::target;
 use crate::terminal;
 use crate::units;
 
@@ -17,19 +18,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let url = args.relay.clone().ok_or_else(|| {
         anyhow!("no relay given: pass --relay ws://127.0.0.1:PORT/ (or RELAY_URL); lt has no default target")
     })?;
-    let allow = AllowList::parse(&args.allow_hosts).map_err(|e| anyhow!(e))?;
     // The guard runs before anything else touches the network, dry run included.
-    let mut target = guard::check(&url, &allow, &guard::system_resolver)
-        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?;
-    target.sources = args.load.source_addrs.concat();
-    if target.url.scheme() == "wss" {
-        target.tls = Some(crate::tls::client_config(&args.load.ca_files)?);
-    } else if let Some(file) = args.load.ca_files.first() {
-        return Err(anyhow!(
-            "--ca-file {}: the relay is ws://, without TLS; --ca-file is for wss:// targets",
-            file.display()
-        ));
-    }
+    let target = target::check(&args.target, &url, target::Role::Load)?;
     if let Some(pid) = args.relay_pid {
         // A pid that names no process would be "sampled" as nothing all run long.
         if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
@@ -61,7 +51,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(replay::preflight::run(
             &target,
             &args.trace,
-            &args.load.ca_files,
+            &args.target.ca_files,
         )?)
     } else {
         None
@@ -89,7 +79,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::new(&load, target, args.relay_pid);
     cfg.preflight = preflight;
     let stop = replay::Stop::new();
-    terminal::on_interrupt(stop.clone(), load.timeout, || {})?;
+    // A second Ctrl-C ends lt at once, as an interrupted command ends: status 130.
+    terminal::on_interrupt(stop.clone(), load.timeout, || std::process::exit(130))?;
     let pid = args.relay_pid.filter(|_| args.profile);
     let summary = crate::profile::around(pid, &out, || {
         replay::run(
@@ -104,7 +95,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The summary's figures and trust verdict are analyze's, from the file just written:
     // one definition of each (records unanswered in time count at the timeout; CLOSEs have
     // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
-    let report = crate::analyze::read_merged(std::slice::from_ref(&summary.results))
+    // A part of a sharded run is summarised as itself; the run's report merges all parts.
+    let report = crate::analyze::read_one(&summary.results)
         .map(|runs| crate::analyze::report::build(&runs, &crate::analyze::Ids::new(), &[]));
     if let Err(e) = &report {
         eprintln!("lt: reading the results back for the summary: {e:#}");
@@ -143,7 +135,7 @@ fn print_plan(
     outln!(
         "target        {} — allowed ({})",
         target.display_host(),
-        if target.loopback {
+        if target.loopback() {
             "loopback"
         } else {
             "on the allow-list of dedicated test hosts"
@@ -270,7 +262,7 @@ pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
         out.push_str(&format!(
             "  {label:<24} {:>10} {:>6.1}%\n",
             units::count(*n),
-            100.0 * *n as f64 / plan.records.max(1) as f64
+            100.0 * *n as f64 / plan.records_played().max(1) as f64
         ));
     }
     let latency = report.map(|r| &r.measured.latency);
@@ -306,6 +298,12 @@ pub fn render(s: &Summary, plan: &Plan, report: Option<&Report>) -> String {
     if let Some(e) = &s.reconcile_error {
         out.push_str(&format!(
             "reconciliation failed ({e}); unacknowledged events stay timeout\n"
+        ));
+    }
+    if let Some(p) = &plan.part {
+        out.push_str(&format!(
+            "part          {} of {}: these figures are this part's; `lt analyze` given all {} parts' results reports the run\n",
+            p.index, p.count, p.count
         ));
     }
     out

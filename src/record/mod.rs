@@ -31,7 +31,7 @@ pub use recover::{recover, Recovered};
 use crate::capture::trace::{Recording, Source, VERSION};
 use crate::capture::{Header, TraceWriter, Trailer};
 use crate::guard::Target;
-use crate::replay::Stop;
+use crate::transport::Stop;
 
 pub struct Options {
     pub listen: SocketAddr,

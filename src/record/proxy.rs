@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::stamped::{Arrival, Stamped};
 use crate::guard::Target;
-use crate::replay::connect;
+use crate::transport::connect;
 
 /// What the proxy tells the recorder. Frames are handed over as read (shared bytes, no
 /// copy on the forwarding path).

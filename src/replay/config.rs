@@ -36,7 +36,7 @@ impl Load {
     /// Reconciliation is on by default for loopback targets only: asking a shared host for
     /// every unacknowledged id is more load than the user asked for.
     pub fn reconcile_for(&self, target: &Target) -> bool {
-        self.reconcile.unwrap_or(target.loopback)
+        self.reconcile.unwrap_or(target.loopback())
     }
 
     /// `--duration` as ns after t0: records due later are not sent.

@@ -16,7 +16,6 @@ use futures_util::{Sink, Stream as _};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::book::{Book, Done};
-use super::connect::{connect, Phases, Ws};
 use super::dispatch::{Dispatch, Key};
 use super::fanout::{self, Delivery};
 use super::shared::Shared;
@@ -24,6 +23,7 @@ use crate::capture::results::{ConnectRow, NoticeRow, Row};
 use crate::capture::Op;
 use crate::guard::Target;
 use crate::nostr::RelayMessage;
+use crate::transport::{connect, Phases, Ws};
 
 /// Relay frames above this are counted as oversized and not parsed.
 pub const OVERSIZED_BYTES: usize = 1 << 20;
@@ -546,7 +546,8 @@ impl Conn {
 
 /// [`connect`] with its target owned, so the attempt can be kept while it runs.
 async fn connect_owned(target: Arc<Target>, conn: u32) -> (Result<Ws, String>, Phases) {
-    connect(&target, conn).await
+    let (ws, phases) = connect(&target, conn).await;
+    (ws.map_err(|e| e.to_string()), phases)
 }
 
 fn close_code(e: &WsError) -> Option<u16> {

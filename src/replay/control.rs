@@ -1,29 +1,7 @@
-//! How a replay is steered and watched from outside it: a [`Stop`] handle the caller sets
-//! (on Ctrl-C, or when `lt ab` ends a session), and an [`Observer`] that is told the
+//! How a replay is steered and watched from outside it: a [`crate::transport::Stop`]
+//! handle the caller sets (on Ctrl-C, or when `lt ab` ends a session), and an [`Observer`] that is told the
 //! replay's phase and, once a second, its progress. What a signal means for the process is
 //! the caller's business, not the library's.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-/// Asks a replay to stop scheduling: records not yet sent become `not_sent`, those in
-/// flight get up to the timeout to be answered, and the results file is completed.
-#[derive(Clone, Default)]
-pub struct Stop(Arc<AtomicBool>);
-
-impl Stop {
-    pub fn new() -> Stop {
-        Stop::default()
-    }
-
-    pub fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// Once a second while a replay runs: how far it is.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,7 +14,6 @@
 mod book;
 pub mod config;
 mod conn;
-mod connect;
 pub mod control;
 mod dispatch;
 mod fanout;
@@ -30,9 +29,7 @@ pub mod sample;
 mod schedule;
 mod shard;
 mod shared;
-mod stream;
 mod timer;
-mod upgrade;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -45,9 +42,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, Semaphore};
 
+pub use crate::transport::Stop;
 pub use config::{Config, Load};
-pub use connect::{connect, Ws};
-pub use control::{Observer, Progress, Quiet, Stop};
+pub use control::{Observer, Progress, Quiet};
 pub use pace::Speed;
 pub use plan::Plan;
 pub use schedule::Overload;
@@ -344,10 +341,10 @@ async fn drive(
     // A certificate the client does not accept fails every connection alike: no load.
     if let Some(e) = connected
         .iter()
-        .filter_map(|c| c.error.as_deref())
-        .find(|e| e.starts_with("TLS with"))
+        .filter_map(|c| c.error.as_ref())
+        .find(|e| e.is_tls())
     {
-        let e = e.to_owned();
+        let e = e.clone();
         let _ = join_shards(shards).await;
         return Err(anyhow!("{e}; nothing sent"));
     }
@@ -358,7 +355,7 @@ async fn drive(
         return Err(anyhow!(
             "could not open any of {played} connections to {}: {}",
             target.display_host(),
-            first.unwrap_or_default()
+            first.map(|e| e.to_string()).unwrap_or_default()
         ));
     }
 
@@ -423,7 +420,7 @@ async fn drive(
                     at_ns: 0,
                     initial: true,
                     latency_ns: c.latency.as_nanos() as u64,
-                    error: c.error,
+                    error: c.error.map(|e| e.to_string()),
                     tcp_ns: c.phases.tcp_ns,
                     tls_ns: c.phases.tls_ns,
                     upgrade_ns: c.phases.upgrade_ns,

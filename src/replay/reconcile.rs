@@ -8,10 +8,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::connect::connect;
 use crate::capture::results::{Outcome, OutcomeRow};
 use crate::guard::Target;
 use crate::nostr::{message, RelayMessage};
+use crate::transport::connect;
 
 /// Ids per query: under rnostr's clamp of 300 results per filter.
 const CHUNK: usize = 200;
@@ -77,7 +77,7 @@ async fn query(
     round: usize,
 ) -> Result<HashSet<[u8; 32]>, String> {
     let mut found = HashSet::new();
-    let ws = connect(target, 0).await.0?;
+    let ws = connect(target, 0).await.0.map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = ws.split();
     for (n, chunk) in ids.chunks(CHUNK).enumerate() {
         let ids: Vec<String> = chunk.iter().map(hex::encode).collect();

@@ -16,12 +16,12 @@ use anyhow::{anyhow, Context};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::conn::Conn;
-use super::connect::{self, Phases};
 use super::dispatch::{Dispatch, Layout};
 use super::net::Net;
 use super::schedule::{self, Schedule};
 use super::shared::Shared;
 use crate::guard::Target;
+use crate::transport::{self, Phases};
 
 /// Records per second one shard carries. Measured on the 2-core VM lt is developed on, into
 /// the ack-only peer over 1000 connections, threads 1 and 2 alternating: at 20k records/s
@@ -91,7 +91,7 @@ pub struct Setup {
 pub struct Connected {
     pub conn: u32,
     pub latency: Duration,
-    pub error: Option<String>,
+    pub error: Option<transport::ConnectError>,
     pub phases: Phases,
 }
 
@@ -162,7 +162,7 @@ async fn run(
         attempts.spawn(async move {
             let _permit = permit;
             let t = Instant::now();
-            let (r, phases) = connect::connect(&target, c).await;
+            let (r, phases) = transport::connect(&target, c).await;
             (c, t.elapsed(), r, phases)
         });
     }

@@ -11,10 +11,10 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 
-use super::control::Stop;
 use super::dispatch::Dispatch;
 use super::fanout::{self, Delivery};
 use crate::capture::results::{DeliveryRow, Outcome, OutcomeRow, Row};
+use crate::transport::Stop;
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
 /// `--speed max` outruns the writer, and then the backlog sits at this bound until the run

@@ -5,7 +5,7 @@ use hdrhistogram::Histogram;
 
 use super::svg::{Chart, Series, XAxis};
 use crate::analyze::compare::Side;
-use crate::analyze::measure::{Measured, ResourcePoint, SecondCounts};
+use crate::analyze::model::{Measured, ResourcePoint, SecondCounts};
 use crate::analyze::tally::Tally;
 
 /// `(percentile, ms)` points of a histogram for a percentile-spectrum chart.

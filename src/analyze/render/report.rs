@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{cell, num};
-use crate::analyze::measure::{Dist, LatencySet, Percentiles};
+use crate::analyze::model::{Dist, LatencySet, Percentiles};
 use crate::analyze::report::Report;
 
 fn opt(p: &Option<Percentiles>, f: fn(&Percentiles) -> f64) -> String {
@@ -760,7 +760,7 @@ fn resources(s: &mut String, r: &Report) -> std::fmt::Result {
         None => writeln!(
             s,
             "Not measured: {}.",
-            crate::analyze::measure::relay_not_sampled(&r.measured)
+            crate::analyze::model::relay_not_sampled(&r.measured)
         )?,
     }
     writeln!(s)?;

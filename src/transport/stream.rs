@@ -1,4 +1,4 @@
-//! The byte stream under a replay connection's WebSocket: plain TCP, or TLS boxed.
+//! The byte stream under a client connection's WebSocket: plain TCP, or TLS boxed.
 //!
 //! tokio-tungstenite's `MaybeTlsStream` holds rustls's client connection inline, so every
 //! connection's WebSocket is 1,384 bytes whether it uses TLS or not; with TLS boxed it is
