@@ -6,7 +6,6 @@
 //! `LT_BENCH_ROWS` sets the big file's row count (default 5,000,000); `LT_BENCH_KEEP=PATH`
 //! keeps a copy of the big file for profiling.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -38,7 +37,7 @@ fn make(path: &Path, rows: u64) {
             schema_source: "bench".into(),
             source: lt::capture::Source::Synth(lt::workload::Options::default()),
         },
-        options: BTreeMap::new(),
+        options: Default::default(),
         target: "127.0.0.1:1".into(),
         started_at: "2026-11-27T00:00:00Z".into(),
         machine: Machine {

@@ -591,11 +591,7 @@ fn parse_speed(s: &str) -> Result<crate::replay::Speed, String> {
 }
 
 fn parse_overload(s: &str) -> Result<crate::replay::Overload, String> {
-    match s.trim() {
-        "wait" => Ok(crate::replay::Overload::Wait),
-        "drop" => Ok(crate::replay::Overload::Drop),
-        _ => Err("expected wait or drop".into()),
-    }
+    s.parse()
 }
 
 fn parse_positive_usize(s: &str) -> Result<usize, String> {

@@ -36,7 +36,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
             schema_source: "test".into(),
             source: lt::capture::Source::Synth(lt::workload::Options::default()),
         },
-        options,
+        options: lt::capture::options::RunOptions::from_map(options).expect("options"),
         target: "127.0.0.1:7777".into(),
         started_at: "2026-11-27T00:00:00Z".into(),
         machine: Machine {
@@ -67,9 +67,11 @@ fn write_with(
     let records = rows.iter().filter(|r| matches!(r, Row::Outcome(_))).count() as u64;
     let f = BufWriter::new(File::create(path).unwrap());
     let mut header = header(fingerprint, records);
+    let mut map = header.options.to_map();
     for (k, v) in options {
-        header.options.insert((*k).to_owned(), (*v).to_owned());
+        map.insert((*k).to_owned(), (*v).to_owned());
     }
+    header.options = lt::capture::options::RunOptions::from_map(map).expect("options");
     let mut w = ResultsWriter::new(f, &header).unwrap();
     for r in rows {
         w.push(r).unwrap();

@@ -514,25 +514,15 @@ fn reproduce(setup: &Setup) -> Vec<String> {
         }
         s
     };
-    let l = setup.load;
-    let mut line = format!(
-        "lt ab --trace {}{}{} --runs {} --speed {} --timeout {}ms --max-in-flight {} --per-conn-in-flight {}",
+    // The load flags are the ones a replay's issue draft gives: one table for both.
+    vec![format!(
+        "lt ab --trace {}{}{} --runs {}{}",
         relay::shell_quote(&setup.trace.display().to_string()),
         spec("a", setup.a),
         spec("b", setup.b),
         setup.runs,
-        l.speed,
-        l.timeout.as_millis(),
-        l.max_in_flight,
-        l.per_conn_in_flight
-    );
-    if let Some(c) = l.clients {
-        line.push_str(&format!(" --clients {c}"));
-    }
-    if let Some(d) = l.duration_s {
-        line.push_str(&format!(" --duration {d}"));
-    }
-    vec![line]
+        setup.load.run_options().load_flags()
+    )]
 }
 
 /// The CA of the build named `name`, when it listens with TLS.

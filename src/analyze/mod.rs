@@ -35,7 +35,7 @@ pub mod verdict;
 
 pub use read::{
     option_differences, read_file, read_merged, read_merged_each, read_one, same_trace,
-    Completeness, Ids, Partial, Runs, LOAD_OPTIONS,
+    Completeness, Ids, Partial, Runs,
 };
 
 use std::path::{Path, PathBuf};

@@ -55,7 +55,8 @@ pub struct Config {
     /// The trace's header: seed and every synth option.
     pub trace_header: serde_json::Value,
     /// Replay options as given.
-    pub options: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub options: crate::capture::options::RunOptions,
     /// lt that ran the replay.
     pub lt_version: String,
     pub machine: MachineInfo,
@@ -378,12 +379,7 @@ pub struct CryptoShare {
 /// Why a report has no relay CPU and memory: never a flag the user passed. With
 /// `--relay-pid` given (the replay checked the process was there), the samples failed.
 pub fn relay_not_sampled(r: &Measured) -> &'static str {
-    if r.config
-        .options
-        .get("relay_pid_sampled")
-        .map(String::as_str)
-        == Some("true")
-    {
+    if r.config.options.relay_pid_sampled == Some(true) {
         "relay CPU and memory could not be read although --relay-pid was given (the relay process ended, or its /proc entries were unreadable)"
     } else {
         "relay CPU and memory not sampled (replay with --relay-pid)"

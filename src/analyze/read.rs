@@ -2,7 +2,7 @@
 //! merged into [`Runs`]; a file cut short is an error, or with `--partial` read up to its
 //! last complete block.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 
 use super::tally::Tally;
 use crate::capture::container::{Block, BlockReader, Tag};
+use crate::capture::options::RunOptions;
 use crate::capture::results::{self, Header, ResultsReader, Row};
 use crate::capture::{Completion, Error, ErrorKind, Position, TraceReader};
 
@@ -60,32 +61,22 @@ pub struct Partial {
 /// What the trace says about records, for examples: record index → event or subscription id.
 pub type Ids = HashMap<u64, String>;
 
-/// Replay options that change the load itself: runs that differ in one are not repeats.
-pub const LOAD_OPTIONS: [&str; 7] = [
-    "speed",
-    "clients",
-    "max_in_flight",
-    "per_conn_in_flight",
-    "on_overload",
-    "timeout_ms",
-    "duration_s",
-];
-
 /// The load options in which `other` differs from `first`, each side given with the name
 /// the message calls it by.
 pub fn option_differences(
-    (first, first_name): (&BTreeMap<String, String>, &str),
-    (other, name): (&BTreeMap<String, String>, &str),
+    (first, first_name): (&RunOptions, &str),
+    (other, name): (&RunOptions, &str),
 ) -> Vec<String> {
-    LOAD_OPTIONS
-        .iter()
-        .filter(|key| first.get(**key) != other.get(**key))
-        .map(|key| {
-            let show = |v: Option<&String>| v.map_or("unset", String::as_str).to_owned();
+    first
+        .differences(other)
+        .into_iter()
+        .map(|d| {
+            let show = |v: Option<String>| v.unwrap_or_else(|| "unset".to_owned());
             format!(
-                "replay option {key} differs: {} in {first_name}, {} in {name}",
-                show(first.get(*key)),
-                show(other.get(*key))
+                "replay option {} differs: {} in {first_name}, {} in {name}",
+                d.key,
+                show(d.first),
+                show(d.other)
             )
         })
         .collect()
@@ -335,11 +326,7 @@ pub fn read_file(
 ) -> anyhow::Result<(Header, Tally, Option<Partial>)> {
     // The ordinary reader checks the prefix and the header; the blocks after it are ours.
     let (header, mut blocks) = ResultsReader::open(path)?.into_blocks();
-    let timeout_ns = header
-        .options
-        .get("timeout_ms")
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .map(|ms| ms * 1_000_000);
+    let timeout_ns = header.options.timeout_ms.map(|ms| ms * 1_000_000);
     let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let (tx, rx) = mpsc::sync_channel::<(Block, u64)>(2 * decoders);
     let rx = Arc::new(Mutex::new(rx));

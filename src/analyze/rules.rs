@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{self, Measured, SecondCounts};
 use super::stats::figure;
 use super::trust::{harness_reasons, partial_reasons, LAG_P99_BOUND_MS};
+use crate::capture::options::Speed;
 
 /// lt and the relay together above this share of all cores: the machine was (percent).
 pub const MACHINE_CPU_BOUND_PCT: f64 = 90.0;
@@ -533,17 +534,13 @@ const NOSTR_RS_RELAY_OK_QUEUE: u64 = 128;
 
 fn missing_acks(r: &Measured) -> Check {
     let (stored, late) = (r.errors.stored_unacked, r.errors.late_acks);
-    let per_conn = r
-        .config
-        .options
-        .get("per_conn_in_flight")
-        .and_then(|v| v.parse::<u64>().ok());
+    let per_conn = r.config.options.per_conn_in_flight.map(|n| n as u64);
     // What lt saw decides the advice: OKs that came after the timeout were late, not
     // dropped; a dropped-reply queue is only the cause above its known depth.
     let action = if late * 2 >= stored {
         format!(
             "The relay answered, but after the {} timeout: lt counted {late} OKs that came late. It is slower than the timeout, not dropping replies: lower the rate to find its real ack latency, or raise --timeout to measure it (clients with this timeout would report these events as failed).",
-            r.config.options.get("timeout_ms").map_or("record".to_owned(), |ms| format!("{ms} ms")),
+            r.config.options.timeout_ms.map_or("record".to_owned(), |ms| format!("{ms} ms")),
         )
     } else if per_conn.is_some_and(|n| n > NOSTR_RS_RELAY_OK_QUEUE) {
         format!(
@@ -848,7 +845,7 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
         });
     }
     if items.is_empty() {
-        let speed = r.config.options.get("speed").map_or("1x", String::as_str);
+        let speed = r.config.options.speed.unwrap_or(Speed::Scaled(1.0));
         items.push(Remediation {
             rank: 0,
             rule: "none".into(),
@@ -863,14 +860,13 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
                     .map_or("n/a".to_owned(), |p| figure(p.p99)),
                 figure(r.throughput.ok_per_s)
             ),
-            action: if speed == "max" {
+            action: match speed {
                 // Twice "as fast as it goes" is no advice.
-                "No bottleneck observed at this load. At --speed max lt sent as fast as its in-flight caps allowed: raise --max-in-flight and --per-conn-in-flight to push harder.".into()
-            } else {
-                format!(
-                    "No bottleneck observed at this load. Next rate worth trying: twice this one ({}).",
-                    next_speed(speed)
-                )
+                Speed::Max => "No bottleneck observed at this load. At --speed max lt sent as fast as its in-flight caps allowed: raise --max-in-flight and --per-conn-in-flight to push harder.".into(),
+                Speed::Scaled(x) => format!(
+                    "No bottleneck observed at this load. Next rate worth trying: twice this one (--speed {}x).",
+                    x * 2.0
+                ),
             },
         });
     }
@@ -913,12 +909,4 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
         item.rank = i as u32 + 1;
     }
     items
-}
-
-/// Twice a `--speed` value as the user would type it.
-fn next_speed(speed: &str) -> String {
-    match speed.trim_end_matches('x').parse::<f64>() {
-        Ok(x) if x > 0.0 => format!("--speed {}x", x * 2.0),
-        _ => "a higher --rate in synth".into(),
-    }
 }

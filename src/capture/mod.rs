@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod error;
+pub mod options;
 pub mod results;
 pub mod staged;
 pub mod stream;

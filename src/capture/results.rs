@@ -30,7 +30,7 @@ pub struct Header {
     pub trace_records: u64,
     pub trace_header: trace::Header,
     /// The replay options, as given.
-    pub options: BTreeMap<String, String>,
+    pub options: super::options::RunOptions,
     /// `host:port` of the relay: never userinfo, path or query.
     pub target: String,
     /// Wall-clock start, RFC 3339 UTC.

@@ -224,7 +224,7 @@ fn print_plan(
         "in flight     at most {} overall, {} per connection; at the cap: {}; timeout {:?}; reconcile {}",
         args.load.max_in_flight,
         args.load.per_conn_in_flight,
-        replay::config::overload_word(args.load.on_overload),
+        args.load.on_overload,
         args.load.timeout,
         if reconcile { "on" } else { "off" }
     );

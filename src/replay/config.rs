@@ -2,11 +2,11 @@
 //! validated by the command line), and the whole configuration of one replay into one
 //! target ([`Config`]), which `lt replay` and `lt ab` build the same way.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::pace::Speed;
 use super::schedule::Overload;
+use crate::capture::options::RunOptions;
 use crate::guard::Target;
 
 /// The load options: how fast, how many connections, how much in flight, when to give up.
@@ -39,19 +39,34 @@ impl Load {
         self.reconcile.unwrap_or(target.loopback())
     }
 
+    /// The options as the results header keeps them, as far as the load says them: the
+    /// replay's [`Config`] adds what depends on the target and the relay process.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            speed: Some(self.speed),
+            clients: self.clients,
+            threads: self.threads,
+            connect_concurrency: Some(self.connect_concurrency),
+            max_in_flight: Some(self.max_in_flight),
+            per_conn_in_flight: Some(self.per_conn_in_flight),
+            on_overload: Some(self.overload),
+            timeout_ms: Some(self.timeout.as_millis() as u64),
+            duration_s: self.duration_s,
+            reconcile: self.reconcile,
+            relay_pid_sampled: None,
+            delivery_rows: self.delivery_rows,
+            start_at: self.start_at.map(rfc3339),
+            // Known once the plan sizes them: `replay::run` fills it in.
+            network_threads: None,
+            other: Default::default(),
+        }
+    }
+
     /// `--duration` as ns after t0: records due later are not sent.
     pub fn stop_after_ns(&self) -> Option<u64> {
         self.duration_s
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .map(|d| d.as_nanos() as u64)
-    }
-}
-
-/// `--on-overload` as the user spells it.
-pub fn overload_word(o: Overload) -> &'static str {
-    match o {
-        Overload::Wait => "wait",
-        Overload::Drop => "drop",
     }
 }
 
@@ -64,7 +79,7 @@ pub struct Config {
     /// The relay process, sampled every second.
     pub relay_pid: Option<u32>,
     /// The options as given, for the results header.
-    pub options: BTreeMap<String, String>,
+    pub options: RunOptions,
     /// The relay's NIP-11 document and the predictions made from it, for the header.
     pub preflight: Option<crate::capture::results::Preflight>,
 }
@@ -79,7 +94,11 @@ impl Config {
             load: load.clone(),
             reconcile,
             relay_pid,
-            options: options_text(load, reconcile, relay_pid),
+            options: RunOptions {
+                reconcile: Some(reconcile),
+                relay_pid_sampled: Some(relay_pid.is_some()),
+                ..load.run_options()
+            },
             preflight: None,
         }
     }
@@ -88,40 +107,4 @@ impl Config {
 /// An instant as the results header writes it: RFC 3339 UTC, milliseconds.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// The options as the results header keeps them.
-fn options_text(load: &Load, reconcile: bool, relay_pid: Option<u32>) -> BTreeMap<String, String> {
-    let mut o = BTreeMap::new();
-    o.insert("speed".into(), load.speed.to_string());
-    if let Some(c) = load.clients {
-        o.insert("clients".into(), c.to_string());
-    }
-    if let Some(t) = load.threads {
-        o.insert("threads".into(), t.to_string());
-    }
-    o.insert(
-        "connect_concurrency".into(),
-        load.connect_concurrency.to_string(),
-    );
-    o.insert("max_in_flight".into(), load.max_in_flight.to_string());
-    o.insert(
-        "per_conn_in_flight".into(),
-        load.per_conn_in_flight.to_string(),
-    );
-    o.insert("on_overload".into(), overload_word(load.overload).into());
-    o.insert("timeout_ms".into(), load.timeout.as_millis().to_string());
-    if let Some(d) = load.duration_s {
-        o.insert("duration_s".into(), d.to_string());
-    }
-    o.insert("reconcile".into(), reconcile.to_string());
-    o.insert("relay_pid_sampled".into(), relay_pid.is_some().to_string());
-    // Only when asked: the headers of runs without it stay as they were.
-    if load.delivery_rows {
-        o.insert("delivery_rows".into(), "true".into());
-    }
-    if let Some(t) = load.start_at {
-        o.insert("start_at".into(), rfc3339(t));
-    }
-    o
 }

@@ -107,7 +107,7 @@ pub fn run(
         trace_header: reader.header().clone(),
         options: {
             let mut o = cfg.options.clone();
-            o.insert("network_threads".into(), threads.to_string());
+            o.network_threads = Some(threads);
             o
         },
         target: cfg.target.display_host(),

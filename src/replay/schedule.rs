@@ -16,15 +16,8 @@ use super::dispatch::Dispatch;
 use super::hold::Holds;
 use super::shared::Shared;
 use super::timer::Deadline;
+pub use crate::capture::options::Overload;
 use crate::capture::results::Outcome;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overload {
-    /// At the in-flight cap, wait (the wait shows as schedule lag).
-    Wait,
-    /// At the in-flight cap, drop the record (outcome `dropped`).
-    Drop,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {

@@ -117,7 +117,6 @@ pub fn reproduce(r: &Report) -> Vec<String> {
             c.trace_fingerprint, c.trace_records
         ));
     }
-    let opt = |k: &str| c.options.get(k).map(String::as_str);
     // The results keep the host only; the NIP-11 URL says whether it was TLS.
     let tls = c
         .relay
@@ -140,22 +139,8 @@ pub fn reproduce(r: &Report) -> Vec<String> {
     if !loopback {
         replay.push_str(&format!(" --allow-host {host}"));
     }
-    for (key, flag) in [
-        ("speed", "--speed"),
-        ("clients", "--clients"),
-        ("max_in_flight", "--max-in-flight"),
-        ("per_conn_in_flight", "--per-conn-in-flight"),
-        ("on_overload", "--on-overload"),
-        ("duration_s", "--duration"),
-    ] {
-        if let Some(v) = opt(key) {
-            let _ = write!(replay, " {flag} {v}");
-        }
-    }
-    if let Some(ms) = opt("timeout_ms") {
-        let _ = write!(replay, " --timeout {ms}ms");
-    }
-    if opt("relay_pid_sampled") == Some("true") {
+    replay.push_str(&c.options.load_flags());
+    if c.options.relay_pid_sampled == Some(true) {
         replay.push_str(" --relay-pid RELAY_PID");
         if r.measured.hot_functions.measured {
             replay.push_str(" --profile");
@@ -475,9 +460,9 @@ fn write_pr_summary(s: &mut String, r: &Report, drafts: &[(String, String)]) -> 
         c.trace_records,
         c.files.len(),
         c.options
-            .iter()
-            .filter(|(k, _)| crate::analyze::LOAD_OPTIONS.contains(&k.as_str()))
-            .map(|(k, v)| format!("{k}={v}"))
+            .load_options()
+            .into_iter()
+            .map(|(k, _, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(", "),
         cell(&c.lt_version),

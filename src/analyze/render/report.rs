@@ -172,7 +172,7 @@ fn config(s: &mut String, r: &Report) -> std::fmt::Result {
         "| Trace source | {} |",
         cell(&trace_source(&c.trace_header))
     )?;
-    for (k, v) in &c.options {
+    for (k, v) in &c.options.to_map() {
         writeln!(s, "| replay {} | {} |", cell(k), cell(v))?;
     }
     writeln!(s, "| lt (replay) | {} |", cell(&c.lt_version))?;
