@@ -974,6 +974,12 @@ fn compare_refuses_different_traces_and_finds_nothing_between_a_run_and_itself()
         .unwrap();
     let line = one_line_error(&out);
     assert!(line.contains("same trace"), "{line}");
+    // Issue #28: a refused comparison writes nothing (it once left its chart behind, and
+    // every later comparison that day failed on the name the chart held).
+    assert!(
+        !dir.path().join("reports").exists(),
+        "a refused compare wrote files"
+    );
 
     // Three runs a side: copies of one run (a file given twice is refused, below).
     let copies: Vec<PathBuf> = (0..3)

@@ -454,15 +454,14 @@ fn finish(
         .iter()
         .map(|r| format!("{}{} {}", r.side.letter(), r.number, r.name))
         .collect();
-    let (names, charts) = crate::analyze::comparison_files(&side_a, &side_b, out, "comparison")?;
-    let mut c = compare::compare(&side_a, &side_b, setup.thresholds, order, charts)?;
+    let mut c = compare::compare(&side_a, &side_b, setup.thresholds, order)?;
     c.failed_runs = failed;
     if interrupted {
         c.warnings
             .push("interrupted: not every planned run was made".into());
     }
     c.gate = setup.fail_on.map(|f| gate::apply(&c, f));
-    crate::analyze::write_comparison(&names, &c)?;
+    let names = crate::analyze::write_comparison(&side_a, &side_b, &mut c, out, "comparison")?;
     if let Some(dir) = setup.issues {
         for (title, path) in write_drafts(setup, &c, &side_b, dir)? {
             observer.warn(&format!("issue draft: {path} — {title}"));

@@ -199,14 +199,14 @@ pub fn attempted(a: &Side) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Compares B with A, each metric against its threshold (`thresholds`). `charts` are the
-/// chart files written beside the comparison.
+/// Compares B with A, each metric against its threshold (`thresholds`). The chart files
+/// beside the comparison are named when it is written (`analyze::write_comparison`), so a
+/// comparison refused here has written nothing.
 pub fn compare(
     a: &Side,
     b: &Side,
     thresholds: &Thresholds,
     run_order: Vec<String>,
-    charts: Vec<String>,
 ) -> anyhow::Result<Comparison> {
     super::read::same_trace(
         &a.merged.header,
@@ -318,7 +318,7 @@ pub fn compare(
         metrics,
         run_order,
         warnings: warnings(a, b),
-        charts,
+        charts: Vec::new(),
         gate: None,
         failed_runs: Vec::new(),
     })

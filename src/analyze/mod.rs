@@ -109,25 +109,23 @@ pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Wr
     })
 }
 
-/// Where a comparison named `stem` goes in `dir`, with its chart already written: the
-/// chart's file names are the comparison's `charts`.
-pub fn comparison_files(
+/// Writes comparison `c` of `a` and `b` into `dir` as `<stem>-DATE[-N]`: its chart (named
+/// in `c.charts`), JSON and Markdown. Returns the names taken.
+pub fn write_comparison(
     a: &compare::Side,
     b: &compare::Side,
+    c: &mut compare::Comparison,
     dir: &Path,
     stem: &str,
-) -> anyhow::Result<(Names, Vec<String>)> {
+) -> anyhow::Result<Names> {
     output::ensure_dir(dir)?;
     let names = output::names(dir, stem, stem);
     let (what, chart) = render::charts::comparison(a, b);
     let file = output::write_beside(&names, &format!("{what}.svg"), &render::svg::render(&chart))?;
-    Ok((names, vec![file]))
-}
-
-/// Writes a comparison's JSON and Markdown under `names`.
-pub fn write_comparison(names: &Names, c: &compare::Comparison) -> anyhow::Result<()> {
+    c.charts = vec![file];
     output::write_json(&names.json, c)?;
-    output::write_text(&names.markdown, &render::comparison::render(c))
+    output::write_text(&names.markdown, &render::comparison::render(c))?;
+    Ok(names)
 }
 
 /// Writes a calibration's JSON and Markdown into `dir`; returns the Markdown's path.

@@ -21,7 +21,7 @@ pub struct Names {
 }
 
 /// Picks `<json_stem>-DATE[-N].json` and `<md_stem>-DATE[-N].md` in `dir`, the first N for
-/// which neither exists.
+/// which neither they nor a file beside them exists.
 pub fn names(dir: &Path, json_stem: &str, md_stem: &str) -> Names {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut n = 1u32;
@@ -33,16 +33,33 @@ pub fn names(dir: &Path, json_stem: &str, md_stem: &str) -> Names {
         };
         let json = dir.join(format!("{json_stem}-{date}{suffix}.json"));
         let markdown = dir.join(format!("{md_stem}-{date}{suffix}.md"));
-        if !json.exists() && !markdown.exists() {
+        let stem = format!("{json_stem}-{date}{suffix}");
+        if !json.exists() && !markdown.exists() && !has_beside(dir, &stem) {
             return Names {
                 json,
                 markdown,
-                stem: format!("{json_stem}-{date}{suffix}"),
+                stem,
                 dir: dir.to_owned(),
             };
         }
         n += 1;
     }
+}
+
+/// Whether a file beside a report named `stem` (`<stem>-throughput.svg`, …) is in `dir`: a
+/// name whose report files went but whose charts stayed is still taken. `<stem>-2.json`,
+/// the next report's name, is not beside it.
+fn has_beside(dir: &Path, stem: &str) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let prefix = format!("{stem}-");
+    entries.flatten().any(|e| {
+        e.file_name().to_str().is_some_and(|name| {
+            name.strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+    })
 }
 
 /// Creates `path`, refusing to replace an existing file (another lt may have taken the name
@@ -89,4 +106,23 @@ pub fn write_beside(names: &Names, what: &str, text: &str) -> anyhow::Result<Str
     let file = names.beside(what);
     write_text(&names.dir.join(&file), text)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_taken_by_its_report_or_by_a_file_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = names(dir.path(), "report", "report");
+        // A chart left without its report still holds the name.
+        write_beside(&first, "percentiles.svg", "<svg/>").unwrap();
+        let second = names(dir.path(), "report", "report");
+        assert_eq!(second.stem, format!("{}-2", first.stem));
+        // The next report's files are not beside the first: its name stays the one taken.
+        write_text(&second.json, "{}").unwrap();
+        std::fs::remove_file(dir.path().join(first.beside("percentiles.svg"))).unwrap();
+        assert_eq!(names(dir.path(), "report", "report").stem, first.stem);
+    }
 }

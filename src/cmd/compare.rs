@@ -24,10 +24,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(output::DEFAULT_DIR));
     let thresholds = Thresholds::new(args.threshold.clone());
-    let (names, charts) = analyze::comparison_files(&a, &b, &dir, "compare-report")?;
-    let mut c = compare::compare(&a, &b, &thresholds, Vec::new(), charts)?;
+    let mut c = compare::compare(&a, &b, &thresholds, Vec::new())?;
     c.gate = args.fail_on.as_ref().map(|f| gate::apply(&c, f));
-    analyze::write_comparison(&names, &c)?;
+    let names = analyze::write_comparison(&a, &b, &mut c, &dir, "compare-report")?;
     out!("{}", render::comparison::summary(&c));
     outln!("report: {}", names.markdown.display());
     Ok(gate_code(&c))
