@@ -313,6 +313,21 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
         .find(|r| r.id == "missed_deliveries")
         .expect("the rule");
     assert!(rule.fired && rule.value == missed as f64, "{rule:?}");
+    // Issue #28: its draft has a title and labels of its own (it once had the rule's id as
+    // its title and the catch-all label).
+    let drafts = lt::analyze::render::issues::drafts(&full);
+    let draft = drafts
+        .iter()
+        .find(|d| d.file.ends_with("missed-deliveries.md"))
+        .expect("a draft for missed deliveries");
+    assert!(
+        draft
+            .title
+            .starts_with("Live subscribers miss events they match: "),
+        "{}",
+        draft.title
+    );
+    assert_eq!(draft.labels, ["correctness", "reliability"]);
     let share = full
         .measured
         .summary

@@ -72,7 +72,6 @@ fn pct(part: u64, whole: u64) -> f64 {
 }
 
 struct Check {
-    id: &'static str,
     fired: bool,
     not_evaluated: Option<String>,
     value: f64,
@@ -83,56 +82,117 @@ struct Check {
     priority: u32,
 }
 
-impl From<Check> for RuleCheck {
-    fn from(c: Check) -> RuleCheck {
+impl Check {
+    fn judged(self, id: &str) -> RuleCheck {
         RuleCheck {
-            id: c.id.into(),
-            fired: c.fired && c.not_evaluated.is_none(),
-            not_evaluated: c.not_evaluated,
-            value: super::stats::round3(c.value),
-            threshold: c.threshold,
-            unit: c.unit.into(),
-            evidence: c.evidence,
-            action: c.action,
-            priority: c.priority,
+            id: id.into(),
+            fired: self.fired && self.not_evaluated.is_none(),
+            not_evaluated: self.not_evaluated,
+            value: super::stats::round3(self.value),
+            threshold: self.threshold,
+            unit: self.unit.into(),
+            evidence: self.evidence,
+            action: self.action,
+            priority: self.priority,
         }
     }
 }
 
-/// Every rule, fired or not.
+/// What a rule is about, which says who acts on it: only the relay's rules get an issue
+/// draft for the relay's team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About {
+    /// The relay under test.
+    Relay,
+    /// lt itself (it was the bottleneck).
+    Lt,
+    /// The run: the machine it ran on, or what the results file holds.
+    Run,
+}
+
+/// One rule: its id (in the report), the title and labels its issue draft gets, what it is
+/// about, and the check that judges a run.
+pub struct Rule {
+    pub id: &'static str,
+    /// The symptom, as an issue's title starts.
+    pub title: &'static str,
+    pub labels: &'static [&'static str],
+    pub about: About,
+    check: fn(&Measured) -> Check,
+    /// Judged only where the run had live subscriptions: elsewhere it has nothing to judge,
+    /// and a rule not judged would stand in the way of an all-clear.
+    live_only: bool,
+}
+
+const PERFORMANCE: &[&str] = &["performance"];
+const RELIABILITY: &[&str] = &["reliability"];
+const CONFIGURATION: &[&str] = &["reliability", "configuration"];
+const CORRECTNESS: &[&str] = &["correctness"];
+const LOSS: &[&str] = &["correctness", "reliability"];
+
+const fn rule(
+    id: &'static str,
+    title: &'static str,
+    labels: &'static [&'static str],
+    about: About,
+    check: fn(&Measured) -> Check,
+) -> Rule {
+    Rule {
+        id,
+        title,
+        labels,
+        about,
+        check,
+        live_only: false,
+    }
+}
+
+const fn live(rule: Rule) -> Rule {
+    Rule {
+        live_only: true,
+        ..rule
+    }
+}
+
+/// Every rule, in the order the report lists them. A new rule is one entry here and its
+/// check below.
+// One line per rule reads as a table.
+#[rustfmt::skip]
+pub static RULES: [Rule; 20] = [
+    rule("harness_bottleneck", "lt was the bottleneck", PERFORMANCE, About::Lt, harness_bottleneck),
+    rule("machine_saturated", "The load machine was saturated", PERFORMANCE, About::Run, machine_saturated),
+    rule("lost_events", "Accepted events are not stored", LOSS, About::Relay, lost_events),
+    rule("cpu_bound", "Relay is CPU-bound at this load", PERFORMANCE, About::Relay, cpu_bound),
+    rule("overload", "Relay does not keep up with the offered rate", PERFORMANCE, About::Relay, overload),
+    rule("latency_rising", "Latency rises through the run", PERFORMANCE, About::Relay, latency_rising),
+    rule("timeouts_without_cpu", "Requests time out while the relay's CPU is idle", RELIABILITY, About::Relay, timeouts_not_cpu),
+    rule("rate_limited", "Relay rate-limits ordinary traffic", CONFIGURATION, About::Relay, rate_limited),
+    rule("missing_acks", "Events get no OK in time", RELIABILITY, About::Relay, missing_acks),
+    rule("connect_failures", "Connections fail", RELIABILITY, About::Relay, connect_failures),
+    rule("disconnects", "Connections drop mid-run", RELIABILITY, About::Relay, disconnects),
+    rule("subscription_limits", "Subscriptions are refused", CONFIGURATION, About::Relay, subscription_limits),
+    rule("message_size", "Events are refused for their size", CONFIGURATION, About::Relay, oversized),
+    rule("invalid_rejects", "Valid events are rejected as invalid", CORRECTNESS, About::Relay, invalid_rejects),
+    rule("policy_rejects", "Events are refused by policy", CORRECTNESS, About::Relay, policy_rejects),
+    rule("other_rejects", "Events are rejected", CORRECTNESS, About::Relay, other_rejects),
+    rule("rss_growth", "Relay memory grows through the run", PERFORMANCE, About::Relay, rss_growth),
+    rule("duplicates", "Events come back as duplicates", CORRECTNESS, About::Relay, duplicates),
+    live(rule("missed_deliveries", "Live subscribers miss events they match", LOSS, About::Relay, missed_deliveries)),
+    live(rule("slow_fanout", "Events reach live subscribers slowly", PERFORMANCE, About::Relay, slow_fanout)),
+];
+
+/// The catalogue entry of rule `id`.
+pub fn rule_named(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+/// Every rule that applies to this run, fired or not.
 pub fn check(r: &Measured) -> Vec<RuleCheck> {
-    let rules: [fn(&Measured) -> Check; 18] = [
-        harness_bottleneck,
-        machine_saturated,
-        lost_events,
-        cpu_bound,
-        overload,
-        latency_rising,
-        timeouts_not_cpu,
-        rate_limited,
-        missing_acks,
-        connect_failures,
-        disconnects,
-        subscription_limits,
-        oversized,
-        invalid_rejects,
-        policy_rejects,
-        other_rejects,
-        rss_growth,
-        duplicates,
-    ];
-    // Live subscriptions' rules only where there are live subscriptions: elsewhere they
-    // have nothing to judge, and a rule not judged would stand in the way of an all-clear.
-    let live: [fn(&Measured) -> Check; 2] = [missed_deliveries, slow_fanout];
-    let live = if r.live_deliveries.is_some() {
-        &live[..]
-    } else {
-        &[]
-    };
-    rules
+    let live = r.live_deliveries.is_some();
+    RULES
         .iter()
-        .chain(live)
-        .map(|rule| rule(r).into())
+        .filter(|rule| live || !rule.live_only)
+        .map(|rule| (rule.check)(r).judged(rule.id))
         .collect()
 }
 
@@ -153,7 +213,6 @@ fn rejected(r: &Measured, prefix: &str) -> u64 {
 /// [`SHARE_BOUND_PCT`] of those attempted; `more` is appended to the evidence.
 fn share_check(
     r: &Measured,
-    id: &'static str,
     n: u64,
     what: &str,
     more: String,
@@ -162,7 +221,6 @@ fn share_check(
 ) -> Check {
     let share = share_of_attempted(r, n);
     Check {
-        id,
         not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT,
         value: share,
@@ -189,7 +247,6 @@ fn missed_deliveries(r: &Measured) -> Check {
             )
         });
     Check {
-        id: "missed_deliveries",
         not_evaluated: None,
         fired: missed > 0,
         value: missed as f64,
@@ -226,7 +283,6 @@ fn slow_fanout(r: &Measured) -> Check {
         0.0
     };
     Check {
-        id: "slow_fanout",
         not_evaluated: (delivery == 0.0).then(|| "no delivery was received".to_owned()),
         fired: ratio >= SLOW_FANOUT_FACTOR && delivery >= SLOW_FANOUT_FLOOR_MS,
         value: ratio,
@@ -257,7 +313,6 @@ fn harness_bottleneck(r: &Measured) -> Check {
         .map_or(0.0, |p| p.p99);
     let (reasons, _) = harness_reasons(r);
     Check {
-        id: "harness_bottleneck",
         not_evaluated: None,
         fired: !reasons.is_empty(),
         value: lag,
@@ -282,7 +337,6 @@ fn machine_saturated(r: &Measured) -> Check {
     let lt = r.resources.harness_cpu_pct.as_ref().map_or(0.0, |x| x.avg);
     let share = (relay + lt) / cores;
     Check {
-        id: "machine_saturated",
         not_evaluated: r
             .resources
             .relay
@@ -307,7 +361,6 @@ fn machine_saturated(r: &Measured) -> Check {
 fn lost_events(r: &Measured) -> Check {
     let n = r.errors.lost;
     Check {
-        id: "lost_events",
         not_evaluated: None,
         fired: n > 0,
         value: n as f64,
@@ -331,7 +384,6 @@ fn cpu_bound(r: &Measured) -> Check {
     let cpu = relay_cpu_p95(r);
     let fired = share >= SHARE_BOUND_PCT && cpu.is_some_and(|c| c >= RELAY_CPU_BOUND_PCT);
     Check {
-        id: "cpu_bound",
         not_evaluated: cpu.is_none().then(|| model::relay_not_sampled(r).to_owned()),
         fired,
         value: cpu.unwrap_or(0.0),
@@ -423,7 +475,6 @@ fn latency_rising(r: &Measured) -> Check {
     let tail = &played[played.len() - played.len() / 3..];
     let (capacity, offered) = (per_s(r, tail, |s| s.ok), per_s(r, tail, |s| s.scheduled));
     Check {
-        id: "latency_rising",
         not_evaluated,
         fired,
         value: ratio,
@@ -449,7 +500,6 @@ fn timeouts_not_cpu(r: &Measured) -> Check {
     let (n, share) = timeouts_share(r);
     let cpu = relay_cpu_p95(r);
     Check {
-        id: "timeouts_without_cpu",
         not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT && cpu.is_none_or(|c| c < RELAY_CPU_BOUND_PCT),
         value: share,
@@ -474,7 +524,6 @@ fn rate_limited(r: &Measured) -> Check {
             .unwrap_or(0);
     share_check(
         r,
-        "rate_limited",
         n,
         "rate-limited replies",
         String::new(),
@@ -505,7 +554,6 @@ fn overload(r: &Measured) -> Check {
     };
     let held = r.latency.relay_held.share_pct;
     Check {
-        id: "overload",
         not_evaluated: played.is_empty().then(|| "no record was scheduled".to_owned()),
         fired: backlog >= BACKLOG_BOUND_PCT || held >= HELD_BOUND_PCT,
         value: backlog,
@@ -552,7 +600,6 @@ fn missing_acks(r: &Measured) -> Check {
     };
     share_check(
         r,
-        "missing_acks",
         stored,
         "events stored without an OK in time",
         format!("; {late} OKs arrived after the timeout"),
@@ -565,7 +612,6 @@ fn connect_failures(r: &Measured) -> Check {
     let c = &r.connections;
     let share = pct(c.initial_failed, c.initial);
     Check {
-        id: "connect_failures",
         not_evaluated: None,
         fired: c.initial_failed > 0,
         value: c.initial_failed as f64,
@@ -594,7 +640,6 @@ fn disconnects(r: &Measured) -> Check {
         .map(|(code, n)| format!("{code}: {n}"))
         .collect();
     Check {
-        id: "disconnects",
         not_evaluated: None,
         fired: n > 0,
         value: n as f64,
@@ -619,7 +664,6 @@ fn subscription_limits(r: &Measured) -> Check {
         .map_or(0, |t| t.records);
     let share = pct(closed, reads);
     Check {
-        id: "subscription_limits",
         not_evaluated: None,
         fired: share >= SHARE_BOUND_PCT,
         value: share,
@@ -660,7 +704,6 @@ fn oversized(r: &Measured) -> Check {
         .sum();
     let n = rejects + r.errors.oversized_frames;
     Check {
-        id: "message_size",
         not_evaluated: None,
         fired: n > 0,
         value: n as f64,
@@ -678,7 +721,6 @@ fn oversized(r: &Measured) -> Check {
 fn invalid_rejects(r: &Measured) -> Check {
     share_check(
         r,
-        "invalid_rejects",
         rejected(r, "invalid"),
         "invalid: rejects",
         String::new(),
@@ -694,7 +736,6 @@ fn policy_rejects(r: &Measured) -> Check {
         .sum();
     share_check(
         r,
-        "policy_rejects",
         n,
         "blocked / restricted / auth-required / pow rejects",
         String::new(),
@@ -736,7 +777,6 @@ fn other_rejects(r: &Measured) -> Check {
         });
     share_check(
         r,
-        "other_rejects",
         n,
         "events refused with OK false for other reasons",
         top,
@@ -763,7 +803,6 @@ fn rss_growth(r: &Measured) -> Check {
         None
     };
     Check {
-        id: "rss_growth",
         not_evaluated,
         fired: long_enough && growth >= RSS_GROWTH_BOUND_MB && slope >= RSS_SLOPE_BOUND_MB_PER_MIN,
         value: slope,
@@ -783,7 +822,6 @@ fn rss_growth(r: &Measured) -> Check {
 fn duplicates(r: &Measured) -> Check {
     share_check(
         r,
-        "duplicates",
         r.errors.duplicates,
         "duplicate: replies",
         String::new(),
@@ -909,4 +947,29 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
         item.rank = i as u32 + 1;
     }
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rule_is_one_entry_with_a_title_and_labels_of_its_own() {
+        let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), RULES.len(), "a rule id twice");
+        for rule in &RULES {
+            assert!(
+                !rule.title.is_empty() && rule.title != rule.id,
+                "{}",
+                rule.id
+            );
+            assert!(!rule.labels.is_empty(), "{}", rule.id);
+            assert!(std::ptr::eq(rule_named(rule.id).unwrap(), rule));
+        }
+        assert_eq!(rule_named("slow_fanout").unwrap().labels, ["performance"]);
+        assert_eq!(rule_named("harness_bottleneck").unwrap().about, About::Lt);
+        assert!(rule_named("partial").is_none());
+    }
 }

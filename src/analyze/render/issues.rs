@@ -8,16 +8,8 @@ use std::fmt::Write;
 use super::{cell, num};
 use crate::analyze::compare::{Comparison, MetricDelta, Verdict};
 use crate::analyze::report::Report;
-use crate::analyze::rules::RuleCheck;
+use crate::analyze::rules::{self, About, Rule, RuleCheck};
 use crate::profile::{is_crypto, HotFunction};
-
-/// Rules about lt or the run itself, not the relay: no issue for the relay's team.
-const NOT_THE_RELAYS: [&str; 4] = [
-    "harness_bottleneck",
-    "machine_saturated",
-    "partial",
-    "not_evaluated",
-];
 
 /// Cryptography counts as a top cost when its functions together rank among the relay's top
 /// this many user-space costs…
@@ -70,21 +62,6 @@ pub fn crypto_finding(r: &Report) -> Option<CryptoFinding> {
         share_pct,
         best_rank,
     })
-}
-
-/// The labels a rule's draft suggests.
-fn labels(rule: &str) -> Vec<&'static str> {
-    match rule {
-        "cpu_bound" | "latency_rising" | "overload" | "rss_growth" => vec!["performance"],
-        "timeouts_without_cpu" | "missing_acks" | "connect_failures" | "disconnects" => {
-            vec!["reliability"]
-        }
-        "rate_limited" | "subscription_limits" | "message_size" => {
-            vec!["reliability", "configuration"]
-        }
-        "lost_events" => vec!["correctness", "reliability"],
-        _ => vec!["correctness"],
-    }
 }
 
 /// The commands that reproduce the run: the trace, the replay, the analysis.
@@ -231,28 +208,10 @@ fn slug(text: &str) -> String {
 }
 
 /// The title of a fired rule's draft: its symptom and its figure.
-fn title(c: &RuleCheck) -> String {
-    let symptom = match c.id.as_str() {
-        "lost_events" => "Accepted events are not stored",
-        "cpu_bound" => "Relay is CPU-bound at this load",
-        "overload" => "Relay does not keep up with the offered rate",
-        "latency_rising" => "Latency rises through the run",
-        "timeouts_without_cpu" => "Requests time out while the relay's CPU is idle",
-        "rate_limited" => "Relay rate-limits ordinary traffic",
-        "missing_acks" => "Events get no OK in time",
-        "connect_failures" => "Connections fail",
-        "disconnects" => "Connections drop mid-run",
-        "subscription_limits" => "Subscriptions are refused",
-        "message_size" => "Events are refused for their size",
-        "invalid_rejects" => "Valid events are rejected as invalid",
-        "policy_rejects" => "Events are refused by policy",
-        "other_rejects" => "Events are rejected",
-        "rss_growth" => "Relay memory grows through the run",
-        "duplicates" => "Events come back as duplicates",
-        other => other,
-    };
+fn title(rule: &Rule, c: &RuleCheck) -> String {
     format!(
-        "{symptom}: {} {} (threshold {} {})",
+        "{}: {} {} (threshold {} {})",
+        rule.title,
         num(c.value),
         c.unit,
         num(c.threshold),
@@ -265,23 +224,26 @@ fn title(c: &RuleCheck) -> String {
 pub fn drafts(r: &Report) -> Vec<Draft> {
     let crypto = crypto_finding(r);
     let mut out = Vec::new();
+    // Only the relay's rules: the others are about lt or the run, no issue for its team.
     let fired = r
         .remediation
         .iter()
-        .filter(|item| item.fired && !NOT_THE_RELAYS.contains(&item.rule.as_str()));
-    for item in fired {
-        let Some(rule) = r.rules.iter().find(|c| c.id == item.rule) else {
-            continue;
-        };
-        let mut labels = labels(&rule.id);
-        if rule.id == "cpu_bound" && crypto.is_some() {
+        .filter(|item| item.fired)
+        .filter_map(|item| {
+            let entry = rules::rule_named(&item.rule).filter(|e| e.about == About::Relay)?;
+            let check = r.rules.iter().find(|c| c.id == item.rule)?;
+            Some((item, entry, check))
+        });
+    for (item, entry, check) in fired {
+        let mut labels = entry.labels.to_vec();
+        if entry.id == "cpu_bound" && crypto.is_some() {
             labels.push("requires-security-review");
         }
-        let title = title(rule);
+        let title = title(entry, check);
         let mut body = String::new();
-        let _ = write_rule_draft(&mut body, r, rule, &item.action, &title, &labels);
+        let _ = write_rule_draft(&mut body, r, check, &item.action, &title, &labels);
         out.push(Draft {
-            file: format!("{:02}-{}.md", out.len() + 1, slug(&rule.id)),
+            file: format!("{:02}-{}.md", out.len() + 1, slug(entry.id)),
             title,
             labels,
             body,
