@@ -1935,15 +1935,13 @@ fn a_shard_that_fell_behind_makes_the_merged_run_untrustworthy() {
     write_shard(&a, 0, 2, &calm);
     write_shard(&b, 1, 2, &late);
     let runs = lt::analyze::read_merged(&[a.clone(), b.clone()]).unwrap();
-    let merged_lag = report::build(&runs, &Ids::new(), &[])
-        .measured
-        .latency
-        .overall
-        .schedule_lag_ms
-        .unwrap()
-        .p99;
+    let built = report::build(&runs, &Ids::new(), &[]);
+    let merged_lag = built.measured.latency.overall.schedule_lag_ms.unwrap().p99;
     assert!(merged_lag < 5.0, "the merged figures hide it: {merged_lag}");
-    let untrusted = lt::analyze::shards::untrusted(&runs);
+    // Issue #28: the library's report is the CLI's, trust verdict included (the list of
+    // untrustworthy parts was once filled in by the CLI after building).
+    assert!(!built.trust.trustworthy, "{:?}", built.trust);
+    let untrusted = &built.measured.config.untrusted_shards;
     assert_eq!(untrusted.len(), 1, "{untrusted:?}");
     assert!(
         untrusted[0].starts_with("shard 1/2 (s1.ltr) was not trustworthy"),

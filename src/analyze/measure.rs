@@ -55,7 +55,7 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         relay: h.preflight.as_ref().map(relay_info),
         shards: (t.shards > 1).then_some(t.shards),
         runs: t.runs.max(1),
-        untrusted_shards: Vec::new(),
+        untrusted_shards: untrusted_parts(runs),
     };
     let mut m = Measured {
         summary: Vec::new(),
@@ -73,6 +73,33 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
     };
     m.summary = summary(&m);
     m
+}
+
+/// For each part of a sharded run (kept by `read` as it read them) that was not trustworthy
+/// on its own: which, and why. A part whose lt fell behind can hide in the merged figures
+/// (its late sends a small share of all of them), so each is judged on its own, and the
+/// merged run is trustworthy only if every part was.
+fn untrusted_parts(runs: &Runs) -> Vec<String> {
+    let mut out = Vec::new();
+    for one in &runs.parts {
+        let (Some(part), Some(path)) = (one.header.part, one.files.first()) else {
+            continue;
+        };
+        let t = super::trust::trust(&measure(one, &Ids::new(), &[]));
+        if !t.trustworthy {
+            out.push(format!(
+                "shard {}/{} ({}) was not trustworthy on its own: {}",
+                part.index,
+                part.count,
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into()
+                ),
+                t.reasons.join("; ")
+            ));
+        }
+    }
+    out
 }
 
 fn relay_info(p: &crate::capture::results::Preflight) -> RelayInfo {

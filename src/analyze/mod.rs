@@ -25,7 +25,6 @@ pub mod read;
 pub mod render;
 pub mod report;
 pub mod rules;
-pub mod shards;
 pub mod stats;
 pub mod tally;
 pub mod thresholds;
@@ -67,11 +66,9 @@ pub struct Asked {
 /// error before anything is written.
 pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Written> {
     let profiles = crate::profile::load_all_beside(&runs.files);
-    let mut measured = measure::measure(runs, &asked.ids, &profiles);
-    measured.config.untrusted_shards = shards::untrusted(runs);
-    let verdicts = judge::judge(&measured);
+    let mut report = report::build(runs, &asked.ids, &profiles);
     let names = output::names(dir, "load-report", "load-test-report");
-    let charts: Vec<(String, String)> = render::charts::report(&measured, &runs.tally)
+    let charts: Vec<(String, String)> = render::charts::report(&report.measured, &runs.tally)
         .into_iter()
         .map(|(what, chart)| {
             (
@@ -80,11 +77,7 @@ pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Wr
             )
         })
         .collect();
-    let mut report = Report::new(
-        measured,
-        verdicts,
-        charts.iter().map(|(file, _)| file.clone()).collect(),
-    );
+    report.charts = charts.iter().map(|(file, _)| file.clone()).collect();
     // Checked before any file is written: a gate with a typo writes nothing.
     report
         .check(&asked.checks, asked.allow_untrusted)

@@ -86,8 +86,8 @@ pub struct Config {
     /// Runs the files make (shards of one run count once), for per-run figures.
     #[serde(skip)]
     pub runs: u32,
-    /// Shards not trustworthy on their own, and why (see `shards.rs`): the run is then not
-    /// trustworthy either.
+    /// Shards not trustworthy on their own, and why (`measure.rs` judges each part alone):
+    /// the run is then not trustworthy either.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub untrusted_shards: Vec<String>,
 }

@@ -27,7 +27,7 @@ pub struct Runs {
     /// Files read with `--partial` that had no trailer: what each covers and why it ends.
     pub partial: Vec<Partial>,
     /// When the files are shards of sharded runs: each shard's file alone, as read (for
-    /// its own trust verdict, `shards::untrusted`); empty otherwise.
+    /// its own trust verdict, `measure`); empty otherwise.
     pub parts: Vec<Runs>,
 }
 

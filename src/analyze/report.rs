@@ -40,34 +40,27 @@ pub struct Report {
     pub charts: Vec<String>,
 }
 
-impl Report {
-    /// The report of `measured` with `verdicts` on it; `charts` are the chart files written
-    /// beside it (none when the report is not written).
-    pub fn new(measured: Measured, verdicts: Verdicts, charts: Vec<String>) -> Report {
-        let Verdicts {
-            trust,
-            rules,
-            remediation,
-        } = verdicts;
-        Report {
-            report_version: REPORT_VERSION,
-            generated_by: format!("lt {}", env!("CARGO_PKG_VERSION")),
-            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            trust,
-            checks: Vec::new(),
-            measured,
-            rules,
-            remediation,
-            charts,
-        }
-    }
-}
-
-/// Measures and judges `runs` (see [`measure::measure`]): the report, without charts.
+/// Measures and judges `runs` (see [`measure::measure`]): the one way a report is made, by
+/// the CLI and the library alike, so both get one trust verdict. Its `charts` are named
+/// when it is written (`analyze::write_report`).
 pub fn build(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Report {
     let measured = measure::measure(runs, ids, profiles);
-    let verdicts = judge::judge(&measured);
-    Report::new(measured, verdicts, Vec::new())
+    let Verdicts {
+        trust,
+        rules,
+        remediation,
+    } = judge::judge(&measured);
+    Report {
+        report_version: REPORT_VERSION,
+        generated_by: format!("lt {}", env!("CARGO_PKG_VERSION")),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        trust,
+        checks: Vec::new(),
+        measured,
+        rules,
+        remediation,
+        charts: Vec::new(),
+    }
 }
 
 impl Report {
