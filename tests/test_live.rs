@@ -328,6 +328,12 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
         draft.title
     );
     assert_eq!(draft.labels, ["correctness", "reliability"]);
+    // …and a gate reads the delivery latency it measured (it was once refused as "not
+    // measured by this lt yet").
+    let mut gated = report_of(&results);
+    let gate: Vec<lt::analyze::checks::Expr> = vec!["delivery.p99 < 60s".parse().unwrap()];
+    gated.check(&gate, true).unwrap();
+    assert!(gated.checks[0].observed.is_some(), "{:?}", gated.checks);
     let share = full
         .measured
         .summary

@@ -500,134 +500,102 @@ fn rss_trend(runs: &[Vec<Sample>]) -> (f64, f64) {
     )
 }
 
-fn headline(id: &str, label: &str, value: f64, unit: &str) -> Headline {
-    Headline {
-        id: id.into(),
-        label: label.into(),
+/// One headline: its id (what `--check summary.ID` and comparisons name), its label and
+/// unit, and where its figure comes from (`None`: the run measured nothing for it, and the
+/// summary leaves it out).
+pub struct HeadlineDef {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub unit: &'static str,
+    value: fn(&Measured) -> Option<f64>,
+}
+
+const fn def(
+    id: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    value: fn(&Measured) -> Option<f64>,
+) -> HeadlineDef {
+    HeadlineDef {
+        id,
+        label,
+        unit,
         value,
-        unit: unit.into(),
     }
 }
 
-/// The figures the Markdown summary shows first (and `lt compare` compares).
-fn summary(r: &Measured) -> Vec<Headline> {
-    let mut v = vec![
-        headline(
-            "attempted",
-            "Records attempted",
-            r.totals.attempted as f64,
-            "records",
-        ),
-        headline(
-            "succeeded",
-            "Records succeeded",
-            r.totals.succeeded as f64,
-            "records",
-        ),
-        headline(
-            "failed",
-            "Records failed",
-            r.totals.failed as f64,
-            "records",
-        ),
-        headline(
-            "success_rate",
-            "Success rate",
-            r.totals.success_rate_pct,
-            "%",
-        ),
-        headline(
-            "ok_per_s",
-            "Succeeded per second",
-            r.throughput.ok_per_s,
-            "records/s",
-        ),
-    ];
-    let overall = &r.latency.overall;
-    if let Some(p) = &overall.response_ms {
-        v.push(headline("response_p50", "Response time p50", p.p50, "ms"));
-        v.push(headline("response_p90", "Response time p90", p.p90, "ms"));
-        v.push(headline("response_p99", "Response time p99", p.p99, "ms"));
-        v.push(headline(
-            "response_p99_9",
-            "Response time p99.9",
-            p.p99_9,
-            "ms",
-        ));
-        v.push(headline("response_max", "Response time max", p.max, "ms"));
-    }
-    if let Some(p) = &overall.service_ms {
-        v.push(headline("service_p50", "Service time p50", p.p50, "ms"));
-        v.push(headline("service_p99", "Service time p99", p.p99, "ms"));
-    }
-    if let Some(p) = &r.latency.reads.req_to_eose_ms {
-        v.push(headline("eose_p50", "REQ → EOSE p50", p.p50, "ms"));
-        v.push(headline("eose_p99", "REQ → EOSE p99", p.p99, "ms"));
-    }
+fn response(r: &Measured) -> Option<&Percentiles> {
+    r.latency.overall.response_ms.as_ref()
+}
+
+fn service(r: &Measured) -> Option<&Percentiles> {
+    r.latency.overall.service_ms.as_ref()
+}
+
+fn eose(r: &Measured) -> Option<&Percentiles> {
+    r.latency.reads.req_to_eose_ms.as_ref()
+}
+
+fn delivery(r: &Measured) -> Option<&Percentiles> {
+    r.live_deliveries.as_ref()?.latency_ms.as_ref()
+}
+
+fn relay(r: &Measured) -> Option<&RelayResources> {
+    r.resources.relay.as_ref()
+}
+
+/// Every headline, in the order the summary shows them (the figures the Markdown summary
+/// shows first, and `lt compare` compares). A new headline is one entry here.
+// One line per headline reads as a table.
+#[rustfmt::skip]
+pub static HEADLINES: [HeadlineDef; 22] = [
+    def("attempted", "Records attempted", "records", |r| Some(r.totals.attempted as f64)),
+    def("succeeded", "Records succeeded", "records", |r| Some(r.totals.succeeded as f64)),
+    def("failed", "Records failed", "records", |r| Some(r.totals.failed as f64)),
+    def("success_rate", "Success rate", "%", |r| Some(r.totals.success_rate_pct)),
+    def("ok_per_s", "Succeeded per second", "records/s", |r| Some(r.throughput.ok_per_s)),
+    def("response_p50", "Response time p50", "ms", |r| response(r).map(|p| p.p50)),
+    def("response_p90", "Response time p90", "ms", |r| response(r).map(|p| p.p90)),
+    def("response_p99", "Response time p99", "ms", |r| response(r).map(|p| p.p99)),
+    def("response_p99_9", "Response time p99.9", "ms", |r| response(r).map(|p| p.p99_9)),
+    def("response_max", "Response time max", "ms", |r| response(r).map(|p| p.max)),
+    def("service_p50", "Service time p50", "ms", |r| service(r).map(|p| p.p50)),
+    def("service_p99", "Service time p99", "ms", |r| service(r).map(|p| p.p99)),
+    def("eose_p50", "REQ → EOSE p50", "ms", |r| eose(r).map(|p| p.p50)),
+    def("eose_p99", "REQ → EOSE p99", "ms", |r| eose(r).map(|p| p.p99)),
     // lt's own part of the lag (less the time the relay held it back): what the label
     // says. The whole lag is in the latency table.
-    if let Some(p) = r
-        .latency
-        .own_lag_ms
-        .as_ref()
-        .or(overall.schedule_lag_ms.as_ref())
-    {
-        v.push(headline(
-            "lag_p99",
-            "lt's own schedule lag p99",
-            p.p99,
-            "ms",
-        ));
-    }
+    def("lag_p99", "lt's own schedule lag p99", "ms", |r| {
+        r.latency.own_lag_ms.as_ref().or(r.latency.overall.schedule_lag_ms.as_ref()).map(|p| p.p99)
+    }),
     // Every request the client would have timed out on, whatever reconciliation found
     // later: a stored_unacked event is a timeout the relay happened to keep.
-    v.push(headline(
-        "timeouts",
-        "Timeouts (no answer in time)",
-        (r.errors.timeouts + r.errors.stored_unacked + r.errors.lost) as f64,
-        "records",
-    ));
-    if let Some(live) = &r.live_deliveries {
-        if let Some(p) = &live.latency_ms {
-            v.push(headline(
-                "delivery_p50",
-                "Delivery latency p50",
-                p.p50,
-                "ms",
-            ));
-            v.push(headline(
-                "delivery_p99",
-                "Delivery latency p99",
-                p.p99,
-                "ms",
-            ));
-        }
-        v.push(headline(
-            "missed_share",
-            "Deliveries missed",
-            live.missed_pct,
-            "% of expected",
-        ));
-    }
-    if let Some(relay) = &r.resources.relay {
-        v.push(headline(
-            "relay_cpu_avg",
-            "Relay CPU avg",
-            relay.cpu_pct.avg,
-            "% of a core",
-        ));
-        v.push(headline(
-            "relay_cpu_max",
-            "Relay CPU max",
-            relay.cpu_pct.max,
-            "% of a core",
-        ));
-        v.push(headline(
-            "relay_rss_max",
-            "Relay RSS max",
-            relay.rss_mb.max,
-            "MB",
-        ));
-    }
-    v
+    def("timeouts", "Timeouts (no answer in time)", "records", |r| {
+        Some((r.errors.timeouts + r.errors.stored_unacked + r.errors.lost) as f64)
+    }),
+    def("delivery_p50", "Delivery latency p50", "ms", |r| delivery(r).map(|p| p.p50)),
+    def("delivery_p99", "Delivery latency p99", "ms", |r| delivery(r).map(|p| p.p99)),
+    def("missed_share", "Deliveries missed", "% of expected", |r| r.live_deliveries.as_ref().map(|d| d.missed_pct)),
+    def("relay_cpu_avg", "Relay CPU avg", "% of a core", |r| relay(r).map(|x| x.cpu_pct.avg)),
+    def("relay_cpu_max", "Relay CPU max", "% of a core", |r| relay(r).map(|x| x.cpu_pct.max)),
+    def("relay_rss_max", "Relay RSS max", "MB", |r| relay(r).map(|x| x.rss_mb.max)),
+];
+
+/// The headline named `id`.
+pub fn headline_named(id: &str) -> Option<&'static HeadlineDef> {
+    HEADLINES.iter().find(|h| h.id == id)
+}
+
+fn summary(r: &Measured) -> Vec<Headline> {
+    HEADLINES
+        .iter()
+        .filter_map(|h| {
+            (h.value)(r).map(|value| Headline {
+                id: h.id.into(),
+                label: h.label.into(),
+                value,
+                unit: h.unit.into(),
+            })
+        })
+        .collect()
 }

@@ -302,6 +302,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_compared_metric_is_a_headline() {
+        for m in METRICS {
+            let h = crate::analyze::measure::headline_named(m.id);
+            assert!(h.is_some(), "{} is compared but is no headline", m.id);
+        }
+    }
+
+    #[test]
     fn every_metric_has_a_default_in_its_own_units() {
         let t = Thresholds::default();
         let p50 = t.of(find("response_p50").unwrap(), 10_000.0);
