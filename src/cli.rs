@@ -57,7 +57,7 @@ pub struct SynthArgs {
     #[arg(long, env = "CLIENTS", default_value_t = 1000, value_parser = parse_clients)]
     pub clients: u32,
 
-    /// Length of the traffic: seconds, or with a unit (`90s`, `10m`, `1h`).
+    /// Length of the traffic (`600`, `90s`, `10m`, `1.5h`). Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, env = "DURATION_SEC", default_value = "600", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: f64,
 
@@ -167,10 +167,12 @@ pub struct RecordArgs {
     pub output: PathBuf,
 
     /// Stop recording after this long (`90s`, `10m`); without it, Ctrl-C stops.
+    /// Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<f64>,
 
-    /// How long a record waits for the relay's answer before it is written without one.
+    /// How long a record waits for the relay's answer before it is written without one
+    /// (at most 1h). Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub answer_timeout: std::time::Duration,
 
@@ -194,7 +196,8 @@ pub struct ImportArgs {
     #[arg(long, value_enum, conflicts_with = "rate")]
     pub timing: Option<ImportTimingArg>,
 
-    /// Longest gap kept between consecutive events with --timing created_at.
+    /// Longest gap kept between consecutive events with --timing created_at (at most
+    /// 1h). Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub max_gap: std::time::Duration,
 
@@ -339,12 +342,13 @@ pub struct LoadArgs {
     #[arg(long, default_value = "wait", value_parser = parse_overload)]
     pub on_overload: crate::replay::Overload,
 
-    /// How long a record may wait for its reply: seconds or `500ms`, `10s`, `1m`
-    /// (10 s is the platform's publish timeout).
+    /// How long a record may wait for its reply, at most 1h (10 s is the platform's publish
+    /// timeout). Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub timeout: std::time::Duration,
 
     /// Stop sending after this much of the (scaled) trace; the rest are `not_sent`.
+    /// Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<f64>,
 
@@ -521,7 +525,8 @@ pub struct AbArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
-    /// How long a relay may take to answer on its port after it starts.
+    /// How long a relay may take to answer on its port after it starts (at most 1h).
+    /// Units: us, ms, s, m, h, d, or several (`1h 30m`); a bare number is seconds.
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub ready_timeout: std::time::Duration,
 
@@ -603,16 +608,8 @@ fn parse_positive_usize(s: &str) -> Result<usize, String> {
 
 /// `10`, `10s`, `500ms`, `1m`.
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let secs = if let Some(ms) = t.strip_suffix("ms") {
-        ms.trim().parse::<f64>().map(|v| v / 1000.0).map_err(|_| ())
-    } else {
-        parse_duration(t).map_err(|_| ())
-    };
-    match secs {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => {
-            Ok(std::time::Duration::from_secs_f64(v))
-        }
+    match crate::units::duration(s)? {
+        d if !d.is_zero() && d <= std::time::Duration::from_secs(3600) => Ok(d),
         _ => Err("expected a positive time up to 1h, e.g. 10s, 500ms, 1m".into()),
     }
 }
@@ -704,20 +701,14 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     positive(s, "events per second, e.g. 50 or 2.5")
 }
 
-/// `600`, `600s`, `10m`, `1.5h`.
+/// A positive length in seconds: `600`, `600s`, `10m`, `1.5h`, `1h 30m` ([`units::duration`]).
+///
+/// [`units::duration`]: crate::units::duration
 pub fn parse_duration(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let scale = match unit {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err("expected seconds or a number with s, m or h (e.g. 600, 90s, 10m)".into()),
-    };
-    positive(num, "seconds (e.g. 600, 90s, 10m)").map(|v| v * scale)
+    match crate::units::duration(s)? {
+        d if !d.is_zero() => Ok(d.as_secs_f64()),
+        _ => Err("expected a positive length of time, e.g. 600, 90s, 10m".into()),
+    }
 }
 
 /// A share from 0 to 1.
@@ -814,6 +805,7 @@ impl LoadArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn mix_forms() {
@@ -831,8 +823,16 @@ mod tests {
         assert_eq!(parse_duration("600"), Ok(600.0));
         assert_eq!(parse_duration("10m"), Ok(600.0));
         assert_eq!(parse_duration("1.5h"), Ok(5400.0));
-        for bad in ["0", "-3", "10d", "m", "inf"] {
+        // Issue #28: one parser (humantime's units) for every duration flag.
+        assert_eq!(parse_duration("1h 30m"), Ok(5400.0));
+        assert_eq!(parse_duration("2d"), Ok(172800.0));
+        for bad in ["0", "-3", "10 parsecs", "m", "inf"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["0s", "2h", "soon"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
         }
     }
 

@@ -245,7 +245,7 @@ fn cli_rejects_bad_flags_on_one_line_with_exit_2() {
         (&["--rate", "0"], "--rate"),
         (&["--clients", "0"], "--clients"),
         (&["--duration", "0"], "--duration"),
-        (&["--duration", "10d"], "--duration"),
+        (&["--duration", "10 fortnights"], "--duration"),
         (&["--read-share", "1"], "--read-share"),
         (&["--threads", "0"], "--threads"),
         (&["--epoch", "yesterday"], "--epoch"),

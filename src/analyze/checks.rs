@@ -135,6 +135,8 @@ impl Unit {
 struct Quantity {
     number: f64,
     unit: String,
+    /// The value read as a duration (`50ms`, `0.05s`, `1h`), when it is one.
+    time: Option<std::time::Duration>,
 }
 
 impl Quantity {
@@ -142,20 +144,21 @@ impl Quantity {
     fn in_unit(&self, unit: Unit, metric: &str) -> Result<f64, String> {
         let u = self.unit.as_str();
         let n = self.number;
-        let scaled = match (unit, u) {
-            (Unit::Ms, "ms") | (Unit::S, "s") | (Unit::Pct, "%") | (Unit::Mb, "MB") => Some(n),
-            (Unit::Ms, "s") => Some(n * 1000.0),
-            (Unit::Ms, "us" | "µs") => Some(n / 1000.0),
-            (Unit::S, "ms") => Some(n / 1000.0),
-            (Unit::Mb, "KB") => Some(n / 1024.0),
-            (Unit::Mb, "GB") => Some(n * 1024.0),
-            (Unit::PerS | Unit::Plain, "") | (Unit::PerS, "/s") => Some(n),
-            _ => None,
+        let scaled = match (unit, u, self.time) {
+            (Unit::Ms, _, Some(t)) => Some(t.as_secs_f64() * 1000.0),
+            (Unit::S, _, Some(t)) => Some(t.as_secs_f64()),
+            (_, _, Some(_)) => None,
+            (unit, u, None) => match (unit, u) {
+                (Unit::Pct, "%") | (Unit::Mb, "MB") => Some(n),
+                (Unit::Mb, "KB") => Some(n / 1024.0),
+                (Unit::Mb, "GB") => Some(n * 1024.0),
+                (Unit::PerS | Unit::Plain, "") | (Unit::PerS, "/s") => Some(n),
+                _ => None,
+            },
         };
         scaled.ok_or_else(|| {
             let want = match unit {
-                Unit::Ms => "a time: us, ms or s (50ms)",
-                Unit::S => "a time: ms or s",
+                Unit::Ms | Unit::S => "a time: us, ms, s, m or h (50ms, 1h 30m)",
                 Unit::Pct => "a percentage (99.5%)",
                 Unit::Mb => "a size: KB, MB or GB",
                 Unit::PerS => "a rate: a bare number or /s",
@@ -228,12 +231,17 @@ impl std::str::FromStr for Expr {
                 format!("check {text:?}: {value:?} is not a number with a unit (50ms, 99.5%, 0)")
             })?;
         let unit = unit.trim();
-        let known = ["", "us", "µs", "ms", "s", "%", "KB", "MB", "GB", "/s"];
-        if !known.contains(&unit) {
-            return Err(format!(
-                "check {text:?}: unknown unit {unit:?}; units are us, ms, s, %, KB, MB, GB, /s"
-            ));
-        }
+        // Anything but a percentage, a size, a rate or a bare number is read as a duration,
+        // by the parser every duration flag uses.
+        let time = if ["", "%", "KB", "MB", "GB", "/s"].contains(&unit) {
+            None
+        } else {
+            Some(crate::units::duration(value).map_err(|_| {
+                format!(
+                    "check {text:?}: unknown unit {unit:?}; units are a time (us, ms, s, m, h, d, or several: 1h 30m), %, KB, MB, GB, /s"
+                )
+            })?)
+        };
         Ok(Expr {
             text: text.to_owned(),
             metric: metric.to_owned(),
@@ -241,6 +249,7 @@ impl std::str::FromStr for Expr {
             value: Quantity {
                 number,
                 unit: unit.to_owned(),
+                time,
             },
         })
     }
@@ -509,6 +518,10 @@ mod tests {
     #[test]
     fn units_convert_and_mismatches_are_refused() {
         assert!(passes("response.p99 < 0.05s"));
+        // Issue #28: the units every duration flag takes ("1h" was refused here).
+        assert!(passes("response.p99 < 1h"));
+        assert!(passes("response.p99 < 1m 30s"));
+        assert!(!passes("response.p99 > 1min"));
         assert!(!passes("response.p99 < 40000us"));
         assert!(passes("response.p99.9 <= 80ms"));
         assert!(passes("success >= 99.5%"));

@@ -28,20 +28,14 @@ struct Args {
     delay: Duration,
 }
 
+/// A delay under an hour, read as every lt duration is (`20ms`, `1s`; see
+/// `lt::units::duration`).
 fn parse_delay(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1e-3)
-    };
-    match num.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v * scale < 3600.0 => {
-            Ok(Duration::from_secs_f64(v * scale))
-        }
-        _ => Err(format!("{s:?} is not a delay such as 20ms or 1s")),
+    match lt::units::duration(s)? {
+        d if d < Duration::from_secs(3600) => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a delay under an hour, such as 20ms or 1s"
+        )),
     }
 }
 
