@@ -1,7 +1,7 @@
 //! The feeder: one OS thread that reads the trace in order and hands each record, a little
-//! ahead of its time, to the shard that owns its connection. Records travel in batches, so a
-//! shard is woken about once per [`TICK_NS`] (or per [`BATCH_MAX`] records at high rates), not
-//! once per record; the shard itself sends each record at its exact time.
+//! ahead of its time, to the network thread that owns its connection. Records travel in batches, so a
+//! network thread is woken about once per [`TICK_NS`] (or per [`BATCH_MAX`] records at high rates), not
+//! once per record; the thread itself sends each record at its exact time.
 //!
 //! Records that will never be sent (`--duration`, a stop request) get their row here, so
 //! every record leaves exactly one row.
@@ -19,7 +19,7 @@ use crate::capture::results::Outcome;
 use crate::capture::{Completion, Record, TraceReader};
 
 /// How often, at most, the feeder wakes when it is ahead of the clock. Records due within
-/// two ticks of now are handed over, so a shard always holds the next 50–100 ms of its
+/// two ticks of now are handed over, so a network thread always holds the next 50–100 ms of its
 /// schedule, and is woken by the feeder at most 20 times a second below [`BATCH_MAX`]
 /// records per tick.
 const TICK_NS: u64 = 50_000_000;
@@ -54,12 +54,12 @@ fn key(r: &Record) -> Result<Key, String> {
 }
 
 struct Outbox {
-    shards: Vec<Sender<Vec<Dispatch>>>,
+    threads: Vec<Sender<Vec<Dispatch>>>,
     pending: Vec<Vec<Dispatch>>,
 }
 
 impl Outbox {
-    /// Hands shard `s` what is pending for it. A shard that is gone (it ends only after
+    /// Hands network thread `s` what is pending for it. A thread that is gone (it ends only after
     /// the feed does, so only on a failure of its own) cannot take records: they are
     /// counted as disconnected rather than lost.
     fn flush(&mut self, s: usize, shared: &Shared) {
@@ -67,7 +67,7 @@ impl Outbox {
             return;
         }
         let batch = std::mem::replace(&mut self.pending[s], Vec::with_capacity(BATCH_MAX));
-        if let Err(e) = self.shards[s].blocking_send(batch) {
+        if let Err(e) = self.threads[s].blocking_send(batch) {
             for d in e.0 {
                 shared.finish_unsent(&d, Outcome::Disconnected { code: None });
             }
@@ -81,16 +81,16 @@ impl Outbox {
     }
 }
 
-/// Feeds every record of the trace to the shards; returns how many records it read.
+/// Feeds every record of the trace to the network threads; returns how many records it read.
 pub fn run<R: std::io::Read>(
     mut trace: TraceReader<R>,
-    shards: Vec<Sender<Vec<Dispatch>>>,
+    threads: Vec<Sender<Vec<Dispatch>>>,
     shared: Arc<Shared>,
     mut f: Feed,
 ) -> anyhow::Result<u64> {
-    let n = shards.len();
+    let n = threads.len();
     let mut out = Outbox {
-        shards,
+        threads,
         pending: (0..n).map(|_| Vec::with_capacity(BATCH_MAX)).collect(),
     };
     let mut index = 0u64;
@@ -162,7 +162,7 @@ pub fn run<R: std::io::Read>(
 }
 
 /// Sleeps until `ns` after t0, in slices short enough to notice a stop request. Precision
-/// does not matter here: the shards keep the exact times.
+/// does not matter here: the network threads keep the exact times.
 fn wait_until(shared: &Shared, ns: u64) {
     loop {
         let now = shared.now_ns();

@@ -2,10 +2,12 @@
 //! every record.
 //!
 //! Threads:
-//! - the feeder reads the trace and hands records, a little ahead of time, to the shards;
-//! - one shard per core, each a single-threaded tokio runtime owning a share of the
-//!   connections and a scheduler that sends each record at its exact time (`shard`);
-//! - the results writer (compression off the network path);
+//! - the feeder reads the trace and hands records, a little ahead of time, to the network
+//!   threads;
+//! - as few network threads as the rate needs, at most one per core, each a single-threaded
+//!   tokio runtime owning a share of the connections and a scheduler that sends each record
+//!   at its exact time (`network`);
+//! - the results writer (compression off the network path, `writer`);
 //! - the main thread: the sampler, the observer's progress, reconciliation.
 //!
 //! The caller steers and watches a replay through [`control`]: a [`Stop`] handle and an
@@ -21,26 +23,25 @@ pub mod fds;
 mod feed;
 mod hold;
 mod net;
+mod network;
 pub mod pace;
 pub mod plan;
 pub mod preflight;
 mod reconcile;
 pub mod sample;
 mod schedule;
-mod shard;
 mod shared;
 mod timer;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use crate::transport::Stop;
 pub use config::{Config, Load};
@@ -50,21 +51,14 @@ pub use plan::Plan;
 pub use schedule::Overload;
 use schedule::Schedule;
 
-use crate::capture::results::{self, ConnectRow, Header, ResultsWriter, Row, Sample, Trailer};
+use crate::capture::results::{self, ConnectRow, Header, Row, Sample, Trailer};
 use crate::capture::TraceReader;
 use sample::ProcessMeter;
-use shared::{Setup, Shared};
+use shared::Shared;
+use writer::Writer;
 
 /// From the end of the connect phase to t0.
 const START_MARGIN: Duration = Duration::from_millis(100);
-/// How long the results writer sleeps when it has caught up: each wake-up costs CPU that
-/// shows in lt's cost per event at low rates. The long nap follows a round of fewer than
-/// [`WRITER_FEW_ROWS`] rows. It is bounded by a burst after a quiet round: rows that come
-/// in faster than the backlog cap (`shared::ROWS_BACKLOG_MAX`, 8,192) per nap make the
-/// scheduler wait for the writer, which 50 ms allows up to 160k rows/s (20 ms: 400k).
-const WRITER_NAP: Duration = Duration::from_millis(20);
-const WRITER_NAP_LONG: Duration = Duration::from_millis(50);
-const WRITER_FEW_ROWS: usize = 256;
 
 pub struct Summary {
     pub results: PathBuf,
@@ -73,10 +67,10 @@ pub struct Summary {
     pub reconcile_error: Option<String>,
 }
 
-/// How many network threads (shards) a replay of `plan` runs, `asked` being `--threads`.
+/// How many network threads a replay of `plan` runs, `asked` being `--threads`.
 pub fn network_threads(plan: &Plan, asked: Option<usize>, speed: Speed) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    shard::count(
+    network::count(
         asked,
         plan.peak_per_s,
         plan.live_subs > 0,
@@ -99,81 +93,11 @@ pub fn run(
     // The plan pass hashed every frame already; a changed file still fails at its trailer.
     let reader = TraceReader::open(trace)?.with_verified_fingerprint(&plan.fingerprint);
     let threads = network_threads(plan, cfg.load.threads, cfg.load.speed);
-    let header = Header {
-        format_version: results::VERSION,
-        lt_version: env!("CARGO_PKG_VERSION").to_owned(),
-        trace_fingerprint: plan.fingerprint.clone(),
-        trace_records: plan.records,
-        trace_header: reader.header().clone(),
-        options: {
-            let mut o = cfg.options.clone();
-            o.network_threads = Some(threads);
-            o
-        },
-        target: cfg.target.display_host(),
-        started_at: config::rfc3339(chrono::Utc::now()),
-        machine: sample::machine(),
-        preflight: cfg.preflight.clone(),
-        part: plan.part,
-        start_at: cfg.load.start_at.map(config::rfc3339),
-    };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // Written in place (not renamed at the end): if lt is killed, every complete block of
-    // what it recorded is still readable.
-    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut writer = ResultsWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
-        .with_context(|| format!("writing {}", out.display()))?;
-
-    // Rows travel in batches (a connection's completions of one wake-up), so the writer
-    // thread is woken once per batch rather than once per record.
-    let (rows_tx, mut rows_rx) = mpsc::unbounded_channel::<Vec<Row>>();
-    // Rows sent to the writer and not yet written (see `shared::ROWS_BACKLOG_MAX`).
-    let rows_pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let pending = rows_pending.clone();
-    let out_name = out.display().to_string();
-    let write_thread = std::thread::Builder::new()
-        .name("lt-results".into())
-        .spawn(move || -> anyhow::Result<ResultsWriter<BufWriter<File>>> {
-            // Woken by the clock, not by each batch: at light load every batch would cost
-            // a wake-up of this thread, and rows need not be written at once.
-            // Rows written since the last nap.
-            let mut round = 0usize;
-            loop {
-                let batch = match rows_rx.try_recv() {
-                    Ok(batch) => batch,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        std::thread::sleep(if round < WRITER_FEW_ROWS {
-                            WRITER_NAP_LONG
-                        } else {
-                            WRITER_NAP
-                        });
-                        round = 0;
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                };
-                round += batch.len();
-                pending.fetch_sub(batch.len(), Ordering::Relaxed);
-                for row in batch {
-                    let sample = matches!(row, Row::Sample(_));
-                    writer
-                        .push(&row)
-                        .with_context(|| format!("writing {out_name}"))?;
-                    if sample {
-                        writer
-                            .flush()
-                            .with_context(|| format!("writing {out_name}"))?;
-                    }
-                }
-            }
-            Ok(writer)
-        })
-        .context("starting the results writer")?;
+    let header = header(plan, reader.header(), &cfg, threads);
+    let (writer, to_writer) = Writer::start(out, &header)?;
 
     // The main thread keeps the control work (signals, sampling, progress, reconciliation)
-    // on a runtime of its own; the network work runs on one shard per core (see `shard`).
+    // on a runtime of its own; the network work runs on the network threads (see `network`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -185,17 +109,14 @@ pub fn run(
         threads,
         cfg,
         stop.clone(),
-        shared::ToWriter {
-            rows: rows_tx,
-            pending: rows_pending,
-        },
+        to_writer,
         observer,
     ));
     // Ends every task, so nothing but `shared` below still holds the row sender.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (shared, extra) = match outcome {
         Ok(v) => v,
-        Err(e) => return Err(abandon(write_thread, out, e)),
+        Err(e) => return Err(writer.abandon(e)),
     };
     let frames = shared.frame_counts();
     let trailer = Trailer {
@@ -214,13 +135,7 @@ pub fn run(
         start_offset_ns: extra.start_offset_ns,
     };
     drop(shared);
-    let writer = write_thread
-        .join()
-        .map_err(|_| anyhow!("the results writer panicked"))?
-        .map_err(|e| anyhow!("{e:#}; {}", partial_hint(out)))?;
-    let (_, trailer) = writer
-        .finish(trailer)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let trailer = writer.finish(trailer)?;
     if trailer.outcomes != plan.records_played() {
         return Err(anyhow!(
             "internal error: {} outcomes for {} trace records in {}",
@@ -237,42 +152,30 @@ pub fn run(
     })
 }
 
-/// A run that failed before it finished: the rows gathered so far go into the file as a last
-/// complete block, readable with `lt analyze --partial`; a file that got no row at all (no
-/// connection opened, nothing sent) is removed rather than left as a header alone.
-fn abandon(
-    write_thread: std::thread::JoinHandle<anyhow::Result<ResultsWriter<BufWriter<File>>>>,
-    out: &Path,
-    error: anyhow::Error,
-) -> anyhow::Error {
-    // The writer ends when its channel closes (every task has ended).
-    let hint = |error: anyhow::Error| anyhow!("{error:#}; {}", partial_hint(out));
-    let Ok(Ok(mut writer)) = write_thread.join() else {
-        return hint(error);
-    };
-    if writer.rows() == 0 {
-        drop(writer);
-        return match std::fs::remove_file(out) {
-            Ok(()) => anyhow!(
-                "{error:#}; nothing was sent, so no results file was kept ({} removed)",
-                out.display()
-            ),
-            Err(_) => error,
-        };
+/// The results file's header: the trace, the options (with the network threads chosen),
+/// the target, the machine, and when.
+fn header(
+    plan: &Plan,
+    trace_header: &crate::capture::trace::Header,
+    cfg: &Config,
+    threads: usize,
+) -> Header {
+    let mut options = cfg.options.clone();
+    options.network_threads = Some(threads);
+    Header {
+        format_version: results::VERSION,
+        lt_version: env!("CARGO_PKG_VERSION").to_owned(),
+        trace_fingerprint: plan.fingerprint.clone(),
+        trace_records: plan.records,
+        trace_header: trace_header.clone(),
+        options,
+        target: cfg.target.display_host(),
+        started_at: config::rfc3339(chrono::Utc::now()),
+        machine: sample::machine(),
+        preflight: cfg.preflight.clone(),
+        part: plan.part,
+        start_at: cfg.load.start_at.map(config::rfc3339),
     }
-    // The rows gathered since the last block would be lost with the writer.
-    let _ = writer.flush();
-    drop(writer);
-    hint(error)
-}
-
-/// What to do with a results file a failed run left behind.
-fn partial_hint(out: &Path) -> String {
-    format!(
-        "the run did not finish: {} keeps every complete block; read it with `lt analyze --partial {}`",
-        out.display(),
-        out.display()
-    )
 }
 
 struct Extra {
@@ -283,23 +186,90 @@ struct Extra {
     start_offset_ns: Option<i64>,
 }
 
+/// The replay on the control runtime: connect → start the clock → play → wind down. The
+/// network threads are joined on every way out.
 async fn drive(
     reader: TraceReader<std::io::BufReader<File>>,
     plan: &Plan,
-    shard_count: usize,
+    thread_count: usize,
     cfg: Config,
     stop: Stop,
     to_writer: shared::ToWriter,
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
-    let conns = plan.connections.max(1);
-    // This process's connections: all, or its part's.
-    let played = plan.connections_played().max(1);
     let layout = match plan.part {
-        Some(p) => dispatch::Layout::new(p.index, p.count, shard_count),
-        None => dispatch::Layout::new(0, 1, shard_count),
+        Some(p) => dispatch::Layout::new(p.index, p.count, thread_count),
+        None => dispatch::Layout::new(0, 1, thread_count),
     };
+    let mut threads = spawn_threads(plan, thread_count, layout, &cfg, &target)?;
+    let opened = match connect(&mut threads, plan, &target, &*observer).await {
+        Ok(opened) => opened,
+        Err(e) => return Err(threads.fail(e).await),
+    };
+    let clock = match Clock::start(&cfg, plan, opened.phase) {
+        Ok(clock) => clock,
+        Err(e) => return Err(threads.fail(e).await),
+    };
+    let shared = Arc::new(Shared::new(
+        shared::Setup {
+            t0: clock.t0,
+            timeout: cfg.load.timeout,
+            per_conn_in_flight: cfg.load.per_conn_in_flight.max(1),
+            reconcile: cfg.reconcile,
+            stop,
+            fanout: clock.fanout.as_ref().map(fanout::Fanout::sender),
+            delivery_rows: cfg.load.delivery_rows,
+        },
+        to_writer,
+    ));
+    shared.emit_all(opened.rows);
+    let sampler = tokio::spawn(sample_loop(
+        shared.clone(),
+        cfg.relay_pid,
+        observer.clone(),
+        plan.records_played(),
+    ));
+    let feed = feed::Feed {
+        speed: cfg.load.speed,
+        stop_after_ns: cfg.load.stop_after_ns(),
+        conns: plan.connections.max(1),
+        announcer: clock
+            .fanout
+            .as_ref()
+            .map(|f| fanout::Announcer::new(f.sender())),
+        layout,
+    };
+    let played = play(&mut threads, reader, &shared, feed).await;
+    debug_assert!(played.as_ref().map_or(true, |&n| n == plan.records));
+    // Sampled to the end: reconciliation is part of the relay's work.
+    let wound = match played {
+        Ok(_) => wind_down(&shared, &target, clock.fanout, &*observer).await,
+        Err(e) => Err(e),
+    };
+    sampler.abort();
+    let reconcile_error = wound?;
+    let start_offset_ns = match clock.start_offset {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    let extra = Extra {
+        connect_failures: opened.failures,
+        reconcile_error,
+        connect_phase: opened.phase,
+        start_offset_ns,
+    };
+    Ok((shared, extra))
+}
+
+/// One network thread per `thread_count`, each with its share of the connections.
+fn spawn_threads(
+    plan: &Plan,
+    thread_count: usize,
+    layout: dispatch::Layout,
+    cfg: &Config,
+    target: &Arc<crate::guard::Target>,
+) -> anyhow::Result<network::Threads> {
     let connect_limiter = Arc::new(Semaphore::new(cfg.load.connect_concurrency.max(1)));
     let schedule = Schedule {
         max_in_flight: cfg.load.max_in_flight.max(1),
@@ -307,173 +277,179 @@ async fn drive(
         unpaced: cfg.load.speed == Speed::Max,
         stop_after_ns: cfg.load.stop_after_ns(),
     };
-    let mut shards = Vec::with_capacity(shard_count);
-    for id in 0..shard_count {
-        shards.push(shard::spawn(shard::Setup {
-            id,
-            layout,
-            conns,
-            target: target.clone(),
-            connect_limiter: connect_limiter.clone(),
-            schedule,
-            scheduler_thread: plan.live_subs > 0,
-        })?);
-    }
+    network::Threads::spawn((0..thread_count).map(|id| network::Setup {
+        id,
+        layout,
+        conns: plan.connections.max(1),
+        target: target.clone(),
+        connect_limiter: connect_limiter.clone(),
+        schedule,
+        scheduler_thread: plan.live_subs > 0,
+    }))
+}
 
-    // Connect phase (in the shards): wait for every attempt.
+/// The connect phase's outcome: a row per connection, how many failed, how long it took.
+struct Opened {
+    rows: Vec<Row>,
+    failures: u64,
+    phase: Duration,
+}
+
+/// Waits for every initial connection attempt (in the network threads). No load follows
+/// when none opened, or when the certificate was refused (it fails every connection
+/// alike).
+async fn connect(
+    threads: &mut network::Threads,
+    plan: &Plan,
+    target: &crate::guard::Target,
+    observer: &dyn Observer,
+) -> anyhow::Result<Opened> {
+    // This process's connections: all, or its part's.
+    let played = plan.connections_played().max(1);
     observer.phase(&format!("connecting {played} connections"));
     let connecting = Instant::now();
-    let mut connected = Vec::with_capacity(conns as usize);
-    let mut lost_shard = None;
-    for (id, s) in shards.iter_mut().enumerate() {
-        match (&mut s.connected).await {
-            Ok(report) => connected.extend(report),
-            Err(_) => lost_shard = lost_shard.or(Some(id)),
+    let connected = match threads.connected().await {
+        Ok(connected) => connected,
+        Err(id) => {
+            let err = threads.join().await.err();
+            return Err(
+                err.unwrap_or_else(|| anyhow!("network thread {id} ended while connecting"))
+            );
         }
-    }
-    connected.sort_by_key(|c| c.conn);
-    let connect_phase = connecting.elapsed();
-    let connect_failures = connected.iter().filter(|c| c.error.is_some()).count() as u64;
-    if let Some(id) = lost_shard {
-        let err = join_shards(shards).await.err();
-        return Err(err.unwrap_or_else(|| anyhow!("network thread {id} ended while connecting")));
-    }
-    // A certificate the client does not accept fails every connection alike: no load.
-    if let Some(e) = connected
-        .iter()
-        .filter_map(|c| c.error.as_ref())
-        .find(|e| e.is_tls())
-    {
-        let e = e.clone();
-        let _ = join_shards(shards).await;
+    };
+    let phase = connecting.elapsed();
+    let errors = || connected.iter().filter_map(|c| c.error.as_ref());
+    if let Some(e) = errors().find(|e| e.is_tls()) {
         return Err(anyhow!("{e}; nothing sent"));
     }
-    if connect_failures == u64::from(played) {
-        let first = connected.iter().find_map(|c| c.error.clone());
-        // Dropping the start senders ends the shards.
-        let _ = join_shards(shards).await;
+    let failures = errors().count() as u64;
+    if failures == u64::from(played) {
         return Err(anyhow!(
             "could not open any of {played} connections to {}: {}",
             target.display_host(),
-            first.map(|e| e.to_string()).unwrap_or_default()
+            errors().next().map(|e| e.to_string()).unwrap_or_default()
         ));
     }
-
-    // The clock starts a moment after the connect phase, so the records due first are
-    // already with their shards when their time comes.
-    let t0 = match cfg.load.start_at {
-        None => Instant::now() + START_MARGIN,
-        Some(at) => {
-            let wait = (at - chrono::Utc::now()).to_std().map_err(|_| {
-                anyhow!(
-                    "--start-at {}: already past once the connections were open (connecting took {:.1} s); choose a later instant",
-                    config::rfc3339(at),
-                    connect_phase.as_secs_f64()
-                )
-            });
-            match wait {
-                Ok(wait) => Instant::now() + wait,
-                Err(e) => {
-                    let _ = join_shards(shards).await;
-                    return Err(e);
-                }
-            }
-        }
-    };
-    // How far the wall clock is from the instant asked for when t0 comes.
-    let start_offset = cfg.load.start_at.map(|at| {
-        tokio::spawn(async move {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(t0)).await;
-            (chrono::Utc::now() - at)
-                .num_nanoseconds()
-                .unwrap_or(i64::MAX)
-        })
-    });
-    // An expected delivery may come as late as a record's answer may.
-    let fanout = if plan.live_subs > 0 {
-        Some(fanout::Fanout::start(
-            t0,
-            cfg.load.timeout,
-            plan.part.is_some(),
-        )?)
-    } else {
-        None
-    };
-    let shared = Arc::new(Shared::new(
-        Setup {
-            t0,
-            timeout: cfg.load.timeout,
-            per_conn_in_flight: cfg.load.per_conn_in_flight.max(1),
-            reconcile: cfg.reconcile,
-            stop,
-            fanout: fanout.as_ref().map(fanout::Fanout::sender),
-            delivery_rows: cfg.load.delivery_rows,
-        },
-        to_writer,
-    ));
-    shared.emit_all(
-        connected
-            .into_iter()
-            .map(|c| {
-                Row::Connect(ConnectRow {
-                    conn: c.conn,
-                    at_ns: 0,
-                    initial: true,
-                    latency_ns: c.latency.as_nanos() as u64,
-                    error: c.error.map(|e| e.to_string()),
-                    tcp_ns: c.phases.tcp_ns,
-                    tls_ns: c.phases.tls_ns,
-                    upgrade_ns: c.phases.upgrade_ns,
-                })
+    let rows = connected
+        .into_iter()
+        .map(|c| {
+            Row::Connect(ConnectRow {
+                conn: c.conn,
+                at_ns: 0,
+                initial: true,
+                latency_ns: c.latency.as_nanos() as u64,
+                error: c.error.map(|e| e.to_string()),
+                tcp_ns: c.phases.tcp_ns,
+                tls_ns: c.phases.tls_ns,
+                upgrade_ns: c.phases.upgrade_ns,
             })
-            .collect(),
-    );
+        })
+        .collect();
+    Ok(Opened {
+        rows,
+        failures,
+        phase,
+    })
+}
 
-    let sampler = tokio::spawn(sample_loop(
-        shared.clone(),
-        cfg.relay_pid,
-        observer.clone(),
-        plan.records_played(),
-    ));
+/// The run's clock: t0, and what starts with it.
+struct Clock {
+    t0: Instant,
+    /// With `--start-at`: how far the wall clock is from the instant asked for at t0.
+    start_offset: Option<tokio::task::JoinHandle<i64>>,
+    /// The live subscriptions' ledger, for a trace that has them.
+    fanout: Option<fanout::Fanout>,
+}
 
-    let mut feeds = Vec::with_capacity(shards.len());
-    let mut threads = Vec::with_capacity(shards.len());
-    for s in shards {
-        // A shard that already ended shows its error when joined below.
-        let _ = s.start.send(shared.clone());
-        feeds.push(s.feed);
-        threads.push(s.thread);
+impl Clock {
+    /// t0 is a moment after the connect phase (which took `connect_phase`), so the records
+    /// due first are already with their threads when their time comes; or the instant
+    /// `--start-at` asked for.
+    fn start(cfg: &Config, plan: &Plan, connect_phase: Duration) -> anyhow::Result<Clock> {
+        let t0 = match cfg.load.start_at {
+            None => Instant::now() + START_MARGIN,
+            Some(at) => {
+                let wait = (at - chrono::Utc::now()).to_std().map_err(|_| {
+                    anyhow!(
+                        "--start-at {}: already past once the connections were open (connecting took {:.1} s); choose a later instant",
+                        config::rfc3339(at),
+                        connect_phase.as_secs_f64()
+                    )
+                })?;
+                Instant::now() + wait
+            }
+        };
+        let start_offset = cfg.load.start_at.map(|at| {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(t0)).await;
+                (chrono::Utc::now() - at)
+                    .num_nanoseconds()
+                    .unwrap_or(i64::MAX)
+            })
+        });
+        // An expected delivery may come as late as a record's answer may.
+        let fanout = if plan.live_subs > 0 {
+            Some(fanout::Fanout::start(
+                t0,
+                cfg.load.timeout,
+                plan.part.is_some(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Clock {
+            t0,
+            start_offset,
+            fanout,
+        })
     }
-    let feed = feed::Feed {
-        speed: cfg.load.speed,
-        stop_after_ns: cfg.load.stop_after_ns(),
-        conns,
-        announcer: fanout.as_ref().map(|f| fanout::Announcer::new(f.sender())),
-        layout,
-    };
+}
+
+/// Starts the network threads and feeds them the trace (on a thread of its own) until it
+/// ends or the run stops; waits for both. Returns the records read.
+async fn play(
+    threads: &mut network::Threads,
+    reader: TraceReader<std::io::BufReader<File>>,
+    shared: &Arc<Shared>,
+    feed: feed::Feed,
+) -> anyhow::Result<u64> {
+    let feeds = threads.start(shared);
     let feed_shared = shared.clone();
     let (fed_tx, fed_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("lt-feed".into())
         .spawn(move || {
             let _ = fed_tx.send(feed::run(reader, feeds, feed_shared, feed));
         })
-        .context("starting the feeder thread")?;
+        .context("starting the feeder thread");
+    if let Err(e) = spawned {
+        return Err(threads.fail(e).await);
+    }
     let fed = fed_rx
         .await
         .map_err(|_| anyhow!("the feeder thread panicked"));
     // On a feeder error (a damaged trace mid-run) the feeds are closed: connections drain
     // what they have, then the error is reported.
-    let joined = join_threads(threads).await;
+    let joined = threads.join().await;
     let records = fed??;
     joined?;
-    debug_assert_eq!(records, plan.records);
+    Ok(records)
+}
 
+/// After the last record: reconciliation of events left unacknowledged (their rows), and
+/// the live subscriptions' ledger. Returns reconciliation's error, which does not fail
+/// the run.
+async fn wind_down(
+    shared: &Shared,
+    target: &crate::guard::Target,
+    fanout: Option<fanout::Fanout>,
+    observer: &dyn Observer,
+) -> anyhow::Result<Option<String>> {
     let held = shared.take_unacked()?;
     let mut reconcile_error = None;
     if !held.is_empty() {
         observer.phase(&format!("reconciling {} unacknowledged events", held.len()));
-        let (rows, err) = reconcile::reconcile(&target, held).await;
+        let (rows, err) = reconcile::reconcile(target, held).await;
         reconcile_error = err;
         for row in rows {
             shared.emit(Row::Outcome(row));
@@ -485,46 +461,7 @@ async fn drive(
         rows.push(Row::Fanout(Box::new(row)));
         shared.emit_all(rows);
     }
-    sampler.abort();
-    let start_offset_ns = match start_offset {
-        Some(task) => task.await.ok(),
-        None => None,
-    };
-    Ok((
-        shared,
-        Extra {
-            connect_failures,
-            reconcile_error,
-            connect_phase,
-            start_offset_ns,
-        },
-    ))
-}
-
-/// Ends shards that were never started (their start senders are dropped here).
-async fn join_shards(shards: Vec<shard::Handle>) -> anyhow::Result<()> {
-    join_threads(shards.into_iter().map(|s| s.thread).collect()).await
-}
-
-/// Waits for the network threads; the first error wins.
-async fn join_threads(
-    threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
-) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let mut first = Ok(());
-        for t in threads {
-            let r = t
-                .join()
-                .map_err(|_| anyhow!("a network thread panicked"))
-                .and_then(|r| r);
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
-    })
-    .await
-    .context("joining the network threads")?
+    Ok(reconcile_error)
 }
 
 /// Every second: a sample row (which also makes the writer flush a block) and the
@@ -537,7 +474,7 @@ async fn sample_loop(
 ) {
     let mut me = ProcessMeter::new(None);
     let mut relay = ProcessMeter::new(relay_pid);
-    // From t0: a first sample taken earlier would show the connections of only the shards
+    // From t0: a first sample taken earlier would show the connections of only the threads
     // started by then, at a time before the clock's zero.
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::from_std(shared.t0()),

@@ -1,4 +1,4 @@
-//! A network thread's one task: every connection of the shard in one loop, with the
+//! A network thread's one task: every connection of the thread in one loop, with the
 //! scheduler polled beside them (or, for live subscriptions, on a thread of its own).
 //!
 //! Why not a task per connection: then a due record went from the scheduler's task through

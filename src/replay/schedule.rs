@@ -1,5 +1,5 @@
-//! A shard's scheduler, on the shard's network thread or on one of its own
-//! (`shard::Setup::scheduler_thread`): it hands each record to the network loop (`net`),
+//! A network thread's scheduler, on that thread or on one of its own
+//! (`network::Setup::scheduler_thread`): it hands each record to the network loop (`net`),
 //! which gives it to its connection, at `t0 + offset / speed`. It waits on absolute
 //! deadlines (never the gap since the previous record), so lateness never accumulates;
 //! what lateness there is, is recorded as schedule lag when the record is written.
@@ -37,7 +37,7 @@ pub struct Schedule {
 /// The longest single wait, so a stop request is noticed promptly.
 const WAIT_SLICE_NS: u64 = 50_000_000;
 
-/// Dispatches every record fed to this shard to the shard's network loop. Records that are
+/// Dispatches every record fed to this thread to its network loop. Records that are
 /// not sent (stop, dropped) get their row here.
 pub async fn run(
     mut feed: Receiver<Vec<Dispatch>>,
@@ -46,7 +46,7 @@ pub async fn run(
     s: Schedule,
 ) -> std::io::Result<()> {
     let mut timer = Deadline::new(shared.t0())?;
-    // When this shard waited at the global in-flight cap.
+    // When this thread waited at the global in-flight cap.
     let mut holds = Holds::default();
     while let Some(batch) = feed.recv().await {
         for mut d in batch {

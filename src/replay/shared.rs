@@ -1,4 +1,4 @@
-//! State shared by the feeder, the shards (schedulers and network loops) and the sampler:
+//! State shared by the feeder, the network threads (schedulers and network loops) and the sampler:
 //! the clock's zero, the stop handle, the global in-flight slots, counters (atomics, read by
 //! the sampler), and the channel to the results writer. Fields are private; each use has a
 //! method that says what it is for.

@@ -1,9 +1,9 @@
-//! A shard: an OS thread running its own single-threaded tokio runtime, which owns every
-//! connection whose id ≡ shard id (mod shard count), in one loop (`net`), and the
-//! scheduler that feeds them. As few shards as the schedule needs, at most one per core
+//! A network thread: an OS thread running its own single-threaded tokio runtime, which owns every
+//! connection whose id ≡ thread id (mod thread count), in one loop (`net`), and the
+//! scheduler that feeds them. As few threads as the schedule needs, at most one per core
 //! (see [`count`]).
 //!
-//! Why shards rather than one multi-threaded runtime: a record's path from "due" to "on the
+//! Why threads of their own rather than one multi-threaded runtime: a record's path from "due" to "on the
 //! wire" then stays on one thread. With a scheduler thread handing records to a shared
 //! runtime, every record woke a parked worker through a futex, and those context switches
 //! were most of lt's CPU per event.
@@ -23,12 +23,12 @@ use super::shared::Shared;
 use crate::guard::Target;
 use crate::transport::{self, Phases};
 
-/// Records per second one shard carries. Measured on the 2-core VM lt is developed on, into
+/// Records per second one thread carries. Measured on the 2-core VM lt is developed on, into
 /// the ack-only peer over 1000 connections, threads 1 and 2 alternating: at 20k records/s
-/// one shard had the lower schedule lag p99 in 9 of 10 pairs (0.78–2.64 ms against
+/// one thread had the lower schedule lag p99 in 9 of 10 pairs (0.78–2.64 ms against
 /// 1.05–3.08 ms: fewer busy threads than cores), though its thread is ~80% busy; at 30k/s
-/// one shard fell behind where two kept up (2.5 ms against 1.25 ms).
-pub const RATE_PER_SHARD: u64 = 25_000;
+/// one thread fell behind where two kept up (2.5 ms against 1.25 ms).
+pub const RATE_PER_THREAD: u64 = 25_000;
 
 /// Network threads a trace with live subscriptions gets at least (cores allowing). The fan-out
 /// a relay sends them is read on every subscriber's connection and is not in the trace's
@@ -36,12 +36,12 @@ pub const RATE_PER_SHARD: u64 = 25_000;
 /// cores, the scheduler on its own thread: `Setup::scheduler_thread`): lt's own schedule lag
 /// p99 5.0–6.2 ms with one thread, 3.5–4.6 ms with two (goal ≤ 5), at 15% more CPU per
 /// delivery.
-pub const LIVE_SHARDS: usize = 2;
+pub const LIVE_THREADS: usize = 2;
 
-/// How many shards a replay runs: `asked` (`--threads`), or else the fewest that carry the
+/// How many threads a replay runs: `asked` (`--threads`), or else the fewest that carry the
 /// trace's peak rate, so that the cores lt does not need stay with the relay — on a shared
 /// machine every extra busy thread delays the others, lt's own schedule included; a trace
-/// with live subscriptions at least [`LIVE_SHARDS`]. At `--speed max` there is no rate to
+/// with live subscriptions at least [`LIVE_THREADS`]. At `--speed max` there is no rate to
 /// size for: one per core. Never more than connections.
 pub fn count(
     asked: Option<usize>,
@@ -55,16 +55,16 @@ pub fn count(
         Some(n) => n,
         None if max_speed => cores,
         None => {
-            let by_rate = peak_per_s.div_ceil(RATE_PER_SHARD) as usize;
-            let floor = if live { LIVE_SHARDS } else { 1 };
+            let by_rate = peak_per_s.div_ceil(RATE_PER_THREAD) as usize;
+            let floor = if live { LIVE_THREADS } else { 1 };
             by_rate.max(floor).clamp(1, cores.max(1))
         }
     };
     wanted.clamp(1, conns.max(1) as usize)
 }
 
-/// Batches waiting per shard: bounds memory when lt runs ahead of the schedule (`--speed
-/// max`) without starving a shard.
+/// Batches waiting per thread: bounds memory when lt runs ahead of the schedule (`--speed
+/// max`) without starving a thread.
 pub const BATCHES_QUEUED: usize = 4;
 
 pub struct Setup {
@@ -74,7 +74,7 @@ pub struct Setup {
     /// Connections in the whole run.
     pub conns: u32,
     pub target: Arc<Target>,
-    /// Bounds concurrent connection attempts across all shards.
+    /// Bounds concurrent connection attempts across all threads.
     pub connect_limiter: Arc<Semaphore>,
     pub schedule: Schedule,
     /// Whether the scheduler keeps time on a thread of its own rather than on the network
@@ -95,19 +95,93 @@ pub struct Connected {
     pub phases: Phases,
 }
 
-/// The control side of a running shard.
-pub struct Handle {
-    /// The shard's initial connection attempts, once all have finished.
-    pub connected: oneshot::Receiver<Vec<Connected>>,
-    /// Starts the replay, with the shared state anchored at t0. Dropped unsent: the shard
+/// The control side of one network thread.
+struct Handle {
+    /// The thread's initial connection attempts, once all have finished.
+    connected: oneshot::Receiver<Vec<Connected>>,
+    /// Starts the replay, with the shared state anchored at t0. Dropped unsent: the thread
     /// closes its connections and ends.
-    pub start: oneshot::Sender<Arc<Shared>>,
-    /// Records for this shard's connections, in intended order.
-    pub feed: mpsc::Sender<Vec<Dispatch>>,
-    pub thread: JoinHandle<anyhow::Result<()>>,
+    start: Option<oneshot::Sender<Arc<Shared>>>,
+    /// Records for this thread's connections, in intended order.
+    feed: Option<mpsc::Sender<Vec<Dispatch>>>,
+    thread: JoinHandle<anyhow::Result<()>>,
 }
 
-pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
+/// A replay's network threads, from spawn to join. Every way out of a replay goes through
+/// [`Threads::join`] (or [`Threads::fail`]): a thread never started closes its
+/// connections and ends, one that ran finishes what it holds, and the first error wins.
+pub struct Threads {
+    handles: Vec<Handle>,
+}
+
+impl Threads {
+    /// One thread per setup, each connecting its share of the connections at once.
+    pub fn spawn(setups: impl IntoIterator<Item = Setup>) -> anyhow::Result<Threads> {
+        let handles = setups
+            .into_iter()
+            .map(spawn)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Threads { handles })
+    }
+
+    /// Every thread's initial connection attempts, by connection; `Err` with the id of
+    /// the first thread that ended before reporting them.
+    pub async fn connected(&mut self) -> Result<Vec<Connected>, usize> {
+        let mut all = Vec::new();
+        let mut lost = None;
+        for (id, h) in self.handles.iter_mut().enumerate() {
+            match (&mut h.connected).await {
+                Ok(report) => all.extend(report),
+                Err(_) => lost = lost.or(Some(id)),
+            }
+        }
+        all.sort_by_key(|c| c.conn);
+        lost.map_or(Ok(all), Err)
+    }
+
+    /// Starts every thread with `shared`; returns each thread's feed, in thread order. A
+    /// thread that already ended shows its error when joined.
+    pub fn start(&mut self, shared: &Arc<Shared>) -> Vec<mpsc::Sender<Vec<Dispatch>>> {
+        let mut feeds = Vec::with_capacity(self.handles.len());
+        for h in &mut self.handles {
+            if let Some(start) = h.start.take() {
+                let _ = start.send(shared.clone());
+            }
+            feeds.extend(h.feed.take());
+        }
+        feeds
+    }
+
+    /// Waits for every thread to end (ending those never started); the first error wins.
+    /// A second call has nothing left to wait for.
+    pub async fn join(&mut self) -> anyhow::Result<()> {
+        let handles = std::mem::take(&mut self.handles);
+        let threads: Vec<_> = handles.into_iter().map(|h| h.thread).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut first = Ok(());
+            for t in threads {
+                let r = t
+                    .join()
+                    .map_err(|_| anyhow!("a network thread panicked"))
+                    .and_then(|r| r);
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+        .await
+        .context("joining the network threads")?
+    }
+
+    /// Ends a replay that failed with `error`: joins the threads, and returns `error`.
+    pub async fn fail(&mut self, error: anyhow::Error) -> anyhow::Error {
+        let _ = self.join().await;
+        error
+    }
+}
+
+fn spawn(setup: Setup) -> anyhow::Result<Handle> {
     let (connected_tx, connected) = oneshot::channel();
     let (start, start_rx) = oneshot::channel();
     let (feed, feed_rx) = mpsc::channel(BATCHES_QUEUED);
@@ -121,8 +195,8 @@ pub fn spawn(setup: Setup) -> anyhow::Result<Handle> {
         .context("starting a network thread")?;
     Ok(Handle {
         connected,
-        start,
-        feed,
+        start: Some(start),
+        feed: Some(feed),
         thread,
     })
 }
@@ -237,18 +311,18 @@ mod tests {
 
     #[test]
     fn shards_are_sized_by_peak_rate_live_subscriptions_cores_and_connections() {
-        // (asked, peak_per_s, live, max_speed, cores, conns, shards)
+        // (asked, peak_per_s, live, max_speed, cores, conns, threads)
         let rows = [
             (None, 800, false, false, 2, 50, 1), // a light trace: one thread
-            (None, RATE_PER_SHARD, false, false, 2, 1000, 1), // exactly one shard's worth
-            (None, RATE_PER_SHARD + 1, false, false, 2, 1000, 2), // just over: two
-            (None, 10 * RATE_PER_SHARD, false, false, 4, 1000, 4), // never more than cores
-            (None, 10 * RATE_PER_SHARD, false, false, 4, 3, 3), // nor than connections
+            (None, RATE_PER_THREAD, false, false, 2, 1000, 1), // exactly one thread's worth
+            (None, RATE_PER_THREAD + 1, false, false, 2, 1000, 2), // just over: two
+            (None, 10 * RATE_PER_THREAD, false, false, 4, 1000, 4), // never more than cores
+            (None, 10 * RATE_PER_THREAD, false, false, 4, 3, 3), // nor than connections
             (None, 0, false, false, 2, 10, 1),   // an empty trace still gets one
             (None, 800, true, false, 2, 50, 2),  // live subscriptions: two
             (None, 800, true, false, 1, 50, 1),  // ... cores allowing
             (None, 800, true, false, 4, 1, 1),   // ... and connections
-            (None, 3 * RATE_PER_SHARD, true, false, 4, 50, 3), // the rate may ask for more
+            (None, 3 * RATE_PER_THREAD, true, false, 4, 50, 3), // the rate may ask for more
             (None, 800, false, true, 2, 50, 2),  // --speed max: one per core
             (None, 800, false, true, 8, 5, 5),   // ... but not past connections
             (Some(3), 800, false, false, 2, 50, 3), // --threads is obeyed, even past cores
