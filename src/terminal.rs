@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::replay::{Observer, Progress, Stop};
+use crate::replay::{Progress, ReplayObserver, Stop};
 
 /// Ctrl-C and SIGTERM for a command that replays: the first asks `stop` to stop (records not
 /// yet sent become `not_sent`, replies in flight get up to `timeout`); the second runs
@@ -85,7 +85,7 @@ impl Drop for ProgressLine {
     }
 }
 
-impl Observer for ProgressLine {
+impl ReplayObserver for ProgressLine {
     fn phase(&self, what: &str) {
         self.0.set_message(what.to_owned());
     }

@@ -232,7 +232,7 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     assert!(sharded.len() > 500, "{}", sharded.len());
 
     // In a comparison, the four shards are one run of their side.
-    let side = lt::analyze::compare::Side::load("A", &outs).expect("a side");
+    let side = lt::analyze::compare::BuildRuns::load("A", &outs).expect("a side");
     assert_eq!(side.runs.len(), 1);
     let one = &side.runs[0];
     let attempted: u64 = one.totals.by_outcome.values().sum();

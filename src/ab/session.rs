@@ -2,7 +2,7 @@
 //! started, replayed into, analyzed and stopped; then the comparison of the runs that
 //! completed. A/A calibration is sessions of a build against itself ([`calibrate`]).
 //!
-//! What a session prints is its caller's: it tells an [`Observer`] what happened.
+//! What a session prints is its caller's: it tells a [`SessionObserver`] what happened.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -74,7 +74,7 @@ impl RunFailure {
 }
 
 /// What a session tells whoever shows it.
-pub trait Observer {
+pub trait SessionObserver {
     /// The session starts: the builds, the order of runs (`ABBA…`), the output folder.
     fn started(&self, _a: &str, _b: &str, _runs: u32, _order: &str, _out: &Path) {}
     /// Run `number` of `total` (of build `name` on `side`) ended, failed or not.
@@ -94,7 +94,7 @@ pub trait Observer {
     /// The session's comparison is written.
     fn compared(&self, _session: &Session) {}
     /// The observer of one replay of `records` records.
-    fn replay(&self, _records: u64) -> Arc<dyn replay::Observer> {
+    fn replay(&self, _records: u64) -> Arc<dyn replay::ReplayObserver> {
         Arc::new(replay::Quiet)
     }
 }
@@ -149,7 +149,7 @@ pub fn session(
     setup: &Setup,
     out: &Path,
     interrupt: &Interrupt,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> anyhow::Result<Session> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let order = run_order(setup.runs);
@@ -194,7 +194,7 @@ pub fn calibrate(
     sessions: u32,
     out: &Path,
     interrupt: &Interrupt,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> anyhow::Result<Calibrated> {
     let mut outcomes = Vec::new();
     let mut pool = Vec::new();
@@ -252,7 +252,7 @@ fn one_run(
     setup: &Setup,
     out: &Path,
     interrupt: &Interrupt,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> Run {
     let dir = out
         .join("runs")
@@ -325,7 +325,7 @@ fn replay_into(
     setup: &Setup,
     results: &Path,
     interrupt: &Interrupt,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> anyhow::Result<PathBuf> {
     // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
     let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
@@ -363,7 +363,7 @@ fn replay_into(
 fn stop_relay(
     mut relay: RunningRelay,
     failure: Option<RunFailure>,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> Option<RunFailure> {
     let alive = relay.is_alive();
     let tail = relay.log_tail(LOG_TAIL_LINES);
@@ -409,7 +409,7 @@ fn finish(
     runs: &[Run],
     out: &Path,
     interrupted: bool,
-    observer: &dyn Observer,
+    observer: &dyn SessionObserver,
 ) -> anyhow::Result<Session> {
     let (a, b) = (setup.a, setup.b);
     let files = |side: Side| -> Vec<PathBuf> {
@@ -448,8 +448,8 @@ fn finish(
             out.display()
         ));
     }
-    let side_a = compare::Side::load(&a.name, &fa)?;
-    let side_b = compare::Side::load(&b.name, &fb)?;
+    let side_a = compare::BuildRuns::load(&a.name, &fa)?;
+    let side_b = compare::BuildRuns::load(&b.name, &fb)?;
     let order: Vec<String> = runs
         .iter()
         .map(|r| format!("{}{} {}", r.side.letter(), r.number, r.name))
@@ -485,7 +485,7 @@ fn finish(
 fn write_drafts(
     setup: &Setup,
     c: &Comparison,
-    b: &compare::Side,
+    b: &compare::BuildRuns,
     dir: &Path,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let Some(regression) = issues::regression_draft(c, &reproduce(setup)) else {

@@ -20,9 +20,9 @@ use super::verdict::{self, MetricRuns, FAMILY_ALPHA, POWER};
 
 pub use super::verdict::{Better, Verdict};
 
-/// One side: a name, the figures and trust verdict of each of its runs, and the tally
-/// merged over all.
-pub struct Side {
+/// The runs of one build (one side of a comparison, A or B: `ab::Side`): a name, the
+/// figures and trust verdict of each run, and the tally merged over all.
+pub struct BuildRuns {
     pub name: String,
     pub runs: Vec<Measured>,
     /// Each run's trust verdict, in the order of `runs`.
@@ -30,16 +30,16 @@ pub struct Side {
     pub merged: Runs,
 }
 
-impl Side {
+impl BuildRuns {
     /// Reads each file once: the figures of each run, and one tally merged over all.
-    pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<Side> {
+    pub fn load(name: &str, paths: &[PathBuf]) -> anyhow::Result<BuildRuns> {
         let mut runs = Vec::new();
         let merged =
             super::read::read_merged_each(paths, super::read::Completeness::Required, |one| {
                 runs.push(measure::measure(one, &Ids::new(), &[]));
             })?;
         let trust = runs.iter().map(trust::trust).collect();
-        Ok(Side {
+        Ok(BuildRuns {
             name: name.into(),
             runs,
             trust,
@@ -190,7 +190,7 @@ fn spread(xs: &[f64]) -> Option<f64> {
 }
 
 /// The records each run attempted, for thresholds set as a share of them.
-pub fn attempted(a: &Side) -> f64 {
+pub fn attempted(a: &BuildRuns) -> f64 {
     values(&a.runs, "attempted")
         .and_then(|v| stats::mean(&v))
         .unwrap_or(0.0)
@@ -200,8 +200,8 @@ pub fn attempted(a: &Side) -> f64 {
 /// beside the comparison are named when it is written (`analyze::write_comparison`), so a
 /// comparison refused here has written nothing.
 pub fn compare(
-    a: &Side,
-    b: &Side,
+    a: &BuildRuns,
+    b: &BuildRuns,
     thresholds: &Thresholds,
     run_order: Vec<String>,
 ) -> anyhow::Result<Comparison> {
@@ -386,7 +386,7 @@ fn method(family: usize) -> String {
     )
 }
 
-fn side_summary(s: &Side) -> SideSummary {
+fn side_summary(s: &BuildRuns) -> SideSummary {
     SideSummary {
         name: s.name.clone(),
         target: s.merged.header.target.clone(),
@@ -403,7 +403,7 @@ fn side_summary(s: &Side) -> SideSummary {
     }
 }
 
-fn warnings(a: &Side, b: &Side) -> Vec<String> {
+fn warnings(a: &BuildRuns, b: &BuildRuns) -> Vec<String> {
     let mut w = Vec::new();
     for s in [a, b] {
         for (t, f) in s.trust.iter().zip(s.files()) {

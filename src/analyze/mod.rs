@@ -105,8 +105,8 @@ pub fn write_report(runs: &Runs, dir: &Path, asked: &Asked) -> anyhow::Result<Wr
 /// Writes comparison `c` of `a` and `b` into `dir` as `<stem>-DATE[-N]`: its chart (named
 /// in `c.charts`), JSON and Markdown. Returns the names taken.
 pub fn write_comparison(
-    a: &compare::Side,
-    b: &compare::Side,
+    a: &compare::BuildRuns,
+    b: &compare::BuildRuns,
     c: &mut compare::Comparison,
     dir: &Path,
     stem: &str,

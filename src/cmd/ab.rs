@@ -110,7 +110,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
 /// stderr, a progress line during each replay.
 struct Shown;
 
-impl session::Observer for Shown {
+impl session::SessionObserver for Shown {
     fn started(&self, a: &str, b: &str, runs: u32, order: &str, out: &Path) {
         outln!(
             "lt ab: {a} (A) vs {b} (B), {runs} runs each in the order {order}; results in {}",
@@ -149,7 +149,7 @@ impl session::Observer for Shown {
         outln!("comparison report: {}", done.markdown.display());
     }
 
-    fn replay(&self, records: u64) -> Arc<dyn replay::Observer> {
+    fn replay(&self, records: u64) -> Arc<dyn replay::ReplayObserver> {
         ProgressLine::new(records)
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::analyze::compare::{self, Side};
+use crate::analyze::compare::{self, BuildRuns};
 use crate::analyze::thresholds::Thresholds;
 use crate::analyze::{self, output};
 use crate::analyze::{gate, render};
@@ -17,8 +17,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             flag.display()
         ));
     }
-    let a = Side::load(&args.a_name, &args.a)?;
-    let b = Side::load(&args.b_name, &args.b)?;
+    let a = BuildRuns::load(&args.a_name, &args.a)?;
+    let b = BuildRuns::load(&args.b_name, &args.b)?;
     let dir = args
         .out_dir
         .clone()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 
 use crate::cli::RecordArgs;
-use crate::record::{self, Status, Summary, Watch};
+use crate::record::{self, RecordObserver, Status, Summary};
 use crate::target;
 use crate::terminal;
 use crate::transport::Stop;
@@ -55,7 +55,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         // A second Ctrl-C ends lt at once, as an interrupted command ends: status 130.
         || std::process::exit(130),
     )?;
-    let watch: Arc<dyn Watch> = Arc::new(Progress::new(args.quiet, upstream.display_host()));
+    let watch: Arc<dyn RecordObserver> =
+        Arc::new(Progress::new(args.quiet, upstream.display_host()));
     let summary = record::run(
         record::Options {
             listen,
@@ -110,7 +111,7 @@ impl Drop for Progress {
     }
 }
 
-impl Watch for Progress {
+impl RecordObserver for Progress {
     fn listening(&self, at: SocketAddr) {
         // Always said (tests and scripts wait for it): where to point clients.
         eprintln!(

@@ -58,7 +58,7 @@ pub struct Status {
 }
 
 /// Whoever shows a recording's progress.
-pub trait Watch: Send + Sync {
+pub trait RecordObserver: Send + Sync {
     /// The proxy listens: clients may connect.
     fn listening(&self, _at: SocketAddr) {}
     fn tick(&self, _status: &Status) {}
@@ -90,7 +90,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Records until `stop` is requested or `--duration` passes, then closes every client
 /// connection (1001, going away) and completes the capture.
-pub fn run(opts: Options, stop: Stop, watch_: Arc<dyn Watch>) -> anyhow::Result<Summary> {
+pub fn run(opts: Options, stop: Stop, watch_: Arc<dyn RecordObserver>) -> anyhow::Result<Summary> {
     let file = create_new(&opts.output)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // One thread forwards: fewer cross-thread wake-ups per frame, and its ceiling
@@ -245,7 +245,7 @@ fn recorder(
     start: Instant,
     answer_timeout: Duration,
     faults: &proxy::Faults,
-    watch_: &dyn Watch,
+    watch_: &dyn RecordObserver,
 ) -> anyhow::Result<(Status, Trailer, u64)> {
     let mut book = Book::new(start, answer_timeout);
     let mut last_flush = Instant::now();

@@ -1,7 +1,7 @@
-//! How a replay is steered and watched from outside it: a [`crate::transport::Stop`]
-//! handle the caller sets (on Ctrl-C, or when `lt ab` ends a session), and an [`Observer`] that is told the
-//! replay's phase and, once a second, its progress. What a signal means for the process is
-//! the caller's business, not the library's.
+//! How a replay is steered and watched from outside it: a [`crate::transport::Stop`] handle
+//! the caller sets (on Ctrl-C, or when `lt ab` ends a session), and a [`ReplayObserver`]
+//! that is told the replay's phase and, once a second, its progress. What a signal means for
+//! the process is the caller's business, not the library's.
 
 /// Once a second while a replay runs: how far it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,7 +20,7 @@ pub struct Progress {
 }
 
 /// Whoever shows a replay's progress (a progress bar, a log, nothing).
-pub trait Observer: Send + Sync {
+pub trait ReplayObserver: Send + Sync {
     /// A phase begins: "connecting 200 connections", "reconciling 12 unacknowledged events".
     fn phase(&self, _what: &str) {}
     /// Once a second from t0 until the records are all sent and answered.
@@ -30,4 +30,4 @@ pub trait Observer: Send + Sync {
 /// Shows nothing.
 pub struct Quiet;
 
-impl Observer for Quiet {}
+impl ReplayObserver for Quiet {}

@@ -1,7 +1,8 @@
 //! The feeder: one OS thread that reads the trace in order and hands each record, a little
-//! ahead of its time, to the network thread that owns its connection. Records travel in batches, so a
-//! network thread is woken about once per [`TICK_NS`] (or per [`BATCH_MAX`] records at high rates), not
-//! once per record; the thread itself sends each record at its exact time.
+//! ahead of its time, to the network thread that owns its connection. Records travel in
+//! batches, so a network thread is woken about once per [`TICK_NS`] (or per [`BATCH_MAX`]
+//! records at high rates), not once per record; the thread itself sends each record at its
+//! exact time.
 //!
 //! Records that will never be sent (`--duration`, a stop request) get their row here, so
 //! every record leaves exactly one row.

@@ -7,11 +7,11 @@
 //! finding about the relay, not lt failing to keep its schedule. Response times already
 //! include it: they are measured from the intended time.
 //!
-//! A [`Holds`] is one holder's clock of held time (a connection's, or a network thread's scheduler's
-//! for the global cap): [`Holds::held_before`] is the total held time before a moment, so
-//! the held part of any interval is a difference of two readings, however many holds it
-//! spans (a relay that falls far behind holds a connection thousands of times over one
-//! record's wait).
+//! A [`Holds`] is one holder's clock of held time (a connection's, or a network thread's
+//! scheduler's for the global cap): [`Holds::held_before`] is the total held time before a
+//! moment, so the held part of any interval is a difference of two readings, however many
+//! holds it spans (a relay that falls far behind holds a connection thousands of times over
+//! one record's wait).
 
 use std::collections::VecDeque;
 

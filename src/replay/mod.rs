@@ -11,7 +11,7 @@
 //! - the main thread: the sampler, the observer's progress, reconciliation.
 //!
 //! The caller steers and watches a replay through [`control`]: a [`Stop`] handle and an
-//! [`Observer`]. Signals and the process's exit are the caller's (`cmd/replay.rs`).
+//! [`ReplayObserver`]. Signals and the process's exit are the caller's (`cmd/replay.rs`).
 
 mod book;
 pub mod config;
@@ -45,7 +45,7 @@ use tokio::sync::Semaphore;
 
 pub use crate::transport::Stop;
 pub use config::{Config, Load};
-pub use control::{Observer, Progress, Quiet};
+pub use control::{Progress, Quiet, ReplayObserver};
 pub use pace::Speed;
 pub use plan::Plan;
 pub use schedule::Overload;
@@ -88,7 +88,7 @@ pub fn run(
     out: &Path,
     cfg: Config,
     stop: &Stop,
-    observer: Arc<dyn Observer>,
+    observer: Arc<dyn ReplayObserver>,
 ) -> anyhow::Result<Summary> {
     // The plan pass hashed every frame already; a changed file still fails at its trailer.
     let reader = TraceReader::open(trace)?.with_verified_fingerprint(&plan.fingerprint);
@@ -195,7 +195,7 @@ async fn drive(
     cfg: Config,
     stop: Stop,
     to_writer: shared::ToWriter,
-    observer: Arc<dyn Observer>,
+    observer: Arc<dyn ReplayObserver>,
 ) -> anyhow::Result<(Arc<Shared>, Extra)> {
     let target = Arc::new(cfg.target.clone());
     let layout = match plan.part {
@@ -302,7 +302,7 @@ async fn connect(
     threads: &mut network::Threads,
     plan: &Plan,
     target: &crate::guard::Target,
-    observer: &dyn Observer,
+    observer: &dyn ReplayObserver,
 ) -> anyhow::Result<Opened> {
     // This process's connections: all, or its part's.
     let played = plan.connections_played().max(1);
@@ -443,7 +443,7 @@ async fn wind_down(
     shared: &Shared,
     target: &crate::guard::Target,
     fanout: Option<fanout::Fanout>,
-    observer: &dyn Observer,
+    observer: &dyn ReplayObserver,
 ) -> anyhow::Result<Option<String>> {
     let held = shared.take_unacked()?;
     let mut reconcile_error = None;
@@ -469,7 +469,7 @@ async fn wind_down(
 async fn sample_loop(
     shared: Arc<Shared>,
     relay_pid: Option<u32>,
-    observer: Arc<dyn Observer>,
+    observer: Arc<dyn ReplayObserver>,
     records: u64,
 ) {
     let mut me = ProcessMeter::new(None);

@@ -1,12 +1,12 @@
-//! A network thread: an OS thread running its own single-threaded tokio runtime, which owns every
-//! connection whose id ≡ thread id (mod thread count), in one loop (`net`), and the
+//! A network thread: an OS thread running its own single-threaded tokio runtime, which owns
+//! every connection whose id ≡ thread id (mod thread count), in one loop (`net`), and the
 //! scheduler that feeds them. As few threads as the schedule needs, at most one per core
 //! (see [`count`]).
 //!
-//! Why threads of their own rather than one multi-threaded runtime: a record's path from "due" to "on the
-//! wire" then stays on one thread. With a scheduler thread handing records to a shared
-//! runtime, every record woke a parked worker through a futex, and those context switches
-//! were most of lt's CPU per event.
+//! Why threads of their own rather than one multi-threaded runtime: a record's path from
+//! "due" to "on the wire" then stays on one thread. With a scheduler thread handing records
+//! to a shared runtime, every record woke a parked worker through a futex, and those context
+//! switches were most of lt's CPU per event.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 
 use super::svg::{Chart, Series, XAxis};
-use crate::analyze::compare::Side;
+use crate::analyze::compare::BuildRuns;
 use crate::analyze::model::{Measured, ResourcePoint, SecondCounts};
 use crate::analyze::tally::Tally;
 
@@ -154,7 +154,7 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
 }
 
 /// A comparison's chart: response-time percentiles of both sides, runs merged.
-pub fn comparison(a: &Side, b: &Side) -> (&'static str, Chart) {
+pub fn comparison(a: &BuildRuns, b: &BuildRuns) -> (&'static str, Chart) {
     (
         "percentiles",
         Chart {
