@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod cmd;
 pub mod guard;
+pub mod histogram;
 pub mod import;
 pub mod nip11;
 pub mod nostr;

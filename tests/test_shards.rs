@@ -202,9 +202,9 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     let merged = view.response_ms.as_ref().expect("view response");
     assert_eq!(merged.count, views_ns.len() as u64);
     assert_eq!(merged.at_timeout, 0);
-    let mut union = lt::analyze::class::histogram();
+    let mut union = lt::histogram::latency();
     for &ns in &views_ns {
-        lt::analyze::class::record_ns(&mut union, ns);
+        lt::histogram::record_ns(&mut union, ns);
     }
     let hdr_p99_ms = lt::analyze::stats::round3(union.value_at_quantile(0.99) as f64 / 1_000.0);
     assert_eq!(

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::class::{self, Class};
+use super::class::Class;
 use super::stats::{percentiles_scaled, Percentiles};
 use crate::capture::results::{Outcome, OutcomeRow};
 use crate::capture::{Op, Reply};
@@ -47,7 +47,7 @@ impl Default for Against {
             reads_replayed_answered: 0,
             same: 0,
             changes: BTreeMap::new(),
-            recorded_response: class::histogram(),
+            recorded_response: crate::histogram::latency(),
         }
     }
 }
@@ -111,7 +111,7 @@ impl Against {
         }
         self.records += 1;
         if answer.reply != Reply::None {
-            class::record_ns(&mut self.recorded_response, answer.after_us * 1_000);
+            crate::histogram::record_ns(&mut self.recorded_response, answer.after_us * 1_000);
         }
         match Class::of(o.op) {
             Class::Read => {

@@ -1,12 +1,8 @@
 //! What a record is for the figures (its [`Class`]) and the bounds of every latency
 //! histogram: the leaf that the tally and the timeline both build on.
 
-use hdrhistogram::Histogram;
-
 use crate::capture::{Op, Role};
 
-/// Histograms hold microseconds from 1 µs to one hour, at 3 significant digits.
-pub const HIST_MAX_US: u64 = 3_600_000_000;
 /// What a record is in the platform's terms, for per-type figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
@@ -83,15 +79,4 @@ impl Class {
     pub(super) fn index(self) -> usize {
         self as usize
     }
-}
-
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant histogram bounds are valid")
-}
-
-/// Records `ns` as microseconds, clamped into the histogram's range.
-pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
-    let us = (ns / 1_000).clamp(1, HIST_MAX_US);
-    // Saturating: the value is in range, so this cannot fail.
-    h.saturating_record(us);
 }

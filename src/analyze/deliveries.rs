@@ -8,7 +8,6 @@ use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::class;
 use super::stats::{percentiles_ms, round3, Percentiles};
 use crate::capture::results::{
     Buckets, DeliveryCounts, DeliveryExample, DeliverySecond, FanoutRow,
@@ -29,8 +28,8 @@ impl Default for Kind {
     fn default() -> Self {
         Kind {
             counts: DeliveryCounts::default(),
-            latency: class::histogram(),
-            from_sent: class::histogram(),
+            latency: crate::histogram::latency(),
+            from_sent: crate::histogram::latency(),
         }
     }
 }
@@ -56,7 +55,7 @@ impl Default for Deliveries {
             runs: 0,
             grace_ns: 0,
             kinds: BTreeMap::new(),
-            fanout: Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds"),
+            fanout: crate::histogram::counts(),
             missed_examples: Vec::new(),
             unexpected_examples: Vec::new(),
             read_deliveries: 0,
@@ -98,7 +97,7 @@ impl Deliveries {
         let (n, h) = self
             .seconds
             .entry(d.second)
-            .or_insert_with(|| (0, class::histogram()));
+            .or_insert_with(|| (0, crate::histogram::latency()));
         *n += d.deliveries;
         add_buckets(h, &d.latency_us);
     }
@@ -125,7 +124,7 @@ impl Deliveries {
             let e = self
                 .seconds
                 .entry(*s)
-                .or_insert_with(|| (0, class::histogram()));
+                .or_insert_with(|| (0, crate::histogram::latency()));
             e.0 += n;
             let _ = e.1.add(h);
         }
@@ -233,7 +232,7 @@ pub fn report(d: &Deliveries) -> Option<LiveDeliveries> {
         total.missed,
         total.unexpected,
     );
-    let mut all = class::histogram();
+    let mut all = crate::histogram::latency();
     for k in d.kinds.values() {
         let _ = all.add(&k.latency);
     }

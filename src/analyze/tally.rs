@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::class::{histogram, record_ns, Class};
+use super::class::Class;
 use super::timeline::Timeline;
 use crate::capture::results::{ConnectRow, NoticeRow, Outcome, OutcomeRow, Row, Sample, Trailer};
+use crate::histogram::{latency as histogram, record_ns};
 
 /// Distinct messages (and NOTICE texts) kept with their counts; the rest are counted as
 /// "other", so memory stays bounded whatever a relay says.

@@ -6,8 +6,9 @@
 
 use hdrhistogram::Histogram;
 
-use super::class::{Class, HIST_MAX_US};
+use super::class::Class;
 use crate::capture::results::{Outcome, OutcomeRow};
+use crate::histogram;
 
 /// At most this many latency windows.
 const WINDOWS_MAX: usize = 100;
@@ -38,9 +39,7 @@ pub struct Timeline {
 }
 
 fn window_histogram() -> Histogram<u32> {
-    // Two significant digits and 32-bit counts: enough for p50/p99 per window at an eighth
-    // of the memory of the run-wide histograms.
-    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("constant histogram bounds are valid")
+    histogram::latency_window()
 }
 
 fn second_of(ns: u64) -> usize {
@@ -94,7 +93,7 @@ impl Timeline {
         }
         if let Some(response) = response_ns {
             let w = self.window_of(o.intended_ns);
-            let us = (response / 1_000).clamp(1, HIST_MAX_US);
+            let us = histogram::latency_us(response);
             self.windows[w].saturating_record(us);
         }
     }

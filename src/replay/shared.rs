@@ -28,7 +28,7 @@ pub const ROWS_BACKLOG_MAX: usize = 8_192;
 /// hour at 3 significant digits. Every figure of the summary is analyze's, read back from
 /// the results file (one definition of each figure); this one only shows progress.
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+    crate::histogram::latency()
 }
 
 /// Counters of what the relay sent that no record owns, for the results trailer.

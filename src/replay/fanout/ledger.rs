@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use hdrhistogram::Histogram;
 
-use crate::analyze::class::HIST_MAX_US;
 use crate::capture::results::{
     Buckets, DeliveryCounts, DeliveryExample, DeliverySecond, FanoutQuery, FanoutRow, Outcome,
 };
@@ -104,7 +103,7 @@ struct Stats {
 }
 
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+    crate::histogram::latency()
 }
 
 /// The recorded buckets of `h` as `(highest value of the bucket, count)`.
@@ -164,7 +163,7 @@ impl Ledger {
             forget_events: VecDeque::new(),
             forget_subs: VecDeque::new(),
             stats: BTreeMap::new(),
-            fanout: Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds"),
+            fanout: crate::histogram::counts(),
             seconds: BTreeMap::new(),
             shape: histogram(),
             missed_examples: Vec::new(),
