@@ -406,7 +406,8 @@ pub struct AnalyzeArgs {
 
     /// A gate on the report: `METRIC OP VALUE`, e.g. 'response.p99 < 50ms', 'success >=
     /// 99.5%', 'timeouts == 0'. Any number in the JSON report by its path, or an alias
-    /// (docs/reports.md). Repeatable; lt analyze exits 1 when one fails.
+    /// (docs/reports.md). A time takes us, ms, s, m, h, d, or several (`1h 30m`); a share
+    /// `%`; a size KB, MB or GB. Repeatable; lt analyze exits 1 when one fails.
     #[arg(long = "check", value_name = "EXPR", value_parser = parse_check)]
     pub checks: Vec<crate::analyze::checks::Expr>,
 
