@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use super::class::Class;
 use super::timeline::Timeline;
 use crate::capture::results::{ConnectRow, NoticeRow, Outcome, OutcomeRow, Row, Sample, Trailer};
-use crate::histogram::{latency as histogram, record_ns};
+use crate::histogram::{self, record_ns};
 
 /// Distinct messages (and NOTICE texts) kept with their counts; the rest are counted as
 /// "other", so memory stays bounded whatever a relay says.
@@ -37,9 +37,9 @@ pub struct Latencies {
 impl Latencies {
     fn new() -> Latencies {
         Latencies {
-            response: histogram(),
-            service: histogram(),
-            lag: histogram(),
+            response: histogram::latency(),
+            service: histogram::latency(),
+            lag: histogram::latency(),
             at_timeout: 0,
         }
     }
@@ -71,9 +71,9 @@ impl Held {
     fn new() -> Held {
         Held {
             records: 0,
-            held: histogram(),
-            lag: histogram(),
-            own: histogram(),
+            held: histogram::latency(),
+            lag: histogram::latency(),
+            own: histogram::latency(),
         }
     }
 
@@ -188,10 +188,10 @@ impl Connects {
             initial_failed: 0,
             reconnects: 0,
             reconnects_failed: 0,
-            latency: histogram(),
-            tcp: histogram(),
-            tls: histogram(),
-            upgrade: histogram(),
+            latency: histogram::latency(),
+            tcp: histogram::latency(),
+            tls: histogram::latency(),
+            upgrade: histogram::latency(),
             causes: BTreeMap::new(),
         }
     }
@@ -304,7 +304,7 @@ impl Tally {
                     latency: Latencies::new(),
                 })
                 .collect(),
-            events_returned: histogram(),
+            events_returned: histogram::latency(),
             messages: Messages::default(),
             close_codes: BTreeMap::new(),
             notices: BTreeMap::new(),

@@ -24,13 +24,6 @@ use crate::transport::Stop;
 /// naps at higher rates.
 pub const ROWS_BACKLOG_MAX: usize = 8_192;
 
-/// Response time (completed − intended) for the progress line, microseconds, 1 µs to one
-/// hour at 3 significant digits. Every figure of the summary is analyze's, read back from
-/// the results file (one definition of each figure); this one only shows progress.
-fn histogram() -> Histogram<u64> {
-    crate::histogram::latency()
-}
-
 /// Counters of what the relay sent that no record owns, for the results trailer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FrameCounts {
@@ -70,6 +63,9 @@ pub struct Shared {
     notices: AtomicU64,
     /// Largest schedule lag since the sampler last looked, ns.
     lag_window_max_ns: AtomicU64,
+    /// Response time (completed − intended) for the progress line, microseconds. Every
+    /// figure of the summary is analyze's, read back from the results file (one definition
+    /// of each figure); this one only shows progress.
     response_us: Mutex<Histogram<u64>>,
     /// Signalled when in-flight slots are freed while a scheduler waits at the global cap
     /// (`slot_waiters` > 0), so completions cost nothing extra when nobody waits.
@@ -125,7 +121,7 @@ impl Shared {
             oversized: AtomicU64::new(0),
             notices: AtomicU64::new(0),
             lag_window_max_ns: AtomicU64::new(0),
-            response_us: Mutex::new(histogram()),
+            response_us: Mutex::new(crate::histogram::latency()),
             slot_freed: Notify::new(),
             slot_waiters: AtomicUsize::new(0),
             rows_pending: to_writer.pending,

@@ -102,10 +102,6 @@ struct Stats {
     from_sent: Option<Histogram<u64>>,
 }
 
-fn histogram() -> Histogram<u64> {
-    crate::histogram::latency()
-}
-
 /// The recorded buckets of `h` as `(highest value of the bucket, count)`.
 pub fn buckets(h: &Histogram<u64>) -> Buckets {
     h.iter_recorded()
@@ -165,7 +161,7 @@ impl Ledger {
             stats: BTreeMap::new(),
             fanout: crate::histogram::counts(),
             seconds: BTreeMap::new(),
-            shape: histogram(),
+            shape: crate::histogram::latency(),
             missed_examples: Vec::new(),
             unexpected_examples: Vec::new(),
             read_deliveries: 0,
@@ -297,12 +293,12 @@ impl Ledger {
         let stats = self.stats.entry(query).or_default();
         stats
             .latency
-            .get_or_insert_with(histogram)
+            .get_or_insert_with(crate::histogram::latency)
             .saturating_record(latency_us.max(1));
         if let Some(us) = from_sent_us {
             stats
                 .from_sent
-                .get_or_insert_with(histogram)
+                .get_or_insert_with(crate::histogram::latency)
                 .saturating_record(us.max(1));
         }
         let second = (at_ns / 1_000_000_000) as u32;
