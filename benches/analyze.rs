@@ -21,6 +21,7 @@ use lt::capture::results::{
 };
 use lt::capture::{Op, Query, Role};
 use lt::nostr::Prefix;
+use lt_testkit::stats::median;
 
 /// Writes a results file shaped like a real run at 10k records/s: mostly views answered in
 /// a few ms, some reads, mirrors, rejects and timeouts, one sample per second.
@@ -172,11 +173,6 @@ fn analyze(path: &Path, out: &Path) -> (f64, u64) {
     (started.elapsed().as_secs_f64(), usage.ru_maxrss as u64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let big: u64 = std::env::var("LT_BENCH_ROWS")
         .ok()
@@ -207,7 +203,7 @@ fn main() {
         let (_, rss) = analyze(&small_path, &dir.path().join(format!("out-small-{round}")));
         rss_small = rss_small.max(rss);
     }
-    let (floor, pass) = (median(floor), median(pass));
+    let (floor, pass) = (median(&floor), median(&pass));
     let rows = big as f64;
     println!(
         "lt analyze: {pass:.2} s for {big} rows = {:.2}M rows/s (goal ≥ 5M rows/s)",

@@ -4,22 +4,16 @@
 //! `LT_BENCH_SUBS` live subscribers (default 1,000), each on its own connection with a live
 //! feed subscription, receive every event one more connection publishes at `LT_BENCH_EPS`
 //! events/s (default 100) for `LT_BENCH_SECS` seconds (default 20): 100k deliveries/s by
-//! default. The relay is the fault peer's `FanOut` behaviour (tests/peer.rs) in a process of
+//! default. The relay is the fault peer's `FanOut` behaviour (`lt_testkit::peer`) in a process of
 //! its own, so what is measured is the client side. Printed:
 //!
 //! - lt's own schedule lag p99 (goal ≤ 5 ms) and the deliveries it counted (expected,
 //!   delivered, missed);
 //! - lt's CPU per delivery against the floor: a client with the same connections that sends
 //!   the same REQs and events at their times and reads every frame as raw bytes through
-//!   epoll, without decoding or parsing anything (benches/support: lt's mechanisms
+//!   epoll, without decoding or parsing anything (`lt_testkit::bench`: lt's mechanisms
 //!   without lt);
 //! - lt's peak RSS.
-
-#[path = "../tests/peer.rs"]
-#[allow(dead_code, unused_imports)]
-mod peer;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::io::Read;
 use std::path::Path;
@@ -31,11 +25,11 @@ use std::time::Duration;
 use lt::capture::trace::{Import, ImportTiming, Source, VERSION};
 use lt::capture::{Completion, Header, Op, Query, Record, Role, TraceReader, TraceWriter};
 use lt::nostr::{keys, Unsigned};
-use peer::{Behavior, Peer};
-use support::{
+use lt_testkit::bench::{
     blocking_sockets, mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role,
     RoleProcess, Timer,
 };
+use lt_testkit::peer::{Behavior, Peer};
 use tokio_tungstenite::tungstenite::Message;
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");

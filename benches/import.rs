@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use lt::nostr::Event;
+use lt_testkit::stats::median;
 use rayon::prelude::*;
 
 const LT: &str = env!("CARGO_BIN_EXE_lt");
@@ -107,11 +108,6 @@ fn floor(text: &[u8]) -> Timed {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let big: usize = std::env::var("LT_BENCH_EVENTS")
         .ok()
@@ -184,8 +180,8 @@ fn main() {
         format!("{lo:.1}–{hi:.1}")
     };
     let (import_range, floor_range) = (range(&import_s), range(&floor_s));
-    let (t_import, t_floor) = (median(&mut import_s), median(&mut floor_s));
-    let (c_import, c_floor) = (median(&mut import_cpu), median(&mut floor_cpu));
+    let (t_import, t_floor) = (median(&import_s), median(&floor_s));
+    let (c_import, c_floor) = (median(&import_cpu), median(&floor_cpu));
     let trace_bytes = std::fs::metadata(&out).expect("stat").len();
 
     println!(

@@ -2,7 +2,7 @@
 //! and ratios against the same client talking to the same peer directly, in the same run.
 //!
 //! 1. added latency: an open-loop client sends EVENT frames at 1k and then 20k frames/s over
-//!    20 connections to the ack-only peer (`tests/peer.rs`), directly and through
+//!    20 connections to the ack-only peer (`lt_testkit::peer`), directly and through
 //!    `lt record`; each frame's round trip is timed from its write to its OK. Goal: the
 //!    proxy adds ≤ 0.1 ms at p50 and ≤ 0.5 ms at p99;
 //! 2. sustained rate: a closed-loop client (100 frames in flight per connection, 20
@@ -11,10 +11,6 @@
 //! Each figure is the median of three rounds, direct and proxied alternating. The peer runs
 //! on its own runtime; `lt record` is the release binary, in its own process.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/peer.rs"]
-mod peer;
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use peer::{Behavior, Peer};
+use lt_testkit::peer::{Behavior, Peer};
+use lt_testkit::stats::median;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -252,11 +249,6 @@ fn closed_loop(rt: &tokio::runtime::Runtime, url: &str, secs: f64) -> f64 {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -285,7 +277,7 @@ fn main() {
                 figures[2 * i + 1].push(ms(&h, 0.99));
             }
         }
-        let [d50, d99, b50, b99, p50, p99] = figures.map(median);
+        let [d50, d99, b50, b99, p50, p99] = figures.map(|v| median(&v));
         println!(
             "added latency at {rate:>6} frames/s: p50 {:+.3} ms (goal ≤ 0.1), p99 {:+.3} ms (goal ≤ 0.5); a bare forwarder adds p50 {:+.3}, p99 {:+.3} (direct p50 {d50:.3} p99 {d99:.3} · bare {b50:.3} {b99:.3} · lt record {p50:.3} {p99:.3} ms)",
             p50 - d50,
@@ -300,7 +292,7 @@ fn main() {
             rates[i].push(closed_loop(&client, url, 5.0));
         }
     }
-    let [d, b, p] = rates.map(median);
+    let [d, b, p] = rates.map(|v| median(&v));
     println!(
         "sustained rate: {p:.0} frames/s through lt record, {d:.0} direct: {:.2}× (goal ≥ 0.8×); a bare forwarder {b:.0}: {:.2}×",
         p / d,

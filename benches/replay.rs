@@ -2,7 +2,7 @@
 //! measured in the same run.
 //!
 //! 1. ceiling: events/s `lt replay --speed max` pushes into a minimal ack-only WebSocket peer
-//!    (`tests/peer.rs`), against a bare tokio-tungstenite client with the same connections and
+//!    (`lt_testkit::peer`), against a bare tokio-tungstenite client with the same connections and
 //!    window into the same peer (goal ≥ 0.8);
 //! 2. schedule lag p99 replaying 20k events/s over 1000 connections into that peer
 //!    (goal ≤ 1 ms), beside the machine's own floor: how late a bare timerfd loop at 20k
@@ -33,13 +33,6 @@
 //! (`ceiling`, `lag`, `cpu`, `memory`, `tls`, `connections`). `LT_BENCH_CONNS` (default
 //! 10000) sets the many connections of step 6.
 
-#[path = "../tests/relay.rs"]
-#[allow(dead_code, unused_imports)]
-mod relay;
-#[path = "../tests/tls.rs"]
-#[allow(dead_code, unused_imports)]
-mod tls;
-
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -51,16 +44,12 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use lt::capture::results::{Outcome, ResultsReader, Row};
 use lt::capture::TraceReader;
-// The fault peer is a test aid, not part of the product library: shared from the tests.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/peer.rs"]
-mod peer;
-use peer::{Behavior, Peer};
+use lt_testkit::peer::{Behavior, Peer};
+use lt_testkit::stats::{median, median_index, range};
+use lt_testkit::{relay, tls};
 use tokio_tungstenite::tungstenite::Message;
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{
+use lt_testkit::bench::{
     blocking_sockets, mono_ns, read_raw_until, role_figures, run, self_cpu_s, serving_role,
     RoleProcess, Timer, Usage,
 };
@@ -174,20 +163,6 @@ fn frames_by_conn(trace: &Path, conns: u32) -> Vec<Vec<String>> {
 
 /// Rounds of the noisiest measurements (ceiling, lag).
 const ROUNDS: usize = 3;
-
-/// Index of the median of `v` (the lower middle for an even count).
-fn median_index(v: &[f64]) -> usize {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    order[(v.len() - 1) / 2]
-}
-
-/// `min–max` of `v` with `digits` decimals.
-fn range(v: &[f64], digits: usize) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.digits$}–{max:.digits$}")
-}
 
 /// The machine's own floor for schedule lag, measured in the same run: one thread sleeping
 /// on a timerfd armed at absolute deadlines every `period` (lt's mechanism, without lt),
@@ -391,7 +366,6 @@ fn per_connection(d: &Path) {
             peak.entry(conns).or_default().push(u.max_rss_kib as f64);
         }
     }
-    let median = |v: &[f64]| v[median_index(v)];
     let extra = f64::from(many - few);
     for (what, m) in [("steady", &steady), ("peak", &peak)] {
         let (a, b) = (median(&m[&few]), median(&m[&many]));
@@ -799,7 +773,6 @@ fn memory(d: &Path) {
             rss.entry(name).or_default().push(u.max_rss_kib as f64);
         }
     }
-    let median = |v: &[f64]| v[median_index(v)];
     let (small, large) = (median(&rss["small"]), median(&rss["big"]));
     println!(
         "  memory      peak RSS {large:.0} KiB replaying {big} records (range {}) vs {small:.0} KiB for {} (range {}): ratio {:.2}, medians of {ROUNDS}  (goal <= 1.2)",

@@ -12,6 +12,8 @@
 
 use std::path::Path;
 use std::process::Command;
+
+use lt_testkit::stats::median;
 use std::time::Instant;
 
 use lt::capture::{Op, Role, TraceReader};
@@ -156,11 +158,6 @@ fn raw_work(views: u64, others: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let big: f64 = std::env::var("LT_BENCH_RECORDS")
         .ok()
@@ -189,7 +186,7 @@ fn main() {
         raw_s.push(raw_work(c.views, c.others));
     }
     let c = counts.expect("at least one round");
-    let (t_synth, t_raw) = (median(&mut synth_s), median(&mut raw_s));
+    let (t_synth, t_raw) = (median(&synth_s), median(&raw_s));
     let events = c.views + c.others;
     let file_bytes = std::fs::metadata(&big_path).expect("stat").len();
     let floor = 96 * events + c.floor_rest;

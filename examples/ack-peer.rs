@@ -4,11 +4,9 @@
 //!
 //! `LT_PEER_THREADS` (default 2) sets its worker threads.
 
-// The fault peer is a test aid, not part of the product library: shared from the tests.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/peer.rs"]
-mod peer;
-use peer::{Behavior, Peer};
+// The fault peer is a test aid, not part of the product library: lt's dev-dependency
+// `lt-testkit` (tests/support/), which examples may use.
+use lt_testkit::peer::{Behavior, Peer};
 
 fn main() -> std::io::Result<()> {
     let threads = std::env::var("LT_PEER_THREADS")

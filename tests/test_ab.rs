@@ -147,9 +147,9 @@ fn ab_of_a_build_against_itself_is_inconclusive() {
         assert!(run.join("relay.log").is_file(), "{}", run.display());
         assert!(run.join("report").is_dir(), "{}", run.display());
     }
-    crate::test_analyze::check_comparison(&c);
+    crate::util::check_comparison(&c);
     let calibration = report(dir.path(), "calibration");
-    crate::test_analyze::check_calibration(&calibration);
+    crate::util::check_calibration(&calibration);
     assert_eq!(calibration["false_sessions"], 0);
     assert_eq!(calibration["figures"].as_array().unwrap().len(), 6);
     assert!(calibration["resampled"].is_object(), "{calibration}");
@@ -218,7 +218,7 @@ fn the_ci_gate_fails_a_slower_build() {
         "{summary}"
     );
     let c = report_in(&dir.path().join("ab"), "comparison");
-    crate::test_analyze::check_comparison(&c);
+    crate::util::check_comparison(&c);
     let p50 = metric(&c, "response_p50");
     assert_eq!(p50["verdict"], "worse", "{p50}");
     let delta = p50["delta"].as_f64().unwrap();

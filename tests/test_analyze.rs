@@ -14,7 +14,7 @@ use lt::capture::results::{
 use lt::capture::{Op, Query, Role};
 use lt::nostr::Prefix;
 
-use crate::util::{lt, one_line_error, text};
+use crate::util::{check_comparison, check_report_files, lt, one_line_error, text};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
@@ -121,9 +121,7 @@ fn row(index: u64, op: Op, intended: u64, lag: u64, latency: Option<u64>, outcom
 }
 
 fn analyze(path: &Path) -> Report {
-    let runs = lt::analyze::read_merged(&[path.to_owned()]).unwrap();
-    let profiles = lt::profile::load_all_beside(&runs.files);
-    report::build(&runs, &Ids::new(), &profiles)
+    crate::util::report_of(&[path.to_owned()])
 }
 
 fn close_to(got: f64, want: f64) {
@@ -774,62 +772,6 @@ fn remediation_ranks_fired_rules_first_and_cites_their_figures() {
     );
 }
 
-/// The rows of the Markdown table under `## Summary`: label → value.
-pub fn markdown_summary(md: &str) -> BTreeMap<String, f64> {
-    md.split("## Summary")
-        .nth(1)
-        .expect("a Summary section")
-        .lines()
-        .skip_while(|l| !l.starts_with("| Metric"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            (
-                cells[0].to_owned(),
-                cells[1].parse::<f64>().expect("a number"),
-            )
-        })
-        .collect()
-}
-
-/// Validates a report against the committed schema, and checks the Markdown summary shows
-/// exactly the JSON's figures.
-pub fn check_report_files(json: &Path, md: &Path) -> serde_json::Value {
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&value)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{}: {errors:?}", json.display());
-    let shown = markdown_summary(&std::fs::read_to_string(md).unwrap());
-    let summary = value["summary"].as_array().unwrap();
-    assert_eq!(shown.len(), summary.len());
-    for h in summary {
-        let label = h["label"].as_str().unwrap();
-        assert_eq!(shown[label], h["value"].as_f64().unwrap(), "{label}");
-    }
-    // The summary's figures are the report's own.
-    let find = |id: &str| {
-        summary
-            .iter()
-            .find(|h| h["id"] == id)
-            .map(|h| h["value"].as_f64().unwrap())
-    };
-    assert_eq!(find("attempted"), value["totals"]["attempted"].as_f64());
-    if let Some(p99) = find("response_p99") {
-        assert_eq!(
-            Some(p99),
-            value["latency"]["overall"]["response_ms"]["p99"].as_f64()
-        );
-    }
-    value
-}
-
 #[test]
 fn committed_schemas_match_the_report_types() {
     let schemas = [
@@ -870,26 +812,6 @@ fn newest_comparison(dir: &Path) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     check_comparison(&c);
     c
-}
-
-/// Validates a comparison against the committed schema.
-pub fn check_comparison(value: &serde_json::Value) {
-    check_against(include_str!("../docs/compare.schema.json"), value);
-}
-
-/// Validates an `lt ab --aa` calibration against the committed schema.
-pub fn check_calibration(value: &serde_json::Value) {
-    check_against(include_str!("../docs/calibration.schema.json"), value);
-}
-
-fn check_against(schema: &str, value: &serde_json::Value) {
-    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]
@@ -949,8 +871,7 @@ fn merged_files_add_histograms_not_percentiles() {
     write(&b, "f1", &slow);
     // Different record counts per file would be different traces in real life; here the
     // fingerprint is what merging checks.
-    let runs = lt::analyze::read_merged(&[a, b]).unwrap();
-    let r = report::build(&runs, &Ids::new(), &[]);
+    let r = crate::util::report_of(&[a, b]);
     let p = r.measured.latency.overall.response_ms.unwrap();
     assert_eq!(p.count, 1000);
     close_to(p.p50, 1.0);
@@ -1527,8 +1448,7 @@ fn merging_unlike_runs_is_warned() {
     let stdout = text(&out.stdout);
     let want = "replay option speed differs: 1x in the first file, 4x in b.ltr";
     assert!(stdout.contains(&format!("warning: {want}")), "{stdout}");
-    let runs = lt::analyze::read_merged(&[a.clone(), b]).unwrap();
-    let r = report::build(&runs, &Ids::new(), &[]);
+    let r = crate::util::report_of(&[a.clone(), b]);
     assert_eq!(
         r.measured.config.merge_warnings,
         vec![want.replace("b.ltr", &dir.path().join("b.ltr").display().to_string())]
@@ -1934,8 +1854,7 @@ fn a_shard_that_fell_behind_makes_the_merged_run_untrustworthy() {
         .collect();
     write_shard(&a, 0, 2, &calm);
     write_shard(&b, 1, 2, &late);
-    let runs = lt::analyze::read_merged(&[a.clone(), b.clone()]).unwrap();
-    let built = report::build(&runs, &Ids::new(), &[]);
+    let built = crate::util::report_of(&[a.clone(), b.clone()]);
     let merged_lag = built.measured.latency.overall.schedule_lag_ms.unwrap().p99;
     assert!(merged_lag < 5.0, "the merged figures hide it: {merged_lag}");
     // Issue #28: the library's report is the CLI's, trust verdict included (the list of

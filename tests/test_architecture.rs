@@ -288,3 +288,23 @@ fn layers_import_only_downwards() {
     }
     assert!(wrong.is_empty(), "imports against the layering: {wrong:#?}");
 }
+
+/// Issue #28: what the tests, benches and the example share is one crate
+/// (`tests/support/`, `lt-testkit`), never a file included by `#[path]` into several.
+#[test]
+fn benches_and_examples_include_no_files_by_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut offenders = Vec::new();
+    for dir in ["benches", "examples", "tests"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("a top-level folder") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                if text.lines().any(|l| l.trim_start().starts_with("#[path")) {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "#[path] includes in {offenders:?}");
+}

@@ -10,9 +10,9 @@ use lt::capture::{Op, Record, Role, TraceReader};
 use lt::nostr::Event;
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::{outcomes, replay};
-use crate::test_replay_relays::stored;
+use crate::util::stored;
 use crate::util::{busy, lt, one_line_error, synth, text};
+use crate::util::{outcomes, replay};
 
 const VECTORS: &str = include_str!("vectors/bitvid-example-events.jsonl");
 

@@ -15,19 +15,12 @@ use lt::capture::{Op, TraceReader};
 
 use crate::peer::{Behavior, Peer};
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::replay;
+use crate::util::replay;
 use crate::util::{synth, text};
-
-/// The report of a results file.
-fn report_of(results: &Path) -> lt::analyze::report::Report {
-    let runs = lt::analyze::read_merged(&[results.to_owned()]).expect("results");
-    let profiles = lt::profile::load_all_beside(&runs.files);
-    lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &profiles)
-}
 
 /// The report's live section of a results file.
 fn live_section(results: &Path) -> LiveDeliveries {
-    report_of(results)
+    crate::util::report_of(&[results.to_owned()])
         .measured
         .live_deliveries
         .expect("a live subscriptions section")
@@ -243,11 +236,7 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
     let _machine = crate::util::busy();
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = live_trace(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::util::runtime();
     let peer = rt
         .block_on(Peer::start(Behavior::FanOut {
             drop_every: 37,
@@ -306,7 +295,7 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
         assert!(doubled.contains(&(e.subscription.clone(), e.event_id.clone())));
     }
     // The rule names it, and the headline figure a comparison judges counts it.
-    let full = report_of(&results);
+    let full = crate::util::report_of(std::slice::from_ref(&results));
     let rule = full
         .rules
         .iter()
@@ -330,7 +319,7 @@ fn dropped_and_doubled_deliveries_are_missed_and_unexpected_exactly() {
     assert_eq!(draft.labels, ["correctness", "reliability"]);
     // …and a gate reads the delivery latency it measured (it was once refused as "not
     // measured by this lt yet").
-    let mut gated = report_of(&results);
+    let mut gated = crate::util::report_of(std::slice::from_ref(&results));
     let gate: Vec<lt::analyze::checks::Expr> = vec!["delivery.p99 < 60s".parse().unwrap()];
     gated.check(&gate, true).unwrap();
     assert!(gated.checks[0].observed.is_some(), "{:?}", gated.checks);

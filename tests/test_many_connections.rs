@@ -14,7 +14,7 @@ use lt::capture::results::{ResultsReader, Row};
 use lt::capture::{Op, Role, TraceReader, TraceWriter};
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::{outcomes, replay};
+use crate::util::{outcomes, replay};
 use crate::util::{synth, text};
 
 /// What the issue asks for.

@@ -2,6 +2,8 @@
 
 use lt::nostr::{ClientMessage, Event, VerifyError};
 
+use crate::util::independent_verify;
+
 const VECTORS: &str = include_str!("vectors/bitvid-example-events.jsonl");
 
 /// The platform's own builders signed these (`shared/reference/bitvid-example-events.jsonl`).
@@ -74,33 +76,6 @@ fn lt_round_trips_reference_events_byte_for_byte_in_meaning() {
             other => panic!("{other:?}"),
         }
     }
-}
-
-/// Verifies an event with code that shares nothing with lt's: serde_json for the id
-/// pre-image, sha2 for the hash, k256 (RustCrypto) for BIP-340.
-pub fn independent_verify(event: &serde_json::Value) -> Result<(), String> {
-    use k256::schnorr::{Signature, VerifyingKey};
-    use sha2::{Digest, Sha256};
-    let pre = serde_json::to_string(&serde_json::json!([
-        0,
-        event["pubkey"],
-        event["created_at"],
-        event["kind"],
-        event["tags"],
-        event["content"]
-    ]))
-    .map_err(|e| e.to_string())?;
-    let id = Sha256::digest(pre.as_bytes());
-    let claimed = hex::decode(event["id"].as_str().ok_or("no id")?).map_err(|e| e.to_string())?;
-    if claimed[..] != id[..] {
-        return Err("id does not match the serialization".into());
-    }
-    let pk =
-        hex::decode(event["pubkey"].as_str().ok_or("no pubkey")?).map_err(|e| e.to_string())?;
-    let sig = hex::decode(event["sig"].as_str().ok_or("no sig")?).map_err(|e| e.to_string())?;
-    let key = VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
-    let sig = Signature::try_from(sig.as_slice()).map_err(|e| e.to_string())?;
-    key.verify_raw(&id, &sig).map_err(|e| e.to_string())
 }
 
 #[test]

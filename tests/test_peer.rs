@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::peer::{Behavior, Peer, PeerStats};
+use crate::peer::{
+    fast_event_id, ok_frame, oversized, reply_to, Behavior, Counters, Peer, PeerStats,
+};
 use futures_util::{SinkExt, StreamExt};
 use lt::nostr::keys;
 use lt::nostr::message::{close_frame, event_frame, req_frame};
@@ -343,4 +345,46 @@ async fn shutdown_closes_connections_and_stops_accepting() {
     let (texts, closed) = until_end(&mut ws).await;
     assert!(texts.is_empty() && !closed);
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+// The frames the peer writes, as the replay bench relies on them.
+
+#[test]
+fn fast_path_takes_only_well_formed_ids() {
+    let id = "b1a649ebe8b435ec71d3784793f3bbf4b93e64e17568a741aecd4c7ddeafce30";
+    let frame = format!(r#"["EVENT",{{"id":"{id}","kind":1}}]"#);
+    assert_eq!(fast_event_id(&frame), Some(id));
+    let upper = frame.replace('b', "B");
+    assert_eq!(fast_event_id(&upper), None);
+    let short = format!(r#"["EVENT",{{"id":"{}","kind":1}}]"#, &id[..63]);
+    assert_eq!(fast_event_id(&short), None);
+    let long = format!(r#"["EVENT",{{"id":"{id}0","kind":1}}]"#);
+    assert_eq!(fast_event_id(&long), None);
+    assert_eq!(fast_event_id(r#"["EVENT",{"id":""#), None);
+    // A multi-byte character where the id should be must not panic on a char boundary.
+    let odd = format!(r#"["EVENT",{{"id":"é{}"}}]"#, &id[..62]);
+    assert_eq!(fast_event_id(&odd), None);
+}
+
+#[test]
+fn slow_path_reads_ids_in_any_key_order() {
+    let id = "b1a649ebe8b435ec71d3784793f3bbf4b93e64e17568a741aecd4c7ddeafce30";
+    let counters = Counters::default();
+    let frame = format!(r#"[ "EVENT", {{"kind":1, "id":"{id}"}} ]"#);
+    assert_eq!(reply_to(&frame, &counters), Some(ok_frame(id)));
+    assert_eq!(
+        reply_to(r#"["REQ","s",{}]"#, &counters).as_deref(),
+        Some(r#"["EOSE","s"]"#)
+    );
+    assert_eq!(reply_to(r#"["CLOSE","s"]"#, &counters), None);
+    let stats = counters.snapshot();
+    assert_eq!((stats.events_acked, stats.reqs_answered), (1, 1));
+}
+
+#[test]
+fn oversized_frames_have_the_asked_size() {
+    for n in [0, 1, 12, 13, 14, 100, 70_000] {
+        assert_eq!(oversized(n).len(), n);
+    }
+    assert!(RelayMessage::parse(&oversized(100)).is_ok());
 }

@@ -14,8 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::peer::{Behavior, Peer};
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay_relays::stored;
-use crate::util::{lt, one_line_error, synth, text};
+use crate::util::{lt, one_line_error, runtime, stored, synth, text};
 
 /// `lt record` running as a child process, listening on a free loopback port.
 struct Recording {
@@ -365,14 +364,6 @@ fn a_recording_replayed_into_another_relay_names_what_it_answers_differently() {
         md.contains("now `rejected replaced:` that were `ok`"),
         "{md}"
     );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn event_frame(n: u32) -> String {

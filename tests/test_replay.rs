@@ -3,45 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use crate::peer::{Behavior, Peer};
 use lt::capture::results::{ResultsReader, Row};
 use lt::capture::{Op, Role};
 
-use crate::util::{lt, one_line_error, synth, text};
-
-/// Outcome counts by label and the set of record indices, checking each appears once.
-pub fn outcomes(path: &Path) -> (BTreeMap<String, u64>, u64) {
-    let mut r = ResultsReader::open(path).unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let mut counts = BTreeMap::new();
-    while let Some(row) = r.next_row().unwrap() {
-        if let Row::Outcome(o) = row {
-            assert!(seen.insert(o.index), "record {} has two outcomes", o.index);
-            o.outcome.count_into(&mut counts);
-        }
-    }
-    let records = r.header().trace_records;
-    assert_eq!(
-        seen.len() as u64,
-        records,
-        "every trace record has an outcome"
-    );
-    assert_eq!(r.trailer().unwrap().outcomes, records);
-    (counts, records)
-}
-
-pub fn replay(trace: &Path, url: &str, out: &Path, extra: &[&str]) -> Output {
-    lt().arg("replay")
-        .arg(trace)
-        .args(["--relay", url, "-o"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap()
-}
+use crate::util::{lt, one_line_error, outcomes, replay, runtime, synth, text};
 
 /// A replay of a freshly synthesized trace into a peer behaving as asked.
 struct PeerRun {
@@ -88,14 +56,6 @@ fn small_trace(dir: &Path) -> PathBuf {
         "t",
         &["--duration", "20", "--rate", "100", "--clients", "20"],
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -244,8 +204,7 @@ fn waiting_on_a_slow_relay_is_held_time_not_lts_own_lag() {
     assert!(r.stdout.contains("the relay held lt back"), "{}", r.stdout);
     assert!(!r.stdout.contains("WARNING"), "{}", r.stdout);
 
-    let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
-    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let report = crate::util::report_of(std::slice::from_ref(&r.out));
     let lag = report
         .measured
         .latency
@@ -670,8 +629,7 @@ fn connect_phases_are_timed_apart() {
     // The connect phase as a whole, in the trailer: at least its slowest attempt.
     let phase = rows.trailer().unwrap().connect_phase_ns.unwrap();
     assert!(phase > 0, "{phase}");
-    let runs = lt::analyze::read_merged(std::slice::from_ref(&r.out)).unwrap();
-    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let report = crate::util::report_of(std::slice::from_ref(&r.out));
     let c = &report.measured.connections;
     assert_eq!(c.tcp_connect_ms.as_ref().unwrap().count, 20);
     assert_eq!(c.upgrade_ms.as_ref().unwrap().count, 20);

@@ -1,18 +1,16 @@
 //! `lt replay` against the two real relays (nostr-rs-relay 0.8.12, rnostr 0.4.8), checked
 //! against what each relay actually stored, asked independently of lt's own bookkeeping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
-use futures_util::{SinkExt, StreamExt};
 use lt::capture::results::{Outcome, ResultsReader, Row};
 use lt::capture::{Completion, TraceReader};
-use lt::nostr::{message, Event, RelayMessage};
-use tokio_tungstenite::tungstenite::Message;
+use lt::nostr::Event;
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::{outcomes, replay};
-use crate::util::{lt, synth, text};
+use crate::util::{lt, stored, synth, text};
+use crate::util::{outcomes, replay};
 
 /// Every event of a trace by record index.
 fn trace_events(path: &Path) -> HashMap<u64, Event> {
@@ -36,40 +34,6 @@ fn results(path: &Path) -> HashMap<u64, Outcome> {
         }
     }
     out
-}
-
-/// Which of `ids` the relay has, asked with plain REQs by id on a fresh connection.
-pub fn stored(url: &str, ids: &[String]) -> HashSet<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut found = HashSet::new();
-        for (n, chunk) in ids.chunks(100).enumerate() {
-            let sub = format!("check-{n}");
-            let filter = serde_json::json!({ "ids": chunk, "limit": 200 }).to_string();
-            ws.send(Message::text(message::req_frame(&sub, &[&filter])))
-                .await
-                .unwrap();
-            loop {
-                let Some(Ok(Message::Text(t))) = ws.next().await else {
-                    panic!("connection ended")
-                };
-                match RelayMessage::parse(t.as_str()).unwrap() {
-                    RelayMessage::Event { event, .. } => {
-                        let ev = Event::from_json(event.get()).unwrap();
-                        found.insert(hex::encode(ev.id));
-                    }
-                    RelayMessage::Eose(s) if s == sub => break,
-                    RelayMessage::Closed { message, .. } => panic!("CLOSED: {message}"),
-                    _ => {}
-                }
-            }
-        }
-        found
-    })
 }
 
 #[test]
@@ -199,7 +163,7 @@ fn analyze_real_runs(
     let base = work.join("reports/load-test");
     let json = base.join(format!("load-report-{date}.json"));
     let md = base.join(format!("load-test-report-{date}.md"));
-    let report = crate::test_analyze::check_report_files(&json, &md);
+    let report = crate::util::check_report_files(&json, &md);
     let by_outcome = report["totals"]["by_outcome"].as_object().unwrap();
     for (label, n) in counts {
         assert_eq!(by_outcome[label].as_u64(), Some(*n), "{kind:?}: {label}");
@@ -225,7 +189,7 @@ fn analyze_real_runs(
     assert!(out.status.success(), "{kind:?}: {}", text(&out.stderr));
     let json = base.join(format!("load-report-{date}-2.json"));
     let md = base.join(format!("load-test-report-{date}-2.md"));
-    let again = crate::test_analyze::check_report_files(&json, &md);
+    let again = crate::util::check_report_files(&json, &md);
     let fired: Vec<&str> = again["remediation"]
         .as_array()
         .unwrap()

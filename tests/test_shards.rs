@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use lt::capture::{Completion, TraceReader};
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::replay;
-use crate::test_replay_relays::stored;
+use crate::util::replay;
+use crate::util::stored;
 use crate::util::{lt, synth, text};
 
 /// Every event id of a trace.
@@ -146,8 +146,7 @@ fn four_shards_merge_into_the_run_one_process_plays() {
     }
 
     // Merged: the trace's records once each, one run.
-    let runs = lt::analyze::read_merged(&outs).expect("the shards merge");
-    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let report = crate::util::report_of(&outs);
     let by_outcome: u64 = report.measured.totals.by_outcome.values().sum();
     assert_eq!(
         by_outcome, records,

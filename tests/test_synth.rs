@@ -8,7 +8,7 @@ use lt::nostr::keys;
 use lt::workload::{Body, Options, Planner};
 use rayon::prelude::*;
 
-use crate::test_nostr::independent_verify;
+use crate::util::independent_verify;
 use crate::util::{decompressed, synth};
 
 fn sha256_file(path: &std::path::Path) -> String {

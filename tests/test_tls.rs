@@ -8,10 +8,10 @@ use std::sync::Arc;
 use lt::capture::{Completion, TraceReader};
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::test_replay::{outcomes, replay};
-use crate::test_replay_relays::stored;
 use crate::tls::{certs, Nginx};
+use crate::util::stored;
 use crate::util::{one_line_error, synth, text};
+use crate::util::{outcomes, replay};
 
 fn event_ids(trace: &Path) -> Vec<String> {
     TraceReader::open(trace)
@@ -83,8 +83,7 @@ fn wss_with_the_staging_ca_matches_ws_straight_to_a_relay() {
     let doc = lt::nip11::Document::parse(preflight.document.as_deref().unwrap()).unwrap();
     assert_eq!(doc.build().as_deref(), Some("nostr-rs-relay 0.8.12"));
 
-    let runs = lt::analyze::read_merged(std::slice::from_ref(&tls_out)).unwrap();
-    let report = lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &[]);
+    let report = crate::util::report_of(std::slice::from_ref(&tls_out));
     let tls = report
         .measured
         .connections

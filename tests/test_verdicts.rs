@@ -22,7 +22,7 @@ fn fixture(name: &str) -> Calibration {
         .join("tests/fixtures")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    crate::test_analyze::check_calibration(&serde_json::from_str(&text).unwrap());
+    crate::util::check_calibration(&serde_json::from_str(&text).unwrap());
     let c: Calibration = serde_json::from_str(&text).expect("a calibration report");
     let ids: Vec<&str> = thresholds::METRICS.iter().map(|m| m.id).collect();
     assert_eq!(c.metrics, ids, "the fixture's columns are today's metrics");

@@ -1,8 +1,8 @@
 //! One integration-test binary (as ripgrep does): the real `lt` binary and the library,
-//! no mocks.
+//! no mocks. What they share with the benches is the `lt-testkit` crate (`tests/support/`).
 
-mod peer;
-mod relay;
+use lt_testkit::{peer, relay, tls};
+
 mod test_ab;
 mod test_analyze;
 mod test_architecture;
@@ -23,5 +23,4 @@ mod test_shards;
 mod test_synth;
 mod test_tls;
 mod test_verdicts;
-mod tls;
 mod util;

@@ -1,5 +1,5 @@
 //! Starts real processes: fake relays made of shell commands. The two real relays are
-//! started by this launcher in the integration tests (`tests/relay.rs`, `tests/test_relays.rs`),
+//! started by this launcher in the integration tests (`tests/support/src/relay.rs`, `tests/test_relays.rs`),
 //! where the installed binaries are found, and a missing one fails the test.
 
 use super::error::describe;

@@ -115,8 +115,9 @@ pub struct PeerStats {
     pub bytes_received: u64,
 }
 
+/// What the peer counts, shared by its connections ([`Peer::stats`] reads a snapshot).
 #[derive(Default)]
-struct Counters {
+pub struct Counters {
     accepted: AtomicU64,
     websockets: AtomicU64,
     messages: AtomicU64,
@@ -129,7 +130,8 @@ struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> PeerStats {
+    /// The counts so far.
+    pub fn snapshot(&self) -> PeerStats {
         PeerStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             websockets: self.websockets.load(Ordering::Relaxed),
@@ -474,7 +476,7 @@ async fn fan_out(ws: Ws, drop_every: u64, duplicate_every: u64, counters: &Count
 }
 
 /// What the peer answers to one text message, counting the answer; `None` for CLOSE.
-fn reply_to(text: &str, counters: &Counters) -> Option<String> {
+pub fn reply_to(text: &str, counters: &Counters) -> Option<String> {
     if let Some(id) = fast_event_id(text) {
         counters.events_acked.fetch_add(1, Ordering::Relaxed);
         return Some(ok_frame(id));
@@ -500,7 +502,7 @@ fn reply_to(text: &str, counters: &Counters) -> Option<String> {
 /// without parsing the rest: the benchmark wants the peer's cost per event near zero. The id
 /// is checked to be 64 lowercase hex digits followed by its closing quote, so whatever comes
 /// back is a well-formed id to echo; any other frame takes the parsing path.
-fn fast_event_id(text: &str) -> Option<&str> {
+pub fn fast_event_id(text: &str) -> Option<&str> {
     const PREFIX: &str = "[\"EVENT\",{\"id\":\"";
     let rest = text.strip_prefix(PREFIX)?;
     let id = rest.get(..64)?;
@@ -523,7 +525,8 @@ fn event_id(event: &str) -> Option<String> {
     Some(hex::encode(id))
 }
 
-fn ok_frame(id_hex: &str) -> String {
+/// `["OK","<id>",true,""]`.
+pub fn ok_frame(id_hex: &str) -> String {
     let mut out = String::with_capacity(80);
     out.push_str("[\"OK\",\"");
     out.push_str(id_hex);
@@ -549,7 +552,7 @@ fn garbage(seen: u64, oversized_every: u64, oversized_bytes: usize) -> Vec<Strin
 }
 
 /// Exactly `bytes` bytes: `["NOTICE","xxx…"]` when that fits, else `x`s.
-fn oversized(bytes: usize) -> String {
+pub fn oversized(bytes: usize) -> String {
     const HEAD: &str = "[\"NOTICE\",\"";
     const TAIL: &str = "\"]";
     let mut out = String::with_capacity(bytes);
@@ -561,49 +564,4 @@ fn oversized(bytes: usize) -> String {
         out.push_str(&"x".repeat(bytes));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_path_takes_only_well_formed_ids() {
-        let id = "b1a649ebe8b435ec71d3784793f3bbf4b93e64e17568a741aecd4c7ddeafce30";
-        let frame = format!(r#"["EVENT",{{"id":"{id}","kind":1}}]"#);
-        assert_eq!(fast_event_id(&frame), Some(id));
-        let upper = frame.replace('b', "B");
-        assert_eq!(fast_event_id(&upper), None);
-        let short = format!(r#"["EVENT",{{"id":"{}","kind":1}}]"#, &id[..63]);
-        assert_eq!(fast_event_id(&short), None);
-        let long = format!(r#"["EVENT",{{"id":"{id}0","kind":1}}]"#);
-        assert_eq!(fast_event_id(&long), None);
-        assert_eq!(fast_event_id(r#"["EVENT",{"id":""#), None);
-        // A multi-byte character where the id should be must not panic on a char boundary.
-        let odd = format!(r#"["EVENT",{{"id":"é{}"}}]"#, &id[..62]);
-        assert_eq!(fast_event_id(&odd), None);
-    }
-
-    #[test]
-    fn slow_path_reads_ids_in_any_key_order() {
-        let id = "b1a649ebe8b435ec71d3784793f3bbf4b93e64e17568a741aecd4c7ddeafce30";
-        let counters = Counters::default();
-        let frame = format!(r#"[ "EVENT", {{"kind":1, "id":"{id}"}} ]"#);
-        assert_eq!(reply_to(&frame, &counters), Some(ok_frame(id)));
-        assert_eq!(
-            reply_to(r#"["REQ","s",{}]"#, &counters).as_deref(),
-            Some(r#"["EOSE","s"]"#)
-        );
-        assert_eq!(reply_to(r#"["CLOSE","s"]"#, &counters), None);
-        let stats = counters.snapshot();
-        assert_eq!((stats.events_acked, stats.reqs_answered), (1, 1));
-    }
-
-    #[test]
-    fn oversized_frames_have_the_asked_size() {
-        for n in [0, 1, 12, 13, 14, 100, 70_000] {
-            assert_eq!(oversized(n).len(), n);
-        }
-        assert!(RelayMessage::parse(&oversized(100)).is_ok());
-    }
 }

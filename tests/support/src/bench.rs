@@ -1,9 +1,6 @@
 //! What the benches share: running a command for its own resource usage, the bench binary
 //! re-run in a role of its own (a peer, a floor client), a blocking timerfd and a raw epoll
-//! reader (lt's mechanisms without lt), and this process's CPU time. Included by each bench
-//! with `#[path]`.
-
-#![allow(dead_code)]
+//! reader (lt's mechanisms without lt), and this process's CPU time.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

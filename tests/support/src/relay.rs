@@ -56,11 +56,16 @@ pub struct Relay {
     run_dir: tempfile::TempDir,
 }
 
-/// `$LT_RELAYS_DIR/bin/NAME`, else `<crate>/.relays/bin/NAME`, if it exists.
+/// lt's repository: this crate lives in its `tests/support/`.
+fn repository() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// `$LT_RELAYS_DIR/bin/NAME`, else `<repository>/.relays/bin/NAME`, if it exists.
 pub fn binary(name: &str) -> Option<PathBuf> {
     let root = match std::env::var_os("LT_RELAYS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".relays"),
+        None => repository().join(".relays"),
     };
     let path = root.join("bin").join(name);
     path.is_file().then_some(path)
@@ -76,7 +81,7 @@ pub fn installed(name: &str) -> PathBuf {
 /// `scripts/relay-configs/NAME.toml` (raised limits) or `NAME-defaults.toml`.
 pub fn config_template(kind: RelayKind, opts: RelayOptions) -> PathBuf {
     let variant = if opts.raise_limits { "" } else { "-defaults" };
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    repository()
         .join("scripts/relay-configs")
         .join(format!("{}{variant}.toml", kind.binary_name()))
 }

@@ -1,10 +1,25 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (what benches share too is in `lt-testkit`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lt::capture::container::{BlockReader, FileKind};
 use lt::capture::trace::VERSION;
+
+mod reports;
+mod runs;
+mod verify;
+
+pub use reports::{check_calibration, check_comparison, check_report_files};
+pub use runs::{outcomes, replay, runtime, stored};
+pub use verify::independent_verify;
+
+/// The report `lt analyze` builds of these results files (merged, with any profiles beside).
+pub fn report_of(results: &[PathBuf]) -> lt::analyze::report::Report {
+    let runs = lt::analyze::read_merged(results).expect("the results read back");
+    let profiles = lt::profile::load_all_beside(&runs.files);
+    lt::analyze::report::build(&runs, &lt::analyze::Ids::new(), &profiles)
+}
 
 pub fn lt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lt"))
