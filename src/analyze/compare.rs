@@ -230,72 +230,10 @@ pub fn compare(
         .into_iter()
         .zip(found)
         .zip(judged)
-        .map(|(((m, head), runs), j)| {
-            let unit = m.threshold_unit(&head.unit);
-            let rule = thresholds::describe(&runs.threshold, unit);
-            MetricDelta {
-                id: m.id.into(),
-                label: head.label.clone(),
-                unit: head.unit.clone(),
-                better: m.better,
-                a: round3(stats::mean(&runs.a).unwrap_or(0.0)),
-                b: round3(stats::mean(&runs.b).unwrap_or(0.0)),
-                a_noise: spread(&runs.a).map(round3),
-                b_noise: spread(&runs.b).map(round3),
-                delta: round3(j.delta),
-                delta_pct: stats::mean(&runs.a)
-                    .filter(|a| *a != 0.0)
-                    .map(|a| round3(j.delta * 100.0 / a.abs())),
-                threshold: round3(j.bound),
-                welch_t: j.welch.and_then(|w| w.t).map(round3),
-                df: j.welch.map(|w| round3(w.df)),
-                p_value: j.welch.map(|w| round_p(w.p)),
-                p_adjusted: j.p_adjusted.map(round_p),
-                ci95: j.ci95.map(|[l, h]| [round3(l), round3(h)]),
-                detectable: j.detectable.map(round3),
-                runs_to_resolve: j.runs_to_resolve,
-                verdict: j.verdict,
-                reason: j.reason(unit, &rule),
-                threshold_rule: rule,
-                a_runs: runs.a,
-                b_runs: runs.b,
-            }
-        })
+        .map(|(((m, head), runs), j)| metric_delta(m, head, runs, j))
         .collect();
-    let better = metrics
-        .iter()
-        .filter(|m| m.verdict == Verdict::Better)
-        .count();
-    let worse = metrics
-        .iter()
-        .filter(|m| m.verdict == Verdict::Worse)
-        .count();
-    let overall = match (better, worse) {
-        (0, 0) => "inconclusive",
-        (_, 0) => "better",
-        (0, _) => "worse",
-        _ => "mixed",
-    };
+    let (overall, overall_line) = overall(a, b, &metrics);
     let family = metrics.iter().filter(|m| m.p_value.is_some()).count();
-    let overall_line = match overall {
-        "inconclusive" if family == 0 => format!(
-            "No verdict between {} (A) and {} (B): a side has a single run, so the noise between repeats is not measured; the figures are below.",
-            a.name, b.name
-        ),
-        "inconclusive" => format!(
-            "No difference between {} (A) and {} (B) beyond noise and each metric's threshold on any of {} metrics.",
-            a.name,
-            b.name,
-            metrics.len()
-        ),
-        _ => format!(
-            "{} (B) vs {} (A): better on {better}, worse on {worse}, inconclusive on {} of {} metrics.",
-            b.name,
-            a.name,
-            metrics.len() - better - worse,
-            metrics.len()
-        ),
-    };
     let suggested_runs = (family > 0)
         .then(|| metrics.iter().filter_map(|m| m.runs_to_resolve).max())
         .flatten();
@@ -319,6 +257,83 @@ pub fn compare(
         gate: None,
         failed_runs: Vec::new(),
     })
+}
+
+/// One metric's row: both sides' figures, the difference and its verdict.
+fn metric_delta(
+    m: &thresholds::Metric,
+    head: &super::model::Headline,
+    runs: MetricRuns,
+    j: verdict::Judged,
+) -> MetricDelta {
+    let unit = m.threshold_unit(&head.unit);
+    let rule = thresholds::describe(&runs.threshold, unit);
+    MetricDelta {
+        id: m.id.into(),
+        label: head.label.clone(),
+        unit: head.unit.clone(),
+        better: m.better,
+        a: round3(stats::mean(&runs.a).unwrap_or(0.0)),
+        b: round3(stats::mean(&runs.b).unwrap_or(0.0)),
+        a_noise: spread(&runs.a).map(round3),
+        b_noise: spread(&runs.b).map(round3),
+        delta: round3(j.delta),
+        delta_pct: stats::mean(&runs.a)
+            .filter(|a| *a != 0.0)
+            .map(|a| round3(j.delta * 100.0 / a.abs())),
+        threshold: round3(j.bound),
+        welch_t: j.welch.and_then(|w| w.t).map(round3),
+        df: j.welch.map(|w| round3(w.df)),
+        p_value: j.welch.map(|w| round_p(w.p)),
+        p_adjusted: j.p_adjusted.map(round_p),
+        ci95: j.ci95.map(|[l, h]| [round3(l), round3(h)]),
+        detectable: j.detectable.map(round3),
+        runs_to_resolve: j.runs_to_resolve,
+        verdict: j.verdict,
+        reason: j.reason(unit, &rule),
+        threshold_rule: rule,
+        a_runs: runs.a,
+        b_runs: runs.b,
+    }
+}
+
+/// The comparison's one word (better, worse, mixed, inconclusive) and its sentence.
+fn overall(a: &BuildRuns, b: &BuildRuns, metrics: &[MetricDelta]) -> (&'static str, String) {
+    let better = metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Better)
+        .count();
+    let worse = metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Worse)
+        .count();
+    let overall = match (better, worse) {
+        (0, 0) => "inconclusive",
+        (_, 0) => "better",
+        (0, _) => "worse",
+        _ => "mixed",
+    };
+    let family = metrics.iter().filter(|m| m.p_value.is_some()).count();
+    let line = match overall {
+        "inconclusive" if family == 0 => format!(
+            "No verdict between {} (A) and {} (B): a side has a single run, so the noise between repeats is not measured; the figures are below.",
+            a.name, b.name
+        ),
+        "inconclusive" => format!(
+            "No difference between {} (A) and {} (B) beyond noise and each metric's threshold on any of {} metrics.",
+            a.name,
+            b.name,
+            metrics.len()
+        ),
+        _ => format!(
+            "{} (B) vs {} (A): better on {better}, worse on {worse}, inconclusive on {} of {} metrics.",
+            b.name,
+            a.name,
+            metrics.len() - better - worse,
+            metrics.len()
+        ),
+    };
+    (overall, line)
 }
 
 fn metric_runs(

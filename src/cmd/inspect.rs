@@ -27,6 +27,51 @@ impl KindStats {
     }
 }
 
+/// What one pass over the records gathers.
+#[derive(Default)]
+struct Tally {
+    by_op: BTreeMap<Op, KindStats>,
+    /// Records in the current second, the busiest second's count and which second it was.
+    per_second: u64,
+    second: Option<u64>,
+    peak: u64,
+    peak_second: u64,
+    clients: u32,
+    answers: BTreeMap<String, u64>,
+    verified: u64,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Record) {
+        let s = r.offset_us / 1_000_000;
+        if self.second != Some(s) {
+            self.second = Some(s);
+            self.per_second = 0;
+        }
+        self.per_second += 1;
+        if self.per_second > self.peak {
+            self.peak = self.per_second;
+            self.peak_second = s;
+        }
+        self.clients = self.clients.max(r.client.saturating_add(1));
+        if let Some(a) = &r.recorded {
+            *self.answers.entry(answer_label(&a.reply)).or_default() += 1;
+        }
+        let st = self.by_op.entry(r.op).or_insert_with(KindStats::new);
+        st.sizes.saturating_record(r.frame.len() as u64);
+        st.bytes += r.frame.len() as u64;
+    }
+
+    /// Records whose op `f` selects.
+    fn count(&self, f: impl Fn(&Op) -> bool) -> u64 {
+        self.by_op
+            .iter()
+            .filter(|(op, _)| f(op))
+            .map(|(_, s)| s.sizes.len())
+            .sum()
+    }
+}
+
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let path = &args.file;
     let size = std::fs::metadata(path)
@@ -44,62 +89,50 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     outln!("schemas      {}", h.schema_source);
     print_source(&h.source);
 
-    let mut by_op: BTreeMap<Op, KindStats> = BTreeMap::new();
-    let mut per_second: u64 = 0;
-    let (mut peak, mut peak_second, mut second) = (0u64, 0u64, u64::MAX);
-    let mut verified = 0u64;
+    let mut tally = Tally::default();
     let mut shown = 0u64;
-    let mut clients = 0u32;
-    let mut answers: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(r) = reader.next_record()? {
         let index = reader.records_read() - 1;
         if shown < args.frames {
             print_frame(index, &r);
             shown += 1;
         }
-        let s = r.offset_us / 1_000_000;
-        if s != second {
-            second = s;
-            per_second = 0;
-        }
-        per_second += 1;
-        if per_second > peak {
-            peak = per_second;
-            peak_second = s;
-        }
-        clients = clients.max(r.client.saturating_add(1));
-        if let Some(a) = &r.recorded {
-            *answers.entry(answer_label(&a.reply)).or_default() += 1;
-        }
-        let st = by_op.entry(r.op).or_insert_with(KindStats::new);
-        st.sizes.saturating_record(r.frame.len() as u64);
-        st.bytes += r.frame.len() as u64;
+        tally.add(&r);
         if args.verify && r.op.is_event() {
             verify(&r).with_context(|| format!("{}: record {index}", path.display()))?;
-            verified += 1;
+            tally.verified += 1;
         }
     }
     let t = reader
         .trailer()
         .cloned()
         .ok_or_else(|| anyhow!("{}: no trailer", path.display()))?;
+    print_totals(&tally, &t, args.verify);
+    print_kinds(&tally, t.records);
+    print_mix(&tally, &h);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_totals(tally: &Tally, t: &crate::capture::trace::Trailer, verify: bool) {
     let span = t.last_offset_us as f64 / 1e6;
     outln!(
-        "records      {} ({} events) over {span:.1} s; peak {} records in second {peak_second}",
+        "records      {} ({} events) over {span:.1} s; peak {} records in second {}",
         units::count(t.records),
         units::count(t.events),
-        units::count(peak)
+        units::count(tally.peak),
+        tally.peak_second
     );
     outln!(
         "connections  {} (clients that sent a record)",
-        units::count(u64::from(clients))
+        units::count(u64::from(tally.clients))
     );
     outln!(
         "trailer      verified: record count and fingerprint sha256:{}",
         t.fingerprint
     );
-    if !answers.is_empty() {
-        let list: Vec<String> = answers
+    if !tally.answers.is_empty() {
+        let list: Vec<String> = tally
+            .answers
             .iter()
             .map(|(label, n)| format!("{label} {}", units::count(*n)))
             .collect();
@@ -108,12 +141,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             list.join(" · ")
         );
     }
-    if args.verify {
+    if verify {
         outln!(
             "signatures   verified: every event's id and BIP-340 signature ({})",
-            units::count(verified)
+            units::count(tally.verified)
         );
     }
+}
+
+/// Records and frame sizes by kind.
+fn print_kinds(tally: &Tally, records: u64) {
     outln!(
         "\n  {:<22} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
         "kind",
@@ -125,13 +162,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "max B",
         "total"
     );
-    for (op, st) in &by_op {
+    for (op, st) in &tally.by_op {
         let n = st.sizes.len();
         outln!(
             "  {:<22} {:>10} {:>6.1}% {:>8} {:>8} {:>8} {:>8} {:>10}",
             op.label(),
             units::count(n),
-            100.0 * n as f64 / t.records.max(1) as f64,
+            100.0 * n as f64 / records.max(1) as f64,
             st.sizes.min(),
             st.sizes.value_at_quantile(0.5),
             st.sizes.value_at_quantile(0.9),
@@ -139,14 +176,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             units::bytes(st.bytes)
         );
     }
-    let count = |f: &dyn Fn(&Op) -> bool| -> u64 {
-        by_op
-            .iter()
-            .filter(|(op, _)| f(op))
-            .map(|(_, s)| s.sizes.len())
-            .sum()
-    };
-    let views = count(&|op| {
+}
+
+/// The share of views among views and video posts, beside what synth was asked for.
+fn print_mix(tally: &Tally, h: &crate::capture::trace::Header) {
+    let views = tally.count(|op| {
         matches!(
             op,
             Op::Event {
@@ -155,7 +189,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             }
         )
     });
-    let posts = count(&|op| matches!(op, Op::Event { kind: 30078, .. }));
+    let posts = tally.count(|op| matches!(op, Op::Event { kind: 30078, .. }));
     if views + posts > 0 {
         let asked = h.synth_options().map_or(String::new(), |o| {
             format!(" (asked {:.2}%)", 100.0 * o.view_share)
@@ -165,7 +199,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             100.0 * views as f64 / (views + posts) as f64,
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_source(source: &Source) {

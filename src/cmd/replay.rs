@@ -20,14 +20,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     })?;
     // The guard runs before anything else touches the network, dry run included.
     let target = target::check(&args.target, &url, target::Role::Load)?;
-    if let Some(pid) = args.relay_pid {
-        // A pid that names no process would be "sampled" as nothing all run long.
-        if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
-            return Err(anyhow!(
-                "--relay-pid {pid}: no such process; give the pid of the running relay (pgrep -f nostr-rs-relay)"
-            ));
-        }
-    }
+    relay_pid_exists(args.relay_pid)?;
     let plan = replay::plan::plan(
         &args.trace,
         args.load.speed,
@@ -39,23 +32,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         replay::fds::check(plan.connections_played(), &fds).map_err(|e| anyhow!(e))?;
     }
     let load = args.load.load();
-    if let Some(at) = load.start_at.filter(|at| *at <= chrono::Utc::now()) {
-        return Err(anyhow!(
-            "--start-at {}: already past; give an instant after the connect phase, e.g. a minute from now",
-            replay::config::rfc3339(at)
-        ));
-    }
+    start_at_ahead(load.start_at)?;
     let reconcile = load.reconcile_for(&target);
     // NIP-11 before any load; a dry run asks only with --preflight (it opens no socket).
-    let preflight = if !args.dry_run || args.preflight {
-        Some(replay::preflight::run(
-            &target,
-            &args.trace,
-            &args.target.ca_files,
-        )?)
-    } else {
-        None
-    };
+    let preflight = (!args.dry_run || args.preflight)
+        .then(|| replay::preflight::run(&target, &args.trace, &args.target.ca_files))
+        .transpose()?;
     if args.dry_run {
         print_plan(&args, &plan, &target, reconcile, preflight.as_ref(), &fds);
     }
@@ -92,16 +74,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             terminal::ProgressLine::new(plan.records_played()),
         )
     })?;
-    // The summary's figures and trust verdict are analyze's, from the file just written:
-    // one definition of each (records unanswered in time count at the timeout; CLOSEs have
-    // no latency; lt's CPU judged by its p95), so the two never disagree about one run.
-    // A part of a sharded run is summarised as itself; the run's report merges all parts.
-    let report = crate::analyze::read_one(&summary.results)
-        .map(|runs| crate::analyze::report::build(&runs, &crate::analyze::Ids::new(), &[]));
-    if let Err(e) = &report {
-        eprintln!("lt: reading the results back for the summary: {e:#}");
-    }
-    out!("{}", render(&summary, &plan, report.ok().as_ref()));
+    out!(
+        "{}",
+        render(&summary, &plan, summary_report(&summary).as_ref())
+    );
     if summary.trailer.interrupted {
         eprintln!(
             "lt: interrupted; results so far are in {} (records not sent are marked not_sent)",
@@ -110,6 +86,39 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn start_at_ahead(start_at: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Result<()> {
+    match start_at.filter(|at| *at <= chrono::Utc::now()) {
+        Some(at) => Err(anyhow!(
+            "--start-at {}: already past; give an instant after the connect phase, e.g. a minute from now",
+            replay::config::rfc3339(at)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A pid that names no process would be "sampled" as nothing all run long.
+fn relay_pid_exists(pid: Option<u32>) -> anyhow::Result<()> {
+    match pid {
+        Some(pid) if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() => Err(anyhow!(
+            "--relay-pid {pid}: no such process; give the pid of the running relay (pgrep -f nostr-rs-relay)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The summary's figures and trust verdict are analyze's, from the file just written:
+/// one definition of each (records unanswered in time count at the timeout; CLOSEs have
+/// no latency; lt's CPU judged by its p95), so the two never disagree about one run.
+/// A part of a sharded run is summarised as itself; the run's report merges all parts.
+fn summary_report(summary: &Summary) -> Option<Report> {
+    let report = crate::analyze::read_one(&summary.results)
+        .map(|runs| crate::analyze::report::build(&runs, &crate::analyze::Ids::new(), &[]));
+    if let Err(e) = &report {
+        eprintln!("lt: reading the results back for the summary: {e:#}");
+    }
+    report.ok()
 }
 
 fn default_output(trace: &std::path::Path) -> PathBuf {
@@ -147,6 +156,13 @@ fn print_plan(
     {
         outln!("{line}");
     }
+    print_trace(args, plan, fds);
+    print_pace(args, plan, reconcile);
+}
+
+/// The dry run's lines about the trace and what playing it takes: records, shard,
+/// descriptors, connections.
+fn print_trace(args: &ReplayArgs, plan: &Plan, fds: &replay::fds::Limit) {
     outln!(
         "trace         {} (fingerprint sha256:{})",
         args.trace.display(),
@@ -192,6 +208,10 @@ fn print_plan(
             .map(|c| format!(" ({c})"))
             .unwrap_or_default()
     );
+}
+
+/// The dry run's lines about time: duration, peak rate, gaps, in-flight caps and the mix.
+fn print_pace(args: &ReplayArgs, plan: &Plan, reconcile: bool) {
     let stopping = args
         .load
         .duration
