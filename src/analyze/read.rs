@@ -126,6 +126,30 @@ pub fn read_merged_each(
     completeness: Completeness,
     mut each: impl FnMut(&Runs),
 ) -> anyhow::Result<Runs> {
+    let files = read_each(paths, completeness)?;
+    let mut merged: Option<Runs> = None;
+    for group in by_run(files) {
+        let run = merge_run(group, completeness)?;
+        each(&run);
+        match &mut merged {
+            None => merged = Some(run),
+            Some(all) => {
+                all.merge_warnings
+                    .extend(differences(&all.header, &run.header, &run.files[0]));
+                merge_into(all, run);
+            }
+        }
+    }
+    let mut merged = merged.ok_or_else(|| anyhow!("no results file given"))?;
+    if merged.files.len() == 1 && merged.header.part.is_none() {
+        // Nothing merged: an interrupted run is said by the report itself.
+        merged.merge_warnings.clear();
+    }
+    Ok(merged)
+}
+
+/// Each file read on its own, all of one trace, none given twice.
+fn read_each(paths: &[PathBuf], completeness: Completeness) -> anyhow::Result<Vec<Runs>> {
     let mut seen = std::collections::HashSet::new();
     let mut files: Vec<Runs> = Vec::new();
     for path in paths {
@@ -158,8 +182,12 @@ pub fn read_merged_each(
             parts: Vec::new(),
         });
     }
-    // Runs: a whole replay's file alone, or the shards of one sharded replay together (the
-    // same N and start instant).
+    Ok(files)
+}
+
+/// Files grouped into runs: a whole replay's file alone, or the shards of one sharded
+/// replay together (the same N and start instant), in the order first seen.
+fn by_run(files: Vec<Runs>) -> Vec<Vec<Runs>> {
     let run_of = |h: &Header| h.part.map(|p| (p.count, h.start_at.clone()));
     let mut groups: Vec<Vec<Runs>> = Vec::new();
     for f in files {
@@ -174,44 +202,33 @@ pub fn read_merged_each(
             None => groups.push(vec![f]),
         }
     }
-    let mut merged: Option<Runs> = None;
-    for group in groups {
-        let headers: Vec<(PathBuf, Header)> = group
-            .iter()
-            .map(|r| (r.files[0].clone(), r.header.clone()))
-            .collect();
-        let (shards, shard_warnings) =
-            check_shards(&headers, completeness == Completeness::AllowPartial)?;
-        // A shard's own figures are kept (a copy of its tally) so that its trust verdict
-        // needs no second read of its file.
-        let parts = if shards.is_some() {
-            group.clone()
-        } else {
-            Vec::new()
-        };
-        let mut run = merge_all(group);
-        if let Some(n) = shards {
-            run.tally.shards = n;
-            run.tally.runs = 1;
-            run.merge_warnings.extend(shard_warnings);
-            run.parts = parts;
-        }
-        each(&run);
-        match &mut merged {
-            None => merged = Some(run),
-            Some(all) => {
-                all.merge_warnings
-                    .extend(differences(&all.header, &run.header, &run.files[0]));
-                merge_into(all, run);
-            }
-        }
+    groups
+}
+
+/// One run's files as one: a whole run as it is, a sharded run's shards checked (each
+/// index once) and added up, each shard's own figures kept.
+fn merge_run(group: Vec<Runs>, completeness: Completeness) -> anyhow::Result<Runs> {
+    let headers: Vec<(PathBuf, Header)> = group
+        .iter()
+        .map(|r| (r.files[0].clone(), r.header.clone()))
+        .collect();
+    let (shards, shard_warnings) =
+        check_shards(&headers, completeness == Completeness::AllowPartial)?;
+    // A shard's own figures are kept (a copy of its tally) so that its trust verdict
+    // needs no second read of its file.
+    let parts = if shards.is_some() {
+        group.clone()
+    } else {
+        Vec::new()
+    };
+    let mut run = merge_all(group);
+    if let Some(n) = shards {
+        run.tally.shards = n;
+        run.tally.runs = 1;
+        run.merge_warnings.extend(shard_warnings);
+        run.parts = parts;
     }
-    let mut merged = merged.ok_or_else(|| anyhow!("no results file given"))?;
-    if merged.files.len() == 1 && merged.header.part.is_none() {
-        // Nothing merged: an interrupted run is said by the report itself.
-        merged.merge_warnings.clear();
-    }
-    Ok(merged)
+    Ok(run)
 }
 
 /// The files of one group added up, in order.
@@ -356,22 +373,7 @@ pub fn read_file(
     };
     let mut tally = Tally::with_timeout(timeout_ns);
     tally.begin_file();
-    let mut first_error: Option<Error> = None;
-    for w in workers {
-        match w.join() {
-            Ok(Ok(t)) => tally.merge_rows(t),
-            Ok(Err(e)) => {
-                // The earliest position is the one to report.
-                if first_error
-                    .as_ref()
-                    .is_none_or(|f| byte_of(&e) < byte_of(f))
-                {
-                    first_error = Some(e);
-                }
-            }
-            Err(_) => return Err(anyhow!("{}: a decoder thread panicked", path.display())),
-        }
-    }
+    let first_error = join_decoders(workers, &mut tally, path)?;
     if let Some(e) = first_error.or(read_error) {
         return Err(anyhow!(e.with_path(path)));
     }
@@ -401,6 +403,46 @@ pub fn read_file(
     blocks
         .expect_eof()
         .map_err(|e| anyhow!(e.with_path(path)))?;
+    check_counts(path, &header, &tally, &trailer, rows, &block)?;
+    tally.end_file(trailer);
+    Ok((header, tally, None))
+}
+
+/// The decoder threads' tallies added into `tally`; the error at the earliest byte, if any.
+fn join_decoders(
+    workers: Vec<std::thread::JoinHandle<Result<Tally, Error>>>,
+    tally: &mut Tally,
+    path: &Path,
+) -> anyhow::Result<Option<Error>> {
+    let mut first_error: Option<Error> = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(t)) => tally.merge_rows(t),
+            Ok(Err(e)) => {
+                // The earliest position is the one to report.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|f| byte_of(&e) < byte_of(f))
+                {
+                    first_error = Some(e);
+                }
+            }
+            Err(_) => return Err(anyhow!("{}: a decoder thread panicked", path.display())),
+        }
+    }
+    Ok(first_error)
+}
+
+/// The trailer's counts against the rows read, and the outcomes against the records the
+/// file was to play.
+fn check_counts(
+    path: &Path,
+    header: &Header,
+    tally: &Tally,
+    trailer: &results::Trailer,
+    rows: u64,
+    block: &Block,
+) -> anyhow::Result<()> {
     if trailer.rows != rows || trailer.outcomes != tally.outcomes {
         return Err(anyhow!(Error::at(
             ErrorKind::CountMismatch {
@@ -415,20 +457,19 @@ pub fn read_file(
         )
         .with_path(path)));
     }
-    if tally.outcomes != records_played(&header) {
+    if tally.outcomes != records_played(header) {
         return Err(anyhow!(
             "{}: {} outcome rows for {} records{}",
             path.display(),
             tally.outcomes,
-            records_played(&header),
+            records_played(header),
             match header.part {
                 Some(p) => format!(" (shard {}/{} of the trace)", p.index, p.count),
                 None => " (the trace)".to_owned(),
             }
         ));
     }
-    tally.end_file(trailer);
-    Ok((header, tally, None))
+    Ok(())
 }
 
 /// What a file read up to its last complete block covers, and why it ends there.

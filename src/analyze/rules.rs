@@ -860,13 +860,29 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
             },
         );
     }
+    if items.is_empty() {
+        items.push(no_rule_fired(checks, r));
+    }
+    if items.len() < 3 {
+        let room = 3 - items.len();
+        items.extend(headroom(checks, room));
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        item.rank = i as u32 + 1;
+    }
+    items
+}
+
+/// What to say when no rule fired: that some rules could not be judged (never a false
+/// all-clear), else that no bottleneck was observed and which rate to try next.
+fn no_rule_fired(checks: &[RuleCheck], r: &Measured) -> Remediation {
     let unjudged: Vec<&RuleCheck> = checks
         .iter()
         .filter(|c| c.not_evaluated.is_some())
         .collect();
-    if items.is_empty() && !unjudged.is_empty() {
+    if !unjudged.is_empty() {
         // Not an all-clear: a false one is the worst thing lt can say.
-        items.push(Remediation {
+        return Remediation {
             rank: 0,
             rule: "not_evaluated".into(),
             fired: false,
@@ -880,73 +896,69 @@ pub fn remediation(checks: &[RuleCheck], r: &Measured) -> Vec<Remediation> {
                 unjudged.len(),
                 checks.len()
             ),
-        });
+        };
     }
-    if items.is_empty() {
-        let speed = r.config.options.speed.unwrap_or(Speed::Scaled(1.0));
-        items.push(Remediation {
-            rank: 0,
-            rule: "none".into(),
-            fired: false,
-            evidence: format!(
-                "no rule fired: success rate {}%, response p99 {} ms, {} succeeded/s",
-                figure(r.totals.success_rate_pct),
-                r.latency
-                    .overall
-                    .response_ms
-                    .as_ref()
-                    .map_or("n/a".to_owned(), |p| figure(p.p99)),
-                figure(r.throughput.ok_per_s)
+    let speed = r.config.options.speed.unwrap_or(Speed::Scaled(1.0));
+    Remediation {
+        rank: 0,
+        rule: "none".into(),
+        fired: false,
+        evidence: format!(
+            "no rule fired: success rate {}%, response p99 {} ms, {} succeeded/s",
+            figure(r.totals.success_rate_pct),
+            r.latency
+                .overall
+                .response_ms
+                .as_ref()
+                .map_or("n/a".to_owned(), |p| figure(p.p99)),
+            figure(r.throughput.ok_per_s)
+        ),
+        action: match speed {
+            // Twice "as fast as it goes" is no advice.
+            Speed::Max => "No bottleneck observed at this load. At --speed max lt sent as fast as its in-flight caps allowed: raise --max-in-flight and --per-conn-in-flight to push harder.".into(),
+            Speed::Scaled(x) => format!(
+                "No bottleneck observed at this load. Next rate worth trying: twice this one (--speed {}x).",
+                x * 2.0
             ),
-            action: match speed {
-                // Twice "as fast as it goes" is no advice.
-                Speed::Max => "No bottleneck observed at this load. At --speed max lt sent as fast as its in-flight caps allowed: raise --max-in-flight and --per-conn-in-flight to push harder.".into(),
-                Speed::Scaled(x) => format!(
-                    "No bottleneck observed at this load. Next rate worth trying: twice this one (--speed {}x).",
-                    x * 2.0
-                ),
-            },
-        });
+        },
     }
-    if items.len() < 3 {
-        // Rules below their threshold, nearest first: real headroom. A rule with two
-        // conditions can be past one and still not fire; those come after, said as such.
-        let ratio = |c: &RuleCheck| c.value / c.threshold;
-        let mut near: Vec<&RuleCheck> = checks
-            .iter()
-            .filter(|c| !c.fired && c.not_evaluated.is_none() && c.threshold > 0.0)
-            .collect();
-        near.sort_by(|a, b| {
-            (ratio(a) >= 1.0)
-                .cmp(&(ratio(b) >= 1.0))
-                .then(ratio(b).total_cmp(&ratio(a)))
-                .then(b.priority.cmp(&a.priority))
-        });
-        for c in near.into_iter().take(3 - items.len()) {
-            let action = if ratio(c) < 1.0 {
-                format!(
-                    "Headroom: {} {} against a threshold of {} {}; nothing to change here.",
-                    c.value, c.unit, c.threshold, c.unit
-                )
-            } else {
-                format!(
-                    "Not triggered: {} {} reaches the threshold of {} {}, but the rule's other condition does not hold (see the evidence).",
-                    c.value, c.unit, c.threshold, c.unit
-                )
-            };
-            items.push(Remediation {
-                rank: 0,
-                rule: c.id.clone(),
-                fired: false,
-                evidence: c.evidence.clone(),
-                action,
-            });
+}
+
+/// Up to `room` rules that did not fire, nearest to their threshold first: real headroom.
+/// A rule with two conditions can be past one and still not fire; those come after, said
+/// as such.
+fn headroom(checks: &[RuleCheck], room: usize) -> Vec<Remediation> {
+    let ratio = |c: &RuleCheck| c.value / c.threshold;
+    let mut near: Vec<&RuleCheck> = checks
+        .iter()
+        .filter(|c| !c.fired && c.not_evaluated.is_none() && c.threshold > 0.0)
+        .collect();
+    near.sort_by(|a, b| {
+        (ratio(a) >= 1.0)
+            .cmp(&(ratio(b) >= 1.0))
+            .then(ratio(b).total_cmp(&ratio(a)))
+            .then(b.priority.cmp(&a.priority))
+    });
+    near.into_iter().take(room).map(|c| {
+        let action = if ratio(c) < 1.0 {
+            format!(
+                "Headroom: {} {} against a threshold of {} {}; nothing to change here.",
+                c.value, c.unit, c.threshold, c.unit
+            )
+        } else {
+            format!(
+                "Not triggered: {} {} reaches the threshold of {} {}, but the rule's other condition does not hold (see the evidence).",
+                c.value, c.unit, c.threshold, c.unit
+            )
+        };
+        Remediation {
+            rank: 0,
+            rule: c.id.clone(),
+            fired: false,
+            evidence: c.evidence.clone(),
+            action,
         }
-    }
-    for (i, item) in items.iter_mut().enumerate() {
-        item.rank = i as u32 + 1;
-    }
-    items
+    }).collect()
 }
 
 #[cfg(test)]

@@ -34,20 +34,24 @@ fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
 /// A report's charts, each with the name its file ends in (`throughput`, …), in the order
 /// the report lists them. The percentile spectrum comes from the histograms in `tally`.
 pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
+    let mut charts = load_charts(m, tally);
+    charts.extend(resource_charts(m));
+    // Live subscriptions only where there are some: the other reports keep their charts.
+    if let Some(live) = &m.live_deliveries {
+        charts.extend(live_charts(live));
+    }
+    charts
+}
+
+/// Throughput, latency over time and the percentile spectrum.
+fn load_charts(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
     let overall = tally.overall();
     let per_s = &m.throughput.per_second;
     let col = |f: fn(&SecondCounts) -> u64| -> Vec<(f64, f64)> {
         per_s.iter().map(|s| (s.t_s as f64, f(s) as f64)).collect()
     };
     let w = &m.latency_over_time.windows;
-    let pts = &m.resources.series;
-    let first_run = |f: fn(&ResourcePoint) -> Option<f64>| -> Vec<(f64, f64)> {
-        pts.iter()
-            .filter(|p| p.run == 0)
-            .filter_map(|p| Some((p.t_s, f(p)?)))
-            .collect()
-    };
-    let mut charts = vec![
+    vec![
         (
             "throughput",
             Chart {
@@ -94,6 +98,19 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
                 ],
             },
         ),
+    ]
+}
+
+/// CPU and relay memory over the first run.
+fn resource_charts(m: &Measured) -> [(&'static str, Chart); 2] {
+    let pts = &m.resources.series;
+    let first_run = |f: fn(&ResourcePoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        pts.iter()
+            .filter(|p| p.run == 0)
+            .filter_map(|p| Some((p.t_s, f(p)?)))
+            .collect()
+    };
+    [
         (
             "resources",
             Chart {
@@ -117,16 +134,19 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
                 series: vec![series("relay RSS", first_run(|p| p.relay_rss_mb))],
             },
         ),
-    ];
-    // Live subscriptions only where there are some: the other reports keep their charts.
-    if let Some(live) = &m.live_deliveries {
-        let by_s = |f: fn(&crate::analyze::deliveries::DeliveryPoint) -> f64| -> Vec<(f64, f64)> {
-            live.per_second
-                .iter()
-                .map(|p| (f64::from(p.second), f(p)))
-                .collect()
-        };
-        charts.push((
+    ]
+}
+
+/// Delivery latency and deliveries per second to live subscriptions.
+fn live_charts(live: &crate::analyze::deliveries::LiveDeliveries) -> [(&'static str, Chart); 2] {
+    let by_s = |f: fn(&crate::analyze::deliveries::DeliveryPoint) -> f64| -> Vec<(f64, f64)> {
+        live.per_second
+            .iter()
+            .map(|p| (f64::from(p.second), f(p)))
+            .collect()
+    };
+    [
+        (
             "delivery-latency",
             Chart {
                 title: "Delivery latency to live subscriptions, per second received".into(),
@@ -138,8 +158,8 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
                     series("p99", by_s(|p| p.p99_ms)),
                 ],
             },
-        ));
-        charts.push((
+        ),
+        (
             "deliveries",
             Chart {
                 title: "Deliveries to live subscriptions per second".into(),
@@ -148,9 +168,8 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
                 x_axis: XAxis::Linear,
                 series: vec![series("received", by_s(|p| p.deliveries as f64))],
             },
-        ));
-    }
-    charts
+        ),
+    ]
 }
 
 /// A comparison's chart: response-time percentiles of both sides, runs merged.

@@ -95,6 +95,18 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
     )?;
     writeln!(s)?;
     against_recording(s, c)?;
+    method_and_warnings(s, c)?;
+    metrics_table(s, c)?;
+    runs(s, c)?;
+    for chart in &c.charts {
+        writeln!(s)?;
+        writeln!(s, "![chart]({chart})")?;
+    }
+    Ok(())
+}
+
+/// How verdicts are reached, the runs that would resolve what these could not, warnings.
+fn method_and_warnings(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s, "How verdicts are reached: {}", cell(&c.method))?;
     writeln!(s)?;
     if let Some(n) = c.suggested_runs.filter(|n| *n > c.a.runs.min(c.b.runs)) {
@@ -119,6 +131,11 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
         }
         writeln!(s)?;
     }
+    Ok(())
+}
+
+/// `## Metrics`: a row per metric, then why each verdict.
+fn metrics_table(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s, "## Metrics")?;
     writeln!(s)?;
     writeln!(
@@ -165,7 +182,11 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
             cell(&m.reason)
         )?;
     }
-    writeln!(s)?;
+    writeln!(s)
+}
+
+/// `## Runs`: their order, each side's files, each metric's per-run figures, failed runs.
+fn runs(s: &mut String, c: &Comparison) -> std::fmt::Result {
     writeln!(s, "## Runs")?;
     writeln!(s)?;
     if !c.run_order.is_empty() {
@@ -217,10 +238,6 @@ fn write_comparison(s: &mut String, c: &Comparison) -> std::fmt::Result {
             writeln!(s, "{}", f.log_tail.replace("```", "'''"))?;
             writeln!(s, "```")?;
         }
-    }
-    for chart in &c.charts {
-        writeln!(s)?;
-        writeln!(s, "![chart]({chart})")?;
     }
     Ok(())
 }
