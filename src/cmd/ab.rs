@@ -26,40 +26,13 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let mut a =
-        BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
-    a.tls_ca = args.a_tls_ca.clone();
-    let b = match &args.b {
-        Some(b) => {
-            let mut b =
-                BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?;
-            b.tls_ca = args.b_tls_ca.clone();
-            b
-        }
-        None => session::again(&a),
-    };
-    if a.name == b.name {
-        return Err(anyhow!(
-            "--a and --b are both named {:?}: give the builds different names (NAME=CMD)",
-            a.name
-        ));
-    }
+    let (a, b) = builds(&args)?;
     let thresholds = Thresholds::new(args.threshold.clone());
     let load = args.load.load();
     let plan = replay::plan::plan(&args.trace, load.speed, load.clients, None)?;
     let out = session::out_dir(args.out.clone(), &a, &b)?;
-    // Ctrl-C stops the replay under way (or, between runs, the session after the current
-    // step); a second one kills the relay lt started and ends lt at once.
     let interrupt = Interrupt::default();
-    let group = interrupt.relay_group.clone();
-    terminal::on_interrupt(interrupt.stop.clone(), load.timeout, move || {
-        let pid = group.load(Ordering::Relaxed);
-        if pid > 0 {
-            // SAFETY: kill(2) on the process group lt started for the relay.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        std::process::exit(130);
-    })?;
+    stop_on_interrupt(&interrupt, load.timeout)?;
     let setup = Setup {
         a: &a,
         b: &b,
@@ -104,6 +77,43 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(code(done.interrupted))
+}
+
+/// The two builds, A and B (A again when no --b), with different names.
+fn builds(args: &AbArgs) -> anyhow::Result<(BuildSpec, BuildSpec)> {
+    let mut a =
+        BuildSpec::parse(&args.a, args.a_config.clone()).map_err(|e| anyhow!("--a: {e}"))?;
+    a.tls_ca = args.a_tls_ca.clone();
+    let b = match &args.b {
+        Some(b) => {
+            let mut b =
+                BuildSpec::parse(b, args.b_config.clone()).map_err(|e| anyhow!("--b: {e}"))?;
+            b.tls_ca = args.b_tls_ca.clone();
+            b
+        }
+        None => session::again(&a),
+    };
+    if a.name == b.name {
+        return Err(anyhow!(
+            "--a and --b are both named {:?}: give the builds different names (NAME=CMD)",
+            a.name
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Ctrl-C stops the replay under way (or, between runs, the session after the current
+/// step); a second one kills the relay lt started and ends lt at once.
+fn stop_on_interrupt(interrupt: &Interrupt, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let group = interrupt.relay_group.clone();
+    terminal::on_interrupt(interrupt.stop.clone(), timeout, move || {
+        let pid = group.load(Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill(2) on the process group lt started for the relay.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        std::process::exit(130);
+    })
 }
 
 /// A session as `lt ab` shows it: a line per run and the comparison on stdout, warnings on

@@ -133,22 +133,7 @@ fn render(opts: &Options, label: &str, output: &Path, s: &Summary) -> String {
         output.display()
     );
     out.push_str(&format!("  lines        {}\n", lines_text(s)));
-    for (i, (reason, bad)) in s.bad.iter().enumerate() {
-        let numbers: Vec<String> = bad.first.iter().map(|n| n.to_string()).collect();
-        out.push_str(&format!(
-            "  {:<12} {:<20} {:>8}  {} {}{}\n",
-            if i == 0 { "bad lines" } else { "" },
-            reason.label(),
-            units::count(bad.count),
-            if bad.count == 1 { "line" } else { "lines" },
-            numbers.join(", "),
-            if bad.count > FIRST_LINES_KEPT as u64 {
-                ", …"
-            } else {
-                ""
-            }
-        ));
-    }
+    out.push_str(&bad_lines_text(s));
     let used = match s.clients_used {
         Some(n) => format!(", {} with events", units::count(u64::from(n))),
         None => String::new(),
@@ -177,25 +162,7 @@ fn render(opts: &Options, label: &str, output: &Path, s: &Summary) -> String {
         units::bytes(t.frame_bytes)
     ));
     out.push_str(&format!("  fingerprint  sha256:{}\n", t.fingerprint));
-    let mut kinds: Vec<_> = s.by_op.iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    out.push_str("  by kind\n");
-    for (op, n) in kinds.iter().take(KINDS_SHOWN) {
-        out.push_str(&format!(
-            "    {:<22} {:>12} {:>6.1}%\n",
-            op.label(),
-            units::count(**n),
-            100.0 * **n as f64 / t.events.max(1) as f64
-        ));
-    }
-    if kinds.len() > KINDS_SHOWN {
-        let rest: u64 = kinds[KINDS_SHOWN..].iter().map(|(_, n)| **n).sum();
-        out.push_str(&format!(
-            "    {:<22} {:>12}\n",
-            format!("{} other kinds", kinds.len() - KINDS_SHOWN),
-            units::count(rest)
-        ));
-    }
+    out.push_str(&kinds_text(s));
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     out.push_str(&format!(
         "  rate         {} events/s imported ({secs:.2} s), ids and signatures {}\n",
@@ -213,6 +180,52 @@ fn render(opts: &Options, label: &str, output: &Path, s: &Summary) -> String {
             None => "unknown (no /proc/self/status)".to_owned(),
         }
     ));
+    out
+}
+
+/// The bad lines by reason, each with the numbers of its first lines.
+fn bad_lines_text(s: &Summary) -> String {
+    let mut out = String::new();
+    for (i, (reason, bad)) in s.bad.iter().enumerate() {
+        let numbers: Vec<String> = bad.first.iter().map(|n| n.to_string()).collect();
+        out.push_str(&format!(
+            "  {:<12} {:<20} {:>8}  {} {}{}\n",
+            if i == 0 { "bad lines" } else { "" },
+            reason.label(),
+            units::count(bad.count),
+            if bad.count == 1 { "line" } else { "lines" },
+            numbers.join(", "),
+            if bad.count > FIRST_LINES_KEPT as u64 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
+/// A line per kind, the most frequent first; the rest summed on one line.
+fn kinds_text(s: &Summary) -> String {
+    let mut out = String::from("  by kind\n");
+    let mut kinds: Vec<_> = s.by_op.iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (op, n) in kinds.iter().take(KINDS_SHOWN) {
+        out.push_str(&format!(
+            "    {:<22} {:>12} {:>6.1}%\n",
+            op.label(),
+            units::count(**n),
+            100.0 * **n as f64 / s.trailer.events.max(1) as f64
+        ));
+    }
+    if kinds.len() > KINDS_SHOWN {
+        let rest: u64 = kinds[KINDS_SHOWN..].iter().map(|(_, n)| **n).sum();
+        out.push_str(&format!(
+            "    {:<22} {:>12}\n",
+            format!("{} other kinds", kinds.len() - KINDS_SHOWN),
+            units::count(rest)
+        ));
+    }
     out
 }
 

@@ -547,30 +547,7 @@ fn write_regression(
         cell(&c.overall_line)
     )?;
     writeln!(s)?;
-    writeln!(
-        s,
-        "| Metric | A | B | Δ | 95% interval of Δ | p (Holm) | Threshold |"
-    )?;
-    writeln!(s, "|---|---:|---:|---:|---|---:|---:|")?;
-    for m in worse {
-        let ci = m.ci95.map_or_else(
-            || "–".to_owned(),
-            |[lo, hi]| format!("{} to {}", num(lo), num(hi)),
-        );
-        writeln!(
-            s,
-            "| {} | {} | {} | {} {} | {} | {} | {} {} |",
-            cell(&m.label),
-            num(m.a),
-            num(m.b),
-            num(m.delta),
-            cell(&m.unit),
-            ci,
-            m.p_adjusted.map_or_else(|| "–".to_owned(), num),
-            num(m.threshold),
-            cell(&m.unit)
-        )?;
-    }
+    worse_table(s, worse)?;
     writeln!(s)?;
     writeln!(
         s,
@@ -597,6 +574,35 @@ fn write_regression(
         "The drafts beside this one come from {}'s own runs: what the rules found on it.",
         cell(&c.b.name)
     )
+}
+
+/// A row per metric B is worse on, with its interval and threshold.
+fn worse_table(s: &mut String, worse: &[&MetricDelta]) -> std::fmt::Result {
+    writeln!(
+        s,
+        "| Metric | A | B | Δ | 95% interval of Δ | p (Holm) | Threshold |"
+    )?;
+    writeln!(s, "|---|---:|---:|---:|---|---:|---:|")?;
+    for m in worse {
+        let ci = m.ci95.map_or_else(
+            || "–".to_owned(),
+            |[lo, hi]| format!("{} to {}", num(lo), num(hi)),
+        );
+        writeln!(
+            s,
+            "| {} | {} | {} | {} {} | {} | {} | {} {} |",
+            cell(&m.label),
+            num(m.a),
+            num(m.b),
+            num(m.delta),
+            cell(&m.unit),
+            ci,
+            m.p_adjusted.map_or_else(|| "–".to_owned(), num),
+            num(m.threshold),
+            cell(&m.unit)
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -326,6 +326,40 @@ fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {
         num(d.grace_ms)
     )?;
     writeln!(s)?;
+    deliveries_by_type(s, d)?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Latency is receipt − the publishing record's intended send time, so a relay (or lt) \
+         that falls behind cannot hide it."
+    )?;
+    if let Some(f) = &d.fanout_per_event {
+        writeln!(
+            s,
+            "Fan-out: {} events reached live subscriptions, {} deliveries each on average, at most {}.",
+            f.count,
+            num(f.mean),
+            num(f.max)
+        )?;
+    }
+    if d.read_deliveries > 0 {
+        writeln!(
+            s,
+            "Reads received {} events pushed between their EOSE and CLOSE (allowed; not checked).",
+            d.read_deliveries
+        )?;
+    }
+    writeln!(s)?;
+    chart(s, r, "delivery-latency", "Delivery latency over time")?;
+    chart(s, r, "-deliveries.svg", "Deliveries per second")?;
+    delivery_examples(s, d)
+}
+
+/// A row per subscription type: counts and delivery latency.
+fn deliveries_by_type(
+    s: &mut String,
+    d: &crate::analyze::deliveries::LiveDeliveries,
+) -> std::fmt::Result {
     writeln!(
         s,
         "| Type | Subscriptions | Expected | Delivered | Missed | Late | Uncertain | Unexpected | p50 ms | p99 ms | p99.9 ms | max ms |"
@@ -356,31 +390,14 @@ fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {
             p(|p| p.max),
         )?;
     }
-    writeln!(s)?;
-    writeln!(
-        s,
-        "Latency is receipt − the publishing record's intended send time, so a relay (or lt) \
-         that falls behind cannot hide it."
-    )?;
-    if let Some(f) = &d.fanout_per_event {
-        writeln!(
-            s,
-            "Fan-out: {} events reached live subscriptions, {} deliveries each on average, at most {}.",
-            f.count,
-            num(f.mean),
-            num(f.max)
-        )?;
-    }
-    if d.read_deliveries > 0 {
-        writeln!(
-            s,
-            "Reads received {} events pushed between their EOSE and CLOSE (allowed; not checked).",
-            d.read_deliveries
-        )?;
-    }
-    writeln!(s)?;
-    chart(s, r, "delivery-latency", "Delivery latency over time")?;
-    chart(s, r, "-deliveries.svg", "Deliveries per second")?;
+    Ok(())
+}
+
+/// The first missed and unexpected deliveries, each with why.
+fn delivery_examples(
+    s: &mut String,
+    d: &crate::analyze::deliveries::LiveDeliveries,
+) -> std::fmt::Result {
     for (title, list) in [
         ("Missed deliveries", &d.missed_examples),
         ("Unexpected deliveries", &d.unexpected_examples),
