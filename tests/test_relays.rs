@@ -228,9 +228,21 @@ fn missing_binaries_are_none() {
 async fn defaults_refuse_a_large_event(kind: RelayKind) {
     let relay = Relay::start(kind, RelayOptions::default());
     let mut ws = connect(&relay).await;
-    ws.send(Message::Text(event_frame(&large_event()).into()))
-        .await
-        .unwrap();
+    let sent = ws
+        .send(Message::Text(event_frame(&large_event()).into()))
+        .await;
+    if let Err(e) = sent {
+        // nostr-rs-relay refuses from the frame's header and drops the connection; when it
+        // does so while the 1 MiB frame is still being written, the write meets the reset
+        // (a race the kernel settles, seen once in a few hundred runs) and the NOTICE in
+        // flight is lost with it. That is still a refusal, and only that relay drops.
+        assert_eq!(kind, RelayKind::NostrRsRelay, "{kind:?}: {e}");
+        assert!(
+            matches!(&e, tokio_tungstenite::tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionReset),
+            "{e}"
+        );
+        return;
+    }
     let frame = recv(&mut ws, &relay).await;
     assert!(
         matches!(RelayMessage::parse(&frame), Ok(RelayMessage::Notice(_))),

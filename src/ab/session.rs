@@ -531,3 +531,168 @@ fn spec_ca(setup: &Setup, name: &str) -> Option<std::path::PathBuf> {
         .find(|b| b.name == name)
         .and_then(|b| b.tls_ca.clone())
 }
+
+/// The session's loop without a relay worth loading: builds whose command exits at once
+/// fail to start, so what is left to see is the loop itself (ABBA order, one report per
+/// run, the refusal to compare nothing, an interruption between runs), in milliseconds.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::replay::{Overload, Speed};
+
+    /// What the session told its observer, a line each; stops the session after run
+    /// `stop_after` (as a Ctrl-C between runs does).
+    struct Log {
+        lines: Mutex<Vec<String>>,
+        stop: Stop,
+        stop_after: Option<u32>,
+    }
+
+    impl Log {
+        fn new(stop: &Stop, stop_after: Option<u32>) -> Log {
+            Log {
+                lines: Mutex::new(Vec::new()),
+                stop: stop.clone(),
+                stop_after,
+            }
+        }
+
+        fn push(&self, line: String) {
+            self.lines.lock().expect("log").push(line);
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.lines.lock().expect("log").clone()
+        }
+    }
+
+    impl SessionObserver for Log {
+        fn started(&self, a: &str, b: &str, runs: u32, order: &str, _out: &Path) {
+            self.push(format!("started {a} vs {b}, {runs} each, {order}"));
+        }
+
+        fn run_ended(
+            &self,
+            number: u32,
+            total: usize,
+            side: Side,
+            name: &str,
+            failure: Option<&RunFailure>,
+        ) {
+            let how = failure.map_or("ok", |_| "failed");
+            self.push(format!(
+                "run {number}/{total} {} {name} {how}",
+                side.letter()
+            ));
+            if self.stop_after == Some(number) {
+                self.stop.request();
+            }
+        }
+
+        fn warn(&self, text: &str) {
+            self.push(format!("warn {}", text.lines().next().unwrap_or("")));
+        }
+    }
+
+    fn exits(name: &str) -> BuildSpec {
+        BuildSpec::parse(&format!("{name}=exit 3 # {{port}}"), None).expect("a build spec")
+    }
+
+    fn load() -> Load {
+        Load {
+            speed: Speed::Scaled(1.0),
+            clients: None,
+            threads: None,
+            connect_concurrency: 1,
+            max_in_flight: 10,
+            per_conn_in_flight: 10,
+            overload: Overload::Wait,
+            timeout: Duration::from_secs(1),
+            duration_s: None,
+            reconcile: None,
+            delivery_rows: false,
+            start_at: None,
+        }
+    }
+
+    fn run_session(runs: u32, stop_after: Option<u32>) -> (anyhow::Result<Session>, Vec<String>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (exits("a"), exits("b"));
+        let (plan, load, thresholds) = (Plan::default(), load(), Thresholds::new(Vec::new()));
+        let setup = Setup {
+            a: &a,
+            b: &b,
+            runs,
+            trace: Path::new("unused.ltc"),
+            plan: &plan,
+            load: &load,
+            ready_timeout: Duration::from_secs(5),
+            profile: false,
+            thresholds: &thresholds,
+            fail_on: None,
+            issues: None,
+            strict_limits: false,
+        };
+        let interrupt = Interrupt::default();
+        let log = Log::new(&interrupt.stop, stop_after);
+        let done = session(&setup, dir.path(), &interrupt, &log);
+        // Each run has its own folder, named by number, side and build.
+        let mut folders: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+            .expect("the runs folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let mut lines = log.lines();
+        lines.push(format!("folders {}", folders.join(" ")));
+        (done, lines)
+    }
+
+    #[test]
+    fn every_run_is_made_in_abba_order_and_nothing_completed_is_no_comparison() {
+        let (done, lines) = run_session(2, None);
+        let err = done
+            .err()
+            .expect("no comparison of failed runs")
+            .to_string();
+        assert!(
+            err.starts_with("no comparison: 0 completed run(s) of a and 0 of b"),
+            "{err}"
+        );
+        let runs: Vec<&String> = lines.iter().filter(|l| l.starts_with("run ")).collect();
+        assert_eq!(
+            runs,
+            [
+                "run 1/4 A a failed",
+                "run 2/4 B b failed",
+                "run 3/4 B b failed",
+                "run 4/4 A a failed"
+            ]
+        );
+        assert_eq!(lines[0], "started a vs b, 2 each, ABBA");
+        // Each failure is told once more, with its run, when the comparison is refused.
+        let told = lines.iter().filter(|l| l.starts_with("warn run ")).count();
+        assert_eq!(told, 4, "{lines:#?}");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("folders 01-A-a 02-B-b 03-B-b 04-A-a")
+        );
+    }
+
+    #[test]
+    fn an_interruption_between_runs_ends_the_session_after_the_current_run() {
+        let (done, lines) = run_session(2, Some(2));
+        assert!(done.is_err());
+        let runs = lines.iter().filter(|l| l.starts_with("run ")).count();
+        assert_eq!(runs, 2, "{lines:#?}");
+        assert!(
+            lines.contains(&"warn interrupted; 2 of 4 runs done".to_owned()),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("folders 01-A-a 02-B-b")
+        );
+    }
+}

@@ -556,3 +556,281 @@ fn close_code(e: &WsError) -> Option<u16> {
         _ => None,
     }
 }
+
+/// The connection's life against a tiny WebSocket peer on loopback (fault injection: a
+/// peer that acks, one that never answers, one that drops the connection). Moments are
+/// handed to the connection explicitly (`on_time(now)`), so a 30 s timeout is judged
+/// without waiting 30 s and each test runs in milliseconds.
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Poll;
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use super::*;
+    use crate::capture::results::{Outcome, OutcomeRow};
+    use crate::capture::Role;
+    use crate::guard::{self, AllowList};
+    use crate::replay::shared::{Setup, ToWriter};
+    use crate::transport::Stop;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[derive(Clone, Copy)]
+    enum Peer {
+        /// `OK true` for every EVENT.
+        Ack,
+        /// Reads and never answers.
+        Silent,
+        /// Drops the TCP connection (no close frame) on the first message.
+        Drop,
+    }
+
+    /// A peer on a free loopback port, accepting any number of connections.
+    async fn peer(kind: Peer) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        let Message::Text(text) = msg else { continue };
+                        match kind {
+                            Peer::Ack => {
+                                let v: serde_json::Value =
+                                    serde_json::from_str(text.as_str()).expect("a frame");
+                                let ok = format!(r#"["OK",{},true,""]"#, v[1]["id"]);
+                                if ws.send(Message::text(ok)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Peer::Silent => {}
+                            Peer::Drop => return,
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    struct Rig {
+        conn: Conn,
+        shared: Arc<Shared>,
+        rows: UnboundedReceiver<Vec<Row>>,
+    }
+
+    /// A connection opened to `url`, as a network thread opens its connections at start.
+    async fn rig(url: &str) -> Rig {
+        let target = guard::check(url, &AllowList::parse(&[]).expect("empty list"), &|_, _| {
+            unreachable!("an IP host is not resolved")
+        })
+        .expect("loopback is allowed");
+        let (tx, rows) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(
+            Setup {
+                t0: std::time::Instant::now(),
+                timeout: TIMEOUT,
+                per_conn_in_flight: 10,
+                reconcile: false,
+                stop: Stop::new(),
+                fanout: None,
+                delivery_rows: false,
+            },
+            ToWriter {
+                rows: tx,
+                pending: Arc::new(AtomicUsize::new(0)),
+            },
+        ));
+        let (ws, _) = connect(&target, 0).await;
+        let ws = ws.expect("the peer accepts");
+        let conn = Conn::new(0, shared.clone(), Arc::new(target), Some(ws));
+        Rig { conn, shared, rows }
+    }
+
+    fn event(index: u64, now: u64) -> Dispatch {
+        let id = [index as u8 + 1; 32];
+        Dispatch {
+            index,
+            conn: 0,
+            op: Op::Event {
+                kind: 1,
+                role: Role::Other,
+            },
+            frame: format!(r#"["EVENT",{{"id":"{}","kind":1}}]"#, hex::encode(id)),
+            key: Key::Ok(id),
+            after: None,
+            intended_ns: now,
+            ready_ns: now,
+            dispatched_ns: now,
+            held_ns: 0,
+            held_mark: 0,
+            recorded: None,
+        }
+    }
+
+    /// One turn of the network loop for this connection: read its news, write what is due.
+    async fn turn(conn: &mut Conn, schedule_over: bool) {
+        std::future::poll_fn(|cx| {
+            conn.poll(cx);
+            conn.pump(cx, schedule_over);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Turns until `done` holds (the peer answers within milliseconds; 5 s is a failure).
+    async fn until(conn: &mut Conn, schedule_over: bool, mut done: impl FnMut(&mut Conn) -> bool) {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done(conn) {
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "the connection never got there"
+            );
+            turn(conn, schedule_over).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn outcomes(conn: &mut Conn) -> Vec<OutcomeRow> {
+        let (mut done, mut deliveries) = (Vec::new(), Vec::new());
+        conn.take(&mut done, &mut deliveries);
+        done.into_iter().map(|(row, _)| row).collect()
+    }
+
+    #[tokio::test]
+    async fn an_answered_event_completes_ok_with_its_times() {
+        let mut r = rig(&peer(Peer::Ack).await).await;
+        let now = r.shared.now_ns();
+        r.conn.accept(event(0, now));
+        let mut got = Vec::new();
+        until(&mut r.conn, false, |c| {
+            got.extend(outcomes(c));
+            !got.is_empty()
+        })
+        .await;
+        assert_eq!(got.len(), 1);
+        let row = &got[0];
+        assert_eq!(row.outcome, Outcome::Ok);
+        let (sent, completed) = (row.sent_ns.unwrap(), row.completed_ns.unwrap());
+        assert!(now <= sent && sent <= completed, "{now} {sent} {completed}");
+        // The deadline armed for it stays (deadlines only move later); waking for it finds
+        // nothing due, and then nothing is armed.
+        let stale = r.conn.next_wake().expect("the answered record's deadline");
+        std::future::poll_fn(|cx| {
+            r.conn.on_time(stale, false, cx);
+            r.conn.pump(cx, false);
+            Poll::Ready(())
+        })
+        .await;
+        assert!(outcomes(&mut r.conn).is_empty(), "answered once only");
+        assert_eq!(r.conn.next_wake(), None, "nothing left to wake for");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_event_times_out_at_its_deadline_and_not_before() {
+        let mut r = rig(&peer(Peer::Silent).await).await;
+        let before = r.shared.now_ns();
+        r.conn.accept(event(0, before));
+        turn(&mut r.conn, false).await;
+        let sent_by = r.shared.now_ns();
+        let deadline = r.conn.next_wake().expect("a deadline is armed");
+        assert!(
+            before + ns(TIMEOUT) <= deadline && deadline <= sent_by + ns(TIMEOUT),
+            "deadline {deadline} for a record sent between {before} and {sent_by}"
+        );
+        // A moment before its deadline: still in flight.
+        std::future::poll_fn(|cx| {
+            r.conn.on_time(deadline - 1, false, cx);
+            Poll::Ready(())
+        })
+        .await;
+        assert!(outcomes(&mut r.conn).is_empty());
+        std::future::poll_fn(|cx| {
+            r.conn.on_time(deadline, false, cx);
+            Poll::Ready(())
+        })
+        .await;
+        let got = outcomes(&mut r.conn);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].outcome, Outcome::Timeout);
+        assert_eq!(got[0].completed_ns, None, "a timeout has no answer");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_fails_what_was_in_flight_and_reconnects_after_backoff() {
+        let mut r = rig(&peer(Peer::Drop).await).await;
+        assert_eq!(r.shared.counts().open_conns, 1);
+        r.conn.accept(event(0, r.shared.now_ns()));
+        let mut got = Vec::new();
+        until(&mut r.conn, false, |c| {
+            got.extend(outcomes(c));
+            !got.is_empty()
+        })
+        .await;
+        // A TCP close without the closing handshake is a protocol error: 1002.
+        assert_eq!(got[0].outcome, Outcome::Disconnected { code: Some(1002) });
+        assert_eq!(r.shared.counts().open_conns, 0);
+        // Down: the retry is the first backoff away, and nothing else is armed.
+        let dropped_by = r.shared.now_ns();
+        let retry = r.conn.next_wake().expect("a retry");
+        assert!(
+            retry > dropped_by.saturating_sub(ns(BACKOFF_START))
+                && retry <= dropped_by + ns(BACKOFF_START),
+            "retry {retry}, down by {dropped_by}"
+        );
+        // A record due while down fails at once rather than wait for a reconnect.
+        r.conn.accept(event(1, dropped_by));
+        assert_eq!(
+            outcomes(&mut r.conn)[0].outcome,
+            Outcome::Disconnected { code: None }
+        );
+        // Its moment comes: the attempt starts and succeeds, and says so in a row.
+        std::future::poll_fn(|cx| {
+            r.conn.on_time(retry, false, cx);
+            Poll::Ready(())
+        })
+        .await;
+        until(&mut r.conn, false, |c| c.up()).await;
+        assert_eq!(r.shared.counts().open_conns, 1);
+        let mut connects = Vec::new();
+        while let Ok(rows) = r.rows.try_recv() {
+            connects.extend(rows.into_iter().filter_map(|row| match row {
+                Row::Connect(c) => Some(c),
+                _ => None,
+            }));
+        }
+        assert_eq!(connects.len(), 1, "{connects:?}");
+        assert!(!connects[0].initial && connects[0].error.is_none());
+    }
+
+    #[tokio::test]
+    async fn after_the_schedule_an_idle_connection_lingers_then_closes_and_finishes() {
+        let mut r = rig(&peer(Peer::Ack).await).await;
+        turn(&mut r.conn, true).await;
+        let Phase::Lingering {
+            quiet_until,
+            until: max,
+        } = r.conn.phase
+        else {
+            panic!("not lingering: {:?}", r.conn.phase);
+        };
+        assert_eq!(max - quiet_until, ns(LINGER_MAX) - ns(LINGER_QUIET));
+        assert_eq!(r.conn.next_wake(), Some(quiet_until));
+        assert!(!r.conn.finished());
+        std::future::poll_fn(|cx| {
+            r.conn.on_time(quiet_until, true, cx);
+            Poll::Ready(())
+        })
+        .await;
+        until(&mut r.conn, true, |c| c.finished()).await;
+        assert_eq!(r.shared.counts().open_conns, 0);
+        assert_eq!(r.conn.next_wake(), None);
+    }
+}
