@@ -112,6 +112,7 @@ fn relay_pid_exists(pid: Option<u32>) -> anyhow::Result<()> {
 /// one definition of each (records unanswered in time count at the timeout; CLOSEs have
 /// no latency; lt's CPU judged by its p95), so the two never disagree about one run.
 /// A part of a sharded run is summarised as itself; the run's report merges all parts.
+/// A file that cannot be read back is said on stderr, and the summary goes without.
 fn summary_report(summary: &Summary) -> Option<Report> {
     let report = crate::analyze::read_one(&summary.results)
         .map(|runs| crate::analyze::report::build(&runs, &crate::analyze::Ids::new(), &[]));

@@ -685,6 +685,15 @@ mod tests {
         .await;
     }
 
+    /// Tells the connection its moment `now` has come, as the thread's timer does.
+    async fn at(conn: &mut Conn, now: u64, schedule_over: bool) {
+        std::future::poll_fn(|cx| {
+            conn.on_time(now, schedule_over, cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
     /// Turns until `done` holds (the peer answers within milliseconds; 5 s is a failure).
     async fn until(conn: &mut Conn, schedule_over: bool, mut done: impl FnMut(&mut Conn) -> bool) {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -723,12 +732,8 @@ mod tests {
         // The deadline armed for it stays (deadlines only move later); waking for it finds
         // nothing due, and then nothing is armed.
         let stale = r.conn.next_wake().expect("the answered record's deadline");
-        std::future::poll_fn(|cx| {
-            r.conn.on_time(stale, false, cx);
-            r.conn.pump(cx, false);
-            Poll::Ready(())
-        })
-        .await;
+        at(&mut r.conn, stale, false).await;
+        turn(&mut r.conn, false).await;
         assert!(outcomes(&mut r.conn).is_empty(), "answered once only");
         assert_eq!(r.conn.next_wake(), None, "nothing left to wake for");
     }
@@ -746,17 +751,9 @@ mod tests {
             "deadline {deadline} for a record sent between {before} and {sent_by}"
         );
         // A moment before its deadline: still in flight.
-        std::future::poll_fn(|cx| {
-            r.conn.on_time(deadline - 1, false, cx);
-            Poll::Ready(())
-        })
-        .await;
+        at(&mut r.conn, deadline - 1, false).await;
         assert!(outcomes(&mut r.conn).is_empty());
-        std::future::poll_fn(|cx| {
-            r.conn.on_time(deadline, false, cx);
-            Poll::Ready(())
-        })
-        .await;
+        at(&mut r.conn, deadline, false).await;
         let got = outcomes(&mut r.conn);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].outcome, Outcome::Timeout);
@@ -792,11 +789,7 @@ mod tests {
             Outcome::Disconnected { code: None }
         );
         // Its moment comes: the attempt starts and succeeds, and says so in a row.
-        std::future::poll_fn(|cx| {
-            r.conn.on_time(retry, false, cx);
-            Poll::Ready(())
-        })
-        .await;
+        at(&mut r.conn, retry, false).await;
         until(&mut r.conn, false, |c| c.up()).await;
         assert_eq!(r.shared.counts().open_conns, 1);
         let mut connects = Vec::new();
@@ -824,11 +817,7 @@ mod tests {
         assert_eq!(max - quiet_until, ns(LINGER_MAX) - ns(LINGER_QUIET));
         assert_eq!(r.conn.next_wake(), Some(quiet_until));
         assert!(!r.conn.finished());
-        std::future::poll_fn(|cx| {
-            r.conn.on_time(quiet_until, true, cx);
-            Poll::Ready(())
-        })
-        .await;
+        at(&mut r.conn, quiet_until, true).await;
         until(&mut r.conn, true, |c| c.finished()).await;
         assert_eq!(r.shared.counts().open_conns, 0);
         assert_eq!(r.conn.next_wake(), None);
