@@ -45,6 +45,12 @@ pub enum Command {
     ///
     /// The relays are started by lt and reached on 127.0.0.1 only.
     Ab(AbArgs),
+    /// Find the highest event rate a relay sustains under an SLO: a warm-up, a ramp, a
+    /// bisection and a confirmation, each step a real replay; both bounds reported.
+    ///
+    /// Only loopback, or hosts named with --allow-host, are ever sent load; a host other
+    /// than loopback also needs --max-rate.
+    Capacity(CapacityArgs),
 }
 
 #[derive(Debug, Args)]
@@ -554,6 +560,203 @@ pub struct AbArgs {
 
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// `lt capacity`: the relay, the workload, the SLO and the search.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("relay_to_load").required(true).args(["relay", "spec"])))]
+pub struct CapacityArgs {
+    /// A trace to play, its records split across the steps (at the speed each step's rate
+    /// needs). Without one, each step is synthesized at its rate (the workload options).
+    pub trace: Option<PathBuf>,
+
+    /// A running relay: `ws://127.0.0.1:PORT/` (or a host named with --allow-host). Never
+    /// restarted: its database grows from step to step.
+    #[arg(long)]
+    pub relay: Option<String>,
+
+    /// Or a fresh relay per step, started by lt as `lt ab` starts them: `NAME=COMMAND` with
+    /// `{port}`, `{dir}` and `{config}` (the filled-in --config).
+    #[arg(long, value_name = "NAME=CMD", conflicts_with_all = ["relay", "relay_pid"])]
+    pub spec: Option<String>,
+
+    /// The config template for --spec, with `{port}` and `{dir}` in it.
+    #[arg(long, requires = "spec")]
+    pub config: Option<PathBuf>,
+
+    /// How long a relay started for a step may take to answer on its port.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, requires = "spec")]
+    pub ready_timeout: std::time::Duration,
+
+    /// Pid of the running relay (--relay) on this machine, sampled for CPU and memory.
+    #[arg(long)]
+    pub relay_pid: Option<u32>,
+
+    /// An SLO term, as `lt analyze --check` takes it (`response.p99 < 100ms`, `success >=
+    /// 99.9%`, `delivery.p99 < 1s`); repeatable, all must hold [default:
+    /// `response.p99 < 200ms`, `success >= 99.9%`].
+    #[arg(long, value_name = "EXPR", value_parser = parse_check)]
+    pub slo: Vec<crate::analyze::checks::Expr>,
+
+    /// The first step's rate, EVENT frames per second.
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
+    pub start: f64,
+
+    /// The ramp's factor from one step to the next until a step fails.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_factor)]
+    pub factor: f64,
+
+    /// The search ends when the lowest failing rate is within this of the highest passing
+    /// one: `5%` or `0.05`.
+    #[arg(long, default_value = "5%", value_parser = parse_precision)]
+    pub precision: f64,
+
+    /// No step above this rate (events per second); required for a target other than
+    /// loopback.
+    #[arg(long, value_parser = parse_rate)]
+    pub max_rate: Option<f64>,
+
+    /// End the search by then with the bounds so far (`5m`, `1h`); checked before each step.
+    #[arg(long, value_parser = parse_deadline)]
+    pub deadline: Option<std::time::Duration>,
+
+    /// Length of a search step. Units: us, ms, s, m, h; a bare number is seconds.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub step: std::time::Duration,
+
+    /// Length of the warm-up step at the start rate (not judged); 0 for none.
+    #[arg(long, default_value = "5s", value_parser = parse_span)]
+    pub warmup: std::time::Duration,
+
+    /// Length of the confirmation step at the rate found.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub confirm: std::time::Duration,
+
+    /// Pause between steps, for the relay to drain what the last one left.
+    #[arg(long, default_value = "2s", value_parser = parse_span)]
+    pub cooldown: std::time::Duration,
+
+    /// Folder for the search [default: reports/capacity/<relay>-<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Connections opened at once during each step's connect phase.
+    #[arg(long, default_value_t = 50, value_parser = parse_positive_usize)]
+    pub connect_concurrency: usize,
+
+    /// Records in flight across all connections (see `lt replay`).
+    #[arg(long, default_value_t = 10_000, value_parser = parse_positive_usize)]
+    pub max_in_flight: usize,
+
+    /// Records in flight on one connection (see `lt replay`).
+    #[arg(long, default_value_t = 100, value_parser = parse_positive_usize)]
+    pub per_conn_in_flight: usize,
+
+    /// How long a record may wait for its reply.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Network threads [default: sized from each step's rate].
+    #[arg(long, value_parser = parse_positive_usize)]
+    pub threads: Option<usize>,
+
+    /// Do not reconcile unacknowledged events after each step.
+    #[arg(long)]
+    pub no_reconcile: bool,
+
+    /// Refuse a step whose relay advertises limits its trace would hit.
+    #[arg(long)]
+    pub strict_limits: bool,
+}
+
+/// The traffic model of a synthesized search (no trace given): `lt synth`'s options but
+/// the rate and duration, which each step sets.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Seed of the workload; each step's trace is seeded from it and the step's number.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Connections each step's trace is spread over; with a trace, at most this many
+    /// connections [default: 200 for a synthesized workload, the trace's own otherwise].
+    #[arg(long, value_parser = parse_clients)]
+    pub clients: Option<u32>,
+
+    /// Share of publish actions that are view events (as `lt synth --mix`).
+    #[arg(long, default_value = "0.9", value_parser = parse_mix)]
+    pub mix: f64,
+
+    /// Share of arrivals that are reads (as `lt synth --read-share`).
+    #[arg(long, default_value_t = 0.2, value_parser = parse_share)]
+    pub read_share: f64,
+
+    /// Share of video bundles that edit an existing video.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    pub edit_share: f64,
+
+    /// Share of new hosted videos that also publish a NIP-71 mirror.
+    #[arg(long, default_value_t = 0.2, value_parser = parse_share)]
+    pub nip71_share: f64,
+
+    /// Share of clients holding live subscriptions (so `delivery.p99` can be an SLO term).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub live_share: f64,
+
+    /// Creator keys publishing videos [default: clients / 50, at least 1].
+    #[arg(long, value_parser = parse_clients)]
+    pub creators: Option<u32>,
+
+    /// `created_at` of each step's trace start (as `lt synth --epoch`).
+    #[arg(long, default_value_t = DEFAULT_EPOCH, value_parser = parse_epoch)]
+    pub epoch: u64,
+}
+
+/// Connections of a synthesized capacity step unless --clients says otherwise: enough to
+/// spread the load as many clients do, few enough that each step's connect phase takes
+/// well under a second.
+pub const CAPACITY_CLIENTS: u32 = 200;
+
+fn parse_factor(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 1.0 && f <= 16.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a factor above 1 and at most 16 (2 doubles)")),
+    }
+}
+
+/// A share given as `5%` or `0.05`, above 0 and below 1.
+fn parse_precision(s: &str) -> Result<f64, String> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.trim().parse::<f64>(),
+    };
+    match v {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a precision above 0 and below 100%, such as 5% or 0.05"
+        )),
+    }
+}
+
+/// A positive duration of at most a week.
+fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    match crate::units::duration(s)? {
+        d if !d.is_zero() && d <= std::time::Duration::from_secs(7 * 86_400) => Ok(d),
+        _ => Err(format!("{s:?}: a deadline above 0 and at most 7d")),
+    }
+}
+
+/// A duration that may be 0 (`0`, `2s`), at most an hour.
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    match crate::units::duration(s)? {
+        d if d <= std::time::Duration::from_secs(3600) => Ok(d),
+        _ => Err(format!("{s:?}: at most 1h")),
+    }
 }
 
 /// clap's error on one line: its first paragraph may span lines ("…were not provided:"

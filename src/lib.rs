@@ -6,6 +6,7 @@
 
 pub mod ab;
 pub mod analyze;
+pub mod capacity;
 pub mod capture;
 pub mod cli;
 pub mod cmd;

@@ -356,6 +356,22 @@ impl RunningRelay {
     }
 
     /// The last `lines` lines of `relay.log`, or a note saying why there are none.
+    /// The relay as a load target, through the guard: a relay lt started must listen on
+    /// loopback only (one also reachable from other hosts is refused), and its URL still
+    /// passes the guard as every target does.
+    pub fn loopback_target(&self) -> Result<crate::guard::Target, String> {
+        if let Some(addr) = self.exposed.first() {
+            return Err(format!(
+                "refusing to load relay {}: it also listens on {addr} port {}, reachable from other hosts; bind it to 127.0.0.1 (as scripts/relay-configs do)",
+                self.name, self.port
+            ));
+        }
+        let allow = crate::guard::AllowList::parse(&[])?;
+        crate::guard::check(&self.url, &allow, &crate::guard::system_resolver)
+            .map(|t| t.with_tls(self.tls.clone()))
+            .map_err(|refusal| format!("refusing to send load: {refusal}"))
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         match read_tail(&self.log, lines) {
             Ok(text) => text,

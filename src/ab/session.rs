@@ -18,7 +18,6 @@ use crate::analyze::compare::{self, Comparison, FailedRun};
 use crate::analyze::gate::{self, FailOn};
 use crate::analyze::render::issues;
 use crate::analyze::thresholds::Thresholds;
-use crate::guard::{self, AllowList};
 use crate::replay::{self, Load, Plan, Stop};
 
 /// How long a relay may take to exit after SIGTERM before it gets SIGKILL.
@@ -289,19 +288,17 @@ fn one_run(
         run.failure = stop_relay(relay, Some(failure), observer);
         return run;
     }
-    if let Some(addr) = relay.exposed.first() {
-        // The guard for relays lt starts: test relays listen on loopback only.
-        let failure = RunFailure::new(format!(
-            "refusing to load relay {}: it also listens on {addr} port {}, reachable from other hosts; bind it to 127.0.0.1 (as scripts/relay-configs do)",
-            spec.name, relay.port
-        ));
-        run.failure = stop_relay(relay, Some(failure), observer);
-        return run;
-    }
+    let target = match relay.loopback_target() {
+        Ok(t) => t,
+        Err(refusal) => {
+            run.failure = stop_relay(relay, Some(RunFailure::new(refusal)), observer);
+            return run;
+        }
+    };
     let results = dir.join("results.ltr");
     let pid = Some(relay.relay_pid).filter(|_| setup.profile);
     let replayed = crate::profile::around(pid, &results, || {
-        replay_into(&relay, setup, &results, interrupt, observer)
+        replay_into(&relay, target, setup, &results, interrupt, observer)
     });
     match replayed {
         Ok(results) => run.results = Some(results),
@@ -322,16 +319,12 @@ fn one_run(
 /// Replays the trace into a running relay, sampling its process; returns the results path.
 fn replay_into(
     relay: &RunningRelay,
+    target: crate::guard::Target,
     setup: &Setup,
     results: &Path,
     interrupt: &Interrupt,
     observer: &dyn SessionObserver,
 ) -> anyhow::Result<PathBuf> {
-    // The relay was started on 127.0.0.1 by us; the guard still checks the URL.
-    let allow = AllowList::parse(&[]).map_err(|e| anyhow!(e))?;
-    let target = guard::check(&relay.url, &allow, &guard::system_resolver)
-        .map_err(|refusal| anyhow!("refusing to send load: {refusal}"))?
-        .with_tls(relay.tls.clone());
     let cas: Vec<std::path::PathBuf> = spec_ca(setup, &relay.name).into_iter().collect();
     let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
     // Each run asks its relay what it is (a comparison names builds by what they say).

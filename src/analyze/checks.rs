@@ -376,45 +376,11 @@ pub fn evaluate(
     report: &Value,
     allow_untrusted: bool,
 ) -> Result<Vec<CheckResult>, String> {
-    let mut out = Vec::new();
-    for check in checks {
-        let path =
-            resolve_alias(&check.metric).map_err(|e| format!("check {:?}: {e}", check.text))?;
-        let (observed, headline_unit) = lookup(report, &path).map_err(|()| {
-            format!(
-                "check {:?}: no metric {:?} in the report; nearest: {}",
-                check.text,
-                check.metric,
-                nearest(&check.metric, report).join(", ")
-            )
-        })?;
-        let segs: Vec<String> = path.split('.').map(str::to_owned).collect();
-        let unit = Unit::of_path(&segs, headline_unit.as_deref());
-        let bound = check
-            .value
-            .in_unit(unit, &check.metric)
-            .map_err(|e| format!("check {:?}: {e}", check.text))?;
-        let (passed, note) = match observed {
-            Some(x) => (check.op.holds(x, bound), None),
-            None => (false, Some("not measured in this run".to_owned())),
-        };
-        out.push(CheckResult {
-            expression: format!(
-                "{} {} {}{}",
-                check.metric,
-                check.op.as_str(),
-                check.value.number,
-                check.value.unit
-            ),
-            metric: path,
-            observed,
-            unit: unit.name().to_owned(),
-            passed,
-            note,
-        });
-    }
-    let trustworthy = report["trust"]["trustworthy"].as_bool().unwrap_or(false);
-    if !checks.is_empty() && !trustworthy {
+    let mut out: Vec<CheckResult> = evaluate_each(checks, report)?
+        .into_iter()
+        .map(|(result, _)| result)
+        .collect();
+    let trustworthy = report["trust"]["trustworthy"].as_bool().unwrap_or(false);    if !checks.is_empty() && !trustworthy {
         let reasons: Vec<&str> = report["trust"]["reasons"]
             .as_array()
             .into_iter()
@@ -439,6 +405,50 @@ pub fn evaluate(
                 )
             }),
         });
+    }
+    Ok(out)
+}
+
+/// Each check's result with its bound in the metric's unit, trust aside: what the capacity
+/// search judges a step by (the bound tells how near a figure came to failing).
+pub fn evaluate_each(checks: &[Expr], report: &Value) -> Result<Vec<(CheckResult, f64)>, String> {
+    let mut out = Vec::new();
+    for check in checks {
+        let path =
+            resolve_alias(&check.metric).map_err(|e| format!("check {:?}: {e}", check.text))?;
+        let (observed, headline_unit) = lookup(report, &path).map_err(|()| {
+            format!(
+                "check {:?}: no metric {:?} in the report; nearest: {}",
+                check.text,
+                check.metric,
+                nearest(&check.metric, report).join(", ")
+            )
+        })?;
+        let segs: Vec<String> = path.split('.').map(str::to_owned).collect();
+        let unit = Unit::of_path(&segs, headline_unit.as_deref());
+        let bound = check
+            .value
+            .in_unit(unit, &check.metric)
+            .map_err(|e| format!("check {:?}: {e}", check.text))?;
+        let (passed, note) = match observed {
+            Some(x) => (check.op.holds(x, bound), None),
+            None => (false, Some("not measured in this run".to_owned())),
+        };
+        let result = CheckResult {
+            expression: format!(
+                "{} {} {}{}",
+                check.metric,
+                check.op.as_str(),
+                check.value.number,
+                check.value.unit
+            ),
+            metric: path,
+            observed,
+            unit: unit.name().to_owned(),
+            passed,
+            note,
+        };
+        out.push((result, bound));
     }
     Ok(out)
 }

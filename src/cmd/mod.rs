@@ -19,6 +19,7 @@ macro_rules! out {
 
 mod ab;
 pub mod analyze;
+mod capacity;
 pub mod compare;
 mod export;
 mod import;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => analyze::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Ab(args) => ab::run(args),
+        Command::Capacity(args) => capacity::run(args),
     }
 }
 
