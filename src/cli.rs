@@ -725,7 +725,9 @@ pub const CAPACITY_CLIENTS: u32 = 200;
 fn parse_factor(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 1.0 && f <= 16.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a factor above 1 and at most 16 (2 doubles)")),
+        _ => Err(format!(
+            "{s:?} is not a factor above 1 and at most 16 (2 doubles)"
+        )),
     }
 }
 

@@ -784,6 +784,10 @@ fn committed_schemas_match_the_report_types() {
             "docs/calibration.schema.json",
             schemars::schema_for!(lt::analyze::calibrate::Calibration),
         ),
+        (
+            "docs/capacity.schema.json",
+            schemars::schema_for!(lt::capacity::report::CapacityReport),
+        ),
     ];
     for (file, schema) in schemas {
         let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";

@@ -6,6 +6,7 @@ use lt_testkit::{peer, relay, tls};
 mod test_ab;
 mod test_analyze;
 mod test_architecture;
+mod test_capacity;
 mod test_capture;
 mod test_deploy;
 mod test_golden;

@@ -380,7 +380,8 @@ pub fn evaluate(
         .into_iter()
         .map(|(result, _)| result)
         .collect();
-    let trustworthy = report["trust"]["trustworthy"].as_bool().unwrap_or(false);    if !checks.is_empty() && !trustworthy {
+    let trustworthy = report["trust"]["trustworthy"].as_bool().unwrap_or(false);
+    if !checks.is_empty() && !trustworthy {
         let reasons: Vec<&str> = report["trust"]["reasons"]
             .as_array()
             .into_iter()

@@ -58,11 +58,17 @@ pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
     let mut rates = vec![
         Series {
             name: "offered".into(),
-            points: steps.iter().map(|s| (s.offered_eps, s.offered_eps)).collect(),
+            points: steps
+                .iter()
+                .map(|s| (s.offered_eps, s.offered_eps))
+                .collect(),
         },
         Series {
             name: "achieved (accepted)".into(),
-            points: steps.iter().map(|s| (s.offered_eps, s.achieved_eps)).collect(),
+            points: steps
+                .iter()
+                .map(|s| (s.offered_eps, s.achieved_eps))
+                .collect(),
         },
     ];
     rates.extend(marker("capacity", r.capacity_eps, top_rate));
@@ -73,7 +79,11 @@ pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
             .collect()
     };
     let p99 = latency_points(|s| s.response_p99_ms);
-    let top_ms = p99.iter().map(|p| p.1).filter(|y| y.is_finite()).fold(0.0, f64::max);
+    let top_ms = p99
+        .iter()
+        .map(|p| p.1)
+        .filter(|y| y.is_finite())
+        .fold(0.0, f64::max);
     let mut latency = vec![
         Series {
             name: "response p50".into(),
@@ -165,7 +175,15 @@ pub fn markdown(r: &CapacityReport) -> String {
         num(r.elapsed_s),
         r.inversions
     ));
-    out.push_str(&format!("| relay | {}{} |\n", cell(&r.relay), if r.fresh_relay_per_step { ", a fresh one per step" } else { ", one for every step" }));
+    out.push_str(&format!(
+        "| relay | {}{} |\n",
+        cell(&r.relay),
+        if r.fresh_relay_per_step {
+            ", a fresh one per step"
+        } else {
+            ", one for every step"
+        }
+    ));
     out.push_str(&format!("| workload | {} |\n\n", cell(&r.workload)));
     out.push_str("## SLO\n\nA step passes when every term holds:\n\n");
     for t in &r.slo {
@@ -213,7 +231,10 @@ fn steps_table(r: &CapacityReport) -> String {
                         format!(
                             "{} {}",
                             if t.passed { "✓" } else { "✗" },
-                            t.observed.map_or_else(|| "not measured".to_owned(), |v| format!("{}{}", num(v), t.unit))
+                            t.observed.map_or_else(
+                                || "not measured".to_owned(),
+                                |v| format!("{}{}", num(v), t.unit)
+                            )
                         )
                     })
                     .collect::<Vec<_>>()
@@ -221,10 +242,9 @@ fn steps_table(r: &CapacityReport) -> String {
                 if j.trusted { "yes" } else { "no" }.to_owned(),
                 match (s.phase, j.verdict) {
                     (Phase::Warmup, v) => format!("({}, not judged)", verdict_word(v)),
-                    (_, Verdict::LtLimited) => format!(
-                        "lt_limited: {}",
-                        j.lt_limit.as_deref().unwrap_or("")
-                    ),
+                    (_, Verdict::LtLimited) => {
+                        format!("lt_limited: {}", j.lt_limit.as_deref().unwrap_or(""))
+                    }
                     (_, v) => verdict_word(v).to_owned(),
                 },
             ),

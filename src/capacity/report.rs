@@ -120,7 +120,11 @@ impl CapacityReport {
             .steps
             .iter()
             .filter(at(bounds.lower))
-            .filter(|s| s.judged.as_ref().is_some_and(|j| j.verdict == super::search::Verdict::Pass))
+            .filter(|s| {
+                s.judged
+                    .as_ref()
+                    .is_some_and(|j| j.verdict == super::search::Verdict::Pass)
+            })
             .map(|s| s.achieved_eps)
             .reduce(f64::max);
         let upper_step = self

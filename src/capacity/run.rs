@@ -112,17 +112,14 @@ pub fn search(
         if interrupt.stop.requested() {
             break Ending::Interrupted;
         }
-        let out_of_time = setup
-            .timing
-            .deadline
-            .is_some_and(|d| {
-                let next = if search.long_mode() {
-                    setup.timing.confirm
-                } else {
-                    setup.timing.step
-                };
-                started.elapsed() + next + overhead > d
-            });
+        let out_of_time = setup.timing.deadline.is_some_and(|d| {
+            let next = if search.long_mode() {
+                setup.timing.confirm
+            } else {
+                setup.timing.step
+            };
+            started.elapsed() + next + overhead > d
+        });
         let trial = match search.next(out_of_time) {
             Decision::Done(e) => break e,
             Decision::Run(t) => t,
@@ -138,8 +135,9 @@ pub fn search(
         }
         observer.step_started(number, &trial, duration);
         let step_started = Instant::now();
-        let step = match run_step(&mut setup, number, trial, duration, stored, interrupt, observer)
-        {
+        let step = match run_step(
+            &mut setup, number, trial, duration, stored, interrupt, observer,
+        ) {
             Ok(step) => step,
             Err(SourceError::Exhausted { left_s, needed_s }) => {
                 observer.warn(&format!(
@@ -162,7 +160,9 @@ pub fn search(
             (Some(outcome), _) => search.record(trial, outcome),
             (None, Some(e)) => {
                 if !interrupt.stop.requested() {
-                    observer.warn(&format!("step {number}: {e}; the search ends with the bounds so far"));
+                    observer.warn(&format!(
+                        "step {number}: {e}; the search ends with the bounds so far"
+                    ));
                 }
                 break Ending::Interrupted;
             }
@@ -198,7 +198,11 @@ fn empty_report(setup: &Setup) -> CapacityReport {
             precision: p.precision,
             max_rate_eps: p.max_rate,
             step_s: t.step.as_secs_f64(),
-            warmup_s: if p.warmup { t.warmup.as_secs_f64() } else { 0.0 },
+            warmup_s: if p.warmup {
+                t.warmup.as_secs_f64()
+            } else {
+                0.0
+            },
             confirm_s: t.confirm.as_secs_f64(),
             cooldown_s: t.cooldown.as_secs_f64(),
             deadline_s: t.deadline.map(|d| d.as_secs_f64()),
@@ -239,7 +243,11 @@ fn run_step(
     interrupt: &Interrupt,
     observer: &dyn Observer,
 ) -> Result<Step, SourceError> {
-    let folder = format!("{number:02}-{}-{:.0}eps", phase_word(trial.phase), trial.rate);
+    let folder = format!(
+        "{number:02}-{}-{:.0}eps",
+        phase_word(trial.phase),
+        trial.rate
+    );
     let dir = setup.out.join("steps").join(&folder);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let fresh = matches!(setup.relay, Relay::Fresh { .. });
@@ -284,8 +292,10 @@ fn run_step(
             ready_timeout,
         } => {
             let (spec, ready) = (spec.clone(), *ready_timeout);
-            fresh_step(setup, &spec, ready, &trace, &dir, &results, interrupt, observer)
-                .map(|bytes| step.data_bytes = bytes)
+            fresh_step(
+                setup, &spec, ready, &trace, &dir, &results, interrupt, observer,
+            )
+            .map(|bytes| step.data_bytes = bytes)
         }
     };
     if let Err(e) = replayed {
@@ -444,7 +454,9 @@ fn judge_step(
         .totals
         .by_type
         .iter()
-        .filter(|t| ["view", "video_post", "mirror", "other_event"].contains(&t.record_type.as_str()))
+        .filter(|t| {
+            ["view", "video_post", "mirror", "other_event"].contains(&t.record_type.as_str())
+        })
         .map(|t| t.succeeded)
         .sum();
     step.achieved_eps = events_ok as f64 / step.duration_s;
@@ -456,8 +468,13 @@ fn judge_step(
         .strip_prefix(&setup.out)
         .ok()
         .map(|p| p.display().to_string());
-    let judged = slo::judge(&setup.slo, &written.report, trial.rate, setup.load.max_in_flight)
-        .map_err(|e| anyhow!(e))?;
+    let judged = slo::judge(
+        &setup.slo,
+        &written.report,
+        trial.rate,
+        setup.load.max_in_flight,
+    )
+    .map_err(|e| anyhow!(e))?;
     // A warm-up's verdict is shown, not counted (the search ignores it).
     step.judged = Some(judged);
     Ok(())

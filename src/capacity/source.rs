@@ -30,7 +30,10 @@ pub struct StepTrace {
 #[derive(Debug)]
 pub enum SourceError {
     /// The trace has too little left for another step.
-    Exhausted { left_s: f64, needed_s: f64 },
+    Exhausted {
+        left_s: f64,
+        needed_s: f64,
+    },
     Other(anyhow::Error),
 }
 
@@ -124,8 +127,8 @@ impl Source {
                     ..base.clone()
                 };
                 opts.validate().map_err(|e| anyhow!(e))?;
-                let file = File::create(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
+                let file =
+                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let (_, summary) = crate::synth::write(
                     &opts,
@@ -169,8 +172,8 @@ impl Source {
 /// before the slice (a mirror after its post, a CLOSE after its REQ) follows nothing: its
 /// predecessor went in an earlier step. Returns the EVENT frames written.
 fn slice(trace: &Path, from_us: u64, span_us: u64, out: &Path) -> anyhow::Result<u64> {
-    let mut reader = TraceReader::open(trace)
-        .with_context(|| format!("reading {}", trace.display()))?;
+    let mut reader =
+        TraceReader::open(trace).with_context(|| format!("reading {}", trace.display()))?;
     let header = reader.header().clone();
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
@@ -209,8 +212,7 @@ mod tests {
 
     #[test]
     fn step_seeds_differ_from_each_other_and_from_the_seed() {
-        let seeds: std::collections::BTreeSet<u64> =
-            (1..=1000).map(|n| step_seed(42, n)).collect();
+        let seeds: std::collections::BTreeSet<u64> = (1..=1000).map(|n| step_seed(42, n)).collect();
         assert_eq!(seeds.len(), 1000);
         assert!(!seeds.contains(&42));
     }

@@ -98,7 +98,11 @@ fn relay(args: &CapacityArgs) -> anyhow::Result<Relay> {
     }
     // NIP-11 once before any load: a relay whose limits the workload would hit is said now.
     let preflight = match &args.trace {
-        Some(trace) => Some(replay::preflight::run(&target, trace, &args.target.ca_files)?),
+        Some(trace) => Some(replay::preflight::run(
+            &target,
+            trace,
+            &args.target.ca_files,
+        )?),
         None => None,
     };
     for line in preflight
@@ -163,7 +167,13 @@ fn out_dir(args: &CapacityArgs, relay: &Relay) -> anyhow::Result<PathBuf> {
         let name: String = relay
             .name()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         PathBuf::from("reports/capacity").join(format!("{name}-{now}"))
     });
@@ -209,14 +219,10 @@ impl run::Observer for Shown {
         let verdict = match (&step.judged, &step.error) {
             (Some(j), _) => match j.verdict {
                 Verdict::Pass => "pass".to_owned(),
-                Verdict::Fail => format!(
-                    "FAIL ({})",
-                    j.failed_term.as_deref().unwrap_or("a term")
-                ),
-                Verdict::LtLimited => format!(
-                    "LT LIMITED ({})",
-                    j.lt_limit.as_deref().unwrap_or("lt")
-                ),
+                Verdict::Fail => format!("FAIL ({})", j.failed_term.as_deref().unwrap_or("a term")),
+                Verdict::LtLimited => {
+                    format!("LT LIMITED ({})", j.lt_limit.as_deref().unwrap_or("lt"))
+                }
             },
             (None, Some(e)) => format!("not completed: {e}"),
             (None, None) => "not completed".to_owned(),
