@@ -170,9 +170,9 @@ pub fn markdown(r: &CapacityReport) -> String {
     ));
     out.push_str(&format!("| ending | {} |\n", ending_words(r.ending)));
     out.push_str(&format!(
-        "| steps | {} in {} s; {} inversion(s) resolved toward the lower rate |\n",
+        "| steps | {} in {:.0} s; {} inversion(s) resolved toward the lower rate |\n",
         r.steps.len(),
-        num(r.elapsed_s),
+        r.elapsed_s,
         r.inversions
     ));
     out.push_str(&format!(
@@ -256,9 +256,9 @@ fn steps_table(r: &CapacityReport) -> String {
             .as_deref()
             .map_or_else(|| "—".to_owned(), |p| format!("[report]({p})"));
         out.push_str(&format!(
-            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.number,
-            s.phase,
+            s.phase.word(),
             num(s.offered_eps),
             num(s.scheduled_eps),
             num(s.achieved_eps),

@@ -243,11 +243,7 @@ fn run_step(
     interrupt: &Interrupt,
     observer: &dyn Observer,
 ) -> Result<Step, SourceError> {
-    let folder = format!(
-        "{number:02}-{}-{:.0}eps",
-        phase_word(trial.phase),
-        trial.rate
-    );
+    let folder = format!("{number:02}-{}-{:.0}eps", trial.phase.word(), trial.rate);
     let dir = setup.out.join("steps").join(&folder);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let fresh = matches!(setup.relay, Relay::Fresh { .. });
@@ -307,16 +303,6 @@ fn run_step(
         Err(e) => step.error = Some(format!("{e:#}")),
     }
     Ok(step)
-}
-
-fn phase_word(p: Phase) -> &'static str {
-    match p {
-        Phase::Warmup => "warmup",
-        Phase::Ramp => "ramp",
-        Phase::Bisect => "bisect",
-        Phase::Repeat => "repeat",
-        Phase::Confirm => "confirm",
-    }
 }
 
 /// Replays a step's trace into `target`; an interrupted replay is an error (its results

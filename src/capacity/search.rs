@@ -67,6 +67,19 @@ pub enum Phase {
     Confirm,
 }
 
+impl Phase {
+    /// The phase as the report and folder names write it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Warmup => "warmup",
+            Phase::Ramp => "ramp",
+            Phase::Bisect => "bisect",
+            Phase::Repeat => "repeat",
+            Phase::Confirm => "confirm",
+        }
+    }
+}
+
 /// A step to run: its rate, why, and whether it is confirmation-length.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trial {

@@ -208,7 +208,7 @@ impl run::Observer for Shown {
     fn step_started(&self, number: u32, trial: &Trial, duration: Duration) {
         outln!(
             "step {number:>2} {:<8} {:>8} events/s for {} s",
-            format!("{:?}", trial.phase).to_lowercase(),
+            trial.phase.word(),
             units::count(trial.rate.round() as u64),
             duration.as_secs_f64()
         );
