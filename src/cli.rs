@@ -558,6 +558,15 @@ pub struct AbArgs {
     #[arg(long)]
     pub profile: bool,
 
+    /// Compare capacities: run the capacity search (the search options below) for A and
+    /// for B, a fresh relay per step, alternating, --runs times each; the trace is split
+    /// across each search's steps.
+    #[arg(long, conflicts_with_all = ["aa", "issues", "fail_on", "profile"])]
+    pub capacity: bool,
+
+    #[command(flatten)]
+    pub search: SearchArgs,
+
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -592,6 +601,52 @@ pub struct CapacityArgs {
     #[arg(long)]
     pub relay_pid: Option<u32>,
 
+    #[command(flatten)]
+    pub search: SearchArgs,
+
+    /// Folder for the search [default: reports/capacity/<relay>-<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Connections opened at once during each step's connect phase.
+    #[arg(long, default_value_t = 50, value_parser = parse_positive_usize)]
+    pub connect_concurrency: usize,
+
+    /// Records in flight across all connections (see `lt replay`).
+    #[arg(long, default_value_t = 10_000, value_parser = parse_positive_usize)]
+    pub max_in_flight: usize,
+
+    /// Records in flight on one connection (see `lt replay`).
+    #[arg(long, default_value_t = 100, value_parser = parse_positive_usize)]
+    pub per_conn_in_flight: usize,
+
+    /// How long a record may wait for its reply.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Network threads [default: sized from each step's rate].
+    #[arg(long, value_parser = parse_positive_usize)]
+    pub threads: Option<usize>,
+
+    /// Do not reconcile unacknowledged events after each step.
+    #[arg(long)]
+    pub no_reconcile: bool,
+
+    /// Refuse a step whose relay advertises limits its trace would hit.
+    #[arg(long)]
+    pub strict_limits: bool,
+}
+
+/// How a capacity search runs: its SLO, rates, precision and step lengths (`lt capacity`,
+/// `lt ab --capacity`).
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
     /// An SLO term, as `lt analyze --check` takes it (`response.p99 < 100ms`, `success >=
     /// 99.9%`, `delivery.p99 < 1s`); repeatable, all must hold [default:
     /// `response.p99 < 200ms`, `success >= 99.9%`].
@@ -635,44 +690,29 @@ pub struct CapacityArgs {
     /// Pause between steps, for the relay to drain what the last one left.
     #[arg(long, default_value = "2s", value_parser = parse_span)]
     pub cooldown: std::time::Duration,
+}
 
-    /// Folder for the search [default: reports/capacity/<relay>-<UTC time>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+impl SearchArgs {
+    pub fn params(&self) -> crate::capacity::search::Params {
+        crate::capacity::search::Params {
+            start: self.start,
+            factor: self.factor,
+            precision: self.precision,
+            max_rate: self.max_rate,
+            warmup: !self.warmup.is_zero(),
+            ..Default::default()
+        }
+    }
 
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
-
-    #[command(flatten)]
-    pub target: TargetArgs,
-
-    /// Connections opened at once during each step's connect phase.
-    #[arg(long, default_value_t = 50, value_parser = parse_positive_usize)]
-    pub connect_concurrency: usize,
-
-    /// Records in flight across all connections (see `lt replay`).
-    #[arg(long, default_value_t = 10_000, value_parser = parse_positive_usize)]
-    pub max_in_flight: usize,
-
-    /// Records in flight on one connection (see `lt replay`).
-    #[arg(long, default_value_t = 100, value_parser = parse_positive_usize)]
-    pub per_conn_in_flight: usize,
-
-    /// How long a record may wait for its reply.
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-    pub timeout: std::time::Duration,
-
-    /// Network threads [default: sized from each step's rate].
-    #[arg(long, value_parser = parse_positive_usize)]
-    pub threads: Option<usize>,
-
-    /// Do not reconcile unacknowledged events after each step.
-    #[arg(long)]
-    pub no_reconcile: bool,
-
-    /// Refuse a step whose relay advertises limits its trace would hit.
-    #[arg(long)]
-    pub strict_limits: bool,
+    pub fn timing(&self) -> crate::capacity::run::Timing {
+        crate::capacity::run::Timing {
+            step: self.step,
+            warmup: self.warmup,
+            confirm: self.confirm,
+            cooldown: self.cooldown,
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// The traffic model of a synthesized search (no trace given): `lt synth`'s options but

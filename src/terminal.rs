@@ -98,3 +98,73 @@ impl ReplayObserver for ProgressLine {
         ));
     }
 }
+
+/// Ctrl-C for a command that starts relays (`lt ab`, `lt capacity --spec`): the first stops
+/// the replay under way (and the session or search after it); the second kills the relay
+/// lt started, if one is running, and ends lt at once with status 130.
+pub fn on_interrupt_killing_relay(
+    interrupt: &crate::ab::session::Interrupt,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let group = interrupt.relay_group.clone();
+    on_interrupt(interrupt.stop.clone(), timeout, move || {
+        let pid = group.load(std::sync::atomic::Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill(2) on the process group lt started for the relay.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        std::process::exit(130);
+    })
+}
+
+/// A capacity search as lt shows it: a line per step and its outcome on stdout, a progress
+/// line during each replay, warnings on stderr.
+pub struct SearchLines;
+
+impl crate::capacity::run::Observer for SearchLines {
+    fn step_started(
+        &self,
+        number: u32,
+        trial: &crate::capacity::search::Trial,
+        duration: std::time::Duration,
+    ) {
+        crate::cmd::out(format_args!(
+            "step {number:>2} {:<8} {:>8} events/s for {} s\n",
+            trial.phase.word(),
+            crate::units::count(trial.rate.round() as u64),
+            duration.as_secs_f64()
+        ));
+    }
+
+    fn step_ended(&self, step: &crate::capacity::report::Step) {
+        use crate::capacity::search::Verdict;
+        let ms = |x: Option<f64>| x.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"));
+        let verdict = match (&step.judged, &step.error) {
+            (Some(j), _) => match j.verdict {
+                Verdict::Pass => "pass".to_owned(),
+                Verdict::Fail => {
+                    format!("FAIL ({})", j.failed_term.as_deref().unwrap_or("a term"))
+                }
+                Verdict::LtLimited => {
+                    format!("LT LIMITED ({})", j.lt_limit.as_deref().unwrap_or("lt"))
+                }
+            },
+            (None, Some(e)) => format!("not completed: {e}"),
+            (None, None) => "not completed".to_owned(),
+        };
+        crate::cmd::out(format_args!(
+            "        achieved {:.0} events/s · p50 {} ms · p99 {} ms · {verdict}\n",
+            step.achieved_eps,
+            ms(step.response_p50_ms),
+            ms(step.response_p99_ms)
+        ));
+    }
+
+    fn warn(&self, text: &str) {
+        eprintln!("lt: {text}");
+    }
+
+    fn replay(&self, records: u64) -> Arc<dyn ReplayObserver> {
+        ProgressLine::new(records)
+    }
+}

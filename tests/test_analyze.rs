@@ -788,6 +788,10 @@ fn committed_schemas_match_the_report_types() {
             "docs/capacity.schema.json",
             schemars::schema_for!(lt::capacity::report::CapacityReport),
         ),
+        (
+            "docs/capacity-comparison.schema.json",
+            schemars::schema_for!(lt::capacity::compare::CapacityComparison),
+        ),
     ];
     for (file, schema) in schemas {
         let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";

@@ -334,3 +334,112 @@ fn the_guard_and_the_relay_flags_refuse_before_any_load() {
         text(&none.stderr)
     );
 }
+
+/// Acceptance: `lt ab --capacity` of a relay against itself (A and B the same build under
+/// two names) runs the search for each, alternating, and comes out inconclusive; `lt
+/// compare` given the same capacity reports says the same.
+#[test]
+fn capacity_of_a_relay_against_itself_is_inconclusive() {
+    let _machine = crate::util::quiet();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = synth(
+        dir.path(),
+        "t",
+        &[
+            "--seed",
+            "8",
+            "--rate",
+            "100",
+            "--duration",
+            "300",
+            "--clients",
+            "50",
+        ],
+    );
+    let template =
+        relay::config_template(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let command = relay::command(RelayKind::NostrRsRelay);
+    let out_dir = dir.path().join("ab");
+    let out = lt()
+        .args(["ab", "--capacity", "--runs", "2", "--trace"])
+        .arg(&trace)
+        .args([
+            "--a",
+            &format!("base={command}"),
+            "--b",
+            &format!("again={command}"),
+        ])
+        .arg("--a-config")
+        .arg(&template)
+        .arg("--b-config")
+        .arg(&template)
+        .args([
+            "--step",
+            "3s",
+            "--confirm",
+            "5s",
+            "--warmup",
+            "0",
+            "--cooldown",
+            "0.2s",
+        ])
+        .args(["--precision", "20%", "--start", "200"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let json = file_with_extension(&out_dir, "json");
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/capacity-comparison.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&c), "{c}");
+    assert_eq!(c["verdict"], "inconclusive", "{c}");
+    let order: Vec<String> = std::fs::read_dir(out_dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        order,
+        ["01-A-base", "02-B-again", "03-B-again", "04-A-base"]
+    );
+    for side in ["a", "b"] {
+        let found = c[side]["capacities_eps"].as_array().unwrap().len();
+        let left = c[side]["left_out"].as_array().unwrap().len();
+        assert_eq!(found + left, 2, "{}", c[side]);
+        assert!(found >= 1, "{}", c[side]);
+    }
+    let sentence = c["sentence"].as_str().unwrap();
+    assert_eq!(stdout.lines().last().unwrap(), sentence);
+    assert!(
+        sentence.starts_with("again sustains ") && sentence.ends_with("inconclusive."),
+        "{sentence}"
+    );
+    // `lt compare` reads the four searches' capacity reports and comes to the same.
+    let report = |run: &str| {
+        let dir = out_dir.join("runs").join(run);
+        file_with_extension(&dir, "json")
+    };
+    let compared = lt()
+        .arg("compare")
+        .arg("--out-dir")
+        .arg(dir.path().join("compare"))
+        .arg(report("01-A-base"))
+        .arg(report("04-A-base"))
+        .arg("--")
+        .arg(report("02-B-again"))
+        .arg(report("03-B-again"))
+        .output()
+        .unwrap();
+    assert!(compared.status.success(), "{}", text(&compared.stderr));
+    assert!(
+        text(&compared.stdout).contains("inconclusive"),
+        "{}",
+        text(&compared.stdout)
+    );
+}

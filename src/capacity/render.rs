@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use super::report::{ending_words, CapacityReport, Step};
 use super::search::{Phase, Verdict};
 use crate::analyze::output;
+use crate::analyze::render::cell;
 use crate::analyze::render::svg::{self, Chart, Series, XAxis};
-use crate::analyze::render::{cell, num};
 
 /// Writes `report` into `dir` as `capacity-DATE[-N]`: charts, JSON, Markdown. Returns the
 /// JSON's and the Markdown's paths.
@@ -137,7 +137,7 @@ pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
 }
 
 fn rate(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".to_owned(), |v| format!("{} events/s", num(v)))
+    x.map_or_else(|| "—".to_owned(), |v| format!("{} events/s", num1(v)))
 }
 
 /// The report as Markdown: the answer, the SLO, the charts, every step, the settings.
@@ -204,15 +204,15 @@ pub fn markdown(r: &CapacityReport) -> String {
     let s = &r.settings;
     out.push_str(&format!(
         "## Settings\n\nstart {} events/s, ×{} per ramp step, precision {}%, max rate {}; steps of {} s, warm-up {} s, confirmation {} s, cool-down {} s; deadline {}.\n",
-        num(s.start_eps),
-        num(s.factor),
-        num(100.0 * s.precision),
+        num1(s.start_eps),
+        num1(s.factor),
+        num1(100.0 * s.precision),
         rate(s.max_rate_eps),
-        num(s.step_s),
-        num(s.warmup_s),
-        num(s.confirm_s),
-        num(s.cooldown_s),
-        s.deadline_s.map_or_else(|| "none".to_owned(), |d| format!("{} s", num(d)))
+        num1(s.step_s),
+        num1(s.warmup_s),
+        num1(s.confirm_s),
+        num1(s.cooldown_s),
+        s.deadline_s.map_or_else(|| "none".to_owned(), |d| format!("{} s", num1(d)))
     ));
     out
 }
@@ -221,7 +221,7 @@ fn steps_table(r: &CapacityReport) -> String {
     let mut out = String::from(
         "## Steps\n\n| # | phase | offered /s | scheduled /s | achieved /s | p50 ms | p99 ms | SLO terms | trusted | verdict | stored before | report |\n|---:|---|---:|---:|---:|---:|---:|---|---|---|---:|---|\n",
     );
-    let ms = |x: Option<f64>| x.map_or_else(|| "—".to_owned(), num);
+    let ms = |x: Option<f64>| x.map_or_else(|| "—".to_owned(), num1);
     for s in &r.steps {
         let (terms, trusted, verdict) = match (&s.judged, &s.error) {
             (Some(j), _) => (
@@ -233,7 +233,7 @@ fn steps_table(r: &CapacityReport) -> String {
                             if t.passed { "✓" } else { "✗" },
                             t.observed.map_or_else(
                                 || "not measured".to_owned(),
-                                |v| format!("{}{}", num(v), t.unit)
+                                |v| format!("{}{}", num1(v), t.unit)
                             )
                         )
                     })
@@ -259,9 +259,9 @@ fn steps_table(r: &CapacityReport) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.number,
             s.phase.word(),
-            num(s.offered_eps),
-            num(s.scheduled_eps),
-            num(s.achieved_eps),
+            num1(s.offered_eps),
+            num1(s.scheduled_eps),
+            num1(s.achieved_eps),
             ms(s.response_p50_ms),
             ms(s.response_p99_ms),
             cell(&terms),
@@ -281,4 +281,9 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Fail => "fail",
         Verdict::LtLimited => "lt_limited",
     }
+}
+
+/// A figure to one decimal, without a trailing `.0`.
+fn num1(x: f64) -> String {
+    crate::analyze::render::num((x * 10.0).round() / 10.0)
 }

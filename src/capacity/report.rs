@@ -2,7 +2,7 @@
 //! (`docs/capacity.schema.json`; `docs/capacity.md` reads it).
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::search::{Bounds, Ending, Phase};
 use super::slo::Judged;
@@ -10,7 +10,7 @@ use super::slo::Judged;
 /// Version of the capacity report's layout.
 pub const CAPACITY_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CapacityReport {
     pub capacity_version: u32,
     pub generated_by: String,
@@ -59,7 +59,7 @@ pub struct CapacityReport {
 }
 
 /// How the search was asked to run.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Settings {
     pub start_eps: f64,
     pub factor: f64,
@@ -73,7 +73,7 @@ pub struct Settings {
 }
 
 /// One step: the rate offered, what came back, and the verdict.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Step {
     pub number: u32,
     pub phase: Phase,

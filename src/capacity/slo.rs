@@ -3,7 +3,7 @@
 //! the connections opened, and lt's own in-flight cap could carry the rate. A step that
 //! fails one of those is [`Verdict::LtLimited`]: neither a pass nor the relay's failure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::search::{Outcome, Verdict};
 use crate::analyze::checks::{self, Expr};
@@ -64,7 +64,7 @@ pub fn always() -> Vec<String> {
 }
 
 /// One SLO term on one step.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Term {
     /// The term as written.
     pub expression: String,
@@ -77,7 +77,7 @@ pub struct Term {
 }
 
 /// A step as the SLO sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Judged {
     pub verdict: Verdict,
     /// A figure within [`BORDERLINE`] of its bound.

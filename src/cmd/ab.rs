@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -14,6 +13,9 @@ use crate::ab::session::{self, Interrupt, RunFailure, Setup};
 use crate::ab::Side;
 use crate::analyze::render;
 use crate::analyze::thresholds::Thresholds;
+use crate::capacity;
+use crate::capacity::slo::Slo;
+use crate::capacity::source::{Source, TraceSource};
 use crate::cli::AbArgs;
 use crate::replay;
 use crate::terminal::{self, ProgressLine};
@@ -27,12 +29,15 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (a, b) = builds(&args)?;
+    if args.capacity {
+        return capacity(&args, &a, &b);
+    }
     let thresholds = Thresholds::new(args.threshold.clone());
     let load = args.load.load();
     let plan = replay::plan::plan(&args.trace, load.speed, load.clients, None)?;
     let out = session::out_dir(args.out.clone(), &a, &b)?;
     let interrupt = Interrupt::default();
-    stop_on_interrupt(&interrupt, load.timeout)?;
+    terminal::on_interrupt_killing_relay(&interrupt, load.timeout)?;
     let setup = Setup {
         a: &a,
         b: &b,
@@ -79,6 +84,54 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     Ok(code(done.interrupted))
 }
 
+/// `lt ab --capacity`: a capacity search of each build per run, alternating; their
+/// capacities compared.
+fn capacity(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<ExitCode> {
+    let out = session::out_dir(args.out.clone(), a, b)?;
+    let source = Source::Trace(TraceSource::open(&args.trace)?);
+    let slo = Slo::new(args.search.slo.clone());
+    let load = args.load.load();
+    let interrupt = Interrupt::default();
+    terminal::on_interrupt_killing_relay(&interrupt, load.timeout)?;
+    outln!(
+        "lt ab --capacity: {} (A) vs {} (B), {} searches each; SLO {}; results in {}",
+        a.name,
+        b.name,
+        args.runs,
+        slo.texts().join(" AND "),
+        out.display()
+    );
+    let setup = |relay, dir| {
+        Ok(capacity::run::Setup {
+            relay,
+            source: source.clone(),
+            slo: slo.clone(),
+            params: args.search.params(),
+            timing: args.search.timing(),
+            load: load.clone(),
+            strict_limits: args.load.strict_limits,
+            out: dir,
+        })
+    };
+    let done = capacity::ab::session(
+        a,
+        b,
+        args.runs,
+        &setup,
+        args.ready_timeout,
+        &out,
+        &interrupt,
+        &terminal::SearchLines,
+    )?;
+    outln!("capacity comparison: {}", done.markdown.display());
+    outln!("{}", done.comparison.sentence);
+    Ok(if done.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// The two builds, A and B (A again when no --b), with different names.
 fn builds(args: &AbArgs) -> anyhow::Result<(BuildSpec, BuildSpec)> {
     let mut a =
@@ -100,20 +153,6 @@ fn builds(args: &AbArgs) -> anyhow::Result<(BuildSpec, BuildSpec)> {
         ));
     }
     Ok((a, b))
-}
-
-/// Ctrl-C stops the replay under way (or, between runs, the session after the current
-/// step); a second one kills the relay lt started and ends lt at once.
-fn stop_on_interrupt(interrupt: &Interrupt, timeout: std::time::Duration) -> anyhow::Result<()> {
-    let group = interrupt.relay_group.clone();
-    terminal::on_interrupt(interrupt.stop.clone(), timeout, move || {
-        let pid = group.load(Ordering::Relaxed);
-        if pid > 0 {
-            // SAFETY: kill(2) on the process group lt started for the relay.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        std::process::exit(130);
-    })
 }
 
 /// A session as `lt ab` shows it: a line per run and the comparison on stdout, warnings on

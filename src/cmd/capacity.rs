@@ -3,51 +3,33 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::anyhow;
 
 use crate::ab::relay::BuildSpec;
 use crate::ab::session::Interrupt;
-use crate::capacity::report::Step;
-use crate::capacity::run::{self, Relay, Setup, Timing};
-use crate::capacity::search::{Params, Trial, Verdict};
+use crate::capacity::run::{self, Relay, Setup};
 use crate::capacity::slo::Slo;
 use crate::capacity::source::{Source, TraceSource};
 use crate::cli::{CapacityArgs, CAPACITY_CLIENTS};
 use crate::replay::{self, Load, Overload, Speed};
 use crate::target;
-use crate::terminal::{self, ProgressLine};
+use crate::terminal;
 use crate::units;
 use crate::workload::{default_creators, Options};
 
 pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
     let relay = relay(&args)?;
     let source = source(&args)?;
-    let slo = Slo::new(args.slo.clone());
+    let slo = Slo::new(args.search.slo.clone());
     let load = load(&args);
     let out = out_dir(&args, &relay)?;
     let setup = Setup {
         relay,
         source,
         slo,
-        params: Params {
-            start: args.start,
-            factor: args.factor,
-            precision: args.precision,
-            max_rate: args.max_rate,
-            warmup: !args.warmup.is_zero(),
-            ..Params::default()
-        },
-        timing: Timing {
-            step: args.step,
-            warmup: args.warmup,
-            confirm: args.confirm,
-            cooldown: args.cooldown,
-            deadline: args.deadline,
-        },
+        params: args.search.params(),
+        timing: args.search.timing(),
         load,
         strict_limits: args.strict_limits,
         out,
@@ -56,13 +38,13 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
         "lt capacity: {} · SLO {} · start {} events/s, precision {}%; folder {}",
         setup.relay.name(),
         setup.slo.texts().join(" AND "),
-        units::count(args.start as u64),
-        args.precision * 100.0,
+        units::count(args.search.start as u64),
+        args.search.precision * 100.0,
         setup.out.display()
     );
     let interrupt = Interrupt::default();
-    stop_on_interrupt(&interrupt, args.timeout)?;
-    let done = run::search(setup, &interrupt, &Shown)?;
+    terminal::on_interrupt_killing_relay(&interrupt, args.timeout)?;
+    let done = run::search(setup, &interrupt, &terminal::SearchLines)?;
     outln!("capacity report: {}", done.markdown.display());
     outln!("{}", done.report.sentence);
     if interrupt.stop.requested() {
@@ -86,7 +68,7 @@ fn relay(args: &CapacityArgs) -> anyhow::Result<Relay> {
         .as_deref()
         .ok_or_else(|| anyhow!("no relay given: pass --relay URL or --spec NAME=CMD"))?;
     let target = target::check(&args.target, url, target::Role::Load)?;
-    if !target.loopback() && args.max_rate.is_none() {
+    if !target.loopback() && args.search.max_rate.is_none() {
         return Err(anyhow!(
             "--relay {url}: a search doubles its rate until the relay fails; a host other than loopback needs --max-rate EVENTS_PER_S to bound it"
         ));
@@ -128,8 +110,8 @@ fn source(args: &CapacityArgs) -> anyhow::Result<Source> {
     let opts = Options {
         seed: w.seed,
         clients,
-        duration_s: args.step.as_secs_f64(),
-        rate_eps: args.start,
+        duration_s: args.search.step.as_secs_f64(),
+        rate_eps: args.search.start,
         view_share: w.mix,
         read_share: w.read_share,
         edit_share: w.edit_share,
@@ -184,62 +166,4 @@ fn out_dir(args: &CapacityArgs, relay: &Relay) -> anyhow::Result<PathBuf> {
         ));
     }
     Ok(out)
-}
-
-/// Ctrl-C ends the step under way and the search after it (the report is written, marked
-/// partial); a second one kills a relay lt started and ends lt at once.
-fn stop_on_interrupt(interrupt: &Interrupt, timeout: Duration) -> anyhow::Result<()> {
-    let group = interrupt.relay_group.clone();
-    terminal::on_interrupt(interrupt.stop.clone(), timeout, move || {
-        let pid = group.load(Ordering::Relaxed);
-        if pid > 0 {
-            // SAFETY: kill(2) on the process group lt started for the relay.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        std::process::exit(130);
-    })
-}
-
-/// A search as `lt capacity` shows it: a line per step on stdout, a progress line during
-/// each replay, warnings on stderr.
-struct Shown;
-
-impl run::Observer for Shown {
-    fn step_started(&self, number: u32, trial: &Trial, duration: Duration) {
-        outln!(
-            "step {number:>2} {:<8} {:>8} events/s for {} s",
-            trial.phase.word(),
-            units::count(trial.rate.round() as u64),
-            duration.as_secs_f64()
-        );
-    }
-
-    fn step_ended(&self, step: &Step) {
-        let ms = |x: Option<f64>| x.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"));
-        let verdict = match (&step.judged, &step.error) {
-            (Some(j), _) => match j.verdict {
-                Verdict::Pass => "pass".to_owned(),
-                Verdict::Fail => format!("FAIL ({})", j.failed_term.as_deref().unwrap_or("a term")),
-                Verdict::LtLimited => {
-                    format!("LT LIMITED ({})", j.lt_limit.as_deref().unwrap_or("lt"))
-                }
-            },
-            (None, Some(e)) => format!("not completed: {e}"),
-            (None, None) => "not completed".to_owned(),
-        };
-        outln!(
-            "        achieved {:.0} events/s · p50 {} ms · p99 {} ms · {verdict}",
-            step.achieved_eps,
-            ms(step.response_p50_ms),
-            ms(step.response_p99_ms)
-        );
-    }
-
-    fn warn(&self, text: &str) {
-        eprintln!("lt: {text}");
-    }
-
-    fn replay(&self, records: u64) -> Arc<dyn replay::ReplayObserver> {
-        ProgressLine::new(records)
-    }
 }
