@@ -641,6 +641,11 @@ pub struct CapacityArgs {
     /// Refuse a step whose relay advertises limits its trace would hit.
     #[arg(long)]
     pub strict_limits: bool,
+
+    /// Check the target and the options, print the search's plan, and send nothing (no
+    /// socket is opened, no relay started).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// How a capacity search runs: its SLO, rates, precision and step lengths (`lt capacity`,
@@ -684,11 +689,11 @@ pub struct SearchArgs {
     pub warmup: std::time::Duration,
 
     /// Length of the confirmation step at the rate found.
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "20s", value_parser = parse_timeout)]
     pub confirm: std::time::Duration,
 
     /// Pause between steps, for the relay to drain what the last one left.
-    #[arg(long, default_value = "2s", value_parser = parse_span)]
+    #[arg(long, default_value = "1s", value_parser = parse_span)]
     pub cooldown: std::time::Duration,
 }
 

@@ -260,6 +260,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("replay", "ab"),
     ("analyze", "replay"),
     ("analyze/render", "analyze/measure"),
+    // The capacity search sits above the stages it runs.
+    ("ab", "capacity"),
+    ("replay", "capacity"),
+    ("analyze", "capacity"),
 ];
 
 #[test]

@@ -326,6 +326,28 @@ fn the_guard_and_the_relay_flags_refuse_before_any_load() {
         .unwrap();
     let line = one_line_error(&unbounded);
     assert!(line.contains("--max-rate"), "{line}");
+    // A dry run checks and prints, and sends nothing: nothing listens on port 1.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("search");
+    let dry = lt()
+        .args([
+            "capacity",
+            "--relay",
+            "ws://127.0.0.1:1/",
+            "--dry-run",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let shown = text(&dry.stdout);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(shown.starts_with("dry run: nothing sent"), "{shown}");
+    assert!(
+        shown.contains("response.p99 < 200ms AND success >= 99.9%"),
+        "{shown}"
+    );
+    assert!(!out.exists());
     let none = lt().arg("capacity").output().unwrap();
     assert_eq!(none.status.code(), Some(2));
     assert!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::compare::{self, CapacityComparison};
 use super::report::CapacityReport;
-use super::run::{self, Observer, Relay, Setup};
+use super::run::{self, Observer, Setup};
 use crate::ab::relay::BuildSpec;
 use crate::ab::session::Interrupt;
 use crate::ab::{run_order, Side};
@@ -21,13 +21,13 @@ pub struct Compared {
 }
 
 /// Runs `runs` searches of each build into `out/runs/NN-SIDE-NAME/`, `setup` giving each
-/// search its settings for a relay and a folder; then compares them into `out`.
+/// search its settings for a build (a fresh relay per step) and a folder; then compares
+/// them into `out`.
 pub fn session(
     a: &BuildSpec,
     b: &BuildSpec,
     runs: u32,
-    setup: &dyn Fn(Relay, PathBuf) -> anyhow::Result<Setup>,
-    ready_timeout: std::time::Duration,
+    setup: &dyn Fn(&BuildSpec, PathBuf) -> anyhow::Result<Setup>,
     out: &Path,
     interrupt: &Interrupt,
     observer: &dyn Observer,
@@ -55,11 +55,7 @@ pub fn session(
             spec.name,
             out.join(&folder).display()
         ));
-        let relay = Relay::Fresh {
-            spec: spec.clone(),
-            ready_timeout,
-        };
-        let done = run::search(setup(relay, out.join(&folder))?, interrupt, observer)?;
+        let done = run::search(setup(spec, out.join(&folder))?, interrupt, observer)?;
         let path = done
             .json
             .strip_prefix(out)

@@ -51,11 +51,18 @@ fn marker(name: &str, x: Option<f64>, top: f64) -> Option<Series> {
 /// response-time bound.
 pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
     let steps = judged(r);
-    let top_rate = steps
+    vec![
+        ("throughput", rate_chart(r, &steps)),
+        ("latency", latency_chart(r, &steps)),
+    ]
+}
+
+fn rate_chart(r: &CapacityReport, steps: &[&Step]) -> Chart {
+    let top = steps
         .iter()
         .map(|s| s.offered_eps.max(s.achieved_eps))
         .fold(0.0, f64::max);
-    let mut rates = vec![
+    let mut series = vec![
         Series {
             name: "offered".into(),
             points: steps
@@ -71,29 +78,40 @@ pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
                 .collect(),
         },
     ];
-    rates.extend(marker("capacity", r.capacity_eps, top_rate));
-    let latency_points = |f: fn(&Step) -> Option<f64>| -> Vec<(f64, f64)> {
+    series.extend(marker("capacity", r.capacity_eps, top));
+    Chart {
+        title: "Offered and achieved rate".into(),
+        x_label: "offered (events/s)".into(),
+        y_label: "events/s".into(),
+        x_axis: XAxis::Linear,
+        series,
+    }
+}
+
+fn latency_chart(r: &CapacityReport, steps: &[&Step]) -> Chart {
+    let points = |f: fn(&Step) -> Option<f64>| -> Vec<(f64, f64)> {
         steps
             .iter()
             .map(|s| (s.offered_eps, f(s).unwrap_or(f64::NAN)))
             .collect()
     };
-    let p99 = latency_points(|s| s.response_p99_ms);
-    let top_ms = p99
+    let p99 = points(|s| s.response_p99_ms);
+    let top = p99
         .iter()
         .map(|p| p.1)
         .filter(|y| y.is_finite())
         .fold(0.0, f64::max);
-    let mut latency = vec![
+    let mut series = vec![
         Series {
             name: "response p50".into(),
-            points: latency_points(|s| s.response_p50_ms),
+            points: points(|s| s.response_p50_ms),
         },
         Series {
             name: "response p99".into(),
             points: p99,
         },
     ];
+    // The SLO's first latency bound, as a horizontal line across the steps.
     let slo_ms = r
         .steps
         .iter()
@@ -102,38 +120,23 @@ pub fn charts(r: &CapacityReport) -> Vec<(&'static str, Chart)> {
         .find(|t| t.unit == "ms")
         .map(|t| t.bound);
     if let (Some(bound), Some(first), Some(last)) = (slo_ms, steps.first(), steps.last()) {
-        latency.push(Series {
+        series.push(Series {
             name: "SLO bound".into(),
             points: vec![(first.offered_eps, bound), (last.offered_eps, bound)],
         });
     }
-    latency.extend(marker(
+    series.extend(marker(
         "capacity",
         r.capacity_eps,
-        top_ms.max(slo_ms.unwrap_or(0.0)),
+        top.max(slo_ms.unwrap_or(0.0)),
     ));
-    vec![
-        (
-            "throughput",
-            Chart {
-                title: "Offered and achieved rate".into(),
-                x_label: "offered (events/s)".into(),
-                y_label: "events/s".into(),
-                x_axis: XAxis::Linear,
-                series: rates,
-            },
-        ),
-        (
-            "latency",
-            Chart {
-                title: "Response time against the offered rate".into(),
-                x_label: "offered (events/s)".into(),
-                y_label: "ms".into(),
-                x_axis: XAxis::Linear,
-                series: latency,
-            },
-        ),
-    ]
+    Chart {
+        title: "Response time against the offered rate".into(),
+        x_label: "offered (events/s)".into(),
+        y_label: "ms".into(),
+        x_axis: XAxis::Linear,
+        series,
+    }
 }
 
 fn rate(x: Option<f64>) -> String {

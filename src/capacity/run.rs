@@ -62,6 +62,28 @@ pub struct Timing {
     pub deadline: Option<Duration>,
 }
 
+impl Timing {
+    /// How long `trial` runs.
+    pub fn of(&self, trial: Trial) -> Duration {
+        match trial.phase {
+            Phase::Warmup => self.warmup,
+            _ if trial.long => self.confirm,
+            _ => self.step,
+        }
+    }
+
+    /// Whether the deadline leaves no room for another step, `spent` being the time so far
+    /// and a step's overhead (connect, analysis).
+    fn out_of_time(&self, search: &Search, spent: Duration) -> bool {
+        let next = if search.long_mode() {
+            self.confirm
+        } else {
+            self.step
+        };
+        self.deadline.is_some_and(|d| spent + next > d)
+    }
+}
+
 /// What a search is asked to do.
 pub struct Setup {
     pub relay: Relay,
@@ -112,24 +134,15 @@ pub fn search(
         if interrupt.stop.requested() {
             break Ending::Interrupted;
         }
-        let out_of_time = setup.timing.deadline.is_some_and(|d| {
-            let next = if search.long_mode() {
-                setup.timing.confirm
-            } else {
-                setup.timing.step
-            };
-            started.elapsed() + next + overhead > d
-        });
+        let out_of_time = setup
+            .timing
+            .out_of_time(&search, started.elapsed() + overhead);
         let trial = match search.next(out_of_time) {
             Decision::Done(e) => break e,
             Decision::Run(t) => t,
         };
         number += 1;
-        let duration = match trial.phase {
-            Phase::Warmup => setup.timing.warmup,
-            _ if trial.long => setup.timing.confirm,
-            _ => setup.timing.step,
-        };
+        let duration = setup.timing.of(trial);
         if number > 1 {
             cool_down(setup.timing.cooldown, interrupt);
         }
@@ -153,20 +166,8 @@ pub fn search(
         if !matches!(setup.relay, Relay::Fresh { .. }) {
             stored += (step.achieved_eps * step.duration_s).round() as u64;
         }
-        let judged = step.judged.as_ref().map(slo::Judged::outcome);
-        let failed = step.error.clone();
-        report.steps.push(step);
-        match (judged, failed) {
-            (Some(outcome), _) => search.record(trial, outcome),
-            (None, Some(e)) => {
-                if !interrupt.stop.requested() {
-                    observer.warn(&format!(
-                        "step {number}: {e}; the search ends with the bounds so far"
-                    ));
-                }
-                break Ending::Interrupted;
-            }
-            (None, None) => break Ending::Interrupted,
+        if let Some(end) = take(&mut search, trial, step, &mut report, interrupt, observer) {
+            break end;
         }
     };
     report.inversions = search.inversions();
@@ -178,6 +179,36 @@ pub fn search(
         json,
         markdown,
     })
+}
+
+/// Adds a finished step to the report and its outcome to the search; a step that did not
+/// complete ends the search (`Interrupted`, said unless Ctrl-C did it).
+fn take(
+    search: &mut Search,
+    trial: Trial,
+    step: Step,
+    report: &mut CapacityReport,
+    interrupt: &Interrupt,
+    observer: &dyn Observer,
+) -> Option<Ending> {
+    let judged = step.judged.as_ref().map(slo::Judged::outcome);
+    let failed = step
+        .error
+        .clone()
+        .map(|e| format!("step {}: {e}", step.number));
+    report.steps.push(step);
+    match (judged, failed) {
+        (Some(outcome), _) => {
+            search.record(trial, outcome);
+            None
+        }
+        (None, failed) => {
+            if let (Some(e), false) = (failed, interrupt.stop.requested()) {
+                observer.warn(&format!("{e}; the search ends with the bounds so far"));
+            }
+            Some(Ending::Interrupted)
+        }
+    }
 }
 
 fn empty_report(setup: &Setup) -> CapacityReport {

@@ -101,9 +101,12 @@ fn capacity(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<ExitC
         slo.texts().join(" AND "),
         out.display()
     );
-    let setup = |relay, dir| {
+    let setup = |spec: &BuildSpec, dir| {
         Ok(capacity::run::Setup {
-            relay,
+            relay: capacity::run::Relay::Fresh {
+                spec: spec.clone(),
+                ready_timeout: args.ready_timeout,
+            },
             source: source.clone(),
             slo: slo.clone(),
             params: args.search.params(),
@@ -118,7 +121,6 @@ fn capacity(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<ExitC
         b,
         args.runs,
         &setup,
-        args.ready_timeout,
         &out,
         &interrupt,
         &terminal::SearchLines,

@@ -34,6 +34,10 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
         strict_limits: args.strict_limits,
         out,
     };
+    if args.dry_run {
+        print_plan(&setup);
+        return Ok(ExitCode::SUCCESS);
+    }
     outln!(
         "lt capacity: {} · SLO {} · start {} events/s, precision {}%; folder {}",
         setup.relay.name(),
@@ -140,6 +144,54 @@ fn load(args: &CapacityArgs) -> Load {
         delivery_rows: false,
         start_at: None,
     }
+}
+
+/// `--dry-run`: what the search would do, nothing sent.
+fn print_plan(setup: &Setup) {
+    outln!("dry run: nothing sent, no socket opened, no relay started");
+    match &setup.relay {
+        Relay::Running { target, .. } => outln!(
+            "target        {} — allowed ({}); never restarted",
+            target.display_host(),
+            if target.loopback() {
+                "loopback"
+            } else {
+                "on the allow-list of dedicated test hosts"
+            }
+        ),
+        Relay::Fresh { spec, .. } => outln!(
+            "relay         {} started per step on 127.0.0.1: {}",
+            spec.name,
+            spec.command
+        ),
+    }
+    outln!("workload      {}", setup.source.describe());
+    outln!("SLO           {}", setup.slo.texts().join(" AND "));
+    for rule in crate::capacity::slo::always() {
+        outln!("  and         {rule}");
+    }
+    let p = &setup.params;
+    let t = &setup.timing;
+    outln!(
+        "search        warm-up {} s at {} events/s, then ×{} per step until one fails, bisection to {}%, confirmation {} s{}",
+        t.warmup.as_secs_f64(),
+        p.start,
+        p.factor,
+        p.precision * 100.0,
+        t.confirm.as_secs_f64(),
+        p.max_rate
+            .map(|m| format!("; at most {m} events/s"))
+            .unwrap_or_default()
+    );
+    outln!(
+        "steps         {} s each, {} s apart{}",
+        t.step.as_secs_f64(),
+        t.cooldown.as_secs_f64(),
+        t.deadline
+            .map(|d| format!("; deadline {} s", d.as_secs_f64()))
+            .unwrap_or_default()
+    );
+    outln!("folder        {}", setup.out.display());
 }
 
 /// `--out`, or `reports/capacity/<relay>-<UTC>`; an existing folder must be empty.
