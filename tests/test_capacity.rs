@@ -10,6 +10,9 @@ use lt_testkit::relay::{self, Relay, RelayKind, RelayOptions};
 
 use crate::util::{file_with_extension, lt, one_line_error, synth, text};
 
+/// Every search here holds the machine alone (`quiet`): a search ramps until something
+/// gives, and would make timing tests running beside it fail.
+///
 /// Steps short enough for the suite: p99 from 5 s at 250/s is over 1,000 replies.
 const QUICK: [&str; 8] = [
     "--step",
@@ -131,7 +134,7 @@ fn a_relay_of_known_capacity_is_found_within_ten_percent() {
 /// above it.
 #[test]
 fn lt_as_the_limit_is_said_and_never_the_relays_capacity() {
-    let _machine = crate::util::busy();
+    let _machine = crate::util::quiet();
     let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("search");
@@ -184,7 +187,7 @@ fn lt_as_the_limit_is_said_and_never_the_relays_capacity() {
 /// each step plays its slice at the speed its rate needs.
 #[test]
 fn a_trace_is_split_across_steps_and_no_event_is_sent_twice() {
-    let _machine = crate::util::busy();
+    let _machine = crate::util::quiet();
     let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
     let dir = tempfile::tempdir().unwrap();
     let trace = synth(
@@ -245,7 +248,7 @@ fn a_trace_is_split_across_steps_and_no_event_is_sent_twice() {
 /// steps so far is written, marked partial; exit status 130; the results stay readable.
 #[test]
 fn ctrl_c_mid_search_writes_the_partial_report() {
-    let _machine = crate::util::busy();
+    let _machine = crate::util::quiet();
     let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("search");
