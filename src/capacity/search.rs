@@ -246,9 +246,16 @@ impl Search {
                 Verdict::LtLimited => {}
             },
             Phase::Ramp | Phase::Bisect => {
-                // A short step near a bound may be either side of it: tried again. A long
-                // step has samples enough, and its repeat would cost a confirmation.
-                if outcome.borderline && outcome.verdict != Verdict::LtLimited && !trial.long {
+                // A short step near a bound may be either side of it: tried again. So is
+                // the ramp's first failure, which alone would set the upper bound (one
+                // stall of a 5 s step at 80% of a relay's capacity did). A long step has
+                // samples enough, and its repeat would cost a confirmation.
+                let first_failure =
+                    outcome.verdict == Verdict::Fail && self.bounds().upper.is_none();
+                if (outcome.borderline || first_failure)
+                    && outcome.verdict != Verdict::LtLimited
+                    && !trial.long
+                {
                     self.repeat = Some(trial.rate);
                 }
             }
@@ -371,6 +378,7 @@ mod tests {
                 (200, Ramp),
                 (400, Ramp),
                 (800, Ramp),
+                (800, Repeat),
                 (600, Bisect),
                 (500, Bisect),
                 (550, Bisect),
@@ -398,8 +406,13 @@ mod tests {
     fn a_failing_start_ramps_down() {
         let (trials, ending, b) = drive(Params::default(), below(30.0), usize::MAX);
         assert_eq!(
-            rates(&trials)[1..4],
-            [(100, Phase::Ramp), (50, Phase::Ramp), (25, Phase::Ramp)]
+            rates(&trials)[1..5],
+            [
+                (100, Phase::Ramp),
+                (100, Phase::Repeat),
+                (50, Phase::Ramp),
+                (25, Phase::Ramp)
+            ]
         );
         assert_eq!(ending, Ending::Found);
         assert!(b.lower.unwrap() <= 30.0 && b.upper.unwrap() > 30.0);
@@ -465,6 +478,7 @@ mod tests {
             step(200.0, Phase::Ramp, Verdict::Pass),
             step(400.0, Phase::Ramp, Verdict::Pass),
             step(800.0, Phase::Ramp, Verdict::Fail),
+            step(800.0, Phase::Repeat, Verdict::Fail),
             step(600.0, Phase::Bisect, Verdict::Pass),
             step(550.0, Phase::Bisect, Verdict::Fail),
         ] {
@@ -531,8 +545,8 @@ mod tests {
 
     #[test]
     fn the_deadline_ends_with_the_bounds_so_far() {
-        let (trials, ending, b) = drive(Params::default(), below(500.0), 6);
-        assert_eq!(trials.len(), 6);
+        let (trials, ending, b) = drive(Params::default(), below(500.0), 7);
+        assert_eq!(trials.len(), 7);
         assert_eq!(ending, Ending::Deadline);
         assert_eq!((b.lower, b.upper), (Some(400.0), Some(600.0)));
     }
