@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use lt_testkit::relay::{self, Relay, RelayKind, RelayOptions};
 
-use crate::util::{file_with_extension, lt, one_line_error, synth, text};
+use crate::util::{file_with_extension, lt, one_line_error, read_against_schema, synth, text};
 
 /// Every search here holds the machine alone (`quiet`): a search ramps until something
 /// gives, and would make timing tests running beside it fail.
@@ -27,17 +27,10 @@ const QUICK: [&str; 8] = [
 
 /// The capacity JSON in `dir`, checked against the committed schema, and its Markdown.
 fn capacity_report(dir: &Path) -> (serde_json::Value, String) {
-    let json = file_with_extension(dir, "json");
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/capacity.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&value)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{}: {errors:?}", json.display());
+    let value = read_against_schema(
+        &file_with_extension(dir, "json"),
+        include_str!("../docs/capacity.schema.json"),
+    );
     let md = std::fs::read_to_string(file_with_extension(dir, "md")).unwrap();
     (value, md)
 }
@@ -415,13 +408,10 @@ fn capacity_of_a_relay_against_itself_is_inconclusive() {
         .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let json = file_with_extension(&out_dir, "json");
-    let c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/capacity-comparison.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(&c), "{c}");
+    let c = read_against_schema(
+        &file_with_extension(&out_dir, "json"),
+        include_str!("../docs/capacity-comparison.schema.json"),
+    );
     assert_eq!(c["verdict"], "inconclusive", "{c}");
     let order: Vec<String> = std::fs::read_dir(out_dir.join("runs"))
         .unwrap()

@@ -10,7 +10,7 @@ mod reports;
 mod runs;
 mod verify;
 
-pub use reports::{check_calibration, check_comparison, check_report_files};
+pub use reports::{check_calibration, check_comparison, check_report_files, read_against_schema};
 pub use runs::{outcomes, replay, runtime, stored};
 pub use verify::independent_verify;
 

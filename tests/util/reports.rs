@@ -23,19 +23,25 @@ fn markdown_summary(md: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Validates a report against the committed schema, and checks the Markdown summary shows
-/// exactly the JSON's figures.
-pub fn check_report_files(json: &Path, md: &Path) -> serde_json::Value {
+/// The JSON file at `path`, which must validate against `schema` (a committed schema's
+/// text); the errors are the panic's message.
+pub fn read_against_schema(path: &Path, schema: &str) -> serde_json::Value {
     let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../docs/report.schema.json")).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&value)
         .map(|e| e.to_string())
         .collect();
-    assert!(errors.is_empty(), "{}: {errors:?}", json.display());
+    assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    value
+}
+
+/// Validates a report against the committed schema, and checks the Markdown summary shows
+/// exactly the JSON's figures.
+pub fn check_report_files(json: &Path, md: &Path) -> serde_json::Value {
+    let value = read_against_schema(json, include_str!("../../docs/report.schema.json"));
     let shown = markdown_summary(&std::fs::read_to_string(md).unwrap());
     let summary = value["summary"].as_array().unwrap();
     assert_eq!(shown.len(), summary.len());
