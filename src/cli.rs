@@ -688,7 +688,8 @@ pub struct SearchArgs {
     #[arg(long, default_value = "5s", value_parser = parse_span)]
     pub warmup: std::time::Duration,
 
-    /// Length of the confirmation step at the rate found.
+    /// Length of the confirmation (the first long step, at the highest short pass) and of
+    /// every step after it: the answer always rests on steps this long.
     #[arg(long, default_value = "20s", value_parser = parse_timeout)]
     pub confirm: std::time::Duration,
 

@@ -2,24 +2,31 @@
 //! out. No clock, no relay, no files: the driver (`capacity::run`) runs each step as a
 //! real replay and hands back its outcome; the tests here drive it with tables.
 //!
-//! The search (see `docs/capacity.md`):
+//! The search (see `docs/capacity.md`), in two phases as FD.io's MLRsearch (RFC 9971)
+//! runs it: short trials to find the region, full-length trials for the answer.
 //! 1. a warm-up step at the start rate, whose outcome is not judged;
 //! 2. an exponential ramp from the start rate (times `factor`) until a step fails, or the
 //!    start rate fails and the ramp goes down instead until a step passes;
 //! 3. bisection between the highest pass and the lowest failure until they are within
-//!    `precision` of each other;
+//!    four times `precision` of each other;
 //! 4. a borderline step (a figure near its SLO bound) is tried once more, and the worse
 //!    outcome counts;
-//! 5. one confirmation step, longer, at the rate found. Short steps can flatter a relay
-//!    whose pace falls as its database grows (nostr-rs-relay passes 600 events/s for 10 s
-//!    and fails it over 30 s), so a failed confirmation sends the search on in *long
-//!    mode*: every later step is confirmation-length, only long steps' passes count, the
-//!    rate steps down from the failure until one passes, then bisects to the precision.
+//! 5. the confirmation: a longer step at the highest short pass, and from then on *long
+//!    mode*: every step is confirmation-length and only long passes count. If it passed,
+//!    bisection goes on above it to `precision`; if it failed, the rate steps down from the
+//!    failure by 1 + 4 × precision until a long step passes, then bisects. Short steps can
+//!    flatter a relay whose pace falls as its database grows (nostr-rs-relay passes 750
+//!    events/s for 10 s and fails it over 20 s), so the answer always rests on a step of
+//!    the confirmation's length; the short phase only saves time finding where to look.
 //!
 //! The bounds are always computed from every judged step, conservatively: the upper bound
 //! is the lowest rate that failed (or that lt could not offer), the lower bound the highest
 //! rate that passed *below* it. A lower rate failing where a higher one passed (an
 //! inversion) therefore moves the answer down, never up.
+
+/// The short phase ends when its bounds are this many precisions apart: the long phase
+/// then needs about two bisections (log2 of 4) to the precision.
+pub const SHORT_WIDTH: f64 = 4.0;
 
 /// What the search is asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +35,8 @@ pub struct Params {
     pub start: f64,
     /// The ramp's factor between steps (2: doubling).
     pub factor: f64,
-    /// The search ends when `upper ≤ lower × (1 + precision)`.
+    /// The search ends when `upper ≤ lower × (1 + precision)` (and the short phase when
+    /// `upper ≤ lower × (1 + SHORT_WIDTH × precision)`).
     pub precision: f64,
     /// No step above this rate; a pass at it ends the search.
     pub max_rate: Option<f64>,
@@ -65,7 +73,7 @@ pub enum Phase {
     Bisect,
     /// A borderline step, tried again.
     Repeat,
-    /// The longer run at the rate found.
+    /// The first long step, at the highest short pass; long mode follows.
     Confirm,
 }
 
@@ -118,7 +126,7 @@ pub struct Outcome {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Ending {
-    /// The bounds are within the precision and the confirmation passed.
+    /// The bounds are within the precision, the lower one a long step's pass.
     Found,
     /// As `Found`, but the upper bound is where lt could not offer the rate: the relay
     /// sustains at least the lower bound; how much more is not known.
@@ -160,8 +168,7 @@ pub struct Search {
     history: Vec<(Trial, Outcome)>,
     warmed: bool,
     repeat: Option<f64>,
-    confirmed: Option<f64>,
-    /// A confirmation failed: from now on every step is long, and only long passes count.
+    /// The confirmation ran: from now on every step is long, and only long passes count.
     long: bool,
 }
 
@@ -172,7 +179,6 @@ impl Search {
             params,
             history: Vec::new(),
             repeat: None,
-            confirmed: None,
             long: false,
         }
     }
@@ -216,17 +222,19 @@ impl Search {
                 }
             }
             (Some(lower), Some(upper)) => {
-                if upper > lower * (1.0 + self.params.precision) {
-                    self.run((lower + upper) / 2.0, Phase::Bisect)
-                } else if self.long || self.confirmed == Some(lower) {
-                    // In long mode the lower bound passed at full length: confirmed.
-                    Decision::Done(if b.upper_is_lt {
-                        Ending::LtLimit
-                    } else {
-                        Ending::Found
-                    })
+                let width = if self.long {
+                    self.params.precision
                 } else {
+                    SHORT_WIDTH * self.params.precision
+                };
+                if upper > lower * (1.0 + width) {
+                    self.run((lower + upper) / 2.0, Phase::Bisect)
+                } else if !self.long {
                     self.run(lower, Phase::Confirm)
+                } else if b.upper_is_lt {
+                    Decision::Done(Ending::LtLimit)
+                } else {
+                    Decision::Done(Ending::Found)
                 }
             }
         }
@@ -240,21 +248,16 @@ impl Search {
                 return;
             }
             Phase::Repeat => self.repeat = None,
-            Phase::Confirm => match outcome.verdict {
-                Verdict::Pass => self.confirmed = Some(trial.rate),
-                Verdict::Fail => self.long = true,
-                Verdict::LtLimited => {}
-            },
-            Phase::Ramp | Phase::Bisect => {
-                // A short step near a bound may be either side of it: tried again. So is
-                // the ramp's first failure, which alone would set the upper bound (one
-                // stall of a 5 s step at 80% of a relay's capacity did). A long step has
-                // samples enough, and its repeat would cost a confirmation.
-                let first_failure =
-                    outcome.verdict == Verdict::Fail && self.bounds().upper.is_none();
-                if (outcome.borderline || first_failure)
-                    && outcome.verdict != Verdict::LtLimited
+            Phase::Confirm | Phase::Ramp | Phase::Bisect => {
+                // Whatever the confirmation found, the answer rests on long steps from here.
+                self.long |= trial.phase == Phase::Confirm;
+                // A step near a bound may be either side of it: tried again. So is the
+                // ramp's first failure, which alone would set the upper bound (one stall
+                // of a 5 s step at 80% of a relay's capacity did).
+                let first_failure = outcome.verdict == Verdict::Fail
                     && !trial.long
+                    && self.bounds().upper.is_none();
+                if (outcome.borderline || first_failure) && outcome.verdict != Verdict::LtLimited
                 {
                     self.repeat = Some(trial.rate);
                 }
@@ -309,7 +312,7 @@ impl Search {
         count
     }
 
-    /// Whether the search is in long mode (a confirmation failed).
+    /// Whether the search is in long mode (the confirmation ran).
     pub fn long_mode(&self) -> bool {
         self.long
     }
@@ -362,7 +365,11 @@ mod tests {
     }
 
     fn rates(trials: &[Trial]) -> Vec<(u32, Phase)> {
-        assert!(trials.iter().all(|t| t.long == (t.phase == Phase::Confirm)));
+        // Steps are long from the confirmation on, and only then.
+        let confirm = trials.iter().position(|t| t.phase == Phase::Confirm);
+        for (i, t) in trials.iter().enumerate() {
+            assert_eq!(t.long, confirm.is_some_and(|c| i >= c), "{i}: {t:?}");
+        }
         trials.iter().map(|t| (t.rate as u32, t.phase)).collect()
     }
 
@@ -381,9 +388,10 @@ mod tests {
                 (800, Repeat),
                 (600, Bisect),
                 (500, Bisect),
+                // within 4 × 5% of 600: the long phase, from the highest short pass
+                (500, Confirm),
                 (550, Bisect),
                 (525, Bisect),
-                (500, Confirm),
             ]
         );
         assert_eq!(ending, Ending::Found);
@@ -514,12 +522,55 @@ mod tests {
             .iter()
             .position(|t| t.phase == Phase::Confirm)
             .unwrap();
-        assert!(trials[first_confirm].rate > 600.0);
+        assert!(trials[first_confirm].rate > 520.0);
         // Everything after the failed confirmation is long.
         assert!(trials[first_confirm..].iter().all(|t| t.long));
         assert_eq!(ending, Ending::Found);
         let (lo, hi) = (b.lower.unwrap(), b.upper.unwrap());
         assert!(lo <= 520.0 && 520.0 < hi && hi <= lo * 1.05, "{lo}..{hi}");
+    }
+
+    #[test]
+    fn a_confirmation_lt_could_not_offer_goes_on_in_long_steps() {
+        // lt offers 4,800/s for a short step but not for a long one (its lag grows when
+        // sharing the cores with the relay for longer): the answer is a long step's pass.
+        let judge = |t: &Trial, _: usize| Outcome {
+            verdict: match (t.rate, t.long) {
+                (r, false) if r <= 5000.0 => Verdict::Pass,
+                (r, true) if r <= 4200.0 => Verdict::Pass,
+                _ => Verdict::LtLimited,
+            },
+            borderline: false,
+        };
+        let (trials, ending, b) = drive(Params::default(), judge, usize::MAX);
+        rates(&trials);
+        assert_eq!(ending, Ending::LtLimit);
+        assert!(b.upper_is_lt);
+        let (lo, hi) = (b.lower.unwrap(), b.upper.unwrap());
+        assert!(lo <= 4200.0 && 4200.0 < hi && hi <= lo * 1.05, "{lo}..{hi}");
+        let passed_long = |r: f64| trials.iter().any(|t| t.long && t.rate == r);
+        assert!(passed_long(lo));
+        assert!(trials.len() < 20, "{}", trials.len());
+    }
+
+    #[test]
+    fn a_borderline_long_step_is_repeated_long() {
+        // 550 is borderline over a long step: tried again (long), and fails the second time.
+        let judge = |t: &Trial, _: usize| Outcome {
+            verdict: match (t.rate as u32, t.phase) {
+                (550, Phase::Repeat) => Verdict::Fail,
+                (r, _) if r <= 560 => Verdict::Pass,
+                _ => Verdict::Fail,
+            },
+            borderline: t.rate == 550.0,
+        };
+        let (trials, ending, b) = drive(Params::default(), judge, usize::MAX);
+        let rates = rates(&trials);
+        let at = rates.iter().position(|r| *r == (550, Phase::Bisect)).unwrap();
+        assert_eq!(rates[at + 1], (550, Phase::Repeat));
+        assert!(trials[at + 1].long);
+        assert_eq!(ending, Ending::Found);
+        assert!(b.upper.unwrap() <= 550.0, "{b:?}");
     }
 
     #[test]
