@@ -49,6 +49,7 @@ fn make(path: &Path, rows: u64) {
         preflight: None,
         part: None,
         start_at: None,
+        scrapes: Vec::new(),
     };
     let f = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
     let mut w = ResultsWriter::new(f, &header).expect("header");

@@ -255,6 +255,9 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub relay_pid: Option<u32>,
 
+    #[command(flatten)]
+    pub scrape: ScrapeArgs,
+
     /// Profile the relay (--relay-pid) with `perf record` during the run; its hot functions
     /// go beside the results (`<results>.profile.json`) and into `lt analyze`'s report.
     #[arg(long, requires = "relay_pid")]
@@ -311,6 +314,69 @@ pub struct TargetArgs {
     /// one source address toward one relay address (~28k).
     #[arg(long = "source-addr", value_name = "ADDR", value_parser = parse_source_addrs)]
     pub source_addrs: Vec<Vec<std::net::IpAddr>>,
+}
+
+/// What is read from the relay's side during a run: Prometheus endpoints and this machine's
+/// `/proc` (docs/relay-metrics.md).
+#[derive(Debug, Clone, Args)]
+pub struct ScrapeArgs {
+    /// A Prometheus endpoint to scrape every --scrape-interval during the run: `URL` or
+    /// `PRESET=URL`, the preset one of node-exporter, nostr-rs-relay, rnostr, other
+    /// (detected from the first answer when not named); `rnostr=http://127.0.0.1:7777/metrics?auth=KEY`.
+    /// Repeatable. Its host must pass the guard as a relay's does. A failing or slow
+    /// endpoint never stops the run: its gaps are counted.
+    #[arg(long = "scrape", value_name = "[PRESET=]URL", value_parser = parse_scrape)]
+    pub scrapes: Vec<crate::scrape::ScrapeArg>,
+
+    /// Time between scrapes (and between readings of this machine's /proc).
+    #[arg(long, default_value = "1s", value_parser = parse_scrape_interval)]
+    pub scrape_interval: std::time::Duration,
+
+    /// Do not read this machine's /proc (host CPU, memory, disks, network; the relay process
+    /// with --relay-pid) during a run against a relay on loopback, where it is read by default.
+    #[arg(long)]
+    pub no_host_stats: bool,
+}
+
+impl ScrapeArgs {
+    /// The sources of a run against `target` (host stats when it is loopback), checked by
+    /// the guard; `relay_pid` adds the relay process. `detect`: read each endpoint given
+    /// without a preset once, now, for its preset (not in a dry run).
+    pub fn sources(
+        &self,
+        target: &TargetArgs,
+        loopback: bool,
+        relay_pid: Option<u32>,
+        detect: bool,
+    ) -> anyhow::Result<Vec<crate::scrape::Source>> {
+        let allow =
+            crate::guard::AllowList::parse(&target.allow_hosts).map_err(|e| anyhow::anyhow!(e))?;
+        let local = !self.no_host_stats;
+        crate::scrape::prepare(&crate::scrape::Wanted {
+            scrapes: &self.scrapes,
+            allow: &allow,
+            ca_files: &target.ca_files,
+            host: local && (loopback || relay_pid.is_some()),
+            relay_pid: relay_pid.filter(|_| local),
+            interval: self.scrape_interval,
+            detect,
+        })
+    }
+}
+
+fn parse_scrape(s: &str) -> Result<crate::scrape::ScrapeArg, String> {
+    s.parse()
+}
+
+fn parse_scrape_interval(s: &str) -> Result<std::time::Duration, String> {
+    match crate::units::duration(s)? {
+        d if d >= std::time::Duration::from_millis(100)
+            && d <= std::time::Duration::from_secs(60) =>
+        {
+            Ok(d)
+        }
+        _ => Err(format!("{s:?}: between 100ms and 60s")),
+    }
 }
 
 /// How a trace is played: shared by `replay` and `ab`.

@@ -240,6 +240,8 @@ pub enum Refusal {
     NoScheme,
     #[error("the relay URL scheme is {scheme}://, but lt speaks only ws:// and wss://")]
     Scheme { scheme: String },
+    #[error("the URL must start with http:// or https:// (for example http://127.0.0.1:9100/metrics), not {scheme}")]
+    HttpScheme { scheme: String },
     /// WHATWG parsing drops tabs and line breaks anywhere in a URL; a URL that needs that
     /// repair does not say plainly where it points.
     #[error("the relay URL contains a control character or line break")]
@@ -374,6 +376,40 @@ pub fn check(
         tls: None,
         sources: Vec::new(),
     })
+}
+
+/// Checks an `http://` or `https://` URL lt will only *read* from (a Prometheus endpoint,
+/// `--scrape`) by the same rules as a relay URL: loopback or the allow-list, never a public
+/// relay's host, no ambiguous spellings. The target keeps its http(s) scheme (and its query,
+/// which may carry a key: never show [`Target::url`] whole, show [`Target::display_host`]).
+pub fn check_http(
+    url: &str,
+    allow: &AllowList,
+    resolve: &dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
+) -> Result<Target, Refusal> {
+    let written = url.trim_matches(|c: char| c <= ' ');
+    let (scheme, rest) = written.split_once("://").unwrap_or(("", written));
+    // http and https share ws and wss's default ports and parsing: checked as those.
+    let as_ws = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "ws",
+        "https" => "wss",
+        "" => {
+            return Err(Refusal::HttpScheme {
+                scheme: "a URL without a scheme".into(),
+            })
+        }
+        other => {
+            return Err(Refusal::HttpScheme {
+                scheme: format!("{}://", other.chars().take(16).collect::<String>()),
+            })
+        }
+    };
+    let mut target = check(&format!("{as_ws}://{rest}"), allow, resolve)?;
+    // Between special schemes of the same defaults: cannot fail.
+    let _ = target
+        .url
+        .set_scheme(if as_ws == "ws" { "http" } else { "https" });
+    Ok(target)
 }
 
 /// The address as judged: IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is the IPv4 address it

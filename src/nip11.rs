@@ -109,29 +109,6 @@ pub fn url(target: &Target) -> String {
     u.to_string()
 }
 
-/// Resolves every name to the addresses the guard checked: the document is fetched from
-/// them and nowhere else, with the URL's host in `Host` and as the TLS server name.
-#[derive(Debug)]
-struct Checked(Vec<std::net::SocketAddr>);
-
-impl ureq::unversioned::resolver::Resolver for Checked {
-    fn resolve(
-        &self,
-        _uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let mut out = self.empty();
-        for addr in self.0.iter().take(16) {
-            out.push(*addr);
-        }
-        if out.is_empty() {
-            return Err(ureq::Error::HostNotFound);
-        }
-        Ok(out)
-    }
-}
-
 /// Fetches the document from the addresses the guard checked (no second DNS lookup), over
 /// https for a `wss://` relay, trusting the roots of `ca_files` besides the system's. Never
 /// fails: a missing or invalid document is a note.
@@ -143,51 +120,13 @@ pub fn fetch(target: &Target, ca_files: &[PathBuf]) -> Preflight {
         note: Some(format!("not advertised: {why}")),
         predictions: Vec::new(),
     };
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
-        .http_status_as_error(false)
-        .max_redirects(0);
-    if target.url().scheme() == "wss" {
-        let roots = match crate::tls::roots(ca_files) {
-            Ok(r) => r,
-            Err(e) => return note(format!("{e:#}")),
-        };
-        let certs: Vec<ureq::tls::Certificate<'static>> = roots
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                .build(),
-        );
-    }
-    // ureq's `unversioned` resolver seam (pinned by Cargo.lock): no lookup of our own.
-    let agent = ureq::Agent::with_parts(
-        config.build(),
-        ureq::unversioned::transport::DefaultConnector::new(),
-        Checked(target.addrs().to_vec()),
-    );
-    let response = agent
-        .get(&url)
-        .header("Accept", "application/nostr+json")
-        .call();
-    let mut response = match response {
-        Ok(r) => r,
-        Err(e) => return note(format!("{e}")),
+    let client = match crate::http::Client::new(target, ca_files, TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return note(format!("{e:#}")),
     };
-    let status = response.status();
-    if !status.is_success() {
-        return note(format!("HTTP {status}"));
-    }
-    let text = match response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BYTES)
-        .read_to_string()
-    {
+    let text = match client.get_text(&url, "application/nostr+json", MAX_BYTES) {
         Ok(t) => t,
-        Err(e) => return note(format!("reading the document: {e}")),
+        Err(why) => return note(why),
     };
     match Document::parse(&text) {
         Ok(_) => Preflight {

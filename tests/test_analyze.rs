@@ -47,6 +47,7 @@ fn header(fingerprint: &str, records: u64) -> Header {
         preflight: None,
         part: None,
         start_at: None,
+        scrapes: Vec::new(),
     }
 }
 

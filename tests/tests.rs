@@ -20,6 +20,7 @@ mod test_record;
 mod test_relays;
 mod test_replay;
 mod test_replay_relays;
+mod test_scrape;
 mod test_shards;
 mod test_synth;
 mod test_tls;

@@ -70,6 +70,10 @@ pub fn measure(runs: &Runs, ids: &Ids, profiles: &[Profile]) -> Measured {
         hot_functions: hot_functions(runs.files.len(), profiles),
         against_recording: against::report(&t.against),
         live_deliveries: deliveries::report(&t.deliveries),
+        scraped: t
+            .scraped
+            .first()
+            .and_then(|rows| super::scraped::scraped(h, rows)),
     };
     m.summary = summary(&m);
     m

@@ -25,6 +25,7 @@ pub mod read;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod scraped;
 pub mod stats;
 pub mod tally;
 pub mod thresholds;

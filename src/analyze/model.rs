@@ -35,6 +35,10 @@ pub struct Measured {
     /// For a trace with live subscriptions: what they received against what they should.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_deliveries: Option<LiveDeliveries>,
+    /// What the relay's side said (`--scrape`, this machine's `/proc`); absent when nothing
+    /// was scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scraped: Option<super::scraped::Scraped>,
 }
 
 /// A headline figure: `value` in `unit`.

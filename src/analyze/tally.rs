@@ -278,6 +278,8 @@ pub struct Tally {
     pub shards: u32,
     /// Runs the files make (shards of one run count once).
     pub runs: u32,
+    /// Scraped series (`--scrape`, this machine's `/proc`), per file in file order.
+    pub scraped: Vec<super::scraped::ScrapedRows>,
 }
 
 impl Tally {
@@ -318,6 +320,7 @@ impl Tally {
             deliveries: Deliveries::default(),
             shards: 1,
             runs: 0,
+            scraped: Vec::new(),
         }
     }
 
@@ -325,6 +328,16 @@ impl Tally {
     pub fn begin_file(&mut self) {
         self.files += 1;
         self.samples.push(Vec::new());
+        self.scraped.push(Default::default());
+    }
+
+    /// This file's scraped rows.
+    fn scraped_mut(&mut self) -> &mut super::scraped::ScrapedRows {
+        if self.scraped.is_empty() {
+            self.scraped.push(Default::default());
+        }
+        let last = self.scraped.len() - 1;
+        &mut self.scraped[last]
     }
 
     pub fn end_file(&mut self, trailer: Trailer) {
@@ -382,11 +395,16 @@ impl Tally {
             Row::Fanout(f) => self.deliveries.fanout_row(f),
             // The `Fanout` row has the account; these are for the user's own digging.
             Row::Delivery(_) => {}
+            Row::Series(r) => self.scraped_mut().series.push(r.clone()),
+            Row::Scrape(r) => self.scraped_mut().scrapes.push(r.clone()),
         }
     }
 
     fn outcome(&mut self, o: &OutcomeRow) {
         self.outcomes += 1;
+        if o.op.is_event() && o.sent_ns.is_some() {
+            self.scraped_mut().events_sent += 1;
+        }
         o.outcome.count_into(&mut self.by_outcome);
         let class = Class::of(o.op);
         let succeeded = o.outcome.succeeded();
@@ -456,6 +474,9 @@ impl Tally {
             .into_iter()
             .flatten()
             .collect();
+        for rows in std::mem::take(&mut other.scraped) {
+            self.scraped_mut().add(rows);
+        }
         self.merge(other);
         match self.samples.last_mut() {
             Some(series) => {
@@ -492,6 +513,7 @@ impl Tally {
         self.connects.add(&other.connects);
         self.timeline.merge(other.timeline);
         self.samples.extend(other.samples);
+        self.scraped.extend(other.scraped);
         self.trailers.extend(other.trailers);
         self.bytes_sent += other.bytes_sent;
         self.held.add(&other.held);

@@ -257,8 +257,7 @@ impl Search {
                 let first_failure = outcome.verdict == Verdict::Fail
                     && !trial.long
                     && self.bounds().upper.is_none();
-                if (outcome.borderline || first_failure) && outcome.verdict != Verdict::LtLimited
-                {
+                if (outcome.borderline || first_failure) && outcome.verdict != Verdict::LtLimited {
                     self.repeat = Some(trial.rate);
                 }
             }
@@ -566,7 +565,10 @@ mod tests {
         };
         let (trials, ending, b) = drive(Params::default(), judge, usize::MAX);
         let rates = rates(&trials);
-        let at = rates.iter().position(|r| *r == (550, Phase::Bisect)).unwrap();
+        let at = rates
+            .iter()
+            .position(|r| *r == (550, Phase::Bisect))
+            .unwrap();
         assert_eq!(rates[at + 1], (550, Phase::Repeat));
         assert!(trials[at + 1].long);
         assert_eq!(ending, Ending::Found);

@@ -1,9 +1,12 @@
 //! Where a capacity step's records come from, so that **no event is sent twice to one
 //! relay** (a duplicate is answered fast, from an index lookup, and would flatter it):
 //!
-//! - a synth workload: each step is a trace of its own, synthesized at the step's rate
-//!   from a seed derived from the workload's seed and the step's number (other keys, other
-//!   events), played at 1x;
+//! - a synth workload: each step is a trace synthesized at the step's rate, played at 1x.
+//!   Against a running relay its seed is derived from the workload's seed and the step's
+//!   number (other keys, other events); a relay started fresh for the step gets the same
+//!   seed every time, so every step, and every search with the same options, plays the same
+//!   workload at its rate: what differs between two steps at one rate is the relay alone
+//!   (and `lt ab --capacity` gives A and B the same traces);
 //! - a trace: each step plays the next slice of it, at the speed that gives the step's
 //!   rate; a relay started fresh for each step gets the trace from its start every time.
 
@@ -83,6 +86,10 @@ impl TraceSource {
     }
 }
 
+/// The step number whose seed every step against a fresh relay uses: one no search reaches,
+/// so its traces are none a running relay's search sends.
+const FRESH_STEP: u32 = u32::MAX;
+
 /// The seed of step `number` of a search seeded `seed`: distinct per step, and never the
 /// seed itself (a trace made with `lt synth --seed SEED` may already be in the relay).
 pub fn step_seed(seed: u64, number: u32) -> u64 {
@@ -121,7 +128,7 @@ impl Source {
         match self {
             Source::Synth(base) => {
                 let opts = Options {
-                    seed: step_seed(base.seed, number),
+                    seed: step_seed(base.seed, if fresh_relay { FRESH_STEP } else { number }),
                     rate_eps: rate,
                     duration_s,
                     ..base.clone()
@@ -215,5 +222,7 @@ mod tests {
         let seeds: std::collections::BTreeSet<u64> = (1..=1000).map(|n| step_seed(42, n)).collect();
         assert_eq!(seeds.len(), 1000);
         assert!(!seeds.contains(&42));
+        assert!(!seeds.contains(&step_seed(42, FRESH_STEP)));
+        assert_ne!(step_seed(42, FRESH_STEP), 42);
     }
 }

@@ -17,8 +17,19 @@ use crate::capture::Op;
 use crate::nostr::Prefix;
 
 /// Results format version this lt writes and the newest it reads. Version 2: the trace
-/// header of trace format 2, and the `skipped` outcome.
-pub const VERSION: u16 = 2;
+/// header of trace format 2, and the `skipped` outcome. Version 3: scraped series (`series`
+/// and `scrape` rows, the header's `scrapes`); a run without them is still written as
+/// version 2, so an older lt reads it.
+pub const VERSION: u16 = 3;
+
+/// The version a results file with this header is written as (see [`VERSION`]).
+pub fn version_for(scrapes: &[ScrapeSource]) -> u16 {
+    if scrapes.is_empty() {
+        2
+    } else {
+        VERSION
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -47,6 +58,63 @@ pub struct Header {
     /// same for every shard of one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
+    /// What was scraped during the run (`--scrape`, this host's and the relay process's
+    /// `/proc`), indexed by `source` in `series` and `scrape` rows; absent when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrapes: Vec<ScrapeSource>,
+}
+
+/// One source of scraped series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeSource {
+    /// Its index, as rows name it.
+    pub source: u16,
+    /// Where: `http://host:port/path` (never userinfo or query: a key may be in it), or
+    /// `/proc` and `/proc/PID` for lt's own reading of this machine.
+    pub location: String,
+    /// What its series mean: `node-exporter`, `nostr-rs-relay`, `rnostr`, `process`,
+    /// `other` (named with `--scrape PRESET=URL`, else detected from the first answer).
+    pub preset: String,
+    /// Seconds between scrapes.
+    pub interval_s: f64,
+}
+
+/// What a scraped series' family is, as its `# TYPE` line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+}
+
+/// A scraped series, defined once, before the first `scrape` row that has its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRow {
+    pub source: u16,
+    /// Its number within the source.
+    pub id: u32,
+    pub name: String,
+    /// Sorted by name; a histogram bucket's `le` among them.
+    pub labels: Vec<(String, String)>,
+    pub kind: SeriesKind,
+}
+
+/// One scrape of one source: the values of its series then, or why there are none (a gap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeRow {
+    pub source: u16,
+    /// When the scrape was asked for, ns from t0.
+    pub at_ns: u64,
+    /// How long the answer took.
+    pub took_us: u64,
+    /// `(series id, value)`; empty for a gap.
+    pub values: Vec<(u32, f64)>,
+    /// Why this scrape has no values: the endpoint failed, timed out, answered garbage, or
+    /// the scrape before was still running.
+    pub error: Option<String>,
 }
 
 /// A part of a sharded replay: trace connections `c` with `c mod count == index`, whole
@@ -110,6 +178,10 @@ pub enum Row {
     Fanout(Box<FanoutRow>),
     /// One delivery, with `--delivery-rows` only.
     Delivery(DeliveryRow),
+    /// A scraped series' definition (results format 3).
+    Series(SeriesRow),
+    /// One scrape of one source (results format 3).
+    Scrape(ScrapeRow),
 }
 
 /// An EVENT received on a subscription after its EOSE (`--delivery-rows`).
@@ -416,7 +488,7 @@ pub struct ResultsWriter<W: Write> {
 impl<W: Write> ResultsWriter<W> {
     pub fn new(out: W, header: &Header) -> std::io::Result<Self> {
         Ok(ResultsWriter {
-            inner: Writer::new(out, FileKind::Results, VERSION, header)?,
+            inner: Writer::new(out, FileKind::Results, version_for(&header.scrapes), header)?,
             rows: 0,
             outcomes: 0,
             samples: 0,

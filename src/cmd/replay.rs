@@ -21,6 +21,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The guard runs before anything else touches the network, dry run included.
     let target = target::check(&args.target, &url, target::Role::Load)?;
     relay_pid_exists(args.relay_pid)?;
+    // Scrape hosts pass the guard too; a dry run reads none of them.
+    let scrapes = args.scrape.sources(
+        &args.target,
+        target.loopback(),
+        args.relay_pid,
+        !args.dry_run,
+    )?;
     let plan = replay::plan::plan(
         &args.trace,
         args.load.speed,
@@ -60,6 +67,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| default_output(&args.trace));
     let mut cfg = Config::new(&load, target, args.relay_pid);
     cfg.preflight = preflight;
+    cfg.scrapes = scrapes;
+    cfg.scrape_interval = args.scrape.scrape_interval;
     let stop = replay::Stop::new();
     // A second Ctrl-C ends lt at once, as an interrupted command ends: status 130.
     terminal::on_interrupt(stop.clone(), load.timeout, || std::process::exit(130))?;

@@ -82,6 +82,9 @@ pub struct Config {
     pub options: RunOptions,
     /// The relay's NIP-11 document and the predictions made from it, for the header.
     pub preflight: Option<crate::capture::results::Preflight>,
+    /// What is scraped during the run (`--scrape`, this machine's `/proc`), and how often.
+    pub scrapes: Vec<crate::scrape::Source>,
+    pub scrape_interval: Duration,
 }
 
 impl Config {
@@ -100,6 +103,8 @@ impl Config {
                 ..load.run_options()
             },
             preflight: None,
+            scrapes: Vec::new(),
+            scrape_interval: Duration::from_secs(1),
         }
     }
 }

@@ -162,8 +162,9 @@ fn header(
 ) -> Header {
     let mut options = cfg.options.clone();
     options.network_threads = Some(threads);
+    let scrapes: Vec<_> = cfg.scrapes.iter().map(|s| s.header.clone()).collect();
     Header {
-        format_version: results::VERSION,
+        format_version: results::version_for(&scrapes),
         lt_version: env!("CARGO_PKG_VERSION").to_owned(),
         trace_fingerprint: plan.fingerprint.clone(),
         trace_records: plan.records,
@@ -175,6 +176,7 @@ fn header(
         preflight: cfg.preflight.clone(),
         part: plan.part,
         start_at: cfg.load.start_at.map(config::rfc3339),
+        scrapes,
     }
 }
 
@@ -192,7 +194,7 @@ async fn drive(
     reader: TraceReader<std::io::BufReader<File>>,
     plan: &Plan,
     thread_count: usize,
-    cfg: Config,
+    mut cfg: Config,
     stop: Stop,
     to_writer: shared::ToWriter,
     observer: Arc<dyn ReplayObserver>,
@@ -207,6 +209,9 @@ async fn drive(
         Ok(opened) => opened,
         Err(e) => return Err(threads.fail(e).await),
     };
+    // Each source's baseline scrape, before the clock starts (see `scrape::Sampler`).
+    let mut scraper =
+        crate::scrape::Sampler::start(std::mem::take(&mut cfg.scrapes), cfg.scrape_interval);
     let clock = match Clock::start(&cfg, plan, opened.phase) {
         Ok(clock) => clock,
         Err(e) => return Err(threads.fail(e).await),
@@ -224,6 +229,8 @@ async fn drive(
         to_writer,
     ));
     shared.emit_all(opened.rows);
+    let emit_to = shared.clone();
+    scraper.run(clock.t0, Arc::new(move |rows| emit_to.emit_all(rows)));
     let sampler = tokio::spawn(sample_loop(
         shared.clone(),
         cfg.relay_pid,
@@ -248,6 +255,8 @@ async fn drive(
         Err(e) => Err(e),
     };
     sampler.abort();
+    // Joins the scraping threads (a scrape under way ends within its timeout).
+    scraper.stop();
     let reconcile_error = wound?;
     let start_offset_ns = match clock.start_offset {
         Some(task) => task.await.ok(),

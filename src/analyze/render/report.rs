@@ -74,6 +74,7 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     errors(s, r)?;
     connections(s, r)?;
     resources(s, r)?;
+    scraped(s, r)?;
     writeln!(s, "## Hot functions")?;
     writeln!(s)?;
     if r.measured.hot_functions.measured {
@@ -309,6 +310,65 @@ fn against_recording(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 /// For a trace with live subscriptions: what they received against what they should have.
+/// A table per scraped source, then whether the relay's own event count agrees with lt's.
+fn scraped(s: &mut String, r: &Report) -> std::fmt::Result {
+    let Some(sc) = &r.measured.scraped else {
+        return Ok(());
+    };
+    writeln!(s, "## The relay's side")?;
+    writeln!(s)?;
+    if let Some(a) = &sc.events_agreement {
+        let verdict = if a.agree {
+            "they agree".to_string()
+        } else {
+            format!(
+                "**they disagree by {}**: events lost or counted twice on the way, or another client writing to the relay",
+                num((a.relay_events - a.lt_events_sent as f64).abs())
+            )
+        };
+        writeln!(
+            s,
+            "The relay counted {} EVENT commands over the run; lt sent {}: {verdict}.",
+            num(a.relay_events),
+            a.lt_events_sent
+        )?;
+        writeln!(s)?;
+    }
+    for src in &sc.sources {
+        let gaps = match &src.first_gap {
+            Some(why) => format!(", {} gaps (first: {})", src.gaps, cell(why)),
+            None => String::new(),
+        };
+        writeln!(
+            s,
+            "### {} ({}): {} scrapes{gaps}",
+            cell(&src.location),
+            src.preset,
+            src.scrapes
+        )?;
+        writeln!(s)?;
+        if src.figures.is_empty() {
+            writeln!(s, "No figures: no two scrapes with values.")?;
+            writeln!(s)?;
+            continue;
+        }
+        writeln!(s, "| figure | value | unit | id |")?;
+        writeln!(s, "|---|---:|---|---|")?;
+        for f in &src.figures {
+            writeln!(
+                s,
+                "| {} | {} | {} | `{}` |",
+                cell(&f.label),
+                num(f.value),
+                f.unit,
+                f.id
+            )?;
+        }
+        writeln!(s)?;
+    }
+    Ok(())
+}
+
 fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {
     let Some(d) = &r.measured.live_deliveries else {
         return Ok(());

@@ -1,0 +1,413 @@
+//! `--scrape` and lt's reading of this machine's `/proc` during real runs: nostr-rs-relay's
+//! own `/metrics` and a real node_exporter (Debian's `prometheus-node-exporter`, installed
+//! by `scripts/install-relays`), rnostr's key-guarded `/metrics`, and endpoints that die,
+//! answer garbage or hang (in-process peers: fault injection beside the real ones).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lt::analyze::scraped::{Scraped, ScrapedSource};
+
+use crate::relay::{Relay, RelayKind, RelayOptions};
+use crate::util::{lt, outcomes, replay, report_of, synth, text};
+
+/// Debian's node_exporter; the test fails, naming the install script, when it is missing.
+fn node_exporter_binary() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/prometheus-node-exporter");
+    assert!(
+        path.is_file(),
+        "{} not found: run scripts/install-relays (it installs Debian's prometheus-node-exporter)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node_exporter on a loopback port of its own, stopped on drop.
+struct NodeExporter {
+    child: Child,
+    url: String,
+}
+
+impl NodeExporter {
+    fn start() -> NodeExporter {
+        let port = free_port();
+        let child = Command::new(node_exporter_binary())
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node_exporter");
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while get(&url).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "node_exporter did not answer on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        NodeExporter { child, url }
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP GET's body, when the answer is 200.
+fn get(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    // A Go server answers an HTTP/1.0 request as HTTP/1.0.
+    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
+}
+
+/// The host's CPU ticks from `/proc/stat`, read here, independently of lt: (busy, total),
+/// busy being every mode but idle and iowait.
+fn cpu_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).unwrap();
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let total: f64 = v.iter().sum();
+    (total - v[3] - v[4], total)
+}
+
+fn source<'a>(s: &'a Scraped, preset: &str) -> &'a ScrapedSource {
+    s.sources
+        .iter()
+        .find(|x| x.preset == preset)
+        .unwrap_or_else(|| panic!("no {preset} source in {s:#?}"))
+}
+
+fn figure(s: &ScrapedSource, id: &str) -> f64 {
+    s.figures
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no figure {id} in {s:#?}"))
+        .value
+}
+
+/// ~1,000 records over 20 clients; 10 s at 2x.
+fn small_trace(dir: &Path) -> PathBuf {
+    synth(
+        dir,
+        "t",
+        &[
+            "--seed",
+            "7",
+            "--duration",
+            "20",
+            "--rate",
+            "40",
+            "--clients",
+            "20",
+        ],
+    )
+}
+
+#[test]
+fn the_relays_own_count_and_node_exporter_agree_with_lt_and_proc() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let exporter = NodeExporter::start();
+    let out = dir.path().join("r.ltr");
+    let before = cpu_ticks();
+    let run = replay(
+        &trace,
+        &relay.url,
+        &out,
+        &[
+            "--speed",
+            "2x",
+            "--relay-pid",
+            &relay.pid.to_string(),
+            "--scrape",
+            &format!("http://127.0.0.1:{}/metrics", relay.port),
+            "--scrape",
+            &exporter.url,
+        ],
+    );
+    let after = cpu_ticks();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    outcomes(&out);
+    let report = report_of(std::slice::from_ref(&out));
+    let scraped = report.measured.scraped.as_ref().expect("a scraped section");
+    // Detected from their answers: nobody named the presets.
+    let relay_side = source(scraped, "nostr-rs-relay");
+    let node = scraped
+        .sources
+        .iter()
+        .find(|s| s.preset == "node-exporter" && s.location.starts_with("http"))
+        .unwrap();
+    let local = scraped
+        .sources
+        .iter()
+        .find(|s| s.location == "/proc")
+        .unwrap();
+    source(scraped, "process");
+    for s in &scraped.sources {
+        assert_eq!(s.gaps, 0, "{s:#?}");
+        assert!(s.scrapes >= 10, "{s:#?}");
+    }
+    let agreement = scraped.events_agreement.as_ref().unwrap();
+    assert!(agreement.lt_events_sent > 500, "{agreement:?}");
+    assert_eq!(
+        agreement.relay_events, agreement.lt_events_sent as f64,
+        "the events nostr-rs-relay's writer handled against lt's EVENT frames sent"
+    );
+    assert!(agreement.agree);
+    assert!(figure(relay_side, "write_p99_ms") > 0.0);
+    // The host's CPU as node_exporter saw it, as lt's own /proc reading saw it, and as
+    // /proc/stat read here over the same window: within 10 points.
+    let independent = 100.0 * (after.0 - before.0) / (after.1 - before.1);
+    for s in [node, local] {
+        let busy = figure(s, "cpu_busy_pct");
+        assert!(
+            (busy - independent).abs() <= 10.0,
+            "{}: host CPU busy {busy}% against {independent}% from /proc/stat",
+            s.location
+        );
+    }
+    // The run's traffic is on loopback: lt's /proc reading shows it (this node_exporter
+    // build leaves `lo` out of its netdev collector).
+    assert!(figure(local, "net.lo.receive_bytes_per_s") > 0.0);
+    // The Markdown shows each source.
+    let md_dir = dir.path().join("report");
+    let analyze = lt()
+        .args(["analyze", "--out-dir"])
+        .arg(&md_dir)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(analyze.status.success(), "{}", text(&analyze.stderr));
+    let md = std::fs::read_dir(&md_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "md"))
+        .unwrap();
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("## The relay's side"), "{md}");
+    assert!(
+        md.contains("(nostr-rs-relay)") && md.contains("(node-exporter)"),
+        "{md}"
+    );
+    assert!(md.contains("they agree"), "{md}");
+}
+
+#[test]
+fn rnostr_is_scraped_with_its_key_and_the_key_is_never_kept() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let template = dir.path().join("rnostr.toml");
+    let base = std::fs::read_to_string(lt_testkit::relay::config_template(
+        RelayKind::Rnostr,
+        RelayOptions { raise_limits: true },
+    ))
+    .unwrap();
+    std::fs::write(
+        &template,
+        base.replace(
+            "[metrics]\nenabled = false",
+            "[metrics]\nenabled = true\nauth = \"s3cret\"",
+        ),
+    )
+    .unwrap();
+    let relay = Relay::start_with_template(RelayKind::Rnostr, &template);
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &relay.url,
+        &out,
+        &[
+            "--speed",
+            "2x",
+            "--no-host-stats",
+            "--scrape",
+            &format!("rnostr=http://127.0.0.1:{}/metrics?auth=s3cret", relay.port),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report = report_of(std::slice::from_ref(&out));
+    let scraped = report.measured.scraped.as_ref().unwrap();
+    assert_eq!(scraped.sources.len(), 1, "--no-host-stats: no /proc source");
+    let s = source(scraped, "rnostr");
+    assert_eq!(s.gaps, 0, "{s:#?}");
+    let agreement = scraped.events_agreement.as_ref().unwrap();
+    assert_eq!(agreement.relay_events, agreement.lt_events_sent as f64);
+    assert!(figure(s, "events_stored") > 0.0);
+    // The key went to the relay and nowhere else: not in the results, not in the report.
+    let mut results = lt::capture::results::ResultsReader::open(&out).unwrap();
+    assert!(!format!("{:?}", results.header()).contains("s3cret"));
+    while let Some(row) = results.next_row().unwrap() {
+        assert!(!format!("{row:?}").contains("s3cret"), "{row:?}");
+    }
+    assert!(!serde_json::to_string(&report).unwrap().contains("s3cret"));
+    assert!(!s.location.contains('?'), "{}", s.location);
+}
+
+/// An endpoint that answers a valid exposition `good` times, then stops listening.
+fn dying(good: usize) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in l.incoming().take(good) {
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "# TYPE up gauge\nup 1\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        // The listener is dropped here: later scrapes are refused.
+    });
+    url
+}
+
+/// An endpoint that answers every request with 200 and a page that is not the format.
+fn garbage() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "<html><body>upstream error</body></html>\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// An endpoint that accepts connections and never answers.
+fn hanging() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in l.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_dying_a_garbage_and_a_hanging_endpoint_cost_gaps_and_nothing_else() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let out = dir.path().join("r.ltr");
+    let (dies, junk, hangs) = (dying(4), garbage(), hanging());
+    let started = Instant::now();
+    let run = replay(
+        &trace,
+        &relay.url,
+        &out,
+        &[
+            "--speed",
+            "2x",
+            "--no-host-stats",
+            "--scrape",
+            &format!("other={dies}"),
+            "--scrape",
+            &format!("other={junk}"),
+            "--scrape",
+            &format!("other={hangs}"),
+        ],
+    );
+    let took = started.elapsed();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    // The run is whole: every record has its outcome, and it took its own time (10 s of
+    // trace, the connect phase, the wind-down), not the endpoints'.
+    let (counts, _) = outcomes(&out);
+    for lost in ["timeout", "disconnected", "not_sent", "lost", "dropped"] {
+        assert!(!counts.contains_key(lost), "{counts:?}");
+    }
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    let report = report_of(std::slice::from_ref(&out));
+    let scraped = report.measured.scraped.as_ref().unwrap();
+    let by_location = |url: &str| {
+        scraped
+            .sources
+            .iter()
+            .find(|s| url.starts_with(&s.location))
+            .unwrap_or_else(|| panic!("{url} not in {scraped:#?}"))
+    };
+    let d = by_location(&dies);
+    assert!(d.gaps > 0 && d.gaps < d.scrapes, "{d:#?}");
+    let g = by_location(&junk);
+    assert_eq!(g.gaps, g.scrapes, "{g:#?}");
+    assert!(
+        g.first_gap
+            .as_deref()
+            .unwrap()
+            .contains("not the Prometheus text format"),
+        "{g:#?}"
+    );
+    let h = by_location(&hangs);
+    assert_eq!(h.gaps, h.scrapes, "{h:#?}");
+    assert!(
+        h.scrapes >= 5,
+        "a hanging endpoint is still asked, interval after interval: {h:#?}"
+    );
+}
+
+#[test]
+fn a_scrape_url_on_a_host_not_allowed_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = small_trace(dir.path());
+    for url in [
+        "http://203.0.113.9:9100/metrics?auth=secret",
+        "https://relay.damus.io/metrics",
+        "ftp://127.0.0.1/metrics",
+    ] {
+        let out = dir.path().join("never.ltr");
+        // Port 9 (discard): nothing listens; a refusal must come before any connection.
+        let run = replay(&trace, "ws://127.0.0.1:9/", &out, &["--scrape", url]);
+        assert!(!run.status.success());
+        let err = text(&run.stderr);
+        assert!(err.contains("refusing to scrape"), "{url}: {err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert!(!out.exists());
+    }
+}
