@@ -334,6 +334,26 @@ impl Figures {
 
 /// node_exporter's series (or lt's reading of this machine's `/proc`).
 fn host(d: &Data, f: &mut Figures) {
+    host_cpu(d, f);
+    host_memory(d, f);
+    host_disks(d, f);
+    host_network(d, f);
+    f.put(
+        "tcp_retransmits",
+        "TCP segments retransmitted",
+        d.increase("node_netstat_Tcp_RetransSegs"),
+        "segments",
+    );
+    f.put(
+        "open_files_max",
+        "open files (host), most",
+        max(&d.gauge("node_filefd_allocated")),
+        "",
+    );
+}
+
+/// CPU by mode, as a share of all the cores' time.
+fn host_cpu(d: &Data, f: &mut Figures) {
     let cpu = "node_cpu_seconds_total";
     let all = d.rates(cpu, |_| true);
     let mode = |m: &'static str| d.rates(cpu, move |s| label_of(s, "mode") == Some(m));
@@ -375,6 +395,10 @@ fn host(d: &Data, f: &mut Figures) {
             "%",
         );
     }
+}
+
+/// Load, memory and swap.
+fn host_memory(d: &Data, f: &mut Figures) {
     f.put(
         "load1_max",
         "load average (1 min), highest",
@@ -411,6 +435,10 @@ fn host(d: &Data, f: &mut Figures) {
         d.increase("node_vmstat_pswpout"),
         "pages",
     );
+}
+
+/// Every disk that did something: busy time and bytes.
+fn host_disks(d: &Data, f: &mut Figures) {
     let devices: Vec<String> = d
         .named("node_disk_io_time_seconds_total")
         .filter_map(|s| label_of(s, "device").map(str::to_owned))
@@ -455,6 +483,10 @@ fn host(d: &Data, f: &mut Figures) {
             "bytes/s",
         );
     }
+}
+
+/// Every network device that carried something: bytes, drops and errors.
+fn host_network(d: &Data, f: &mut Figures) {
     let nets: Vec<String> = d
         .named("node_network_receive_bytes_total")
         .filter_map(|s| label_of(s, "device").map(str::to_owned))
@@ -508,18 +540,6 @@ fn host(d: &Data, f: &mut Figures) {
             "packets",
         );
     }
-    f.put(
-        "tcp_retransmits",
-        "TCP segments retransmitted",
-        d.increase("node_netstat_Tcp_RetransSegs"),
-        "segments",
-    );
-    f.put(
-        "open_files_max",
-        "open files (host), most",
-        max(&d.gauge("node_filefd_allocated")),
-        "",
-    );
 }
 
 /// nostr-rs-relay 0.8.12's `/metrics` (its `src/server.rs`).

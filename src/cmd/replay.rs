@@ -20,14 +20,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     })?;
     // The guard runs before anything else touches the network, dry run included.
     let target = target::check(&args.target, &url, target::Role::Load)?;
-    relay_pid_exists(args.relay_pid)?;
-    // Scrape hosts pass the guard too; a dry run reads none of them.
-    let scrapes = args.scrape.sources(
-        &args.target,
-        target.loopback(),
-        args.relay_pid,
-        !args.dry_run,
-    )?;
+    let scrapes = relay_side(&args, &target)?;
     let plan = replay::plan::plan(
         &args.trace,
         args.load.speed,
@@ -108,6 +101,21 @@ fn start_at_ahead(start_at: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Re
 }
 
 /// A pid that names no process would be "sampled" as nothing all run long.
+/// What is read of the relay's side during the run: the relay process (which must exist)
+/// and the scrape sources, whose hosts pass the guard too; a dry run reads none of them.
+fn relay_side(
+    args: &ReplayArgs,
+    target: &guard::Target,
+) -> anyhow::Result<Vec<crate::scrape::Source>> {
+    relay_pid_exists(args.relay_pid)?;
+    args.scrape.sources(
+        &args.target,
+        target.loopback(),
+        args.relay_pid,
+        !args.dry_run,
+    )
+}
+
 fn relay_pid_exists(pid: Option<u32>) -> anyhow::Result<()> {
     match pid {
         Some(pid) if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() => Err(anyhow!(

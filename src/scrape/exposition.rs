@@ -33,21 +33,7 @@ impl Metric {
 
 /// Reads an exposition; the error names the first line that is not the format.
 pub fn parse(text: &str) -> Result<Vec<Metric>, String> {
-    for (i, line) in text.lines().enumerate() {
-        let garbage = match LineInfo::parse(line) {
-            LineInfo::Ignored => true,
-            LineInfo::Sample { value, .. } => number(value).is_none(),
-            _ => false,
-        };
-        // A comment that is not HELP or TYPE is a comment, not garbage.
-        if garbage && !line.trim_start().starts_with('#') {
-            let shown: String = line.chars().take(60).collect();
-            return Err(format!(
-                "not the Prometheus text format: line {}: {shown:?}",
-                i + 1
-            ));
-        }
-    }
+    check_lines(text)?;
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
         .map_err(|e| format!("reading the exposition: {e}"))?;
     let histograms: BTreeSet<String> = scrape
@@ -113,6 +99,27 @@ pub fn parse(text: &str) -> Result<Vec<Metric>, String> {
         }
     }
     Ok(out)
+}
+
+/// Every line is a comment, a HELP or TYPE line, or a sample with a number: else the line
+/// that is not, as the error.
+fn check_lines(text: &str) -> Result<(), String> {
+    for (i, line) in text.lines().enumerate() {
+        let garbage = match LineInfo::parse(line) {
+            LineInfo::Ignored => true,
+            LineInfo::Sample { value, .. } => number(value).is_none(),
+            _ => false,
+        };
+        // A comment that is not HELP or TYPE is a comment, not garbage.
+        if garbage && !line.trim_start().starts_with('#') {
+            let shown: String = line.chars().take(60).collect();
+            return Err(format!(
+                "not the Prometheus text format: line {}: {shown:?}",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A value as the format writes it: Go's float syntax, `NaN`, `+Inf`, `-Inf`.

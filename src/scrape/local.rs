@@ -26,12 +26,28 @@ fn metric(name: &str, labels: &[(&str, &str)], kind: Kind, value: f64) -> Metric
 /// The host's series now. A file that cannot be read leaves its series out (a container
 /// may hide `/proc/diskstats`); none readable at all is an error.
 pub fn host() -> Result<Vec<Metric>, String> {
-    use procfs::{Current, CurrentSI};
     let mut out = Vec::new();
-    let mut read_any = false;
+    // Each reader says whether its file could be read; any one is enough.
+    let read = [
+        cpu(&mut out),
+        memory(&mut out),
+        disks(&mut out),
+        network(&mut out),
+    ];
+    if read.contains(&true) {
+        Ok(out)
+    } else {
+        Err("none of /proc/stat, /proc/loadavg, /proc/meminfo, /proc/diskstats, /proc/net/dev could be read".into())
+    }
+}
+
+/// CPU time by core and mode (`/proc/stat`).
+fn cpu(out: &mut Vec<Metric>) -> bool {
+    use procfs::CurrentSI;
     let tps = procfs::ticks_per_second() as f64;
+    let mut read = false;
     if let Ok(stat) = procfs::KernelStats::current() {
-        read_any = true;
+        read = true;
         for (i, cpu) in stat.cpu_time.iter().enumerate() {
             let cpu_label = i.to_string();
             let modes = [
@@ -56,12 +72,19 @@ pub fn host() -> Result<Vec<Metric>, String> {
             }
         }
     }
+    read
+}
+
+/// Load, memory, swap (`/proc/loadavg`, `/proc/meminfo`, `/proc/vmstat`).
+fn memory(out: &mut Vec<Metric>) -> bool {
+    use procfs::Current;
+    let mut read = false;
     if let Ok(load) = procfs::LoadAverage::current() {
-        read_any = true;
+        read = true;
         out.push(metric("node_load1", &[], Kind::Gauge, f64::from(load.one)));
     }
     if let Ok(mem) = procfs::Meminfo::current() {
-        read_any = true;
+        read = true;
         let gauges = [
             ("node_memory_MemTotal_bytes", Some(mem.mem_total)),
             ("node_memory_MemAvailable_bytes", mem.mem_available),
@@ -84,8 +107,14 @@ pub fn host() -> Result<Vec<Metric>, String> {
             }
         }
     }
+    read
+}
+
+/// Block devices (`/proc/diskstats`).
+fn disks(out: &mut Vec<Metric>) -> bool {
+    let mut read = false;
     if let Ok(disks) = procfs::diskstats() {
-        read_any = true;
+        read = true;
         for d in disks.iter().filter(|d| real_disk(&d.name)) {
             let device = [("device", d.name.as_str())];
             // /proc/diskstats counts 512-byte sectors whatever the device's own size.
@@ -109,8 +138,15 @@ pub fn host() -> Result<Vec<Metric>, String> {
             ));
         }
     }
+    read
+}
+
+/// Network devices, TCP retransmissions, open files (`/proc/net/dev`, `/proc/net/snmp`,
+/// `/proc/sys/fs/file-nr`).
+fn network(out: &mut Vec<Metric>) -> bool {
+    let mut read = false;
     if let Ok(devs) = procfs::net::dev_status() {
-        read_any = true;
+        read = true;
         for (name, d) in &devs {
             let device = [("device", name.as_str())];
             let counters = [
@@ -150,11 +186,7 @@ pub fn host() -> Result<Vec<Metric>, String> {
     {
         out.push(metric("node_filefd_allocated", &[], Kind::Gauge, allocated));
     }
-    if read_any {
-        Ok(out)
-    } else {
-        Err("none of /proc/stat, /proc/loadavg, /proc/meminfo, /proc/diskstats, /proc/net/dev could be read".into())
-    }
+    read
 }
 
 /// Block devices worth showing: not loop devices, RAM disks or zram.
