@@ -10,6 +10,8 @@ use super::stats::figure;
 use super::trust::{harness_reasons, partial_reasons, LAG_P99_BOUND_MS};
 use crate::capture::options::Speed;
 
+mod scraped;
+
 /// lt and the relay together above this share of all cores: the machine was (percent).
 pub const MACHINE_CPU_BOUND_PCT: f64 = 90.0;
 /// Relay CPU (percent of one core) at which a relay counts as CPU-bound.
@@ -158,7 +160,7 @@ const fn live(rule: Rule) -> Rule {
 /// check below.
 // One line per rule reads as a table.
 #[rustfmt::skip]
-pub static RULES: [Rule; 20] = [
+pub static RULES: [Rule; 25] = [
     rule("harness_bottleneck", "lt was the bottleneck", PERFORMANCE, About::Lt, harness_bottleneck),
     rule("machine_saturated", "The load machine was saturated", PERFORMANCE, About::Run, machine_saturated),
     rule("lost_events", "Accepted events are not stored", LOSS, About::Relay, lost_events),
@@ -179,6 +181,11 @@ pub static RULES: [Rule; 20] = [
     rule("duplicates", "Events come back as duplicates", CORRECTNESS, About::Relay, duplicates),
     live(rule("missed_deliveries", "Live subscribers miss events they match", LOSS, About::Relay, missed_deliveries)),
     live(rule("slow_fanout", "Events reach live subscribers slowly", PERFORMANCE, About::Relay, slow_fanout)),
+    rule("relay_count_mismatch", "The relay's own event count disagrees with lt's", CORRECTNESS, About::Relay, scraped::relay_count_mismatch),
+    rule("disk_bound", "The relay's disk is the bottleneck", PERFORMANCE, About::Run, scraped::disk_bound),
+    rule("memory_pressure", "The relay's host runs short of memory", PERFORMANCE, About::Run, scraped::memory_pressure),
+    rule("network_errors", "Packets are dropped or resent", RELIABILITY, About::Run, scraped::network_errors),
+    rule("queueing_before_relay", "Time is lost before the relay's own timer", PERFORMANCE, About::Relay, scraped::queueing_before_relay),
 ];
 
 /// The catalogue entry of rule `id`.

@@ -345,6 +345,12 @@ fn host(d: &Data, f: &mut Figures) {
         "segments",
     );
     f.put(
+        "tcp_out_segments",
+        "TCP segments sent",
+        d.increase("node_netstat_Tcp_OutSegs"),
+        "segments",
+    );
+    f.put(
         "open_files_max",
         "open files (host), most",
         max(&d.gauge("node_filefd_allocated")),
@@ -404,6 +410,12 @@ fn host_memory(d: &Data, f: &mut Figures) {
         "load average (1 min), highest",
         max(&d.gauge("node_load1")),
         "",
+    );
+    f.put(
+        "mem_total_bytes",
+        "memory in all",
+        max(&d.gauge("node_memory_MemTotal_bytes")),
+        "bytes",
     );
     let avail = d.gauge("node_memory_MemAvailable_bytes");
     f.put(
