@@ -121,9 +121,9 @@ pub struct Rule {
     pub labels: &'static [&'static str],
     pub about: About,
     check: fn(&Measured) -> Check,
-    /// Judged only where the run had live subscriptions: elsewhere it has nothing to judge,
-    /// and a rule not judged would stand in the way of an all-clear.
-    live_only: bool,
+    /// What the run must have for the rule to apply: elsewhere it has nothing to judge, and
+    /// a rule not judged would stand in the way of an all-clear.
+    needs: Needs,
 }
 
 const PERFORMANCE: &[&str] = &["performance"];
@@ -145,13 +145,39 @@ const fn rule(
         labels,
         about,
         check,
-        live_only: false,
+        needs: Needs::Nothing,
     }
+}
+
+/// What a rule needs from a run to be judged on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    /// Live subscriptions.
+    Live,
+    /// Host figures: a node_exporter scraped, or this machine's `/proc` read.
+    Host,
+    /// A relay's own metrics scraped (`--scrape` of its `/metrics`).
+    RelayMetrics,
 }
 
 const fn live(rule: Rule) -> Rule {
     Rule {
-        live_only: true,
+        needs: Needs::Live,
+        ..rule
+    }
+}
+
+const fn host(rule: Rule) -> Rule {
+    Rule {
+        needs: Needs::Host,
+        ..rule
+    }
+}
+
+const fn relay_metrics(rule: Rule) -> Rule {
+    Rule {
+        needs: Needs::RelayMetrics,
         ..rule
     }
 }
@@ -181,11 +207,11 @@ pub static RULES: [Rule; 25] = [
     rule("duplicates", "Events come back as duplicates", CORRECTNESS, About::Relay, duplicates),
     live(rule("missed_deliveries", "Live subscribers miss events they match", LOSS, About::Relay, missed_deliveries)),
     live(rule("slow_fanout", "Events reach live subscribers slowly", PERFORMANCE, About::Relay, slow_fanout)),
-    rule("relay_count_mismatch", "The relay's own event count disagrees with lt's", CORRECTNESS, About::Relay, scraped::relay_count_mismatch),
-    rule("disk_bound", "The relay's disk is the bottleneck", PERFORMANCE, About::Run, scraped::disk_bound),
-    rule("memory_pressure", "The relay's host runs short of memory", PERFORMANCE, About::Run, scraped::memory_pressure),
-    rule("network_errors", "Packets are dropped or resent", RELIABILITY, About::Run, scraped::network_errors),
-    rule("queueing_before_relay", "Time is lost before the relay's own timer", PERFORMANCE, About::Relay, scraped::queueing_before_relay),
+    relay_metrics(rule("relay_count_mismatch", "The relay's own event count disagrees with lt's", CORRECTNESS, About::Relay, scraped::relay_count_mismatch)),
+    host(rule("disk_bound", "The relay's disk is the bottleneck", PERFORMANCE, About::Run, scraped::disk_bound)),
+    host(rule("memory_pressure", "The relay's host runs short of memory", PERFORMANCE, About::Run, scraped::memory_pressure)),
+    host(rule("network_errors", "Packets are dropped or resent", RELIABILITY, About::Run, scraped::network_errors)),
+    relay_metrics(rule("queueing_before_relay", "Time is lost before the relay's own timer", PERFORMANCE, About::Relay, scraped::queueing_before_relay)),
 ];
 
 /// The catalogue entry of rule `id`.
@@ -195,10 +221,14 @@ pub fn rule_named(id: &str) -> Option<&'static Rule> {
 
 /// Every rule that applies to this run, fired or not.
 pub fn check(r: &Measured) -> Vec<RuleCheck> {
-    let live = r.live_deliveries.is_some();
     RULES
         .iter()
-        .filter(|rule| live || !rule.live_only)
+        .filter(|rule| match rule.needs {
+            Needs::Nothing => true,
+            Needs::Live => r.live_deliveries.is_some(),
+            Needs::Host => scraped::has_host(r),
+            Needs::RelayMetrics => scraped::has_relay_metrics(r),
+        })
         .map(|rule| (rule.check)(r).judged(rule.id))
         .collect()
 }

@@ -23,6 +23,17 @@ const NO_HOST: &str =
     "no host metrics (add --scrape with a node_exporter, or --relay-pid for a relay on this machine)";
 const NO_RELAY: &str = "no relay metrics (add --scrape with the relay's own /metrics)";
 
+/// Whether the run has host figures (a node_exporter, or this machine's `/proc`): the host
+/// rules apply only then, as the live rules apply only to runs with live subscriptions.
+pub(super) fn has_host(r: &Measured) -> bool {
+    sources(r, "node-exporter").next().is_some()
+}
+
+/// Whether a relay's own metrics were scraped: the relay-metric rules apply only then.
+pub(super) fn has_relay_metrics(r: &Measured) -> bool {
+    sources(r, "nostr-rs-relay").next().is_some() || sources(r, "rnostr").next().is_some()
+}
+
 /// Sources of `preset`, in the header's order.
 fn sources<'a>(r: &'a Measured, preset: &'a str) -> impl Iterator<Item = &'a ScrapedSource> {
     r.scraped
