@@ -273,45 +273,34 @@ fn rnostr_is_scraped_with_its_key_and_the_key_is_never_kept() {
     assert!(!s.location.contains('?'), "{}", s.location);
 }
 
-/// An endpoint that answers a valid exposition `good` times, then stops listening.
-fn dying(good: usize) -> String {
+/// An endpoint answering every request with 200 and `body`; after `answers` requests (if
+/// given) it stops listening, and later scrapes are refused.
+fn serving(body: &'static str, answers: Option<usize>) -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/metrics", l.local_addr().unwrap());
     std::thread::spawn(move || {
-        for stream in l.incoming().take(good) {
-            let mut s = stream.unwrap();
+        for stream in l.incoming().take(answers.unwrap_or(usize::MAX)) {
+            let Ok(mut s) = stream else { return };
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let body = "# TYPE up gauge\nup 1\n";
             let _ = write!(
                 s,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
-        // The listener is dropped here: later scrapes are refused.
     });
     url
 }
 
+/// An endpoint that answers a valid exposition `good` times, then stops listening.
+fn dying(good: usize) -> String {
+    serving("# TYPE up gauge\nup 1\n", Some(good))
+}
+
 /// An endpoint that answers every request with 200 and a page that is not the format.
 fn garbage() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/metrics", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in l.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body = "<html><body>upstream error</body></html>\n";
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+    serving("<html><body>upstream error</body></html>\n", None)
 }
 
 /// An endpoint that accepts connections and never answers.
