@@ -323,7 +323,8 @@ pub struct ScrapeArgs {
     /// A Prometheus endpoint to scrape every --scrape-interval during the run: `URL` or
     /// `PRESET=URL`, the preset one of node-exporter, nostr-rs-relay, rnostr, other
     /// (detected from the first answer when not named); `rnostr=http://127.0.0.1:7777/metrics?auth=KEY`.
-    /// Repeatable. Its host must pass the guard as a relay's does. A failing or slow
+    /// `{port}` in the URL is the relay's port (of each run's relay, under `lt ab` and
+    /// `lt capacity --spec`): `nostr-rs-relay=http://127.0.0.1:{port}/metrics`. Repeatable. Its host must pass the guard as a relay's does. A failing or slow
     /// endpoint never stops the run: its gaps are counted.
     #[arg(long = "scrape", value_name = "[PRESET=]URL", value_parser = parse_scrape)]
     pub scrapes: Vec<crate::scrape::ScrapeArg>,
@@ -339,28 +340,22 @@ pub struct ScrapeArgs {
 }
 
 impl ScrapeArgs {
-    /// The sources of a run against `target` (host stats when it is loopback), checked by
-    /// the guard; `relay_pid` adds the relay process. `detect`: read each endpoint given
-    /// without a preset once, now, for its preset (not in a dry run).
-    pub fn sources(
+    /// What every run of the command scrapes, the hosts of `--scrape` allowed by
+    /// `allow_hosts` (loopback always), https ones trusting `ca_files` besides the system's.
+    pub fn scraping(
         &self,
-        target: &TargetArgs,
-        loopback: bool,
-        relay_pid: Option<u32>,
-        detect: bool,
-    ) -> anyhow::Result<Vec<crate::scrape::Source>> {
-        let allow =
-            crate::guard::AllowList::parse(&target.allow_hosts).map_err(|e| anyhow::anyhow!(e))?;
-        let local = !self.no_host_stats;
-        crate::scrape::prepare(&crate::scrape::Wanted {
-            scrapes: &self.scrapes,
-            allow: &allow,
-            ca_files: &target.ca_files,
-            host: local && (loopback || relay_pid.is_some()),
-            relay_pid: relay_pid.filter(|_| local),
+        allow_hosts: &[String],
+        ca_files: &[PathBuf],
+    ) -> anyhow::Result<crate::scrape::Scraping> {
+        let scraping = crate::scrape::Scraping {
+            scrapes: self.scrapes.clone(),
+            allow: crate::guard::AllowList::parse(allow_hosts).map_err(|e| anyhow::anyhow!(e))?,
+            ca_files: ca_files.to_vec(),
+            host_stats: !self.no_host_stats,
             interval: self.scrape_interval,
-            detect,
-        })
+        };
+        scraping.check()?;
+        Ok(scraping)
     }
 }
 
@@ -635,6 +630,9 @@ pub struct AbArgs {
 
     #[command(flatten)]
     pub load: LoadArgs,
+
+    #[command(flatten)]
+    pub scrape: ScrapeArgs,
 }
 
 /// `lt capacity`: the relay, the workload, the SLO and the search.
@@ -666,6 +664,9 @@ pub struct CapacityArgs {
     /// Pid of the running relay (--relay) on this machine, sampled for CPU and memory.
     #[arg(long)]
     pub relay_pid: Option<u32>,
+
+    #[command(flatten)]
+    pub scrape: ScrapeArgs,
 
     #[command(flatten)]
     pub search: SearchArgs,

@@ -101,7 +101,9 @@ fn ab_of_a_build_against_itself_is_inconclusive() {
         .arg("--a-config")
         .arg(config_template())
         // Issue #18: a build against itself passes the release gate.
-        .args(["--fail-on", "worse"]);
+        .args(["--fail-on", "worse"])
+        // Issue #30: each run's relay scraped at its own port; this machine's /proc too.
+        .args(["--scrape", "nostr-rs-relay=http://127.0.0.1:{port}/metrics"]);
     let out = cmd.output().expect("run lt ab --aa");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -119,6 +121,10 @@ fn ab_of_a_build_against_itself_is_inconclusive() {
     assert_eq!(c["overall"], "inconclusive", "{}", c["overall_line"]);
     let metrics = c["metrics"].as_array().unwrap();
     assert!(metrics.len() >= 15, "{}", metrics.len());
+    // The relay's side is compared too: its own write time, the host's CPU per event.
+    for id in ["relay_write_p99", "host_cpu_busy", "host_cpu_per_event"] {
+        assert!(metrics.iter().any(|m| m["id"] == id), "{id} not compared");
+    }
     for m in metrics {
         let id = m["id"].as_str().unwrap();
         assert_eq!(m["verdict"], "inconclusive", "{id}: {m}");

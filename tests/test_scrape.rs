@@ -148,8 +148,9 @@ fn the_relays_own_count_and_node_exporter_agree_with_lt_and_proc() {
             "2x",
             "--relay-pid",
             &relay.pid.to_string(),
+            // `{port}`: the relay URL's port, where nostr-rs-relay serves its metrics.
             "--scrape",
-            &format!("http://127.0.0.1:{}/metrics", relay.port),
+            "http://127.0.0.1:{port}/metrics",
             "--scrape",
             &exporter.url,
         ],
@@ -201,12 +202,34 @@ fn the_relays_own_count_and_node_exporter_agree_with_lt_and_proc() {
     // The Markdown shows each source.
     let md_dir = dir.path().join("report");
     let analyze = lt()
-        .args(["analyze", "--out-dir"])
+        .args(["analyze", "--allow-untrusted", "--out-dir"])
         .arg(&md_dir)
         .arg(&out)
+        // Scraped figures are gates too: by preset and id, and as headlines.
+        .args(["--check", "scraped.nostr-rs-relay.events_received > 500"])
+        .args(["--check", "scraped.node.cpu_busy_pct <= 100%"])
+        .args(["--check", "summary.relay_write_p99 < 10s"])
+        .args(["--check", "summary.host_cpu_per_event > 0ms"])
         .output()
         .unwrap();
     assert!(analyze.status.success(), "{}", text(&analyze.stderr));
+    let summary = &report.measured.summary;
+    for id in [
+        "relay_write_p99",
+        "relay_query_p99",
+        "host_cpu_busy",
+        "host_cpu_per_event",
+    ] {
+        assert!(summary.iter().any(|h| h.id == id), "no headline {id}");
+    }
+    let failing = lt()
+        .args(["analyze", "--allow-untrusted", "--out-dir"])
+        .arg(dir.path().join("report-failing"))
+        .arg(&out)
+        .args(["--check", "scraped.nostr-rs-relay.events_received < 1"])
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(1), "{}", text(&failing.stderr));
     let md = std::fs::read_dir(&md_dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -45,6 +45,8 @@ pub struct Setup<'a> {
     pub issues: Option<&'a Path>,
     /// Refuse a run whose relay advertises limits the trace would hit.
     pub strict_limits: bool,
+    /// What each run scrapes (`--scrape`, this machine's `/proc`).
+    pub scraping: &'a crate::scrape::Scraping,
 }
 
 /// How the caller stops a session: the stop handle of its replays (between runs it ends the
@@ -327,6 +329,7 @@ fn replay_into(
 ) -> anyhow::Result<PathBuf> {
     let cas: Vec<std::path::PathBuf> = spec_ca(setup, &relay.name).into_iter().collect();
     let mut cfg = replay::Config::new(setup.load, target, Some(relay.relay_pid));
+    cfg.scrape(setup.scraping)?;
     // Each run asks its relay what it is (a comparison names builds by what they say).
     let preflight = replay::preflight::run(&cfg.target, setup.trace, &cas)?;
     replay::preflight::refuse_if_strict(&preflight, setup.strict_limits)?;
@@ -627,6 +630,7 @@ mod tests {
             fail_on: None,
             issues: None,
             strict_limits: false,
+            scraping: &crate::scrape::Scraping::none(),
         };
         let interrupt = Interrupt::default();
         let log = Log::new(&interrupt.stop, stop_after);

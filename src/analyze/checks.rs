@@ -348,6 +348,10 @@ fn lookup(report: &Value, path: &str) -> Result<(Option<f64>, Option<String>), (
                 .ok_or(()),
         };
     }
+    // `scraped.<preset>.<figure>`: a figure of the relay's side (figure ids may hold dots).
+    if segs.len() >= 3 && segs[0] == "scraped" {
+        return scraped_figure(report, segs[1], &segs[2..].join("."));
+    }
     let mut v = report;
     for (i, seg) in segs.iter().enumerate() {
         match v {
@@ -366,6 +370,31 @@ fn lookup(report: &Value, path: &str) -> Result<(Option<f64>, Option<String>), (
         Value::Null => Ok((None, None)),
         _ => Err(()),
     }
+}
+
+/// Figure `id` of the first scraped source with `preset`, with its unit: not measured when
+/// the run scraped no such source (or it had nothing for the figure), unknown when `preset`
+/// is no preset.
+fn scraped_figure(
+    report: &Value,
+    preset: &str,
+    id: &str,
+) -> Result<(Option<f64>, Option<String>), ()> {
+    let preset = preset
+        .parse::<crate::scrape::Preset>()
+        .map_err(drop)?
+        .word();
+    let figure = report["scraped"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["preset"] == preset)
+        .flat_map(|s| s["figures"].as_array().into_iter().flatten())
+        .find(|f| f["id"] == id);
+    Ok(match figure {
+        Some(f) => (f["value"].as_f64(), f["unit"].as_str().map(str::to_owned)),
+        None => (None, None),
+    })
 }
 
 /// Evaluates `checks` against `report` (the report's JSON). A run that is not trustworthy

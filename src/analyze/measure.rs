@@ -548,11 +548,16 @@ fn relay(r: &Measured) -> Option<&RelayResources> {
     r.resources.relay.as_ref()
 }
 
+/// A figure of the relay's side (`--scrape`, this machine's `/proc`), by preset.
+fn scraped(r: &Measured, preset: &str, id: &str) -> Option<f64> {
+    super::scraped::figure(r.scraped.as_ref(), preset, id)
+}
+
 /// Every headline, in the order the summary shows them (the figures the Markdown summary
 /// shows first, and `lt compare` compares). A new headline is one entry here.
 // One line per headline reads as a table.
 #[rustfmt::skip]
-pub static HEADLINES: [HeadlineDef; 22] = [
+pub static HEADLINES: [HeadlineDef; 26] = [
     def("attempted", "Records attempted", "records", |r| Some(r.totals.attempted as f64)),
     def("succeeded", "Records succeeded", "records", |r| Some(r.totals.succeeded as f64)),
     def("failed", "Records failed", "records", |r| Some(r.totals.failed as f64)),
@@ -583,6 +588,11 @@ pub static HEADLINES: [HeadlineDef; 22] = [
     def("relay_cpu_avg", "Relay CPU avg", "% of a core", |r| relay(r).map(|x| x.cpu_pct.avg)),
     def("relay_cpu_max", "Relay CPU max", "% of a core", |r| relay(r).map(|x| x.cpu_pct.max)),
     def("relay_rss_max", "Relay RSS max", "MB", |r| relay(r).map(|x| x.rss_mb.max)),
+    // The relay's side, from its own metrics and the host's (docs/relay-metrics.md).
+    def("relay_write_p99", "Relay's own event write time p99", "ms", |r| scraped(r, "nostr-rs-relay", "write_p99_ms")),
+    def("relay_query_p99", "Relay's own query time p99", "ms", |r| scraped(r, "nostr-rs-relay", "query_p99_ms")),
+    def("host_cpu_busy", "Host CPU busy, mean", "%", |r| scraped(r, "node-exporter", "cpu_busy_pct")),
+    def("host_cpu_per_event", "Host CPU per EVENT sent (core-ms)", "ms", |r| scraped(r, "node-exporter", "cpu_per_event_ms")),
 ];
 
 /// The headline named `id`.

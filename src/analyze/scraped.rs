@@ -82,11 +82,14 @@ pub fn scraped(header: &Header, rows: &ScrapedRows) -> Option<Scraped> {
         return None;
     }
     let events_sent = rows.events_sent;
-    let sources: Vec<ScrapedSource> = header
+    let mut sources: Vec<ScrapedSource> = header
         .scrapes
         .iter()
         .map(|s| source_figures(s, rows))
         .collect();
+    for s in sources.iter_mut().filter(|s| s.preset == "node-exporter") {
+        per_event(s, events_sent);
+    }
     let events_agreement = sources.iter().find_map(|s| {
         let relay_events = s.figures.iter().find(|f| f.id == "events_received")?.value;
         Some(EventsAgreement {
@@ -100,6 +103,33 @@ pub fn scraped(header: &Header, rows: &ScrapedRows) -> Option<Scraped> {
         sources,
         events_agreement,
     })
+}
+
+/// A host's CPU per EVENT lt sent: every process's busy time on that host (lt's own too,
+/// when it runs there), so builds that take the same load are compared on what it cost.
+fn per_event(s: &mut ScrapedSource, events_sent: u64) {
+    let busy = s.figures.iter().find(|f| f.id == "cpu_busy_core_s");
+    if let Some(busy) = busy.map(|f| f.value).filter(|_| events_sent > 0) {
+        let mut f = Figures(std::mem::take(&mut s.figures));
+        f.put(
+            "cpu_per_event_ms",
+            "host CPU busy per EVENT sent (core-ms)",
+            Some(busy * 1e3 / events_sent as f64),
+            "ms",
+        );
+        s.figures = f.0;
+    }
+}
+
+/// One figure of the first source with `preset` (a `--scrape` comes before lt's own
+/// reading of this machine, so a staging host's node_exporter is the host).
+pub fn figure(scraped: Option<&Scraped>, preset: &str, id: &str) -> Option<f64> {
+    scraped?
+        .sources
+        .iter()
+        .filter(|s| s.preset == preset)
+        .find_map(|s| s.figures.iter().find(|f| f.id == id))
+        .map(|f| f.value)
 }
 
 /// One source's series over the run: time (s from t0) and value per successful scrape.
@@ -392,6 +422,19 @@ fn host_cpu(d: &Data, f: &mut Figures) {
         "host CPU busy, busiest interval",
         max(&busy),
         "%",
+    );
+    let by_mode = d.increase_by(cpu, "mode");
+    f.put(
+        "cpu_busy_core_s",
+        "host CPU busy, core-seconds",
+        (!by_mode.is_empty()).then(|| {
+            by_mode
+                .iter()
+                .filter(|(m, _)| !matches!(m.as_str(), "idle" | "iowait"))
+                .map(|(_, v)| v)
+                .sum()
+        }),
+        "s",
     );
     for m in ["user", "system", "iowait", "softirq", "steal"] {
         f.put(

@@ -49,6 +49,11 @@ const CPU_MAX_FLOOR: f64 = 5.0;
 /// Relay RSS, MB: a couple of allocator arenas; fresh starts of nostr-rs-relay varied by
 /// 0.6 MB (standard deviation) on the A/A trace here (tests/fixtures).
 const RSS_FLOOR_MB: f64 = 2.0;
+/// Host CPU busy, % of all the cores: as the relay's own CPU, 2 points.
+const HOST_CPU_FLOOR: f64 = 2.0;
+/// Host CPU per EVENT, core-ms: lt's own share is in it and varies with the machine's
+/// scheduling; a twentieth of a core-ms is below what a build changes.
+const CPU_PER_EVENT_FLOOR_MS: f64 = 0.05;
 
 const fn relative(floor: f64) -> Preset {
     Preset::Relative {
@@ -120,6 +125,26 @@ pub const METRICS: &[Metric] = &[
     metric("relay_cpu_avg", Better::Lower, relative(CPU_AVG_FLOOR), ""),
     metric("relay_cpu_max", Better::Lower, relative(CPU_MAX_FLOOR), ""),
     metric("relay_rss_max", Better::Lower, relative(RSS_FLOOR_MB), "MB"),
+    // The relay's side (runs that scraped it only; elsewhere these are left out).
+    metric(
+        "relay_write_p99",
+        Better::Lower,
+        relative(TAIL_FLOOR_MS),
+        "ms",
+    ),
+    metric(
+        "relay_query_p99",
+        Better::Lower,
+        relative(TAIL_FLOOR_MS),
+        "ms",
+    ),
+    metric("host_cpu_busy", Better::Lower, relative(HOST_CPU_FLOOR), ""),
+    metric(
+        "host_cpu_per_event",
+        Better::Lower,
+        relative(CPU_PER_EVENT_FLOOR_MS),
+        "ms",
+    ),
     // Live subscriptions (traces with them only; elsewhere these are left out).
     metric(
         "delivery_p50",

@@ -95,6 +95,8 @@ pub struct Setup {
     pub load: Load,
     /// Refuse a step whose relay advertises limits its trace would hit.
     pub strict_limits: bool,
+    /// What each step scrapes (`--scrape`, this machine's `/proc`).
+    pub scraping: crate::scrape::Scraping,
     /// The search's folder (must be empty or absent).
     pub out: PathBuf,
 }
@@ -355,6 +357,7 @@ fn replay_step(
         ..setup.load.clone()
     };
     let mut cfg = replay::Config::new(&load, target, relay_pid);
+    cfg.scrape(&setup.scraping)?;
     if let Some(p) = &preflight {
         replay::preflight::refuse_if_strict(p, setup.strict_limits)?;
     }

@@ -29,8 +29,10 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (a, b) = builds(&args)?;
+    // Its relays are on loopback, and only loopback is scraped.
+    let scraping = args.scrape.scraping(&[], &[])?;
     if args.capacity {
-        return capacity(&args, &a, &b);
+        return capacity(&args, &a, &b, &scraping);
     }
     let thresholds = Thresholds::new(args.threshold.clone());
     let load = args.load.load();
@@ -51,6 +53,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
         fail_on: args.fail_on.as_ref(),
         issues: args.issues.as_deref(),
         strict_limits: args.load.strict_limits,
+        scraping: &scraping,
     };
     let code = |interrupted: bool| {
         if interrupted {
@@ -86,7 +89,12 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
 
 /// `lt ab --capacity`: a capacity search of each build per run, alternating; their
 /// capacities compared.
-fn capacity(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<ExitCode> {
+fn capacity(
+    args: &AbArgs,
+    a: &BuildSpec,
+    b: &BuildSpec,
+    scraping: &crate::scrape::Scraping,
+) -> anyhow::Result<ExitCode> {
     let out = session::out_dir(args.out.clone(), a, b)?;
     let source = Source::Trace(TraceSource::open(&args.trace)?);
     let slo = Slo::new(args.search.slo.clone());
@@ -113,6 +121,7 @@ fn capacity(args: &AbArgs, a: &BuildSpec, b: &BuildSpec) -> anyhow::Result<ExitC
             timing: args.search.timing(),
             load: load.clone(),
             strict_limits: args.load.strict_limits,
+            scraping: scraping.clone(),
             out: dir,
         })
     };

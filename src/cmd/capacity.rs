@@ -23,6 +23,9 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
     let source = source(&args)?;
     let slo = Slo::new(args.search.slo.clone());
     let load = load(&args);
+    let scraping = args
+        .scrape
+        .scraping(&args.target.allow_hosts, &args.target.ca_files)?;
     let out = out_dir(&args, &relay)?;
     let setup = Setup {
         relay,
@@ -32,6 +35,7 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
         timing: args.search.timing(),
         load,
         strict_limits: args.strict_limits,
+        scraping,
         out,
     };
     if args.dry_run {

@@ -108,12 +108,15 @@ fn relay_side(
     target: &guard::Target,
 ) -> anyhow::Result<Vec<crate::scrape::Source>> {
     relay_pid_exists(args.relay_pid)?;
-    args.scrape.sources(
-        &args.target,
-        target.loopback(),
-        args.relay_pid,
-        !args.dry_run,
-    )
+    let scraping = args
+        .scrape
+        .scraping(&args.target.allow_hosts, &args.target.ca_files)?;
+    scraping.sources(&crate::scrape::RunRelay {
+        loopback: target.loopback(),
+        port: target.url().port_or_known_default(),
+        pid: args.relay_pid,
+        detect: !args.dry_run,
+    })
 }
 
 fn relay_pid_exists(pid: Option<u32>) -> anyhow::Result<()> {

@@ -107,6 +107,19 @@ impl Config {
             scrape_interval: Duration::from_secs(1),
         }
     }
+
+    /// Scrapes what `scraping` names during the run, `{port}` being the target's port and
+    /// the relay process `relay_pid`'s (each endpoint without a preset is read once now).
+    pub fn scrape(&mut self, scraping: &crate::scrape::Scraping) -> anyhow::Result<()> {
+        self.scrapes = scraping.sources(&crate::scrape::RunRelay {
+            loopback: self.target.loopback(),
+            port: self.target.url().port_or_known_default(),
+            pid: self.relay_pid,
+            detect: true,
+        })?;
+        self.scrape_interval = scraping.interval;
+        Ok(())
+    }
 }
 
 /// An instant as the results header writes it: RFC 3339 UTC, milliseconds.

@@ -8,5 +8,5 @@ pub mod local;
 pub mod sampler;
 pub mod source;
 
-pub use sampler::{prepare, Sampler, Source, Wanted};
+pub use sampler::{RunRelay, Sampler, Scraping, Source};
 pub use source::{Preset, ScrapeArg};

@@ -21,17 +21,31 @@ use crate::guard::{self, AllowList};
 /// Larger answers are not read (node_exporter's is 100–300 KB).
 const MAX_BYTES: u64 = 16 << 20;
 
-/// What a run scrapes, as the command line says it.
-pub struct Wanted<'a> {
-    pub scrapes: &'a [ScrapeArg],
-    pub allow: &'a AllowList,
-    pub ca_files: &'a [PathBuf],
-    /// This machine's `/proc` (the relay runs here).
-    pub host: bool,
-    /// The relay process on this machine.
-    pub relay_pid: Option<u32>,
+/// What a command scrapes in each of its runs, as its command line says it: built once and
+/// turned into sources per run ([`Scraping::sources`]), because a relay lt starts per run
+/// (`lt ab`, `lt capacity --spec`) has a port and a pid of its own.
+#[derive(Debug, Clone)]
+pub struct Scraping {
+    /// `--scrape`; `{port}` in a URL is the run's relay port.
+    pub scrapes: Vec<ScrapeArg>,
+    pub allow: AllowList,
+    pub ca_files: Vec<PathBuf>,
+    /// Read this machine's `/proc` when the relay runs here (on loopback, or a pid given).
+    pub host_stats: bool,
     pub interval: Duration,
-    /// Read each endpoint named without a preset once, now, for its preset (else `other`).
+}
+
+/// The relay of one run, as far as scraping it goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunRelay {
+    /// The relay is on this machine's loopback.
+    pub loopback: bool,
+    /// Its port, for `{port}` in a `--scrape` URL.
+    pub port: Option<u16>,
+    /// Its process on this machine.
+    pub pid: Option<u32>,
+    /// Read each endpoint named without a preset once, now, for its preset (else `other`);
+    /// not in a dry run.
     pub detect: bool,
 }
 
@@ -69,34 +83,78 @@ pub struct Source {
 /// hosts it may load) and reads each once, before the run, for its preset when none was
 /// named; an endpoint that does not answer then is no error (it may come up), it is read as
 /// `other` unless named.
-pub fn prepare(w: &Wanted) -> anyhow::Result<Vec<Source>> {
+impl Scraping {
+    /// Nothing scraped.
+    pub fn none() -> Scraping {
+        Scraping {
+            scrapes: Vec::new(),
+            allow: AllowList::default(),
+            ca_files: Vec::new(),
+            host_stats: false,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Every `--scrape` URL through the guard now, before any run (`{port}` as a port lt
+    /// would fill in): a command that starts its relays later refuses at once, not at its
+    /// first run.
+    pub fn check(&self) -> anyhow::Result<()> {
+        prepare(
+            self,
+            &RunRelay {
+                port: Some(1),
+                ..RunRelay::default()
+            },
+        )
+        .map(drop)
+    }
+
+    /// The sources of one run against `relay`.
+    pub fn sources(&self, relay: &RunRelay) -> anyhow::Result<Vec<Source>> {
+        prepare(self, relay)
+    }
+}
+
+/// `{port}` in a `--scrape` URL: the run's relay port.
+fn with_port(url: &str, port: Option<u16>) -> anyhow::Result<String> {
+    match (url.contains("{port}"), port) {
+        (false, _) => Ok(url.to_owned()),
+        (true, Some(p)) => Ok(url.replace("{port}", &p.to_string())),
+        (true, None) => Err(anyhow!(
+            "--scrape {}: {{port}} needs a relay whose port lt knows",
+            shown(url)
+        )),
+    }
+}
+
+fn prepare(w: &Scraping, relay: &RunRelay) -> anyhow::Result<Vec<Source>> {
     let mut out = Vec::new();
     let interval_s = w.interval.as_secs_f64();
     // An answer slower than most of the interval would overlap the next scrape.
     let timeout = w.interval.mul_f64(0.9);
-    for arg in w.scrapes {
-        let target =
-            guard::check_http(&arg.url, w.allow, &guard::system_resolver).map_err(|refusal| {
-                anyhow!("refusing to scrape --scrape {}: {refusal}", shown(&arg.url))
-            })?;
+    for arg in &w.scrapes {
+        let url = with_port(&arg.url, relay.port)?;
+        let target = guard::check_http(&url, &w.allow, &guard::system_resolver)
+            .map_err(|refusal| anyhow!("refusing to scrape --scrape {}: {refusal}", shown(&url)))?;
         let mut location = target.url().clone();
         location.set_query(None);
-        let client = crate::http::Client::new(&target, w.ca_files, timeout)
+        let client = crate::http::Client::new(&target, &w.ca_files, timeout)
             .with_context(|| format!("--scrape {location}"))?;
         let reader = Reader::Http {
             client,
             url: target.url().to_string(),
         };
-        let preset = arg.preset.unwrap_or_else(|| match w.detect {
+        let preset = arg.preset.unwrap_or_else(|| match relay.detect {
             true => reader.read().map_or(Preset::Other, |m| Preset::detect(&m)),
             false => Preset::Other,
         });
         out.push((location.to_string(), preset, reader));
     }
-    if w.host {
+    let here = w.host_stats && (relay.loopback || relay.pid.is_some());
+    if here {
         out.push(("/proc".into(), Preset::NodeExporter, Reader::Host));
     }
-    if let Some(pid) = w.relay_pid {
+    if let Some(pid) = relay.pid.filter(|_| w.host_stats) {
         out.push((
             format!("/proc/{pid}"),
             Preset::Process,
@@ -318,16 +376,18 @@ mod tests {
     fn the_host_is_scraped_every_interval_with_series_defined_first() {
         let rows = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = rows.clone();
-        let sources = prepare(&Wanted {
-            scrapes: &[],
-            allow: &AllowList::parse(&[]).unwrap(),
-            ca_files: &[],
-            host: true,
-            relay_pid: Some(std::process::id()),
+        let scraping = Scraping {
+            host_stats: true,
             interval: Duration::from_millis(100),
-            detect: true,
-        })
-        .unwrap();
+            ..Scraping::none()
+        };
+        let sources = scraping
+            .sources(&RunRelay {
+                loopback: true,
+                pid: Some(std::process::id()),
+                ..RunRelay::default()
+            })
+            .unwrap();
         assert_eq!(sources.len(), 2);
         let mut sampler = Sampler::start(sources, Duration::from_millis(100));
         sampler.run(
@@ -362,17 +422,14 @@ mod tests {
     fn a_public_or_unnamed_host_is_refused() {
         let wanted = |url: &str| {
             let arg: ScrapeArg = url.parse().unwrap();
-            prepare(&Wanted {
-                scrapes: &[arg],
-                allow: &AllowList::parse(&[]).unwrap(),
-                ca_files: &[],
-                host: false,
-                relay_pid: None,
-                interval: Duration::from_secs(1),
-                detect: false,
-            })
-            .err()
-            .map(|e| format!("{e:#}"))
+            let scraping = Scraping {
+                scrapes: vec![arg],
+                ..Scraping::none()
+            };
+            scraping
+                .sources(&RunRelay::default())
+                .err()
+                .map(|e| format!("{e:#}"))
         };
         let e = wanted("http://203.0.113.9:9100/metrics?auth=secret").unwrap();
         assert!(
@@ -381,5 +438,11 @@ mod tests {
         );
         let e = wanted("ftp://127.0.0.1/metrics").unwrap();
         assert!(e.contains("http:// or https://"), "{e}");
+        let e = wanted("http://127.0.0.1:{port}/metrics").unwrap();
+        assert!(e.contains("{port} needs a relay"), "{e}");
+        assert_eq!(
+            with_port("http://127.0.0.1:{port}/metrics", Some(7001)).unwrap(),
+            "http://127.0.0.1:7001/metrics"
+        );
     }
 }
