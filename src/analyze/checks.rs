@@ -526,6 +526,13 @@ mod tests {
                 "reads": {"req_to_eose_ms": null},
             },
             "resources": {"relay": null},
+            "scraped": {"sources": [
+                {"source": 0, "location": "http://127.0.0.1:9100/metrics", "preset": "node-exporter",
+                 "scrapes": 21, "gaps": 0, "figures": [
+                    {"id": "disk.sda.busy_pct_max", "label": "busy", "value": 71.5, "unit": "%"},
+                    {"id": "cpu_per_event_ms", "label": "cpu", "value": 0.8, "unit": "ms"},
+                 ]},
+            ]},
         })
     }
 
@@ -587,6 +594,18 @@ mod tests {
         assert!(e.contains("no metric") && e.contains("response.p99"), "{e}");
         let e = check("totals.sucess_rate_pct > 1%").unwrap_err();
         assert!(e.contains("totals.success_rate_pct"), "{e}");
+    }
+
+    #[test]
+    fn a_scraped_figure_is_named_by_preset_and_id_with_its_unit() {
+        assert!(passes("scraped.node-exporter.disk.sda.busy_pct_max < 90%"));
+        assert!(!passes("scraped.node.disk.sda.busy_pct_max < 70%"));
+        assert!(passes("scraped.node-exporter.cpu_per_event_ms < 0.001s"));
+        assert!(check("scraped.node-exporter.cpu_per_event_ms < 90%").is_err());
+        // Scraped by no source of the run: not measured, and the gate fails.
+        let r = check("scraped.nostr-rs-relay.write_p99_ms < 5ms").unwrap();
+        assert!(!r[0].passed && r[0].observed.is_none(), "{r:?}");
+        assert!(check("scraped.nosuchpreset.x < 1").is_err());
     }
 
     #[test]
