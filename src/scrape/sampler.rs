@@ -79,10 +79,6 @@ pub struct Source {
     reader: Reader,
 }
 
-/// Checks every `--scrape` URL with the guard (a refusal is an error: lt reads only from
-/// hosts it may load) and reads each once, before the run, for its preset when none was
-/// named; an endpoint that does not answer then is no error (it may come up), it is read as
-/// `other` unless named.
 impl Scraping {
     /// Nothing scraped.
     pub fn none() -> Scraping {
@@ -127,6 +123,10 @@ fn with_port(url: &str, port: Option<u16>) -> anyhow::Result<String> {
     }
 }
 
+/// Checks every `--scrape` URL with the guard (a refusal is an error: lt reads only from
+/// hosts it may load) and reads each once, before the run, for its preset when none was
+/// named; an endpoint that does not answer then is no error (it may come up), it is read as
+/// `other` unless named.
 fn prepare(w: &Scraping, relay: &RunRelay) -> anyhow::Result<Vec<Source>> {
     let mut out = Vec::new();
     let interval_s = w.interval.as_secs_f64();
