@@ -324,7 +324,8 @@ pub struct ScrapeArgs {
     /// `PRESET=URL`, the preset one of node-exporter, nostr-rs-relay, rnostr, other
     /// (detected from the first answer when not named); `rnostr=http://127.0.0.1:7777/metrics?auth=KEY`.
     /// `{port}` in the URL is the relay's port (of each run's relay, under `lt ab` and
-    /// `lt capacity --spec`): `nostr-rs-relay=http://127.0.0.1:{port}/metrics`. Repeatable. Its host must pass the guard as a relay's does. A failing or slow
+    /// `lt capacity --spec`): `nostr-rs-relay=http://127.0.0.1:{port}/metrics`.
+    /// Repeatable. Its host must pass the guard as a relay's does. A failing or slow
     /// endpoint never stops the run: its gaps are counted.
     #[arg(long = "scrape", value_name = "[PRESET=]URL", value_parser = parse_scrape)]
     pub scrapes: Vec<crate::scrape::ScrapeArg>,
@@ -341,7 +342,8 @@ pub struct ScrapeArgs {
 
 impl ScrapeArgs {
     /// What every run of the command scrapes, the hosts of `--scrape` allowed by
-    /// `allow_hosts` (loopback always), https ones trusting `ca_files` besides the system's.
+    /// `allow_hosts` (loopback always), https ones trusting `ca_files` besides the system's;
+    /// every host through the guard now, before any run.
     pub fn scraping(
         &self,
         allow_hosts: &[String],

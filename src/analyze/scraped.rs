@@ -82,14 +82,11 @@ pub fn scraped(header: &Header, rows: &ScrapedRows) -> Option<Scraped> {
         return None;
     }
     let events_sent = rows.events_sent;
-    let mut sources: Vec<ScrapedSource> = header
+    let sources: Vec<ScrapedSource> = header
         .scrapes
         .iter()
         .map(|s| source_figures(s, rows))
         .collect();
-    for s in sources.iter_mut().filter(|s| s.preset == "node-exporter") {
-        per_event(s, events_sent);
-    }
     let events_agreement = sources.iter().find_map(|s| {
         let relay_events = s.figures.iter().find(|f| f.id == "events_received")?.value;
         Some(EventsAgreement {
@@ -103,22 +100,6 @@ pub fn scraped(header: &Header, rows: &ScrapedRows) -> Option<Scraped> {
         sources,
         events_agreement,
     })
-}
-
-/// A host's CPU per EVENT lt sent: every process's busy time on that host (lt's own too,
-/// when it runs there), so builds that take the same load are compared on what it cost.
-fn per_event(s: &mut ScrapedSource, events_sent: u64) {
-    let busy = s.figures.iter().find(|f| f.id == "cpu_busy_core_s");
-    if let Some(busy) = busy.map(|f| f.value).filter(|_| events_sent > 0) {
-        let mut f = Figures(std::mem::take(&mut s.figures));
-        f.put(
-            "cpu_per_event_ms",
-            "host CPU busy per EVENT sent (core-ms)",
-            Some(busy * 1e3 / events_sent as f64),
-            "ms",
-        );
-        s.figures = f.0;
-    }
 }
 
 /// One figure of the first source with `preset` (a `--scrape` comes before lt's own
@@ -136,6 +117,8 @@ pub fn figure(scraped: Option<&Scraped>, preset: &str, id: &str) -> Option<f64> 
 struct Data<'a> {
     series: Vec<&'a SeriesRow>,
     points: HashMap<u32, Vec<(f64, f64)>>,
+    /// EVENT frames lt sent over the run, for figures per event.
+    events_sent: u64,
 }
 
 impl<'a> Data<'a> {
@@ -148,6 +131,7 @@ impl<'a> Data<'a> {
             .collect();
         scrapes.sort_by_key(|r| r.at_ns);
         let first = scrapes.first().map(|r| r.at_ns as f64 / 1e9);
+        let events_sent = rows.events_sent;
         let mut points: HashMap<u32, Vec<(f64, f64)>> = HashMap::new();
         for r in scrapes {
             let t = r.at_ns as f64 / 1e9;
@@ -159,7 +143,11 @@ impl<'a> Data<'a> {
         // exports a counter only once it has counted something (rnostr's first EVENT), and
         // its first value already holds what it counted before.
         let Some(first) = first else {
-            return Data { series, points };
+            return Data {
+                series,
+                points,
+                events_sent,
+            };
         };
         for s in &series {
             let counts = matches!(s.kind, SeriesKind::Counter | SeriesKind::Histogram)
@@ -169,7 +157,11 @@ impl<'a> Data<'a> {
                 p.insert(0, (first, 0.0));
             }
         }
-        Data { series, points }
+        Data {
+            series,
+            points,
+            events_sent,
+        }
     }
 
     fn named(&self, name: &str) -> impl Iterator<Item = &&'a SeriesRow> + '_ {
@@ -424,17 +416,28 @@ fn host_cpu(d: &Data, f: &mut Figures) {
         "%",
     );
     let by_mode = d.increase_by(cpu, "mode");
+    let busy_core_s: Option<f64> = (!by_mode.is_empty()).then(|| {
+        by_mode
+            .iter()
+            .filter(|(m, _)| !matches!(m.as_str(), "idle" | "iowait"))
+            .map(|(_, v)| v)
+            .sum()
+    });
     f.put(
         "cpu_busy_core_s",
         "host CPU busy, core-seconds",
-        (!by_mode.is_empty()).then(|| {
-            by_mode
-                .iter()
-                .filter(|(m, _)| !matches!(m.as_str(), "idle" | "iowait"))
-                .map(|(_, v)| v)
-                .sum()
-        }),
+        busy_core_s,
         "s",
+    );
+    // Every process's busy time on that host (lt's own too, when it runs there) per EVENT
+    // lt sent: builds that take the same load compared on what it cost.
+    f.put(
+        "cpu_per_event_ms",
+        "host CPU busy per EVENT sent (core-ms)",
+        busy_core_s
+            .filter(|_| d.events_sent > 0)
+            .map(|s| s * 1e3 / d.events_sent as f64),
+        "ms",
     );
     for m in ["user", "system", "iowait", "softirq", "steal"] {
         f.put(

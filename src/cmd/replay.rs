@@ -20,7 +20,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     })?;
     // The guard runs before anything else touches the network, dry run included.
     let target = target::check(&args.target, &url, target::Role::Load)?;
-    let scrapes = relay_side(&args, &target)?;
+    let scraping = relay_side(&args)?;
     let plan = replay::plan::plan(
         &args.trace,
         args.load.speed,
@@ -60,8 +60,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| default_output(&args.trace));
     let mut cfg = Config::new(&load, target, args.relay_pid);
     cfg.preflight = preflight;
-    cfg.scrapes = scrapes;
-    cfg.scrape_interval = args.scrape.scrape_interval;
+    cfg.scrape(&scraping)?;
     let stop = replay::Stop::new();
     // A second Ctrl-C ends lt at once, as an interrupted command ends: status 130.
     terminal::on_interrupt(stop.clone(), load.timeout, || std::process::exit(130))?;
@@ -100,25 +99,16 @@ fn start_at_ahead(start_at: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Re
     }
 }
 
-/// A pid that names no process would be "sampled" as nothing all run long.
 /// What is read of the relay's side during the run: the relay process (which must exist)
-/// and the scrape sources, whose hosts pass the guard too; a dry run reads none of them.
-fn relay_side(
-    args: &ReplayArgs,
-    target: &guard::Target,
-) -> anyhow::Result<Vec<crate::scrape::Source>> {
+/// and the scrape sources, whose hosts pass the guard now, before anything is sent; a dry
+/// run reads none of them.
+fn relay_side(args: &ReplayArgs) -> anyhow::Result<crate::scrape::Scraping> {
     relay_pid_exists(args.relay_pid)?;
-    let scraping = args
-        .scrape
-        .scraping(&args.target.allow_hosts, &args.target.ca_files)?;
-    scraping.sources(&crate::scrape::RunRelay {
-        loopback: target.loopback(),
-        port: target.url().port_or_known_default(),
-        pid: args.relay_pid,
-        detect: !args.dry_run,
-    })
+    args.scrape
+        .scraping(&args.target.allow_hosts, &args.target.ca_files)
 }
 
+/// A pid that names no process would be "sampled" as nothing all run long.
 fn relay_pid_exists(pid: Option<u32>) -> anyhow::Result<()> {
     match pid {
         Some(pid) if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() => Err(anyhow!(
