@@ -338,16 +338,25 @@ pub struct ScrapeArgs {
     /// with --relay-pid) during a run against a relay on loopback, where it is read by default.
     #[arg(long)]
     pub no_host_stats: bool,
+
+    /// Serve lt's own progress at http://ADDR/metrics in the Prometheus text format while
+    /// the command runs (records sent, done by outcome, in flight, connections; schedule-lag
+    /// and response-time histograms), e.g. 127.0.0.1:9464; port 0 picks a free one, said on
+    /// stderr (docs/relay-metrics.md).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ScrapeArgs {
     /// What every run of the command scrapes, the hosts of `--scrape` allowed by
     /// `allow_hosts` (loopback always), https ones trusting `ca_files` besides the system's;
-    /// every host through the guard now, before any run.
+    /// every host through the guard now, before any run. With `serve` (not in a dry run),
+    /// `--metrics-listen` starts listening now, so a port in use fails before any load.
     pub fn scraping(
         &self,
         allow_hosts: &[String],
         ca_files: &[PathBuf],
+        serve: bool,
     ) -> anyhow::Result<crate::scrape::Scraping> {
         let scraping = crate::scrape::Scraping {
             scrapes: self.scrapes.clone(),
@@ -355,9 +364,18 @@ impl ScrapeArgs {
             ca_files: ca_files.to_vec(),
             host_stats: !self.no_host_stats,
             interval: self.scrape_interval,
+            live: None,
         };
         scraping.check()?;
-        Ok(scraping)
+        let live = match self.metrics_listen.filter(|_| serve) {
+            Some(addr) => {
+                let server = crate::live::Server::start(addr)?;
+                eprintln!("lt: live metrics at http://{}/metrics", server.addr());
+                Some(std::sync::Arc::new(server))
+            }
+            None => None,
+        };
+        Ok(crate::scrape::Scraping { live, ..scraping })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod histogram;
 pub mod http;
 pub mod import;
+pub mod live;
 pub mod nip11;
 pub mod nostr;
 pub mod profile;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use lt::analyze::scraped::{Scraped, ScrapedSource};
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::util::{lt, outcomes, replay, report_of, synth, text};
+use crate::util::{http_get as get, lt, outcomes, replay, report_of, synth, text};
 
 /// Debian's node_exporter; the test fails, naming the install script, when it is missing.
 fn node_exporter_binary() -> PathBuf {
@@ -66,20 +66,6 @@ impl Drop for NodeExporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A plain HTTP GET's body, when the answer is 200.
-fn get(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let mut s = std::net::TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    // A Go server answers an HTTP/1.0 request as HTTP/1.0.
-    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
 }
 
 /// The host's CPU ticks from `/proc/stat`, read here, independently of lt: (busy, total),

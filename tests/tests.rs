@@ -14,6 +14,7 @@ mod test_import;
 mod test_inspect_export;
 mod test_live;
 mod test_many_connections;
+mod test_metrics_listen;
 mod test_nostr;
 mod test_peer;
 mod test_record;

@@ -30,7 +30,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<ExitCode> {
 
     let (a, b) = builds(&args)?;
     // Its relays are on loopback, and only loopback is scraped.
-    let scraping = args.scrape.scraping(&[], &[])?;
+    let scraping = args.scrape.scraping(&[], &[], true)?;
     if args.capacity {
         return capacity(&args, &a, &b, &scraping);
     }

@@ -23,9 +23,11 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<ExitCode> {
     let source = source(&args)?;
     let slo = Slo::new(args.search.slo.clone());
     let load = load(&args);
-    let scraping = args
-        .scrape
-        .scraping(&args.target.allow_hosts, &args.target.ca_files)?;
+    let scraping = args.scrape.scraping(
+        &args.target.allow_hosts,
+        &args.target.ca_files,
+        !args.dry_run,
+    )?;
     let out = out_dir(&args, &relay)?;
     let setup = Setup {
         relay,

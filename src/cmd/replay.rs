@@ -101,11 +101,14 @@ fn start_at_ahead(start_at: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Re
 
 /// What is read of the relay's side during the run: the relay process (which must exist)
 /// and the scrape sources, whose hosts pass the guard now, before anything is sent; a dry
-/// run reads none of them.
+/// run reads none of them (nor serves lt's live metrics).
 fn relay_side(args: &ReplayArgs) -> anyhow::Result<crate::scrape::Scraping> {
     relay_pid_exists(args.relay_pid)?;
-    args.scrape
-        .scraping(&args.target.allow_hosts, &args.target.ca_files)
+    args.scrape.scraping(
+        &args.target.allow_hosts,
+        &args.target.ca_files,
+        !args.dry_run,
+    )
 }
 
 /// A pid that names no process would be "sampled" as nothing all run long.

@@ -85,6 +85,8 @@ pub struct Config {
     /// What is scraped during the run (`--scrape`, this machine's `/proc`), and how often.
     pub scrapes: Vec<crate::scrape::Source>,
     pub scrape_interval: Duration,
+    /// `--metrics-listen`: the live metrics this replay counts into.
+    pub live: Option<std::sync::Arc<crate::live::LiveMetrics>>,
 }
 
 impl Config {
@@ -105,11 +107,13 @@ impl Config {
             preflight: None,
             scrapes: Vec::new(),
             scrape_interval: Duration::from_secs(1),
+            live: None,
         }
     }
 
     /// Scrapes what `scraping` names during the run, `{port}` being the target's port and
-    /// the relay process `relay_pid`'s (each endpoint without a preset is read once now).
+    /// the relay process `relay_pid`'s (each endpoint without a preset is read once now);
+    /// counts into its live metrics when it serves them.
     pub fn scrape(&mut self, scraping: &crate::scrape::Scraping) -> anyhow::Result<()> {
         self.scrapes = scraping.sources(&crate::scrape::RunRelay {
             loopback: self.target.loopback(),
@@ -118,6 +122,7 @@ impl Config {
             detect: true,
         })?;
         self.scrape_interval = scraping.interval;
+        self.live = scraping.live.as_ref().map(|s| s.metrics().clone());
         Ok(())
     }
 }

@@ -642,6 +642,7 @@ mod tests {
                 stop: Stop::new(),
                 fanout: None,
                 delivery_rows: false,
+                live: None,
             },
             ToWriter {
                 rows: tx,

@@ -204,6 +204,9 @@ async fn drive(
         Some(p) => dispatch::Layout::new(p.index, p.count, thread_count),
         None => dispatch::Layout::new(0, 1, thread_count),
     };
+    if let Some(live) = &cfg.live {
+        live.run_started(plan.records_played());
+    }
     let mut threads = spawn_threads(plan, thread_count, layout, &cfg, &target)?;
     let opened = match connect(&mut threads, plan, &target, &*observer).await {
         Ok(opened) => opened,
@@ -225,6 +228,7 @@ async fn drive(
             stop,
             fanout: clock.fanout.as_ref().map(fanout::Fanout::sender),
             delivery_rows: cfg.load.delivery_rows,
+            live: cfg.live.clone(),
         },
         to_writer,
     ));

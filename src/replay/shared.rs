@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use super::dispatch::Dispatch;
 use super::fanout::{self, Delivery};
 use crate::capture::results::{DeliveryRow, Outcome, OutcomeRow, Row};
+use crate::live::LiveMetrics;
 use crate::transport::Stop;
 
 /// Most rows waiting for the results writer (~2 MiB) before the scheduler holds back. Only
@@ -81,6 +82,8 @@ pub struct Shared {
     /// The fan-out ledger, when the trace has live subscriptions.
     fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
     delivery_rows: bool,
+    /// `--metrics-listen`: the same counts, served live.
+    live: Option<Arc<LiveMetrics>>,
 }
 
 /// The way to the results writer: the channel rows go by, and how many it has not written
@@ -100,6 +103,7 @@ pub struct Setup {
     pub fanout: Option<std::sync::mpsc::Sender<fanout::Msg>>,
     /// `--delivery-rows`.
     pub delivery_rows: bool,
+    pub live: Option<Arc<LiveMetrics>>,
 }
 
 impl Shared {
@@ -129,6 +133,7 @@ impl Shared {
             rows: to_writer.rows,
             delivery_rows: setup.delivery_rows && setup.fanout.is_some(),
             fanout: setup.fanout,
+            live: setup.live,
         }
     }
 
@@ -166,11 +171,16 @@ impl Shared {
 
     /// Takes one of `max` in-flight slots if one is free.
     pub fn try_take_slot(&self, max: usize) -> bool {
-        self.in_flight
+        let taken = self
+            .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        if let (true, Some(live)) = (taken, &self.live) {
+            live.slot_taken();
+        }
+        taken
     }
 
     /// Waits until a completion frees an in-flight slot (when all `max` are taken), or at
@@ -189,10 +199,16 @@ impl Shared {
 
     pub fn conn_opened(&self) {
         self.open_conns.fetch_add(1, Ordering::Relaxed);
+        if let Some(live) = &self.live {
+            live.conn_opened();
+        }
     }
 
     pub fn conn_closed(&self) {
         self.open_conns.fetch_sub(1, Ordering::Relaxed);
+        if let Some(live) = &self.live {
+            live.conn_closed();
+        }
     }
 
     pub fn count_late_ack(&self) {
@@ -314,7 +330,11 @@ impl Shared {
     /// counted, and their largest lag kept for the next per-second sample.
     pub fn record_sent(&self, ready: impl Iterator<Item = u64>, sent_ns: u64) {
         let (n, max) = ready.fold((0u64, 0u64), |(n, m), ready| {
-            (n + 1, m.max(sent_ns.saturating_sub(ready)))
+            let lag = sent_ns.saturating_sub(ready);
+            if let Some(live) = &self.live {
+                live.sent(lag);
+            }
+            (n + 1, m.max(lag))
         });
         self.sent.fetch_add(n, Ordering::Relaxed);
         self.lag_window_max_ns.fetch_max(max, Ordering::Relaxed);
@@ -333,6 +353,9 @@ impl Shared {
             return;
         }
         self.in_flight.fetch_sub(done.len(), Ordering::AcqRel);
+        if let Some(live) = &self.live {
+            live.slots_freed(done.len());
+        }
         if self.slot_waiters.load(Ordering::Acquire) > 0 {
             self.slot_freed.notify_waiters();
         }
@@ -360,6 +383,7 @@ impl Shared {
     fn count<'a>(&self, rows: impl Iterator<Item = &'a OutcomeRow>) {
         let (mut n, mut ok, mut failed) = (0, 0, 0);
         let mut h = self.response_us.lock().ok();
+        let mut tally = self.live.as_deref().map(LiveMetrics::tally);
         for row in rows {
             n += 1;
             if row.outcome.succeeded() {
@@ -367,11 +391,19 @@ impl Shared {
             } else if !matches!(row.outcome, Outcome::NotSent) {
                 failed += 1;
             }
-            if let (Some(h), Some(done), Some(_)) = (h.as_mut(), row.completed_ns, row.sent_ns) {
-                h.saturating_record((done.saturating_sub(row.intended_ns) / 1000).max(1));
+            let response_ns = match (row.completed_ns, row.sent_ns) {
+                (Some(done), Some(_)) => Some(done.saturating_sub(row.intended_ns)),
+                _ => None,
+            };
+            if let (Some(h), Some(ns)) = (h.as_mut(), response_ns) {
+                h.saturating_record((ns / 1000).max(1));
+            }
+            if let Some(tally) = tally.as_mut() {
+                tally.add(&row.outcome, response_ns);
             }
         }
         drop(h);
+        drop(tally);
         self.completed.fetch_add(n, Ordering::Relaxed);
         self.succeeded.fetch_add(ok, Ordering::Relaxed);
         self.failed.fetch_add(failed, Ordering::Relaxed);

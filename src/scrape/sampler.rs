@@ -33,6 +33,9 @@ pub struct Scraping {
     /// Read this machine's `/proc` when the relay runs here (on loopback, or a pid given).
     pub host_stats: bool,
     pub interval: Duration,
+    /// `--metrics-listen`: lt's own live metrics, served for the command's whole life and
+    /// counted into by each of its runs.
+    pub live: Option<std::sync::Arc<crate::live::Server>>,
 }
 
 /// The relay of one run, as far as scraping it goes.
@@ -88,6 +91,7 @@ impl Scraping {
             ca_files: Vec::new(),
             host_stats: false,
             interval: Duration::from_secs(1),
+            live: None,
         }
     }
 
