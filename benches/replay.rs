@@ -18,7 +18,11 @@
 //!    phase of 1,000 TLS connections at `--connect-concurrency 200` (goal < 2 s);
 //! 6. memory per open connection: lt's RSS holding 10,000 connections against 100 on the
 //!    same light trace, the difference per extra connection (goal ≤ 8 KiB), at steady
-//!    state (lt's own RSS samples in the results) and at the peak (VmHWM).
+//!    state (lt's own RSS samples in the results) and at the peak (VmHWM);
+//! 7. the cost of watching the relay's side (issue #30): lt's CPU per event replaying into
+//!    the peer while scraping every second a real node_exporter and a real nostr-rs-relay's
+//!    `/metrics` and reading this machine's `/proc` (host and relay process), against the
+//!    same replay with none of it (goal ≤ 1.02), rounds alternating which goes first.
 //!
 //! 1, 2, 3 and 4 are the median of three rounds, with their range: on a small machine one round
 //! alone is too noisy to compare builds by.
@@ -30,7 +34,7 @@
 //!
 //! Needs the relays from `scripts/install-relays`. `LT_BENCH_BIG` (default 1000000) sets
 //! the large trace of step 4; `LT_BENCH_ONLY` (e.g. `ceiling,lag`) runs only the named steps
-//! (`ceiling`, `lag`, `cpu`, `memory`, `tls`, `connections`). `LT_BENCH_CONNS` (default
+//! (`ceiling`, `lag`, `cpu`, `memory`, `tls`, `connections`, `scrape`). `LT_BENCH_CONNS` (default
 //! 10000) sets the many connections of step 6.
 
 use std::collections::HashMap;
@@ -163,6 +167,9 @@ fn frames_by_conn(trace: &Path, conns: u32) -> Vec<Vec<String>> {
 
 /// Rounds of the noisiest measurements (ceiling, lag).
 const ROUNDS: usize = 3;
+
+/// Step 7's pairs: a 2% difference needs more than three on two shared cores.
+const SCRAPE_ROUNDS: usize = 5;
 
 /// The machine's own floor for schedule lag, measured in the same run: one thread sleeping
 /// on a timerfd armed at absolute deadlines every `period` (lt's mechanism, without lt),
@@ -320,6 +327,94 @@ fn main() {
     if wanted("connections") {
         per_connection(d);
     }
+    if wanted("scrape") {
+        scrape_cost(d);
+    }
+}
+
+/// What one scrape costs lt, part by part, on this thread: reading node_exporter's answer
+/// (its text into series) and this machine's `/proc` as node_exporter would report it.
+fn scrape_parts(exporter: &str) {
+    let text = lt_testkit::exporter::http_get(exporter).expect("node_exporter answers");
+    let per_call_us = |f: &mut dyn FnMut()| {
+        let (n, started) = (200, self_cpu_s());
+        for _ in 0..n {
+            f();
+        }
+        (self_cpu_s() - started) * 1e6 / f64::from(n)
+    };
+    let mut series = 0;
+    let parse_us = per_call_us(&mut || {
+        series = lt::scrape::exposition::parse(&text).expect("parses").len();
+    });
+    let proc_us = per_call_us(&mut || {
+        lt::scrape::local::host().expect("reads /proc");
+    });
+    println!(
+        "  scrape      one scrape's parts: node_exporter's answer ({} lines, {series} series) read in {parse_us:.0} CPU-µs; this machine's /proc read as node_exporter would in {proc_us:.0} CPU-µs",
+        text.lines().count()
+    );
+}
+
+/// Step 7: whole-process CPU-µs per event of the same replay (1,000 events/s for 20 s
+/// over 100 connections, into the peer, so the relay's load does not blur lt's figure)
+/// with scraping every second and without any; [`SCRAPE_ROUNDS`] pairs, alternating which
+/// runs first, the median of the pairs' ratios. What is scraped is what a user scrapes: a
+/// real node_exporter (its ~1,500-series exposition is the largest part), an idle
+/// nostr-rs-relay's own `/metrics`, this machine's `/proc` and the relay process.
+fn scrape_cost(d: &Path) {
+    let trace = d.join("scrape.ltc");
+    synth(
+        &trace,
+        &[
+            "--rate",
+            "1000",
+            "--duration",
+            "20",
+            "--clients",
+            "100",
+            "--read-share",
+            "0",
+        ],
+    );
+    let exporter = lt_testkit::exporter::NodeExporter::start();
+    let relay = fresh_relay();
+    scrape_parts(&exporter.url);
+    let (peer, url) = peer_process();
+    let relay_metrics = format!("nostr-rs-relay=http://127.0.0.1:{}/metrics", relay.port);
+    let pid = relay.pid.to_string();
+    let watched = [
+        "--scrape",
+        &exporter.url,
+        "--scrape",
+        &relay_metrics,
+        "--relay-pid",
+        &pid,
+    ];
+    let cpu_us = |name: &str, extra: &[&str]| {
+        let results = d.join(format!("{name}.ltr"));
+        let u = replay(&trace, &url, &results, extra);
+        let (acked, _) = acked_rate(&results);
+        u.cpu_s * 1e6 / acked.max(1) as f64
+    };
+    let mut pairs = Vec::new();
+    for round in 0..SCRAPE_ROUNDS {
+        let (without, with) = if round % 2 == 0 {
+            let without = cpu_us("plain", &["--no-host-stats"]);
+            (without, cpu_us("scraped", &watched))
+        } else {
+            let with = cpu_us("scraped", &watched);
+            (cpu_us("plain", &["--no-host-stats"]), with)
+        };
+        pairs.push((with / without, with, without));
+    }
+    drop(peer);
+    let ratios: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let (ratio, with, without) = pairs[median_index(&ratios)];
+    println!(
+        "  scrape      lt {with:.1} CPU-µs/event scraping every 1 s (node_exporter, nostr-rs-relay's /metrics, /proc host and relay process) vs {without:.1} without, 1,000 events/s into the peer: ratio {ratio:.3}, median of {SCRAPE_ROUNDS} pairs (range {})  (goal <= 1.02)",
+        range(&ratios, 3)
+    );
 }
 
 /// Step 6, memory per open connection: the same 20 s trace (200 events/s) folded onto 100

@@ -6,67 +6,13 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lt::analyze::scraped::{Scraped, ScrapedSource};
 
+use crate::exporter::{http_get, NodeExporter};
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::util::{http_get as get, lt, outcomes, replay, report_of, synth, text};
-
-/// Debian's node_exporter; the test fails, naming the install script, when it is missing.
-fn node_exporter_binary() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/prometheus-node-exporter");
-    assert!(
-        path.is_file(),
-        "{} not found: run scripts/install-relays (it installs Debian's prometheus-node-exporter)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node_exporter on a loopback port of its own, stopped on drop.
-struct NodeExporter {
-    child: Child,
-    url: String,
-}
-
-impl NodeExporter {
-    fn start() -> NodeExporter {
-        let port = free_port();
-        let child = Command::new(node_exporter_binary())
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node_exporter");
-        let url = format!("http://127.0.0.1:{port}/metrics");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while get(&url).is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "node_exporter did not answer on {url}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        NodeExporter { child, url }
-    }
-}
-
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::util::{lt, outcomes, replay, report_of, synth, text};
 
 /// The host's CPU ticks from `/proc/stat`, read here, independently of lt: (busy, total),
 /// busy being every mode but idle and iowait.
@@ -407,5 +353,79 @@ fn a_scrape_url_on_a_host_not_allowed_is_refused_before_anything_is_sent() {
         assert!(err.contains("refusing to scrape"), "{url}: {err}");
         assert!(!err.contains("secret"), "{err}");
         assert!(!out.exists());
+    }
+}
+
+/// Every sample of an exposition as `prometheus-parse` (the community's reader) reads it:
+/// (name, sorted labels, value), histograms and summaries flattened as lt flattens them.
+fn as_prometheus_parse_reads(text: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    use prometheus_parse::{Scrape, Value};
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let mut out = Vec::new();
+    for s in scrape.samples {
+        let labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let with = |k: &str, v: f64| {
+            let mut l = labels.clone();
+            l.push((
+                k.to_owned(),
+                if v.is_infinite() {
+                    "+Inf".into()
+                } else {
+                    v.to_string()
+                },
+            ));
+            l.sort();
+            l
+        };
+        match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                let mut l = labels.clone();
+                l.sort();
+                out.push((s.metric.clone(), l, format!("{v:?}")));
+            }
+            Value::Histogram(buckets) => {
+                for b in buckets {
+                    out.push((
+                        format!("{}_bucket", s.metric),
+                        with("le", b.less_than),
+                        format!("{:?}", b.count),
+                    ));
+                }
+            }
+            Value::Summary(qs) => {
+                for q in qs {
+                    out.push((
+                        s.metric.clone(),
+                        with("quantile", q.quantile),
+                        format!("{:?}", q.count),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn lts_exposition_reader_reads_real_answers_as_prometheus_parse_does() {
+    let exporter = NodeExporter::start();
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let relay_metrics = format!("http://127.0.0.1:{}/metrics", relay.port);
+    for url in [&exporter.url, &relay_metrics] {
+        let text = http_get(url).unwrap_or_else(|| panic!("no answer from {url}"));
+        let mut ours: Vec<_> = lt::scrape::exposition::parse(&text)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.name, m.labels, format!("{:?}", m.value)))
+            .collect();
+        ours.sort();
+        let theirs = as_prometheus_parse_reads(&text);
+        assert!(ours.len() > 20, "{url}: {} series", ours.len());
+        assert_eq!(ours, theirs, "{url}");
     }
 }

@@ -1,7 +1,7 @@
 //! One integration-test binary (as ripgrep does): the real `lt` binary and the library,
 //! no mocks. What they share with the benches is the `lt-testkit` crate (`tests/support/`).
 
-use lt_testkit::{peer, relay, tls};
+use lt_testkit::{exporter, peer, relay, tls};
 
 mod test_ab;
 mod test_analyze;

@@ -186,7 +186,7 @@ const fn relay_metrics(rule: Rule) -> Rule {
 /// check below.
 // One line per rule reads as a table.
 #[rustfmt::skip]
-pub static RULES: [Rule; 25] = [
+pub static RULES: [Rule; 27] = [
     rule("harness_bottleneck", "lt was the bottleneck", PERFORMANCE, About::Lt, harness_bottleneck),
     rule("machine_saturated", "The load machine was saturated", PERFORMANCE, About::Run, machine_saturated),
     rule("lost_events", "Accepted events are not stored", LOSS, About::Relay, lost_events),
@@ -212,6 +212,8 @@ pub static RULES: [Rule; 25] = [
     host(rule("memory_pressure", "The relay's host runs short of memory", PERFORMANCE, About::Run, scraped::memory_pressure)),
     host(rule("network_errors", "Packets are dropped or resent", RELIABILITY, About::Run, scraped::network_errors)),
     relay_metrics(rule("queueing_before_relay", "Time is lost before the relay's own timer", PERFORMANCE, About::Relay, scraped::queueing_before_relay)),
+    relay_metrics(rule("slowdown_in_relay", "The slowdown is inside the relay", PERFORMANCE, About::Relay, scraped::slowdown_in_relay)),
+    relay_metrics(rule("slowdown_before_relay", "The slowdown is before the relay's own timer", PERFORMANCE, About::Relay, scraped::slowdown_before_relay)),
 ];
 
 /// The catalogue entry of rule `id`.

@@ -53,6 +53,38 @@ pub struct ScrapedSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_gap: Option<String>,
     pub figures: Vec<ScrapedFigure>,
+    /// A few figures interval by interval, on lt's clock: the report's charts of the
+    /// relay's side and the rules that need a trend read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_time: Vec<ScrapedLine>,
+}
+
+/// One figure over the run: a point per interval between scrapes (neighbouring intervals
+/// merged, from their counters and buckets, never by averaging, past [`LINE_POINTS`]).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ScrapedLine {
+    /// The run-wide figure's id it follows (`write_p99_ms`, `cpu_busy_pct`, …).
+    pub id: String,
+    pub label: String,
+    pub unit: String,
+    pub points: Vec<ScrapedPoint>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+pub struct ScrapedPoint {
+    /// The interval's end, seconds from t0.
+    pub t_s: f64,
+    pub value: f64,
+}
+
+/// At most this many points per line: a run of hours still charts, and its report stays small.
+pub const LINE_POINTS: usize = 300;
+
+impl ScrapedSource {
+    /// Its line `id`, when it has one.
+    pub fn line(&self, id: &str) -> Option<&ScrapedLine> {
+        self.over_time.iter().find(|l| l.id == id)
+    }
 }
 
 /// One figure of one source: `id` is what `--check` names (`scraped.<preset>.<id>`).
@@ -117,6 +149,8 @@ pub fn figure(scraped: Option<&Scraped>, preset: &str, id: &str) -> Option<f64> 
 struct Data<'a> {
     series: Vec<&'a SeriesRow>,
     points: HashMap<u32, Vec<(f64, f64)>>,
+    /// The source's successful scrapes, s from t0, in order.
+    times: Vec<f64>,
     /// EVENT frames lt sent over the run, for figures per event.
     events_sent: u64,
 }
@@ -131,6 +165,7 @@ impl<'a> Data<'a> {
             .collect();
         scrapes.sort_by_key(|r| r.at_ns);
         let first = scrapes.first().map(|r| r.at_ns as f64 / 1e9);
+        let times: Vec<f64> = scrapes.iter().map(|r| r.at_ns as f64 / 1e9).collect();
         let events_sent = rows.events_sent;
         let mut points: HashMap<u32, Vec<(f64, f64)>> = HashMap::new();
         for r in scrapes {
@@ -146,6 +181,7 @@ impl<'a> Data<'a> {
             return Data {
                 series,
                 points,
+                times,
                 events_sent,
             };
         };
@@ -160,6 +196,7 @@ impl<'a> Data<'a> {
         Data {
             series,
             points,
+            times,
             events_sent,
         }
     }
@@ -236,6 +273,85 @@ impl<'a> Data<'a> {
         b.sort_by(|x, y| x.0.total_cmp(&y.0));
         histogram_quantile(&b, q)
     }
+}
+
+impl Data<'_> {
+    /// The intervals a line has: between successive scrapes, or, past [`LINE_POINTS`],
+    /// between every k-th, so a line has at most that many points.
+    fn intervals(&self) -> Vec<(f64, f64)> {
+        let n = self.times.len();
+        if n < 2 {
+            return Vec::new();
+        }
+        let k = (n - 1).div_ceil(LINE_POINTS).max(1);
+        let mut ends: Vec<usize> = (0..n).step_by(k).collect();
+        if ends.last() != Some(&(n - 1)) {
+            ends.push(n - 1);
+        }
+        ends.windows(2)
+            .map(|w| (self.times[w[0]], self.times[w[1]]))
+            .collect()
+    }
+
+    /// Per interval of [`Data::intervals`], the summed rate of `name`'s series that `keep`
+    /// accepts: (interval end, per second).
+    fn rate_line(&self, name: &str, keep: impl Fn(&SeriesRow) -> bool) -> Vec<(f64, f64)> {
+        let kept: Vec<&SeriesRow> = self.named(name).filter(|s| keep(s)).copied().collect();
+        if kept.is_empty() {
+            return Vec::new();
+        }
+        self.intervals()
+            .into_iter()
+            .filter(|(a, b)| b > a)
+            .map(|(a, b)| {
+                let d: f64 = kept.iter().map(|s| increase_in(self.points(s), a, b)).sum();
+                (b, d / (b - a))
+            })
+            .collect()
+    }
+
+    /// Per interval, quantile `q` of histogram `base` from its buckets' increase within the
+    /// interval; intervals that observed nothing have no point.
+    fn quantile_line(&self, base: &str, q: f64) -> Vec<(f64, f64)> {
+        let buckets: Vec<(f64, &SeriesRow)> = self
+            .named(&format!("{base}_bucket"))
+            .filter_map(|s| {
+                let le = label_of(s, "le").and_then(crate::scrape::exposition::number)?;
+                Some((le, *s))
+            })
+            .collect();
+        if buckets.is_empty() {
+            return Vec::new();
+        }
+        self.intervals()
+            .into_iter()
+            .filter_map(|(a, b)| {
+                let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+                for (le, s) in &buckets {
+                    by_le.entry(le.to_bits()).or_insert((*le, 0.0)).1 +=
+                        increase_in(self.points(s), a, b);
+                }
+                let mut cumulative: Vec<(f64, f64)> = by_le.into_values().collect();
+                cumulative.sort_by(|x, y| x.0.total_cmp(&y.0));
+                Some((b, histogram_quantile(&cumulative, q)?))
+            })
+            .collect()
+    }
+}
+
+/// A counter's increase over the steps of `points` that end in `(a, b]` (across resets).
+fn increase_in(points: &[(f64, f64)], a: f64, b: f64) -> f64 {
+    points
+        .windows(2)
+        .filter(|w| w[1].0 > a && w[1].0 <= b)
+        .map(|w| {
+            if w[1].1 >= w[0].1 {
+                w[1].1 - w[0].1
+            } else {
+                w[1].1
+            }
+        })
+        .sum()
 }
 
 fn label_of<'s>(s: &'s SeriesRow, name: &str) -> Option<&'s str> {
@@ -328,14 +444,38 @@ fn source_figures(source: &ScrapeSource, rows: &ScrapedRows) -> ScrapedSource {
         scrapes: own.len() as u64,
         gaps: gaps.len() as u64,
         first_gap: gaps.first().and_then(|r| r.error.clone()),
-        figures: figures.0,
+        figures: figures.figures,
+        over_time: figures.lines,
     }
 }
 
 #[derive(Default)]
-struct Figures(Vec<ScrapedFigure>);
+struct Figures {
+    figures: Vec<ScrapedFigure>,
+    lines: Vec<ScrapedLine>,
+}
 
 impl Figures {
+    /// Figure `id` interval by interval; a line of fewer than two points says nothing.
+    fn line(&mut self, id: &str, label: &str, points: Vec<(f64, f64)>, unit: &str) {
+        let points: Vec<ScrapedPoint> = points
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(t_s, value)| ScrapedPoint {
+                t_s: (t_s * 1000.0).round() / 1000.0,
+                value: (value * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        if points.len() >= 2 {
+            self.lines.push(ScrapedLine {
+                id: id.to_owned(),
+                label: label.to_owned(),
+                unit: unit.to_owned(),
+                points,
+            });
+        }
+    }
+
     fn put(
         &mut self,
         id: impl Into<String>,
@@ -344,7 +484,7 @@ impl Figures {
         unit: &str,
     ) {
         if let Some(value) = value.filter(|v| v.is_finite()) {
-            self.0.push(ScrapedFigure {
+            self.figures.push(ScrapedFigure {
                 id: id.into(),
                 label: label.into(),
                 value: (value * 1000.0).round() / 1000.0,
@@ -407,6 +547,38 @@ fn host_cpu(d: &Data, f: &mut Figures) {
         "cpu_busy_pct",
         "host CPU busy, mean (all cores)",
         mean(&busy),
+        "%",
+    );
+    let line = |m: Option<&'static str>| {
+        d.rate_line(cpu, move |s| m.is_none() || label_of(s, "mode") == m)
+    };
+    let (all_l, idle_l, iowait_l) = (line(None), line(Some("idle")), line(Some("iowait")));
+    f.line(
+        "cpu_busy_pct",
+        "host CPU busy (all cores)",
+        all_l
+            .iter()
+            .zip(&idle_l)
+            .filter(|((_, a), _)| *a > 0.0)
+            .map(|(&(t, a), &(_, i))| {
+                let w = iowait_l
+                    .iter()
+                    .find(|(tw, _)| *tw == t)
+                    .map_or(0.0, |x| x.1);
+                (t, 100.0 * (1.0 - (i + w) / a))
+            })
+            .collect(),
+        "%",
+    );
+    f.line(
+        "cpu_iowait_pct",
+        "host CPU in iowait",
+        all_l
+            .iter()
+            .zip(&iowait_l)
+            .filter(|((_, a), _)| *a > 0.0)
+            .map(|(&(t, a), &(_, w))| (t, 100.0 * w / a))
+            .collect(),
         "%",
     );
     f.put(
@@ -526,6 +698,15 @@ fn host_disks(d: &Data, f: &mut Figures) {
             format!("disk.{dev}.busy_pct"),
             format!("disk {dev} busy, mean"),
             mean(&busy),
+            "%",
+        );
+        f.line(
+            &format!("disk.{dev}.busy_pct"),
+            &format!("disk {dev} busy"),
+            d.rate_line("node_disk_io_time_seconds_total", on)
+                .into_iter()
+                .map(|(t, r)| (t, 100.0 * r))
+                .collect(),
             "%",
         );
         f.put(
@@ -665,6 +846,25 @@ fn nostr_rs_relay(d: &Data, f: &mut Figures) {
         max(&d.gauge("nostr_db_connections")),
         "",
     );
+    let ms = |points: Vec<(f64, f64)>| points.into_iter().map(|(t, v)| (t, v * 1e3)).collect();
+    f.line(
+        "write_p99_ms",
+        "event write time, p99 (the relay's own timer)",
+        ms(d.quantile_line("nostr_events_write_seconds", 0.99)),
+        "ms",
+    );
+    f.line(
+        "query_p99_ms",
+        "query time, p99 (the relay's own timer)",
+        ms(d.quantile_line("nostr_query_seconds", 0.99)),
+        "ms",
+    );
+    f.line(
+        "events_received",
+        "EVENTs the relay's writer handled per second",
+        d.rate_line("nostr_events_write_seconds_count", |_| true),
+        "events/s",
+    );
 }
 
 /// rnostr 0.4.8's `/metrics` (nostr-extensions' `src/metrics.rs`).
@@ -688,6 +888,12 @@ fn rnostr(d: &Data, f: &mut Figures) {
         "new events the relay stored",
         d.increase("nostr_relay_new_event"),
         "events",
+    );
+    f.line(
+        "events_stored",
+        "new events the relay stored per second",
+        d.rate_line("nostr_relay_new_event", |_| true),
+        "events/s",
     );
     f.put(
         "sessions",
@@ -785,7 +991,7 @@ fn other(d: &Data, f: &mut Figures) {
         families.entry(base.to_owned()).or_insert(s.kind);
     }
     for (name, kind) in families {
-        if f.0.len() >= OTHER_FIGURES {
+        if f.figures.len() >= OTHER_FIGURES {
             break;
         }
         match kind {
@@ -864,5 +1070,76 @@ mod tests {
             Some(10.0)
         );
         assert_eq!(increase(&[(0.0, 10.0)]), None);
+    }
+
+    /// A histogram with buckets le=0.01 and +Inf, and its _count, scraped at 0..=n s.
+    fn histogram_rows(per_s: &[(f64, f64)]) -> ScrapedRows {
+        let series = |id, name: &str, le: Option<&str>, kind| SeriesRow {
+            source: 0,
+            id,
+            name: name.into(),
+            labels: le
+                .map(|v| vec![("le".into(), v.into())])
+                .unwrap_or_default(),
+            kind,
+        };
+        let mut rows = ScrapedRows {
+            series: vec![
+                series(0, "w_bucket", Some("0.01"), SeriesKind::Histogram),
+                series(1, "w_bucket", Some("+Inf"), SeriesKind::Histogram),
+                series(2, "w_count", None, SeriesKind::Histogram),
+            ],
+            ..Default::default()
+        };
+        // Cumulative: each second adds `fast` observations under 10 ms and `slow` over.
+        let (mut fast, mut all) = (0.0, 0.0);
+        for (t, (f, slow)) in std::iter::once((0.0, 0.0))
+            .chain(per_s.iter().copied())
+            .enumerate()
+        {
+            fast += f;
+            all += f + slow;
+            rows.scrapes.push(ScrapeRow {
+                source: 0,
+                at_ns: t as u64 * 1_000_000_000,
+                took_us: 1,
+                values: vec![(0, fast), (1, all), (2, all)],
+                error: None,
+            });
+        }
+        rows
+    }
+
+    #[test]
+    fn a_line_has_a_quantile_and_a_rate_per_interval_from_its_buckets() {
+        // Two fast seconds, then two where half is slow.
+        let rows = histogram_rows(&[(100.0, 0.0), (100.0, 0.0), (50.0, 50.0), (50.0, 50.0)]);
+        let d = Data::new(0, &rows);
+        let p99 = d.quantile_line("w", 0.99);
+        assert_eq!(p99.len(), 4);
+        assert!(p99[0].1 <= 0.01 && p99[1].1 <= 0.01, "{p99:?}");
+        // A rank in +Inf answers the highest finite bound.
+        assert_eq!((p99[2].0, p99[2].1), (3.0, 0.01));
+        let rate = d.rate_line("w_count", |_| true);
+        assert_eq!(
+            rate,
+            vec![(1.0, 100.0), (2.0, 100.0), (3.0, 100.0), (4.0, 100.0)]
+        );
+    }
+
+    #[test]
+    fn a_long_run_merges_intervals_from_their_counts_not_by_averaging() {
+        // 1,000 one-second intervals of 10 observations each: at most LINE_POINTS points,
+        // each still 10 per second.
+        let rows = histogram_rows(&vec![(10.0, 0.0); 1000]);
+        let d = Data::new(0, &rows);
+        let rate = d.rate_line("w_count", |_| true);
+        assert!(
+            rate.len() <= LINE_POINTS && rate.len() >= LINE_POINTS / 2,
+            "{}",
+            rate.len()
+        );
+        assert!(rate.iter().all(|(_, r)| (r - 10.0).abs() < 1e-9));
+        assert_eq!(rate.last().unwrap().0, 1000.0);
     }
 }

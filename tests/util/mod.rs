@@ -1,9 +1,7 @@
 //! Helpers shared by the integration tests (what benches share too is in `lt-testkit`).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use lt::capture::container::{BlockReader, FileKind};
 use lt::capture::trace::VERSION;
@@ -12,6 +10,7 @@ mod reports;
 mod runs;
 mod verify;
 
+pub use lt_testkit::exporter::http_get;
 pub use reports::{check_calibration, check_comparison, check_report_files, read_against_schema};
 pub use runs::{outcomes, replay, runtime, stored};
 pub use verify::independent_verify;
@@ -96,18 +95,4 @@ pub fn file_with_extension(dir: &Path, ext: &str) -> PathBuf {
         .map(|e| e.expect("directory entry").path())
         .find(|p| p.extension().is_some_and(|x| x == ext))
         .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
-}
-
-/// A plain HTTP GET's body, when the answer is 200.
-pub fn http_get(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let mut s = std::net::TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    // A Go server answers an HTTP/1.0 request as HTTP/1.0.
-    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
 }

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use super::svg::{Chart, Series, XAxis};
 use crate::analyze::compare::BuildRuns;
 use crate::analyze::model::{Measured, ResourcePoint, SecondCounts};
+use crate::analyze::scraped::{Scraped, ScrapedSource};
 use crate::analyze::tally::Tally;
 
 /// `(percentile, ms)` points of a histogram for a percentile-spectrum chart.
@@ -39,6 +40,103 @@ pub fn report(m: &Measured, tally: &Tally) -> Vec<(&'static str, Chart)> {
     // Live subscriptions only where there are some: the other reports keep their charts.
     if let Some(live) = &m.live_deliveries {
         charts.extend(live_charts(live));
+    }
+    if let Some(scraped) = &m.scraped {
+        charts.extend(scraped_charts(m, scraped));
+    }
+    charts
+}
+
+/// The relay's side on lt's timeline, for the sources that have lines: the relay's own
+/// latency beside lt's response time, its event count per second beside lt's OKs, and the
+/// host's CPU and disks. A chart only when its source was scraped.
+fn scraped_charts(m: &Measured, scraped: &Scraped) -> Vec<(&'static str, Chart)> {
+    let first = |preset: &str| {
+        scraped
+            .sources
+            .iter()
+            .find(|s| s.preset == preset && !s.over_time.is_empty())
+    };
+    let line = |s: &ScrapedSource, id: &str| -> Vec<(f64, f64)> {
+        s.line(id)
+            .map(|l| l.points.iter().map(|p| (p.t_s, p.value)).collect())
+            .unwrap_or_default()
+    };
+    let mut charts = Vec::new();
+    let relay = first("nostr-rs-relay").or_else(|| first("rnostr"));
+    if let Some(relay) = relay.filter(|r| r.line("write_p99_ms").is_some()) {
+        let width = m.latency_over_time.window_s as f64;
+        let lt_p99 = m
+            .latency_over_time
+            .windows
+            .iter()
+            .map(|w| (w.t_s as f64 + width, w.p99_ms))
+            .collect();
+        charts.push((
+            "relay-latency",
+            Chart {
+                title: "The relay's own timers beside lt's response time (p99)".into(),
+                x_label: "seconds from start".into(),
+                y_label: "ms".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("lt response p99 (per window)", lt_p99),
+                    series("relay event write p99", line(relay, "write_p99_ms")),
+                    series("relay query p99", line(relay, "query_p99_ms")),
+                ],
+            },
+        ));
+    }
+    if let Some((relay, id)) = relay.and_then(|r| {
+        ["events_received", "events_stored"]
+            .into_iter()
+            .find(|id| r.line(id).is_some())
+            .map(|id| (r, id))
+    }) {
+        let ok = m
+            .throughput
+            .per_second
+            .iter()
+            .map(|s| (s.t_s as f64 + 1.0, s.ok as f64))
+            .collect();
+        charts.push((
+            "relay-events",
+            Chart {
+                title: format!(
+                    "Events the relay counted ({}) beside lt's OKs, per second",
+                    relay.preset
+                ),
+                x_label: "seconds from start".into(),
+                y_label: "per second".into(),
+                x_axis: XAxis::Linear,
+                series: vec![
+                    series("lt OK", ok),
+                    series("relay counted", line(relay, id)),
+                ],
+            },
+        ));
+    }
+    if let Some(host) = first("node-exporter") {
+        let mut lines = vec![
+            series("CPU busy", line(host, "cpu_busy_pct")),
+            series("CPU iowait", line(host, "cpu_iowait_pct")),
+        ];
+        for l in host.over_time.iter().filter(|l| l.id.starts_with("disk.")) {
+            lines.push(series(
+                &l.label,
+                l.points.iter().map(|p| (p.t_s, p.value)).collect(),
+            ));
+        }
+        charts.push((
+            "host",
+            Chart {
+                title: format!("The relay's host ({})", host.location),
+                x_label: "seconds from start".into(),
+                y_label: "% (CPU of all cores; disk time busy)".into(),
+                x_axis: XAxis::Linear,
+                series: lines,
+            },
+        ));
     }
     charts
 }

@@ -366,7 +366,19 @@ fn scraped(s: &mut String, r: &Report) -> std::fmt::Result {
         }
         writeln!(s)?;
     }
-    Ok(())
+    chart(
+        s,
+        r,
+        "-relay-latency.svg",
+        "The relay's own timers beside lt's response time",
+    )?;
+    chart(
+        s,
+        r,
+        "-relay-events.svg",
+        "Events the relay counted beside lt's OKs",
+    )?;
+    chart(s, r, "-host.svg", "The relay's host over time")
 }
 
 fn live_deliveries(s: &mut String, r: &Report) -> std::fmt::Result {

@@ -18,6 +18,10 @@ pub const RETRANSMIT_BOUND_PCT: f64 = 1.0;
 pub const OUTSIDE_FACTOR: f64 = 5.0;
 /// ... provided lt's p99 is at least this (ms): 5 × 0.2 ms is no queue.
 pub const OUTSIDE_FLOOR_MS: f64 = 50.0;
+/// When lt's p99 rises through the run, the share of the milliseconds it added that the
+/// relay's own write p99 added too, from which the slowdown is the relay's (below it, the
+/// time was added before the relay's timer started).
+pub const INSIDE_SHARE_PCT: f64 = 50.0;
 
 const NO_HOST: &str =
     "no host metrics (add --scrape with a node_exporter, or --relay-pid for a relay on this machine)";
@@ -244,4 +248,149 @@ pub(super) fn relay_count_mismatch(r: &Measured) -> Check {
         action: action.to_owned(),
         priority: 85,
     }
+}
+
+/// lt's response p99 and the relay's own event-write p99 early in the run and late in it,
+/// over the spans `latency_rising` compares (the first tenth of lt's latency windows, at
+/// least two, and the last third), each the median of its span's p99s.
+struct Slowdown {
+    lt: (f64, f64),
+    relay: (f64, f64),
+    location: String,
+}
+
+impl Slowdown {
+    /// lt's p99 rose as `latency_rising` fires on.
+    fn rose(&self) -> bool {
+        self.lt.0 > 0.0
+            && self.lt.1 / self.lt.0 >= crate::analyze::rules::RISE_FACTOR
+            && self.lt.1 >= crate::analyze::rules::RISE_FLOOR_MS
+    }
+
+    /// The share of the ms lt's p99 added that the relay's own p99 added, %.
+    fn inside_pct(&self) -> f64 {
+        let added = self.lt.1 - self.lt.0;
+        if added <= 0.0 {
+            return 0.0;
+        }
+        (100.0 * (self.relay.1 - self.relay.0) / added).max(0.0)
+    }
+
+    fn evidence(&self) -> String {
+        format!(
+            "lt's response p99 went from {} ms to {} ms (first tenth of the run to the last third; a rise is ×{} and ≥ {} ms); the relay's own event-write p99 over the same spans from {} ms to {} ms: {}% of the time lt's p99 added (the relay's at ≥ {INSIDE_SHARE_PCT}%), from {}",
+            figure(self.lt.0),
+            figure(self.lt.1),
+            crate::analyze::rules::RISE_FACTOR,
+            crate::analyze::rules::RISE_FLOOR_MS,
+            figure(self.relay.0),
+            figure(self.relay.1),
+            figure(self.inside_pct()),
+            self.location
+        )
+    }
+}
+
+fn slowdown(r: &Measured) -> Result<Slowdown, String> {
+    let Some((src, line)) =
+        sources(r, "nostr-rs-relay").find_map(|s| s.line("write_p99_ms").map(|l| (s, l)))
+    else {
+        return Err(NO_RELAY.to_owned());
+    };
+    let w = &r.latency_over_time.windows;
+    let third = w.len() / 3;
+    let head = (w.len() / 10).max(2);
+    if third < 2 {
+        return Err(format!(
+            "{} latency window(s); a trend needs at least 6",
+            w.len()
+        ));
+    }
+    let width = r.latency_over_time.window_s as f64;
+    let early_end = w[head - 1].t_s as f64 + width;
+    let late_start = w[w.len() - third].t_s as f64;
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        (v.len() >= 2).then(|| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+    };
+    let span = |keep: &dyn Fn(f64) -> bool| {
+        median(
+            line.points
+                .iter()
+                .filter(|p| keep(p.t_s))
+                .map(|p| p.value)
+                .collect(),
+        )
+    };
+    // A point is its interval's end: an interval ending within a second after the early
+    // span ended is still mostly in it.
+    let relay = span(&|t| t <= early_end + 1.0).zip(span(&|t| t > late_start)).ok_or_else(|| {
+        format!(
+            "the relay's write p99 has fewer than two intervals in the first tenth or the last third of the run (from {})",
+            src.location
+        )
+    })?;
+    let compared = w[..head].iter().chain(&w[w.len() - third..]);
+    let thin = compared
+        .filter(|x| x.count < crate::analyze::rules::MIN_WINDOW_REPLIES)
+        .count();
+    if thin > 0 {
+        return Err(format!(
+            "{thin} of lt's latency windows compared have fewer than {} replies, too few for a p99",
+            crate::analyze::rules::MIN_WINDOW_REPLIES
+        ));
+    }
+    let lt = |ws: &[crate::analyze::model::LatencyWindow]| {
+        median(ws.iter().map(|x| x.p99_ms).collect()).unwrap_or(0.0)
+    };
+    Ok(Slowdown {
+        lt: (lt(&w[..head]), lt(&w[w.len() - third..])),
+        relay,
+        location: src.location.clone(),
+    })
+}
+
+fn slowdown_check(r: &Measured, inside: bool, action: &str, priority: u32) -> Check {
+    let s = match slowdown(r) {
+        Ok(s) => s,
+        Err(why) => {
+            return not_evaluated(&why, INSIDE_SHARE_PCT, "% of lt's rise", action, priority)
+        }
+    };
+    let share = s.inside_pct();
+    let fired = s.rose() && (share >= INSIDE_SHARE_PCT) == inside;
+    Check {
+        fired,
+        not_evaluated: None,
+        value: share,
+        threshold: INSIDE_SHARE_PCT,
+        unit: "% of lt's rise",
+        evidence: s.evidence(),
+        action: action.to_owned(),
+        priority,
+    }
+}
+
+/// lt's latency rose and the relay's own write timer rose with it: the slowdown is inside
+/// the relay (its storage, its locks).
+pub(super) fn slowdown_in_relay(r: &Measured) -> Check {
+    slowdown_check(
+        r,
+        true,
+        "The relay's own event-write time rose as lt's response time did: the slowdown is inside the relay's write path. Look at its storage (disk busy, fsync, SQLite WAL checkpoints, LMDB map growth), its write lock, and the database's size as the run went on.",
+        74,
+    )
+}
+
+/// lt's latency rose while the relay's own write timer stayed flat: the time was added
+/// before the relay timed the write (its input queue, the network, lt).
+pub(super) fn slowdown_before_relay(r: &Measured) -> Check {
+    slowdown_check(
+        r,
+        false,
+        "lt's response time rose while the relay's own event-write time stayed flat: the time is added before the relay's timer starts: its connection tasks and writer queue (nostr-rs-relay: [limits] event_persist_buffer), the network, or lt (see the trust verdict). Compare the offered rate with what the relay completed.",
+        74,
+    )
 }
