@@ -356,9 +356,12 @@ fn a_scrape_url_on_a_host_not_allowed_is_refused_before_anything_is_sent() {
     }
 }
 
+/// (name, sorted labels, value as `{:?}` prints it, so NaN equals NaN).
+type Sample = (String, Vec<(String, String)>, String);
+
 /// Every sample of an exposition as `prometheus-parse` (the community's reader) reads it:
 /// (name, sorted labels, value), histograms and summaries flattened as lt flattens them.
-fn as_prometheus_parse_reads(text: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+fn as_prometheus_parse_reads(text: &str) -> Vec<Sample> {
     use prometheus_parse::{Scrape, Value};
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     let mut out = Vec::new();
@@ -427,5 +430,127 @@ fn lts_exposition_reader_reads_real_answers_as_prometheus_parse_does() {
         let theirs = as_prometheus_parse_reads(&text);
         assert!(ours.len() > 20, "{url}: {} series", ours.len());
         assert_eq!(ours, theirs, "{url}");
+    }
+}
+
+/// A slowdown before the relay: nostr-rs-relay behind lt-delay-proxy's OK limiter, offered
+/// more than the limiter passes, so lt's response time climbs through the run while the
+/// relay's own event-write timer (scraped at the relay's port, not the proxy's) stays
+/// flat. `slowdown_before_relay` fires on exactly that; `slowdown_in_relay` does not. The
+/// report charts the relay's timers and host on lt's timeline.
+#[test]
+fn a_slowdown_before_the_relay_is_told_from_one_inside_it() {
+    let _machine = crate::util::busy();
+    let dir = tempfile::tempdir().unwrap();
+    // 250 events/s for 12 s, views only; the front passes 180 OKs a second.
+    let trace = synth(
+        dir.path(),
+        "t",
+        &[
+            "--seed",
+            "3",
+            "--duration",
+            "12",
+            "--rate",
+            "250",
+            "--clients",
+            "20",
+            "--mix",
+            "1",
+            "--read-share",
+            "0",
+        ],
+    );
+    let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
+    let front_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut front = std::process::Command::new(env!("CARGO_BIN_EXE_lt-delay-proxy"))
+        .args(["--listen", &front_port.to_string()])
+        .args([
+            "--to",
+            &format!("127.0.0.1:{}", relay.port),
+            "--max-oks-per-s",
+            "180",
+        ])
+        .spawn()
+        .unwrap();
+    let front_url = format!("ws://127.0.0.1:{front_port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", front_port)).is_err() {
+        assert!(Instant::now() < deadline, "lt-delay-proxy did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = dir.path().join("r.ltr");
+    let run = replay(
+        &trace,
+        &front_url,
+        &out,
+        &[
+            "--timeout",
+            "30s",
+            "--scrape",
+            &format!("nostr-rs-relay=http://127.0.0.1:{}/metrics", relay.port),
+        ],
+    );
+    let _ = front.kill();
+    let _ = front.wait();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report = report_of(std::slice::from_ref(&out));
+    let rule = |id: &str| {
+        report
+            .rules
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no rule {id} in {:#?}", report.rules))
+    };
+    let before = rule("slowdown_before_relay");
+    assert!(
+        before.fired && before.not_evaluated.is_none(),
+        "{before:#?}"
+    );
+    assert!(
+        before.value < 10.0,
+        "the relay's timer added {}% of lt's rise",
+        before.value
+    );
+    assert!(
+        before.evidence.contains("http://127.0.0.1:"),
+        "{}",
+        before.evidence
+    );
+    let inside = rule("slowdown_in_relay");
+    assert!(
+        !inside.fired && inside.not_evaluated.is_none(),
+        "{inside:#?}"
+    );
+    assert!(rule("latency_rising").fired);
+    // The relay's own p99 per interval is in the report, on lt's clock.
+    let scraped = report.measured.scraped.as_ref().unwrap();
+    let line = source(scraped, "nostr-rs-relay")
+        .line("write_p99_ms")
+        .unwrap();
+    assert!(line.points.len() >= 10, "{line:#?}");
+    assert!(line.points.iter().all(|p| p.value < 100.0), "{line:#?}");
+    // And charted: the analysis writes the relay's and the host's charts.
+    let report_dir = dir.path().join("report");
+    let analyzed = lt()
+        .arg("analyze")
+        .arg(&out)
+        .arg("--out-dir")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    assert!(analyzed.status.success(), "{}", text(&analyzed.stderr));
+    for chart in ["relay-latency", "relay-events", "host"] {
+        let svg = std::fs::read_dir(&report_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&format!("-{chart}.svg")))
+            .unwrap_or_else(|| panic!("no {chart} chart in {}", report_dir.display()));
+        let body = std::fs::read_to_string(&svg).unwrap();
+        assert!(body.contains("<polyline"), "{chart}: {body}");
     }
 }

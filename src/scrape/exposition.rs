@@ -115,8 +115,11 @@ fn family_kind(types: &HashMap<&str, Kind>, name: &str) -> Kind {
         .unwrap_or(Kind::Untyped)
 }
 
+/// A series' labels, as read.
+type Labels = Vec<(String, String)>;
+
 /// `name{label="value",…} value [timestamp]`, or `None` when the line is not one.
-fn sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn sample(line: &str) -> Option<(&str, Labels, f64)> {
     let name_end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .unwrap_or(line.len());
@@ -145,7 +148,7 @@ fn sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
 }
 
 /// The labels after `{` up to and including `}`, and what follows.
-fn label_set(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+fn label_set(mut s: &str) -> Option<(Labels, &str)> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -200,7 +200,7 @@ pub type Emit = Arc<dyn Fn(Vec<Row>) + Send + Sync>;
 /// The scraping threads of a run. Stopping (or dropping) it takes a last scrape of every
 /// source, so counters cover the whole run, and joins the threads.
 pub struct Sampler {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     go: Vec<std::sync::mpsc::Sender<(Instant, Emit)>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -210,7 +210,7 @@ impl Sampler {
     /// taken before the run's clock starts (at most the scrape timeout): a counter's
     /// increase then covers everything the run sent. The threads wait for [`Sampler::run`].
     pub fn start(sources: Vec<Source>, interval: Duration) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(StopSignal::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let mut go = Vec::new();
         let mut threads = Vec::new();
@@ -255,12 +255,48 @@ impl Sampler {
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.raise();
         // Threads never told to run end at once (their `go` is closed here).
         self.go.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// The scraping threads' stop: each sleeps until its next scrape or the stop, whichever
+/// comes first (one wake-up per scrape: naps of a few ms cost a scraping thread more CPU
+/// than its scrapes).
+#[derive(Default)]
+struct StopSignal {
+    raised: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl StopSignal {
+    fn raise(&self) {
+        if let Ok(mut raised) = self.raised.lock() {
+            *raised = true;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Sleeps until `due` or the stop; whether the stop came.
+    fn wait_until(&self, due: Instant) -> bool {
+        let Ok(mut raised) = self.raised.lock() else {
+            return true;
+        };
+        while !*raised {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            raised = match self.changed.wait_timeout(raised, left) {
+                Ok((guard, _)) => guard,
+                Err(_) => return true,
+            };
+        }
+        *raised
     }
 }
 
@@ -279,15 +315,12 @@ impl State {
     }
 
     /// Scrapes every interval from `t0` until stopped, then once more.
-    fn ticks(&mut self, t0: Instant, interval: Duration, stop: &AtomicBool, emit: &Emit) {
+    fn ticks(&mut self, t0: Instant, interval: Duration, stop: &StopSignal, emit: &Emit) {
         let at = |tick: u64| interval.saturating_mul(tick.min(u64::from(u32::MAX)) as u32);
         let mut tick: u64 = 1;
         loop {
             let due = t0 + at(tick);
-            while Instant::now() < due && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(20)));
-            }
-            let last = stop.load(Ordering::Relaxed);
+            let last = stop.wait_until(due);
             let mut rows = self.scrape(Some(t0));
             if last {
                 emit(rows);
