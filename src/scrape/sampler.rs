@@ -144,14 +144,18 @@ fn prepare(w: &Scraping, relay: &RunRelay) -> anyhow::Result<Vec<Source>> {
         location.set_query(None);
         let client = crate::http::Client::new(&target, &w.ca_files, timeout)
             .with_context(|| format!("--scrape {location}"))?;
-        let reader = Reader::Http {
+        let url = target.url().to_string();
+        let mut reader = Reader::Http {
             client,
-            url: target.url().to_string(),
+            url: url.clone(),
         };
         let preset = arg.preset.unwrap_or_else(|| match relay.detect {
             true => reader.read().map_or(Preset::Other, |m| Preset::detect(&m)),
             false => Preset::Other,
         });
+        if let Reader::Http { url: read, .. } = &mut reader {
+            *read = preset.narrowed(&url);
+        }
         out.push((location.to_string(), preset, reader));
     }
     let here = w.host_stats && (relay.loopback || relay.pid.is_some());
