@@ -549,38 +549,7 @@ fn host_cpu(d: &Data, f: &mut Figures) {
         mean(&busy),
         "%",
     );
-    let line = |m: Option<&'static str>| {
-        d.rate_line(cpu, move |s| m.is_none() || label_of(s, "mode") == m)
-    };
-    let (all_l, idle_l, iowait_l) = (line(None), line(Some("idle")), line(Some("iowait")));
-    f.line(
-        "cpu_busy_pct",
-        "host CPU busy (all cores)",
-        all_l
-            .iter()
-            .zip(&idle_l)
-            .filter(|((_, a), _)| *a > 0.0)
-            .map(|(&(t, a), &(_, i))| {
-                let w = iowait_l
-                    .iter()
-                    .find(|(tw, _)| *tw == t)
-                    .map_or(0.0, |x| x.1);
-                (t, 100.0 * (1.0 - (i + w) / a))
-            })
-            .collect(),
-        "%",
-    );
-    f.line(
-        "cpu_iowait_pct",
-        "host CPU in iowait",
-        all_l
-            .iter()
-            .zip(&iowait_l)
-            .filter(|((_, a), _)| *a > 0.0)
-            .map(|(&(t, a), &(_, w))| (t, 100.0 * w / a))
-            .collect(),
-        "%",
-    );
+    host_cpu_lines(d, f);
     f.put(
         "cpu_busy_pct_max",
         "host CPU busy, busiest interval",
@@ -619,6 +588,43 @@ fn host_cpu(d: &Data, f: &mut Figures) {
             "%",
         );
     }
+}
+
+/// Host CPU busy and iowait interval by interval, for the host chart.
+fn host_cpu_lines(d: &Data, f: &mut Figures) {
+    let cpu = "node_cpu_seconds_total";
+    let line = |m: Option<&'static str>| {
+        d.rate_line(cpu, move |s| m.is_none() || label_of(s, "mode") == m)
+    };
+    let (all_l, idle_l, iowait_l) = (line(None), line(Some("idle")), line(Some("iowait")));
+    f.line(
+        "cpu_busy_pct",
+        "host CPU busy (all cores)",
+        all_l
+            .iter()
+            .zip(&idle_l)
+            .filter(|((_, a), _)| *a > 0.0)
+            .map(|(&(t, a), &(_, i))| {
+                let w = iowait_l
+                    .iter()
+                    .find(|(tw, _)| *tw == t)
+                    .map_or(0.0, |x| x.1);
+                (t, 100.0 * (1.0 - (i + w) / a))
+            })
+            .collect(),
+        "%",
+    );
+    f.line(
+        "cpu_iowait_pct",
+        "host CPU in iowait",
+        all_l
+            .iter()
+            .zip(&iowait_l)
+            .filter(|((_, a), _)| *a > 0.0)
+            .map(|(&(t, a), &(_, w))| (t, 100.0 * w / a))
+            .collect(),
+        "%",
+    );
 }
 
 /// Load, memory and swap.
@@ -846,6 +852,11 @@ fn nostr_rs_relay(d: &Data, f: &mut Figures) {
         max(&d.gauge("nostr_db_connections")),
         "",
     );
+    nostr_rs_relay_lines(d, f);
+}
+
+/// nostr-rs-relay's own timers and its events per second, interval by interval.
+fn nostr_rs_relay_lines(d: &Data, f: &mut Figures) {
     let ms = |points: Vec<(f64, f64)>| points.into_iter().map(|(t, v)| (t, v * 1e3)).collect();
     f.line(
         "write_p99_ms",

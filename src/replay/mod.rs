@@ -95,6 +95,9 @@ pub fn run(
     let threads = network_threads(plan, cfg.load.threads, cfg.load.speed);
     let header = header(plan, reader.header(), &cfg, threads);
     let (writer, to_writer) = Writer::start(out, &header)?;
+    if let Some(live) = &cfg.live {
+        live.run_started(plan.records_played());
+    }
 
     // The main thread keeps the control work (signals, sampling, progress, reconciliation)
     // on a runtime of its own; the network work runs on the network threads (see `network`).
@@ -204,9 +207,6 @@ async fn drive(
         Some(p) => dispatch::Layout::new(p.index, p.count, thread_count),
         None => dispatch::Layout::new(0, 1, thread_count),
     };
-    if let Some(live) = &cfg.live {
-        live.run_started(plan.records_played());
-    }
     let mut threads = spawn_threads(plan, thread_count, layout, &cfg, &target)?;
     let opened = match connect(&mut threads, plan, &target, &*observer).await {
         Ok(opened) => opened,

@@ -57,14 +57,27 @@ fn scraped_charts(m: &Measured, scraped: &Scraped) -> Vec<(&'static str, Chart)>
             .iter()
             .find(|s| s.preset == preset && !s.over_time.is_empty())
     };
-    let line = |s: &ScrapedSource, id: &str| -> Vec<(f64, f64)> {
-        s.line(id)
-            .map(|l| l.points.iter().map(|p| (p.t_s, p.value)).collect())
-            .unwrap_or_default()
-    };
     let mut charts = Vec::new();
-    let relay = first("nostr-rs-relay").or_else(|| first("rnostr"));
-    if let Some(relay) = relay.filter(|r| r.line("write_p99_ms").is_some()) {
+    if let Some(relay) = first("nostr-rs-relay").or_else(|| first("rnostr")) {
+        charts.extend(relay_charts(m, relay));
+    }
+    if let Some(host) = first("node-exporter") {
+        charts.push(("host", host_chart(host)));
+    }
+    charts
+}
+
+/// A line of a source as chart points.
+fn scraped_line(s: &ScrapedSource, id: &str) -> Vec<(f64, f64)> {
+    s.line(id)
+        .map(|l| l.points.iter().map(|p| (p.t_s, p.value)).collect())
+        .unwrap_or_default()
+}
+
+/// The relay's own timers beside lt's response p99, and its event count beside lt's OKs.
+fn relay_charts(m: &Measured, relay: &ScrapedSource) -> Vec<(&'static str, Chart)> {
+    let mut charts = Vec::new();
+    if relay.line("write_p99_ms").is_some() {
         let width = m.latency_over_time.window_s as f64;
         let lt_p99 = m
             .latency_over_time
@@ -81,18 +94,16 @@ fn scraped_charts(m: &Measured, scraped: &Scraped) -> Vec<(&'static str, Chart)>
                 x_axis: XAxis::Linear,
                 series: vec![
                     series("lt response p99 (per window)", lt_p99),
-                    series("relay event write p99", line(relay, "write_p99_ms")),
-                    series("relay query p99", line(relay, "query_p99_ms")),
+                    series("relay event write p99", scraped_line(relay, "write_p99_ms")),
+                    series("relay query p99", scraped_line(relay, "query_p99_ms")),
                 ],
             },
         ));
     }
-    if let Some((relay, id)) = relay.and_then(|r| {
-        ["events_received", "events_stored"]
-            .into_iter()
-            .find(|id| r.line(id).is_some())
-            .map(|id| (r, id))
-    }) {
+    let counted = ["events_received", "events_stored"]
+        .into_iter()
+        .find(|id| relay.line(id).is_some());
+    if let Some(id) = counted {
         let ok = m
             .throughput
             .per_second
@@ -111,34 +122,30 @@ fn scraped_charts(m: &Measured, scraped: &Scraped) -> Vec<(&'static str, Chart)>
                 x_axis: XAxis::Linear,
                 series: vec![
                     series("lt OK", ok),
-                    series("relay counted", line(relay, id)),
+                    series("relay counted", scraped_line(relay, id)),
                 ],
             },
         ));
     }
-    if let Some(host) = first("node-exporter") {
-        let mut lines = vec![
-            series("CPU busy", line(host, "cpu_busy_pct")),
-            series("CPU iowait", line(host, "cpu_iowait_pct")),
-        ];
-        for l in host.over_time.iter().filter(|l| l.id.starts_with("disk.")) {
-            lines.push(series(
-                &l.label,
-                l.points.iter().map(|p| (p.t_s, p.value)).collect(),
-            ));
-        }
-        charts.push((
-            "host",
-            Chart {
-                title: format!("The relay's host ({})", host.location),
-                x_label: "seconds from start".into(),
-                y_label: "% (CPU of all cores; disk time busy)".into(),
-                x_axis: XAxis::Linear,
-                series: lines,
-            },
-        ));
-    }
     charts
+}
+
+/// The host's CPU busy and iowait, and each active disk's busy time.
+fn host_chart(host: &ScrapedSource) -> Chart {
+    let mut lines = vec![
+        series("CPU busy", scraped_line(host, "cpu_busy_pct")),
+        series("CPU iowait", scraped_line(host, "cpu_iowait_pct")),
+    ];
+    for l in host.over_time.iter().filter(|l| l.id.starts_with("disk.")) {
+        lines.push(series(&l.label, scraped_line(host, &l.id)));
+    }
+    Chart {
+        title: format!("The relay's host ({})", host.location),
+        x_label: "seconds from start".into(),
+        y_label: "% (CPU of all cores; disk time busy)".into(),
+        x_axis: XAxis::Linear,
+        series: lines,
+    }
 }
 
 /// Throughput, latency over time and the percentile spectrum.
