@@ -10,17 +10,11 @@ use std::time::{Duration, Instant};
 use lt::scrape::exposition::{self, Metric};
 
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::util::{http_get, lt, outcomes, synth, text};
+use crate::util::{http_get, lt, outcomes, small_trace, text};
 
-/// Debian's promtool; the test fails, naming the install script, when it is missing.
+/// Debian's promtool (package `prometheus`).
 fn promtool() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/promtool");
-    assert!(
-        path.is_file(),
-        "{} not found: run scripts/install-relays (it installs Debian's prometheus, which has promtool)",
-        path.display()
-    );
-    path
+    crate::exporter::debian_binary("/usr/bin/promtool", "prometheus")
 }
 
 /// `promtool check metrics` of an exposition: its verdict and what it said.
@@ -64,21 +58,7 @@ fn lts_own_metrics_are_served_mid_run_and_pass_promtool() {
     let _machine = crate::util::busy();
     promtool();
     let dir = tempfile::tempdir().unwrap();
-    // ~800 records over 20 clients; 10 s at 2x.
-    let trace = synth(
-        dir.path(),
-        "t",
-        &[
-            "--seed",
-            "7",
-            "--duration",
-            "20",
-            "--rate",
-            "40",
-            "--clients",
-            "20",
-        ],
-    );
+    let trace = small_trace(dir.path());
     let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
     let out = dir.path().join("r.ltr");
     let mut child = lt()

@@ -5,14 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lt::analyze::scraped::{Scraped, ScrapedSource};
 
 use crate::exporter::{http_get, NodeExporter};
 use crate::relay::{Relay, RelayKind, RelayOptions};
-use crate::util::{lt, outcomes, replay, report_of, synth, text};
+use crate::util::{lt, outcomes, replay, report_of, small_trace, synth, text};
 
 /// The host's CPU ticks from `/proc/stat`, read here, independently of lt: (busy, total),
 /// busy being every mode but idle and iowait.
@@ -42,24 +41,6 @@ fn figure(s: &ScrapedSource, id: &str) -> f64 {
         .find(|f| f.id == id)
         .unwrap_or_else(|| panic!("no figure {id} in {s:#?}"))
         .value
-}
-
-/// ~1,000 records over 20 clients; 10 s at 2x.
-fn small_trace(dir: &Path) -> PathBuf {
-    synth(
-        dir,
-        "t",
-        &[
-            "--seed",
-            "7",
-            "--duration",
-            "20",
-            "--rate",
-            "40",
-            "--clients",
-            "20",
-        ],
-    )
 }
 
 #[test]
@@ -462,11 +443,7 @@ fn a_slowdown_before_the_relay_is_told_from_one_inside_it() {
         ],
     );
     let relay = Relay::start(RelayKind::NostrRsRelay, RelayOptions { raise_limits: true });
-    let front_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let front_port = crate::exporter::free_port();
     let mut front = std::process::Command::new(env!("CARGO_BIN_EXE_lt-delay-proxy"))
         .args(["--listen", &front_port.to_string()])
         .args([

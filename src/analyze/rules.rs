@@ -473,30 +473,46 @@ fn per_s(r: &Measured, secs: &[SecondCounts], f: fn(&SecondCounts) -> u64) -> f6
     secs.iter().map(|s| f(s) as f64).sum::<f64>() / secs.len() as f64 / runs
 }
 
+/// The two spans of latency windows a rise is read between: the first tenth (at least two
+/// windows) and the last third; `None` under six windows. The first tenth is the baseline:
+/// a relay that saturates within seconds would already be slow over the whole first third.
+pub(super) fn rise_spans(
+    w: &[model::LatencyWindow],
+) -> Option<(&[model::LatencyWindow], &[model::LatencyWindow])> {
+    let third = w.len() / 3;
+    let head = (w.len() / 10).max(2);
+    (third >= 2).then(|| (&w[..head], &w[w.len() - third..]))
+}
+
+/// Whether a p99 going from `early` to `late` (ms) is a rise: ×[`RISE_FACTOR`] and at least
+/// [`RISE_FLOOR_MS`].
+pub(super) fn rose(early: f64, late: f64) -> bool {
+    early > 0.0 && late / early >= RISE_FACTOR && late >= RISE_FLOOR_MS
+}
+
+/// How many of the windows compared are too thin for a p99: a p99 of a window with a few
+/// dozen replies is its maximum, not a percentile (two early windows of ~40 replies each
+/// made a steady 44 ms tail look like a rise).
+pub(super) fn thin_windows(early: &[model::LatencyWindow], late: &[model::LatencyWindow]) -> usize {
+    early
+        .iter()
+        .chain(late)
+        .filter(|x| x.count < MIN_WINDOW_REPLIES)
+        .count()
+}
+
+pub(super) fn median_p99(w: &[model::LatencyWindow]) -> f64 {
+    median(w.iter().map(|x| x.p99_ms).collect())
+}
+
 fn latency_rising(r: &Measured) -> Check {
     let w = &r.latency_over_time.windows;
-    let third = w.len() / 3;
-    // The first tenth is the baseline: a relay that saturates within seconds would already
-    // be slow over the whole first third.
-    let head = (w.len() / 10).max(2);
-    let (early, late) = if third >= 2 {
-        (
-            median(w[..head].iter().map(|x| x.p99_ms).collect()),
-            median(w[w.len() - third..].iter().map(|x| x.p99_ms).collect()),
-        )
-    } else {
-        (0.0, 0.0)
-    };
+    let spans = rise_spans(w);
+    let (early, late) = spans.map_or((0.0, 0.0), |(e, l)| (median_p99(e), median_p99(l)));
     let ratio = if early > 0.0 { late / early } else { 0.0 };
-    let fired = third >= 2 && ratio >= RISE_FACTOR && late >= RISE_FLOOR_MS;
-    // A p99 of a window with a few dozen replies is its maximum, not a percentile: two
-    // early windows of ~40 replies each made a steady 44 ms tail look like a rise.
-    let compared = w[..head.min(w.len())].iter().chain(&w[w.len() - third..]);
-    let thin = compared
-        .clone()
-        .filter(|x| x.count < MIN_WINDOW_REPLIES)
-        .count();
-    let not_evaluated = if third < 2 {
+    let fired = spans.is_some() && rose(early, late);
+    let thin = spans.map_or(0, |(e, l)| thin_windows(e, l));
+    let not_evaluated = if spans.is_none() {
         Some(format!(
             "{} latency window(s); a trend needs at least 6",
             w.len()

@@ -96,3 +96,21 @@ pub fn file_with_extension(dir: &Path, ext: &str) -> PathBuf {
         .find(|p| p.extension().is_some_and(|x| x == ext))
         .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
 }
+
+/// ~1,000 records over 20 clients; 10 s at 2x.
+pub fn small_trace(dir: &Path) -> PathBuf {
+    synth(
+        dir,
+        "t",
+        &[
+            "--seed",
+            "7",
+            "--duration",
+            "20",
+            "--rate",
+            "40",
+            "--clients",
+            "20",
+        ],
+    )
+}

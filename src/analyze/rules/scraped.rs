@@ -3,6 +3,7 @@
 
 use super::{figure, Check};
 use crate::analyze::model::Measured;
+use crate::analyze::rules;
 use crate::analyze::scraped::{ScrapedFigure, ScrapedSource};
 
 /// A disk busy this share of the run (mean of its intervals) bounds the relay's writes.
@@ -262,9 +263,7 @@ struct Slowdown {
 impl Slowdown {
     /// lt's p99 rose as `latency_rising` fires on.
     fn rose(&self) -> bool {
-        self.lt.0 > 0.0
-            && self.lt.1 / self.lt.0 >= crate::analyze::rules::RISE_FACTOR
-            && self.lt.1 >= crate::analyze::rules::RISE_FLOOR_MS
+        rules::rose(self.lt.0, self.lt.1)
     }
 
     /// The share of the ms lt's p99 added that the relay's own p99 added, %.
@@ -281,8 +280,8 @@ impl Slowdown {
             "lt's response p99 went from {} ms to {} ms (first tenth of the run to the last third; a rise is ×{} and ≥ {} ms); the relay's own event-write p99 over the same spans from {} ms to {} ms: {}% of the time lt's p99 added (the relay's at ≥ {INSIDE_SHARE_PCT}%), from {}",
             figure(self.lt.0),
             figure(self.lt.1),
-            crate::analyze::rules::RISE_FACTOR,
-            crate::analyze::rules::RISE_FLOOR_MS,
+            rules::RISE_FACTOR,
+            rules::RISE_FLOOR_MS,
             figure(self.relay.0),
             figure(self.relay.1),
             figure(self.inside_pct()),
@@ -298,17 +297,15 @@ fn slowdown(r: &Measured) -> Result<Slowdown, String> {
         return Err(NO_RELAY.to_owned());
     };
     let w = &r.latency_over_time.windows;
-    let third = w.len() / 3;
-    let head = (w.len() / 10).max(2);
-    if third < 2 {
+    let Some((early, late)) = rules::rise_spans(w) else {
         return Err(format!(
             "{} latency window(s); a trend needs at least 6",
             w.len()
         ));
-    }
+    };
     let width = r.latency_over_time.window_s as f64;
-    let early_end = w[head - 1].t_s as f64 + width;
-    let late_start = w[w.len() - third].t_s as f64;
+    let early_end = early[early.len() - 1].t_s as f64 + width;
+    let late_start = late[0].t_s as f64;
     let median = |mut v: Vec<f64>| -> Option<f64> {
         (v.len() >= 2).then(|| {
             v.sort_by(f64::total_cmp);
@@ -326,27 +323,23 @@ fn slowdown(r: &Measured) -> Result<Slowdown, String> {
     };
     // A point is its interval's end: an interval ending within a second after the early
     // span ended is still mostly in it.
-    let relay = span(&|t| t <= early_end + 1.0).zip(span(&|t| t > late_start)).ok_or_else(|| {
-        format!(
-            "the relay's write p99 has fewer than two intervals in the first tenth or the last third of the run (from {})",
-            src.location
-        )
-    })?;
-    let compared = w[..head].iter().chain(&w[w.len() - third..]);
-    let thin = compared
-        .filter(|x| x.count < crate::analyze::rules::MIN_WINDOW_REPLIES)
-        .count();
+    let relay = span(&|t| t <= early_end + 1.0)
+        .zip(span(&|t| t > late_start))
+        .ok_or_else(|| {
+            format!(
+                "the relay's write p99 has fewer than two intervals in the first tenth or the last third of the run (from {})",
+                src.location
+            )
+        })?;
+    let thin = rules::thin_windows(early, late);
     if thin > 0 {
         return Err(format!(
             "{thin} of lt's latency windows compared have fewer than {} replies, too few for a p99",
-            crate::analyze::rules::MIN_WINDOW_REPLIES
+            rules::MIN_WINDOW_REPLIES
         ));
     }
-    let lt = |ws: &[crate::analyze::model::LatencyWindow]| {
-        median(ws.iter().map(|x| x.p99_ms).collect()).unwrap_or(0.0)
-    };
     Ok(Slowdown {
-        lt: (lt(&w[..head]), lt(&w[w.len() - third..])),
+        lt: (rules::median_p99(early), rules::median_p99(late)),
         relay,
         location: src.location.clone(),
     })

@@ -8,18 +8,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Debian's node_exporter; the test fails, naming the install script, when it is missing.
-fn node_exporter_binary() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/prometheus-node-exporter");
+/// A program from one of Debian's packages that `scripts/install-relays` installs; the
+/// test fails, naming the script and the package, when it is missing.
+pub fn debian_binary(path: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(path);
     assert!(
         path.is_file(),
-        "{} not found: run scripts/install-relays (it installs Debian's prometheus-node-exporter)",
+        "{} not found: run scripts/install-relays (it installs Debian's {package})",
         path.display()
     );
     path
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -36,12 +38,15 @@ pub struct NodeExporter {
 impl NodeExporter {
     pub fn start() -> NodeExporter {
         let port = free_port();
-        let child = Command::new(node_exporter_binary())
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node_exporter");
+        let child = Command::new(debian_binary(
+            "/usr/bin/prometheus-node-exporter",
+            "prometheus-node-exporter",
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
         let url = format!("http://127.0.0.1:{port}/metrics");
         let deadline = Instant::now() + Duration::from_secs(15);
         while http_get(&url).is_none() {
